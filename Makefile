@@ -1,0 +1,47 @@
+# clipd's entry point: deps, build, test, bench, gpu-check, install.
+# `make test` works on a fresh Debian 12 machine: it installs what it needs first.
+
+BUILD      ?= build
+PREFIX     ?= /usr/local
+CMAKE_ARGS ?=
+PYTHON     ?= /usr/bin/python3
+JOBS       ?= $(shell nproc)
+
+.PHONY: all deps build lib test test-c test-go test-py bench bench-cpu install gpu-check embed clean
+
+all: build
+
+deps:
+	bash scripts/install-deps.sh
+
+$(BUILD)/CMakeCache.txt:
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(CMAKE_ARGS)
+
+lib: $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j $(JOBS)
+
+build: lib
+	@if [ -f go.mod ] && command -v go >/dev/null; then go build ./...; fi
+
+test: deps build
+	cd $(BUILD) && ctest --output-on-failure -j 1
+	go test ./...
+
+install: lib
+	cmake --install $(BUILD) --prefix $(PREFIX)
+
+# CPU engine vs PyTorch on a B/32-shaped random model (see bench/RESULTS.md).
+bench-cpu: lib
+	bash bench/cpu-bench.sh
+
+bench: bench-cpu
+
+# Run on the GPU machine (see ../shared/GPU.md): builds the CUDA library there and checks it.
+gpu-check:
+	bash bench/gpu-check.sh
+
+embed:
+	@echo "clipd embed is not built yet (issue 5); the engine library is: make build" >&2; exit 2
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,217 @@
+/* engine.c: the public entry points of libclipengine: create/destroy, backend dispatch,
+   argument checks and error strings. The math lives in the backends. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#ifndef CLIP_VERSION_STRING
+#define CLIP_VERSION_STRING "0.0.0"
+#endif
+
+#define CLIP_DEFAULT_MAX_BATCH 64
+
+void clip_format_error(char *err, size_t err_len, const char *fmt, ...) {
+  if (!err || err_len == 0) return;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(err, err_len, fmt, ap);
+  va_end(ap);
+}
+
+clip_status clip_set_error(clip_engine *e, clip_status s, const char *fmt, ...) {
+  if (!e) return s;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(e->last_error, sizeof e->last_error, fmt, ap);
+  va_end(ap);
+  return s;
+}
+
+const char *clip_version(void) { return CLIP_VERSION_STRING; }
+
+const char *clip_status_string(clip_status s) {
+  switch (s) {
+  case CLIP_OK: return "ok";
+  case CLIP_ERR_INVALID_ARGUMENT: return "invalid argument";
+  case CLIP_ERR_IO: return "i/o error";
+  case CLIP_ERR_BAD_WEIGHTS: return "bad weights";
+  case CLIP_ERR_OUT_OF_MEMORY: return "out of memory";
+  case CLIP_ERR_BACKEND: return "backend error";
+  case CLIP_ERR_UNSUPPORTED: return "unsupported";
+  }
+  return "unknown status";
+}
+
+clip_engine_params clip_engine_default_params(void) {
+  clip_engine_params p;
+  memset(&p, 0, sizeof p);
+  p.backend = CLIP_BACKEND_AUTO;
+  p.precision = CLIP_PRECISION_AUTO;
+  return p;
+}
+
+static int online_cpus(void) {
+  long n = sysconf(_SC_NPROCESSORS_ONLN);
+  return n > 0 ? (int)n : 1;
+}
+
+clip_status clip_engine_create(const clip_engine_params *p, clip_engine **out, char *err,
+                               size_t err_len) {
+  if (err && err_len) err[0] = 0;
+  if (!out) {
+    clip_format_error(err, err_len, "clip_engine_create: out is NULL");
+    return CLIP_ERR_INVALID_ARGUMENT;
+  }
+  *out = NULL;
+  if (!p || !p->weights_path || !p->weights_path[0]) {
+    clip_format_error(err, err_len, "clip_engine_create: weights_path is empty");
+    return CLIP_ERR_INVALID_ARGUMENT;
+  }
+  if (p->max_batch < 0 || p->threads < 0 || p->device < 0) {
+    clip_format_error(err, err_len,
+                      "clip_engine_create: negative max_batch (%d), threads (%d) or device (%d)",
+                      p->max_batch, p->threads, p->device);
+    return CLIP_ERR_INVALID_ARGUMENT;
+  }
+  if (p->backend < CLIP_BACKEND_AUTO || p->backend > CLIP_BACKEND_CUDA ||
+      p->precision < CLIP_PRECISION_AUTO || p->precision > CLIP_PRECISION_BF16) {
+    clip_format_error(err, err_len, "clip_engine_create: unknown backend (%d) or precision (%d)",
+                      (int)p->backend, (int)p->precision);
+    return CLIP_ERR_INVALID_ARGUMENT;
+  }
+
+  clip_engine *e = (clip_engine *)calloc(1, sizeof *e);
+  if (!e) {
+    clip_format_error(err, err_len, "clip_engine_create: out of host memory");
+    return CLIP_ERR_OUT_OF_MEMORY;
+  }
+  e->params = *p;
+  e->params.weights_path = NULL;
+  e->max_batch = p->max_batch > 0 ? p->max_batch : CLIP_DEFAULT_MAX_BATCH;
+  e->threads = p->threads > 0 ? p->threads : online_cpus();
+
+  clip_status s = clip_weights_load(p->weights_path, &e->w, err, err_len);
+  if (s != CLIP_OK) {
+    free(e);
+    return s;
+  }
+  const clip_config *c = &e->w.cfg;
+  e->info.image_size = c->image_size;
+  e->info.patch_size = c->patch_size;
+  e->info.width = c->width;
+  e->info.layers = c->layers;
+  e->info.heads = c->heads;
+  e->info.mlp_width = c->mlp_width;
+  e->info.embed_dim = c->embed_dim;
+  e->info.quick_gelu = c->quick_gelu;
+
+  clip_backend want = p->backend;
+#ifdef CLIP_HAVE_CUDA
+  if (want == CLIP_BACKEND_AUTO) want = clip_cuda_device_count() > p->device ? CLIP_BACKEND_CUDA : CLIP_BACKEND_CPU;
+#else
+  if (want == CLIP_BACKEND_AUTO) want = CLIP_BACKEND_CPU;
+#endif
+
+  if (want == CLIP_BACKEND_CPU) {
+    if (p->precision != CLIP_PRECISION_AUTO && p->precision != CLIP_PRECISION_FP32) {
+      clip_format_error(err, err_len, "the CPU backend computes in fp32 only (asked for %s)",
+                        p->precision == CLIP_PRECISION_FP16 ? "fp16" : "bf16");
+      clip_weights_free(&e->w);
+      free(e);
+      return CLIP_ERR_UNSUPPORTED;
+    }
+    e->precision = CLIP_PRECISION_FP32;
+    s = clip_cpu_backend_init(e);
+  } else {
+#ifdef CLIP_HAVE_CUDA
+    e->precision = p->precision == CLIP_PRECISION_AUTO ? CLIP_PRECISION_FP16 : p->precision;
+    s = clip_cuda_backend_init(e);
+#else
+    clip_set_error(e, CLIP_ERR_UNSUPPORTED,
+                   "this libclipengine was built without CUDA (rebuild with -DCLIP_CUDA=ON)");
+    s = CLIP_ERR_UNSUPPORTED;
+#endif
+  }
+  if (s != CLIP_OK) {
+    clip_format_error(err, err_len, "%s", e->last_error[0] ? e->last_error : clip_status_string(s));
+    if (e->impl && e->impl->destroy) e->impl->destroy(e);
+    clip_weights_free(&e->w);
+    free(e);
+    return s;
+  }
+  *out = e;
+  return CLIP_OK;
+}
+
+void clip_engine_destroy(clip_engine *e) {
+  if (!e) return;
+  if (e->impl && e->impl->destroy) e->impl->destroy(e);
+  clip_weights_free(&e->w);
+  free(e);
+}
+
+clip_status clip_engine_info(const clip_engine *e, clip_model_info *out) {
+  if (!e || !out) return CLIP_ERR_INVALID_ARGUMENT;
+  *out = e->info;
+  return CLIP_OK;
+}
+
+const char *clip_engine_backend_name(const clip_engine *e) { return e ? e->backend_name : ""; }
+
+const char *clip_engine_last_error(const clip_engine *e) { return e ? e->last_error : ""; }
+
+static clip_status check_batch(clip_engine *e, const void *in, int n, float *out) {
+  if (n < 0 || (n > 0 && (!in || !out)))
+    return clip_set_error(e, CLIP_ERR_INVALID_ARGUMENT, "embed: n=%d with %s buffer", n,
+                          !in ? "a NULL input" : "a NULL output");
+  if (n > e->max_batch)
+    return clip_set_error(e, CLIP_ERR_INVALID_ARGUMENT,
+                          "embed: n=%d is larger than max_batch=%d given at create", n,
+                          e->max_batch);
+  return CLIP_OK;
+}
+
+clip_status clip_engine_embed_pixels(clip_engine *e, const float *pixels, int n, float *out) {
+  if (!e) return CLIP_ERR_INVALID_ARGUMENT;
+  e->last_error[0] = 0;
+  clip_status s = check_batch(e, pixels, n, out);
+  if (s != CLIP_OK || n == 0) return s;
+  return e->impl->embed_pixels(e, pixels, n, out);
+}
+
+clip_status clip_engine_embed_images(clip_engine *e, const clip_image *images, int n, float *out) {
+  if (!e) return CLIP_ERR_INVALID_ARGUMENT;
+  e->last_error[0] = 0;
+  clip_status s = check_batch(e, images, n, out);
+  if (s != CLIP_OK || n == 0) return s;
+  for (int i = 0; i < n; i++) {
+    const clip_image *im = &images[i];
+    if (!im->rgb || im->width <= 0 || im->height <= 0 ||
+        (im->stride != 0 && im->stride < im->width * 3))
+      return clip_set_error(e, CLIP_ERR_INVALID_ARGUMENT,
+                            "embed: image %d is invalid (%dx%d, stride %d, %s pixels)", i,
+                            im->width, im->height, im->stride, im->rgb ? "with" : "NULL");
+  }
+  if (e->impl->embed_images) return e->impl->embed_images(e, images, n, out);
+
+  /* Generic path: CPU preprocessing, then the backend's pixel entry point, in slices so the
+     staging buffer stays small. */
+  const int S = e->info.image_size;
+  const size_t per = (size_t)3 * S * S;
+  const int slice = n < 16 ? n : 16;
+  float *px = (float *)malloc(per * slice * sizeof(float));
+  if (!px) return clip_set_error(e, CLIP_ERR_OUT_OF_MEMORY, "embed: cannot allocate %zu bytes", per * slice * sizeof(float));
+  for (int i0 = 0; i0 < n && s == CLIP_OK; i0 += slice) {
+    int m = n - i0 < slice ? n - i0 : slice;
+    for (int j = 0; j < m && s == CLIP_OK; j++) {
+      s = clip_preprocess_image(&images[i0 + j], S, px + per * j);
+      if (s != CLIP_OK) clip_set_error(e, s, "embed: preprocessing image %d failed", i0 + j);
+    }
+    if (s == CLIP_OK) s = e->impl->embed_pixels(e, px, m, out + (size_t)i0 * e->info.embed_dim);
+  }
+  free(px);
+  return s;
+}

@@ -1,0 +1,135 @@
+/* internal.h: private types shared by the engine core, the CPU backend and the CUDA backend
+   (model config, canonical fp32 weights, the backend table, error helpers). Not installed. */
+#ifndef CLIP_INTERNAL_H
+#define CLIP_INTERNAL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "clipengine.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define CLIP_ERR_LEN 512
+
+/* The vision tower's shape, derived from tensor shapes plus an optional config file. */
+typedef struct clip_config {
+  int image_size, patch_size, width, layers, heads, mlp_width, embed_dim;
+  int quick_gelu; /* 1: x*sigmoid(1.702x); 0: exact erf GELU */
+  float ln_eps;   /* LayerNorm epsilon, 1e-5 unless the config says otherwise */
+  int grid;       /* image_size / patch_size */
+  int tokens;     /* grid*grid + 1 (class token first) */
+} clip_config;
+
+/* One pre-LN residual block. Linear weights use PyTorch's [out, in] row-major layout. */
+typedef struct clip_layer_weights {
+  const float *ln1_w, *ln1_b; /* (W) */
+  const float *qkv_w;         /* (3W, W): rows 0..W-1 = q, W..2W-1 = k, 2W..3W-1 = v */
+  const float *qkv_b;         /* (3W) */
+  const float *out_w, *out_b; /* (W, W), (W) */
+  const float *ln2_w, *ln2_b; /* (W) */
+  const float *fc1_w, *fc1_b; /* (M, W), (M) */
+  const float *fc2_w, *fc2_b; /* (W, M), (W) */
+} clip_layer_weights;
+
+/* Canonical fp32 weights, whatever the file's naming and dtype. All pointers point into
+   `arena` (one allocation owned by this struct). */
+typedef struct clip_weights {
+  clip_config cfg;
+  const float *patch_w;   /* (W, 3*P*P): conv1 weight flattened as [c][ky][kx]; no bias */
+  const float *class_emb; /* (W) */
+  const float *pos_emb;   /* (T, W) */
+  const float *ln_pre_w, *ln_pre_b;   /* (W) */
+  clip_layer_weights *layer;          /* [cfg.layers] */
+  const float *ln_post_w, *ln_post_b; /* (W) */
+  const float *proj;                  /* (E, W): embedding = proj @ ln_post(x_cls) */
+  void *arena;
+  size_t arena_bytes;
+  char naming[16]; /* "openai" or "hf": which naming the file used */
+} clip_weights;
+
+/* Loads `path` (a .safetensors file or a directory holding model.safetensors, or
+   open_clip_model.safetensors, beside an optional config.json / open_clip_config.json).
+   On failure returns CLIP_ERR_IO / CLIP_ERR_BAD_WEIGHTS / CLIP_ERR_OUT_OF_MEMORY with a
+   message naming the problem in err, and leaves *w zeroed. */
+clip_status clip_weights_load(const char *path, clip_weights *w, char *err, size_t err_len);
+void clip_weights_free(clip_weights *w); /* zeroed or loaded; safe twice */
+
+/* ---- preprocessing (engine/src/preprocess.c) ---- */
+
+/* CLIP's normalization constants. */
+extern const float clip_mean[3];
+extern const float clip_std[3];
+
+/* torchvision Resize(size) on a w x h image -> rw x rh, then CenterCrop(size) offsets. */
+void clip_resize_geometry(int w, int h, int size, int *rw, int *rh, int *crop_x, int *crop_y);
+
+/* Pillow's bicubic resample plan for one axis (in_size -> out_size, whole image, no box):
+   output index i reads taps bounds[2i] .. bounds[2i]+bounds[2i+1]-1 with fixed-point
+   coefficients kk[i*ksize + t] (22 fraction bits, Pillow's rounding). */
+typedef struct clip_axis_plan {
+  int in_size, out_size, ksize;
+  int *bounds;  /* (out_size, 2) */
+  int32_t *kk;  /* (out_size, ksize) */
+} clip_axis_plan;
+#define CLIP_PRECISION_BITS 22
+clip_status clip_axis_plan_make(int in_size, int out_size, clip_axis_plan *p);
+void clip_axis_plan_free(clip_axis_plan *p);
+
+/* ---- engine and backends ---- */
+
+typedef struct clip_backend_impl {
+  /* float32 [n,3,S,S] normalized pixels -> out[n*E] */
+  clip_status (*embed_pixels)(clip_engine *e, const float *pixels, int n, float *out);
+  /* raw images -> out[n*E]; NULL means: the engine preprocesses on the CPU and calls
+     embed_pixels. */
+  clip_status (*embed_images)(clip_engine *e, const clip_image *images, int n, float *out);
+  void (*destroy)(clip_engine *e); /* frees backend_state */
+} clip_backend_impl;
+
+struct clip_engine {
+  clip_engine_params params; /* weights_path is NULLed after create (not owned) */
+  clip_weights w;
+  clip_model_info info;
+  int max_batch;   /* resolved */
+  int threads;     /* resolved CPU threads */
+  clip_precision precision; /* resolved */
+  const clip_backend_impl *impl;
+  void *backend_state;
+  char backend_name[128];
+  char last_error[CLIP_ERR_LEN];
+};
+
+/* printf into the engine's last_error (and return status for chaining). */
+clip_status clip_set_error(clip_engine *e, clip_status s, const char *fmt, ...)
+#ifdef __GNUC__
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+/* printf into a caller buffer (NULL/0 allowed). */
+void clip_format_error(char *err, size_t err_len, const char *fmt, ...)
+#ifdef __GNUC__
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+/* CPU backend (engine/src/cpu_backend.c): sets e->impl, e->backend_state, e->backend_name. */
+clip_status clip_cpu_backend_init(clip_engine *e);
+
+/* CUDA backend (cuda/backend.cu), only when built with CLIP_HAVE_CUDA. */
+#ifdef CLIP_HAVE_CUDA
+int clip_cuda_device_count(void); /* 0 when no driver/device */
+clip_status clip_cuda_backend_init(clip_engine *e);
+#endif
+
+/* float16 / bfloat16 bit patterns -> float */
+float clip_half_to_float(uint16_t h);
+float clip_bf16_to_float(uint16_t h);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* CLIP_INTERNAL_H */
