@@ -55,8 +55,11 @@ typedef struct clip_weights {
    open_clip_model.safetensors, beside an optional config.json / open_clip_config.json).
    On failure returns CLIP_ERR_IO / CLIP_ERR_BAD_WEIGHTS / CLIP_ERR_OUT_OF_MEMORY with a
    message naming the problem in err, and leaves *w zeroed. */
-clip_status clip_weights_load(const char *path, clip_weights *w, char *err, size_t err_len);
-void clip_weights_free(clip_weights *w); /* zeroed or loaded; safe twice */
+CLIP_API clip_status clip_weights_load(const char *path, clip_weights *w, char *err, size_t err_len);
+CLIP_API void clip_weights_free(clip_weights *w); /* zeroed or loaded; safe twice */
+
+/* Internal functions marked CLIP_API are exported (prefix clip_) only so the C tests can
+   call them; they are not part of the public contract. */
 
 /* ---- preprocessing (engine/src/preprocess.c) ---- */
 
@@ -65,7 +68,7 @@ extern const float clip_mean[3];
 extern const float clip_std[3];
 
 /* torchvision Resize(size) on a w x h image -> rw x rh, then CenterCrop(size) offsets. */
-void clip_resize_geometry(int w, int h, int size, int *rw, int *rh, int *crop_x, int *crop_y);
+CLIP_API void clip_resize_geometry(int w, int h, int size, int *rw, int *rh, int *crop_x, int *crop_y);
 
 /* Pillow's bicubic resample plan for one axis (in_size -> out_size, whole image, no box):
    output index i reads taps bounds[2i] .. bounds[2i]+bounds[2i+1]-1 with fixed-point
@@ -76,8 +79,8 @@ typedef struct clip_axis_plan {
   int32_t *kk;  /* (out_size, ksize) */
 } clip_axis_plan;
 #define CLIP_PRECISION_BITS 22
-clip_status clip_axis_plan_make(int in_size, int out_size, clip_axis_plan *p);
-void clip_axis_plan_free(clip_axis_plan *p);
+CLIP_API clip_status clip_axis_plan_make(int in_size, int out_size, clip_axis_plan *p);
+CLIP_API void clip_axis_plan_free(clip_axis_plan *p);
 
 /* ---- engine and backends ---- */
 
@@ -126,8 +129,8 @@ clip_status clip_cuda_backend_init(clip_engine *e);
 #endif
 
 /* float16 / bfloat16 bit patterns -> float */
-float clip_half_to_float(uint16_t h);
-float clip_bf16_to_float(uint16_t h);
+CLIP_API float clip_half_to_float(uint16_t h);
+CLIP_API float clip_bf16_to_float(uint16_t h);
 
 #ifdef __cplusplus
 }

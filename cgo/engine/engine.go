@@ -1,0 +1,294 @@
+// engine.go: the cgo wrapper of libclipengine's C API (engine/include/clipengine.h). All C
+// status codes become *Error values here and nowhere else.
+package engine
+
+/*
+#cgo CFLAGS: -I${SRCDIR}/../../engine/include
+#cgo LDFLAGS: -L${SRCDIR}/../../build/lib -lclipengine -Wl,-rpath,${SRCDIR}/../../build/lib
+#include <stdlib.h>
+#include "clipengine.h"
+*/
+import "C"
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"unsafe"
+)
+
+// Status mirrors clip_status.
+type Status int
+
+// The C API's status codes.
+const (
+	StatusOK              Status = C.CLIP_OK
+	StatusInvalidArgument Status = C.CLIP_ERR_INVALID_ARGUMENT
+	StatusIO              Status = C.CLIP_ERR_IO
+	StatusBadWeights      Status = C.CLIP_ERR_BAD_WEIGHTS
+	StatusOutOfMemory     Status = C.CLIP_ERR_OUT_OF_MEMORY
+	StatusBackend         Status = C.CLIP_ERR_BACKEND
+	StatusUnsupported     Status = C.CLIP_ERR_UNSUPPORTED
+)
+
+// Sentinel errors for errors.Is; every *Error matches the one of its status.
+var (
+	ErrInvalidArgument = errors.New("invalid argument")
+	ErrIO              = errors.New("i/o error")
+	ErrBadWeights      = errors.New("bad weights")
+	ErrOutOfMemory     = errors.New("out of memory")
+	ErrBackend         = errors.New("backend error")
+	ErrUnsupported     = errors.New("unsupported")
+	ErrClosed          = errors.New("engine is closed")
+)
+
+// Error is a failed libclipengine call: the status and the library's message.
+type Error struct {
+	Status Status
+	Op     string
+	Msg    string
+}
+
+func (e *Error) Error() string {
+	if e.Msg == "" {
+		return fmt.Sprintf("%s: %s", e.Op, C.GoString(C.clip_status_string(C.clip_status(e.Status))))
+	}
+	return fmt.Sprintf("%s: %s", e.Op, e.Msg)
+}
+
+// Is maps the status to the sentinel errors.
+func (e *Error) Is(target error) bool {
+	switch e.Status {
+	case StatusInvalidArgument:
+		return target == ErrInvalidArgument
+	case StatusIO:
+		return target == ErrIO
+	case StatusBadWeights:
+		return target == ErrBadWeights
+	case StatusOutOfMemory:
+		return target == ErrOutOfMemory
+	case StatusBackend:
+		return target == ErrBackend
+	case StatusUnsupported:
+		return target == ErrUnsupported
+	}
+	return false
+}
+
+func newError(s C.clip_status, op, msg string) error {
+	if s == C.CLIP_OK {
+		return nil
+	}
+	return &Error{Status: Status(s), Op: op, Msg: msg}
+}
+
+// Backend selects the engine's compute backend.
+type Backend int
+
+// Backends, as in clip_backend.
+const (
+	BackendAuto Backend = C.CLIP_BACKEND_AUTO
+	BackendCPU  Backend = C.CLIP_BACKEND_CPU
+	BackendCUDA Backend = C.CLIP_BACKEND_CUDA
+)
+
+// ParseBackend reads "auto", "cpu" or "cuda".
+func ParseBackend(s string) (Backend, error) {
+	switch s {
+	case "auto", "":
+		return BackendAuto, nil
+	case "cpu":
+		return BackendCPU, nil
+	case "cuda":
+		return BackendCUDA, nil
+	}
+	return 0, fmt.Errorf("unknown backend %q (want auto, cpu or cuda)", s)
+}
+
+// Precision selects the compute precision.
+type Precision int
+
+// Precisions, as in clip_precision.
+const (
+	PrecisionAuto Precision = C.CLIP_PRECISION_AUTO
+	PrecisionFP32 Precision = C.CLIP_PRECISION_FP32
+	PrecisionFP16 Precision = C.CLIP_PRECISION_FP16
+	PrecisionBF16 Precision = C.CLIP_PRECISION_BF16
+)
+
+// Options are clip_engine_params.
+type Options struct {
+	WeightsPath string
+	Backend     Backend
+	Device      int
+	MaxBatch    int // 0 = engine default
+	Precision   Precision
+	Threads     int // 0 = all cores
+}
+
+// ModelInfo is clip_model_info.
+type ModelInfo struct {
+	ImageSize, PatchSize, Width, Layers, Heads, MLPWidth, EmbedDim int
+	QuickGELU                                                      bool
+}
+
+// Image is an interleaved RGB8 image; Stride 0 means Width*3.
+type Image struct {
+	RGB           []byte
+	Width, Height int
+	Stride        int
+}
+
+func (im *Image) check(i int) error {
+	stride := im.Stride
+	if stride == 0 {
+		stride = im.Width * 3
+	}
+	if im.Width <= 0 || im.Height <= 0 || stride < im.Width*3 {
+		return &Error{Status: StatusInvalidArgument, Op: "embed", Msg: fmt.Sprintf("image %d: bad geometry %dx%d stride %d", i, im.Width, im.Height, im.Stride)}
+	}
+	need := stride*(im.Height-1) + im.Width*3
+	if len(im.RGB) < need {
+		return &Error{Status: StatusInvalidArgument, Op: "embed", Msg: fmt.Sprintf("image %d: %d bytes, %dx%d stride %d needs %d", i, len(im.RGB), im.Width, im.Height, stride, need)}
+	}
+	return nil
+}
+
+// Engine is one libclipengine handle. Its methods may be called from any goroutine; calls
+// are serialized because the C engine is used by one thread at a time.
+type Engine struct {
+	mu   sync.Mutex
+	h    *C.clip_engine
+	info ModelInfo
+	name string
+}
+
+// Open creates an engine.
+func Open(o Options) (*Engine, error) {
+	p := C.clip_engine_default_params()
+	cpath := C.CString(o.WeightsPath)
+	defer C.free(unsafe.Pointer(cpath))
+	p.weights_path = cpath
+	p.backend = C.clip_backend(o.Backend)
+	p.device = C.int(o.Device)
+	p.max_batch = C.int(o.MaxBatch)
+	p.precision = C.clip_precision(o.Precision)
+	p.threads = C.int(o.Threads)
+	var errbuf [1024]C.char
+	var h *C.clip_engine
+	s := C.clip_engine_create(&p, &h, &errbuf[0], C.size_t(len(errbuf)))
+	if s != C.CLIP_OK {
+		return nil, newError(s, "open engine", C.GoString(&errbuf[0]))
+	}
+	var ci C.clip_model_info
+	C.clip_engine_info(h, &ci)
+	e := &Engine{h: h, name: C.GoString(C.clip_engine_backend_name(h))}
+	e.info = ModelInfo{
+		ImageSize: int(ci.image_size), PatchSize: int(ci.patch_size), Width: int(ci.width),
+		Layers: int(ci.layers), Heads: int(ci.heads), MLPWidth: int(ci.mlp_width),
+		EmbedDim: int(ci.embed_dim), QuickGELU: ci.quick_gelu != 0,
+	}
+	return e, nil
+}
+
+// Close frees the engine; calling it again is a no-op.
+func (e *Engine) Close() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.h != nil {
+		C.clip_engine_destroy(e.h)
+		e.h = nil
+	}
+	return nil
+}
+
+// Info returns the model's shape.
+func (e *Engine) Info() ModelInfo { return e.info }
+
+// BackendName is e.g. "cpu 2 threads fp32".
+func (e *Engine) BackendName() string { return e.name }
+
+func (e *Engine) lastError(s C.clip_status, op string) error {
+	return newError(s, op, C.GoString(C.clip_engine_last_error(e.h)))
+}
+
+// EmbedImages embeds len(images) RGB8 images of any size into out (len(images)*EmbedDim).
+func (e *Engine) EmbedImages(images []Image, out []float32) error {
+	n := len(images)
+	if len(out) < n*e.info.EmbedDim {
+		return &Error{Status: StatusInvalidArgument, Op: "embed", Msg: fmt.Sprintf("out has %d floats, want %d", len(out), n*e.info.EmbedDim)}
+	}
+	for i := range images {
+		if err := images[i].check(i); err != nil {
+			return err
+		}
+	}
+	if n == 0 {
+		return nil
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.h == nil {
+		return ErrClosed
+	}
+	// Go memory handed to C may hold pointers to pinned Go memory (cgo rules since Go 1.21).
+	var pin runtime.Pinner
+	defer pin.Unpin()
+	table := make([]C.clip_image, n)
+	pin.Pin(&table[0])
+	for i := range images {
+		im := &images[i]
+		pin.Pin(&im.RGB[0])
+		table[i] = C.clip_image{
+			rgb:    (*C.uint8_t)(unsafe.Pointer(&im.RGB[0])),
+			width:  C.int(im.Width),
+			height: C.int(im.Height),
+			stride: C.int(im.Stride),
+		}
+	}
+	s := C.clip_engine_embed_images(e.h, &table[0], C.int(n), (*C.float)(unsafe.Pointer(&out[0])))
+	return e.lastError(s, "embed")
+}
+
+// EmbedPixels embeds n preprocessed images, float32 [n,3,S,S], into out (n*EmbedDim).
+func (e *Engine) EmbedPixels(pixels []float32, n int, out []float32) error {
+	S := e.info.ImageSize
+	if n < 0 || len(pixels) < n*3*S*S || len(out) < n*e.info.EmbedDim {
+		return &Error{Status: StatusInvalidArgument, Op: "embed", Msg: fmt.Sprintf("n=%d with %d pixels and %d outputs", n, len(pixels), len(out))}
+	}
+	if n == 0 {
+		return nil
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.h == nil {
+		return ErrClosed
+	}
+	s := C.clip_engine_embed_pixels(e.h, (*C.float)(unsafe.Pointer(&pixels[0])), C.int(n), (*C.float)(unsafe.Pointer(&out[0])))
+	return e.lastError(s, "embed")
+}
+
+// PreprocessU8 is the CPU reference preprocessing's uint8 stage: the size x size RGB8 crop
+// (Pillow-exact bicubic resize of the shorter side, torchvision center crop).
+func PreprocessU8(im Image, size int) ([]byte, error) {
+	if err := im.check(0); err != nil {
+		return nil, err
+	}
+	if size <= 0 {
+		return nil, &Error{Status: StatusInvalidArgument, Op: "preprocess", Msg: fmt.Sprintf("size %d", size)}
+	}
+	out := make([]byte, size*size*3)
+	var pin runtime.Pinner
+	defer pin.Unpin()
+	pin.Pin(&im.RGB[0])
+	ci := C.clip_image{rgb: (*C.uint8_t)(unsafe.Pointer(&im.RGB[0])), width: C.int(im.Width), height: C.int(im.Height), stride: C.int(im.Stride)}
+	s := C.clip_preprocess_image_u8(&ci, C.int(size), (*C.uint8_t)(unsafe.Pointer(&out[0])))
+	if s != C.CLIP_OK {
+		return nil, newError(s, "preprocess", fmt.Sprintf("%dx%d image", im.Width, im.Height))
+	}
+	return out, nil
+}
+
+// Version is clip_version().
+func Version() string { return C.GoString(C.clip_version()) }

@@ -1,0 +1,3 @@
+module github.com/clipd/clipd
+
+go 1.26
