@@ -190,7 +190,7 @@ clip_status clip_engine_embed_images(clip_engine *e, const clip_image *images, i
   for (int i = 0; i < n; i++) {
     const clip_image *im = &images[i];
     if (!im->rgb || im->width <= 0 || im->height <= 0 ||
-        (im->stride != 0 && im->stride < im->width * 3))
+        (im->stride != 0 && (int64_t)im->stride < (int64_t)im->width * 3))
       return clip_set_error(e, CLIP_ERR_INVALID_ARGUMENT,
                             "embed: image %d is invalid (%dx%d, stride %d, %s pixels)", i,
                             im->width, im->height, im->stride, im->rgb ? "with" : "NULL");

@@ -64,8 +64,8 @@ CLIP_API void clip_weights_free(clip_weights *w); /* zeroed or loaded; safe twic
 /* ---- preprocessing (engine/src/preprocess.c) ---- */
 
 /* CLIP's normalization constants. */
-extern const float clip_mean[3];
-extern const float clip_std[3];
+CLIP_API extern const float clip_mean[3];
+CLIP_API extern const float clip_std[3];
 
 /* torchvision Resize(size) on a w x h image -> rw x rh, then CenterCrop(size) offsets. */
 CLIP_API void clip_resize_geometry(int w, int h, int size, int *rw, int *rh, int *crop_x, int *crop_y);
@@ -80,6 +80,11 @@ typedef struct clip_axis_plan {
 } clip_axis_plan;
 #define CLIP_PRECISION_BITS 22
 CLIP_API clip_status clip_axis_plan_make(int in_size, int out_size, clip_axis_plan *p);
+/* Same as clip_axis_plan_make, for outputs out_first .. out_first+out_count-1 of an
+   in_size -> out_size resize (e.g. the centre-crop window): entry i is output
+   out_first + i, and p->out_size is out_count. */
+CLIP_API clip_status clip_axis_plan_make_range(int in_size, int out_size, int out_first,
+                                               int out_count, clip_axis_plan *p);
 CLIP_API void clip_axis_plan_free(clip_axis_plan *p);
 
 /* ---- engine and backends ---- */
