@@ -26,6 +26,7 @@ build: lib
 test: deps build
 	cd $(BUILD) && ctest --output-on-failure -j 1
 	go test ./...
+	bash tests/install/check.sh
 
 install: lib
 	cmake --install $(BUILD) --prefix $(PREFIX)

@@ -1,0 +1,240 @@
+// engine_test.go: the Go binding against the real library on the committed tiny golden
+// models (testdata/golden, made by tests/reference/make_golden.py).
+package engine
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+)
+
+const goldenRoot = "../../testdata/golden"
+
+// readNPY reads a little-endian float32 .npy file (C order) written by numpy.
+func readNPY(t *testing.T, path string) ([]float32, []int) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) < 10 || string(b[1:6]) != "NUMPY" {
+		t.Fatalf("%s: not an npy file", path)
+	}
+	var hlen, off int
+	if b[6] == 1 {
+		hlen, off = int(binary.LittleEndian.Uint16(b[8:10])), 10
+	} else {
+		hlen, off = int(binary.LittleEndian.Uint32(b[8:12])), 12
+	}
+	header := string(b[off : off+hlen])
+	if !strings.Contains(header, "'descr': '<f4'") || strings.Contains(header, "'fortran_order': True") {
+		t.Fatalf("%s: want little-endian float32 C order, header %s", path, header)
+	}
+	m := regexp.MustCompile(`'shape': \(([^)]*)\)`).FindStringSubmatch(header)
+	var shape []int
+	count := 1
+	for _, f := range strings.Split(m[1], ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			v, _ := strconv.Atoi(f)
+			shape = append(shape, v)
+			count *= v
+		}
+	}
+	data := b[off+hlen:]
+	out := make([]float32, count)
+	for i := range out {
+		out[i] = math.Float32frombits(binary.LittleEndian.Uint32(data[4*i:]))
+	}
+	return out, shape
+}
+
+func goldens(t *testing.T) []string {
+	dirs, _ := filepath.Glob(filepath.Join(goldenRoot, "*", "expected.npy"))
+	if len(dirs) == 0 {
+		t.Fatalf("no golden models under %s (run tests/reference/make_golden.py)", goldenRoot)
+	}
+	for i := range dirs {
+		dirs[i] = filepath.Dir(dirs[i])
+	}
+	return dirs
+}
+
+func cosine(a, b []float32) float64 {
+	var ab, aa, bb float64
+	for i := range a {
+		ab += float64(a[i]) * float64(b[i])
+		aa += float64(a[i]) * float64(a[i])
+		bb += float64(b[i]) * float64(b[i])
+	}
+	return ab / math.Sqrt(aa*bb)
+}
+
+func TestEmbedPixelsMatchesGolden(t *testing.T) {
+	for _, dir := range goldens(t) {
+		t.Run(filepath.Base(dir), func(t *testing.T) {
+			pixels, pshape := readNPY(t, filepath.Join(dir, "pixels.npy"))
+			want, wshape := readNPY(t, filepath.Join(dir, "expected.npy"))
+			n := pshape[0]
+			e, err := Open(Options{WeightsPath: dir, Backend: BackendCPU, Threads: 2, MaxBatch: n})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer e.Close()
+			info := e.Info()
+			if info.ImageSize != pshape[2] || info.EmbedDim != wshape[1] {
+				t.Fatalf("info %+v does not fit pixels %v / expected %v", info, pshape, wshape)
+			}
+			got := make([]float32, n*info.EmbedDim)
+			if err := e.EmbedPixels(pixels, n, got); err != nil {
+				t.Fatal(err)
+			}
+			D := info.EmbedDim
+			for i := 0; i < n; i++ {
+				if c := cosine(got[i*D:(i+1)*D], want[i*D:(i+1)*D]); c < 0.99999 {
+					t.Errorf("image %d: cosine %.7f < 0.99999", i, c)
+				}
+			}
+		})
+	}
+}
+
+// synthImage makes a deterministic, non-flat RGB8 image.
+func synthImage(w, h, seed int) Image {
+	rgb := make([]byte, w*h*3)
+	for y := 0; y < h; y++ {
+		for x := 0; x < w; x++ {
+			i := (y*w + x) * 3
+			rgb[i] = byte((x*7 + y*3 + seed*31) % 256)
+			rgb[i+1] = byte((x*x/5 + y + seed) % 256)
+			rgb[i+2] = byte(((x ^ y) * 13) % 256)
+		}
+	}
+	return Image{RGB: rgb, Width: w, Height: h}
+}
+
+func TestEmbedImagesEqualsPreprocessThenPixels(t *testing.T) {
+	dir := goldens(t)[0]
+	e, err := Open(Options{WeightsPath: dir, Backend: BackendCPU, Threads: 2, MaxBatch: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	info := e.Info()
+	S, D := info.ImageSize, info.EmbedDim
+	imgs := []Image{synthImage(97, 61, 1), synthImage(40, 200, 2), synthImage(S, S, 3)}
+	// a padded stride must give the same embedding as the packed image
+	padded := synthImage(50, 30, 4)
+	stride := 50*3 + 11
+	buf := make([]byte, stride*30)
+	for y := 0; y < 30; y++ {
+		copy(buf[y*stride:], padded.RGB[y*150:(y+1)*150])
+	}
+	imgs = append(imgs, Image{RGB: buf, Width: 50, Height: 30, Stride: stride})
+	got := make([]float32, len(imgs)*D)
+	if err := e.EmbedImages(imgs, got); err != nil {
+		t.Fatal(err)
+	}
+	mean := [3]float32{0.48145466, 0.4578275, 0.40821073}
+	std := [3]float32{0.26862954, 0.26130258, 0.27577711}
+	for i, im := range imgs {
+		crop, err := PreprocessU8(im, S)
+		if err != nil {
+			t.Fatal(err)
+		}
+		px := make([]float32, 3*S*S)
+		for c := 0; c < 3; c++ {
+			for p := 0; p < S*S; p++ {
+				px[c*S*S+p] = (float32(crop[p*3+c])/255 - mean[c]) / std[c]
+			}
+		}
+		one := make([]float32, D)
+		if err := e.EmbedPixels(px, 1, one); err != nil {
+			t.Fatal(err)
+		}
+		if c := cosine(one, got[i*D:(i+1)*D]); c < 0.999999 {
+			t.Errorf("image %d: EmbedImages vs PreprocessU8+EmbedPixels cosine %.7f", i, c)
+		}
+	}
+}
+
+func TestErrorsAreTyped(t *testing.T) {
+	_, err := Open(Options{WeightsPath: filepath.Join(t.TempDir(), "missing.safetensors"), Backend: BackendCPU})
+	if !errors.Is(err, ErrIO) {
+		t.Fatalf("missing file: got %v, want ErrIO", err)
+	}
+	bad := filepath.Join(t.TempDir(), "bad.safetensors")
+	os.WriteFile(bad, []byte("\x10\x00\x00\x00\x00\x00\x00\x00{not json at all"), 0o644)
+	_, err = Open(Options{WeightsPath: bad, Backend: BackendCPU})
+	if !errors.Is(err, ErrBadWeights) || !strings.Contains(err.Error(), "bad.safetensors") && !strings.Contains(strings.ToLower(err.Error()), "json") {
+		t.Fatalf("bad header: got %v, want ErrBadWeights naming the problem", err)
+	}
+	dir := goldens(t)[0]
+	e, err := Open(Options{WeightsPath: dir, Backend: BackendCPU, MaxBatch: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make([]float32, 3*e.Info().EmbedDim)
+	imgs := []Image{synthImage(8, 8, 0), synthImage(8, 8, 1), synthImage(8, 8, 2)}
+	if err := e.EmbedImages(imgs, out); !errors.Is(err, ErrInvalidArgument) || !strings.Contains(err.Error(), "max_batch") {
+		t.Fatalf("batch over max_batch: got %v", err)
+	}
+	if err := e.EmbedImages([]Image{{RGB: make([]byte, 10), Width: 8, Height: 8}}, out); !errors.Is(err, ErrInvalidArgument) {
+		t.Fatalf("short pixel buffer: got %v", err)
+	}
+	e.Close()
+	if err := e.Close(); err != nil {
+		t.Fatal("second Close:", err)
+	}
+	if err := e.EmbedImages(imgs[:1], out); !errors.Is(err, ErrClosed) {
+		t.Fatalf("after Close: got %v", err)
+	}
+}
+
+func TestConcurrentCallsAreSerialized(t *testing.T) {
+	dir := goldens(t)[0]
+	e, err := Open(Options{WeightsPath: dir, Backend: BackendCPU, Threads: 1, MaxBatch: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	D := e.Info().EmbedDim
+	im := synthImage(33, 47, 9)
+	ref := make([]float32, D)
+	if err := e.EmbedImages([]Image{im}, ref); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out := make([]float32, D)
+			for k := 0; k < 5; k++ {
+				if err := e.EmbedImages([]Image{im}, out); err != nil {
+					errs <- err
+					return
+				}
+				for i := range out {
+					if out[i] != ref[i] {
+						errs <- fmt.Errorf("concurrent call gave a different embedding at %d", i)
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+}
