@@ -30,6 +30,9 @@ if(NOT CLIP_CUDA STREQUAL "OFF")
       target_include_directories(clipengine PRIVATE ${CMAKE_SOURCE_DIR}/cuda)
       target_compile_options(clipengine PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:--use_fast_math -lineinfo>)
       target_link_libraries(clipengine PRIVATE CUDA::cudart CUDA::cublasLt)
+      # The target exists before this file runs, so it did not pick the variable up.
+      set_target_properties(clipengine PROPERTIES CUDA_ARCHITECTURES "${CMAKE_CUDA_ARCHITECTURES}"
+                            CUDA_STANDARD 17 CUDA_STANDARD_REQUIRED ON)
       set(CLIP_HAVE_CUDA ON)
     else()
       message(STATUS "clipengine: no CUDA sources yet, CUDA backend OFF")

@@ -1,0 +1,313 @@
+/* test_cuda.c: checks the CUDA backend against the CPU backend on a tiny random model:
+   embed_pixels in fp32 / fp16 / bf16 (per-image cosine and max-abs error), several batch
+   sizes (plans made at create and lazily), embed_images on odd sizes (the device resize's
+   uint8 crops bit-identical to clip_preprocess_image_u8, embeddings equal to the CPU path's),
+   exact-GELU weights, argument and out-of-memory errors, and the debug entry points.
+   Without a CUDA build or device it prints SKIP and exits 0. */
+#define _XOPEN_SOURCE 700 /* mkdtemp, setenv */
+#define _GNU_SOURCE       /* RTLD_DEFAULT */
+
+#include <dlfcn.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "weights_fixture.h"
+
+static int failures, checks;
+
+#define CHECK(cond, ...)                                                                       \
+  do {                                                                                         \
+    checks++;                                                                                  \
+    if (!(cond)) {                                                                             \
+      failures++;                                                                              \
+      fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                                     \
+      fprintf(stderr, __VA_ARGS__);                                                            \
+      fputc('\n', stderr);                                                                     \
+    }                                                                                          \
+  } while (0)
+
+/* The tiny tower: image 64, patch 16 (T = 17), width 128 (2 heads of 64), 2 layers. */
+enum { IMG = 64, PATCH = 16, WIDTH = 128, LAYERS = 2, MLP = 512, EMBED = 64, TOK = 17 };
+
+static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
+static float rnd_normal(void) { /* Box-Muller on xorshift64 */
+  double u[2];
+  for (int k = 0; k < 2; k++) {
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    u[k] = ((rng_state >> 11) + 0.5) / 9007199254740992.0;
+  }
+  return (float)(sqrt(-2.0 * log(u[0])) * cos(6.283185307179586 * u[1]));
+}
+
+static void add_random(wf_file *f, const char *name, int ndim, const int64_t *shape, float std,
+                       float mean) {
+  size_t n = 1;
+  for (int i = 0; i < ndim; i++) n *= (size_t)shape[i];
+  float *v = (float *)malloc(n * sizeof *v);
+  if (!v) abort();
+  for (size_t i = 0; i < n; i++) v[i] = mean + std * rnd_normal();
+  wf_add(f, name, "F32", ndim, shape, v);
+  free(v);
+}
+
+#define SHAPE(...) ((const int64_t[]){__VA_ARGS__})
+
+/* Writes dir/model.safetensors (OpenAI naming), scaled like tests/reference/clip_ref.py, and
+   for exact GELU an open_clip_config.json saying so. */
+static int write_model(const char *dir, int quick) {
+  wf_file f = {0};
+  char name[160];
+  const float W = WIDTH, M = MLP;
+  add_random(&f, "visual.conv1.weight", 4, SHAPE(WIDTH, 3, PATCH, PATCH), 1.0f / sqrtf(3 * PATCH * PATCH), 0);
+  add_random(&f, "visual.class_embedding", 1, SHAPE(WIDTH), 0.1f, 0);
+  add_random(&f, "visual.positional_embedding", 2, SHAPE(TOK, WIDTH), 0.1f, 0);
+  add_random(&f, "visual.ln_pre.weight", 1, SHAPE(WIDTH), 0.1f, 1);
+  add_random(&f, "visual.ln_pre.bias", 1, SHAPE(WIDTH), 0.05f, 0);
+  for (int l = 0; l < LAYERS; l++) {
+#define L(suffix) (snprintf(name, sizeof name, "visual.transformer.resblocks.%d.%s", l, suffix), name)
+    add_random(&f, L("ln_1.weight"), 1, SHAPE(WIDTH), 0.1f, 1);
+    add_random(&f, L("ln_1.bias"), 1, SHAPE(WIDTH), 0.05f, 0);
+    add_random(&f, L("attn.in_proj_weight"), 2, SHAPE(3 * WIDTH, WIDTH), 1.0f / sqrtf(W), 0);
+    add_random(&f, L("attn.in_proj_bias"), 1, SHAPE(3 * WIDTH), 0.05f, 0);
+    add_random(&f, L("attn.out_proj.weight"), 2, SHAPE(WIDTH, WIDTH), 0.5f / sqrtf(W), 0);
+    add_random(&f, L("attn.out_proj.bias"), 1, SHAPE(WIDTH), 0.05f, 0);
+    add_random(&f, L("ln_2.weight"), 1, SHAPE(WIDTH), 0.1f, 1);
+    add_random(&f, L("ln_2.bias"), 1, SHAPE(WIDTH), 0.05f, 0);
+    add_random(&f, L("mlp.c_fc.weight"), 2, SHAPE(MLP, WIDTH), 1.0f / sqrtf(W), 0);
+    add_random(&f, L("mlp.c_fc.bias"), 1, SHAPE(MLP), 0.05f, 0);
+    add_random(&f, L("mlp.c_proj.weight"), 2, SHAPE(WIDTH, MLP), 0.5f / sqrtf(M), 0);
+    add_random(&f, L("mlp.c_proj.bias"), 1, SHAPE(WIDTH), 0.05f, 0);
+#undef L
+  }
+  add_random(&f, "visual.ln_post.weight", 1, SHAPE(WIDTH), 0.1f, 1);
+  add_random(&f, "visual.ln_post.bias", 1, SHAPE(WIDTH), 0.05f, 0);
+  add_random(&f, "visual.proj", 2, SHAPE(WIDTH, EMBED), 1.0f / sqrtf(W), 0);
+  char path[700];
+  snprintf(path, sizeof path, "%s/model.safetensors", dir);
+  int rc = wf_write(&f, path);
+  wf_free(&f);
+  if (rc == 0 && !quick) {
+    snprintf(path, sizeof path, "%s/open_clip_config.json", dir);
+    FILE *fp = fopen(path, "w");
+    if (!fp) return -1;
+    fprintf(fp,
+            "{\"model_cfg\": {\"embed_dim\": %d, \"quick_gelu\": false, \"vision_cfg\": "
+            "{\"width\": %d, \"layers\": %d, \"patch_size\": %d, \"image_size\": %d, "
+            "\"head_width\": 64}}}\n",
+            EMBED, WIDTH, LAYERS, PATCH, IMG);
+    rc = fclose(fp) == 0 ? 0 : -1;
+  }
+  return rc;
+}
+
+static clip_engine *make_engine(const char *dir, clip_backend b, clip_precision p, int max_batch,
+                                clip_status *status, char *err, size_t err_len) {
+  clip_engine_params prm = clip_engine_default_params();
+  prm.weights_path = dir;
+  prm.backend = b;
+  prm.precision = p;
+  prm.max_batch = max_batch;
+  prm.threads = 2;
+  clip_engine *e = NULL;
+  *status = clip_engine_create(&prm, &e, err, err_len);
+  return e;
+}
+
+/* Smallest per-image cosine and largest |a-b| over n embeddings of size E. */
+static void compare(const float *a, const float *b, int n, int E, double *min_cos, double *max_abs) {
+  *min_cos = 1.0;
+  *max_abs = 0.0;
+  for (int i = 0; i < n; i++) {
+    double ab = 0, aa = 0, bb = 0;
+    for (int k = 0; k < E; k++) {
+      const double x = a[(size_t)i * E + k], y = b[(size_t)i * E + k];
+      ab += x * y;
+      aa += x * x;
+      bb += y * y;
+      if (fabs(x - y) > *max_abs || isnan(x - y)) *max_abs = isnan(x - y) ? INFINITY : fabs(x - y);
+    }
+    const double c = ab / (sqrt(aa * bb) + 1e-30);
+    if (!(c >= *min_cos)) *min_cos = isnan(c) ? -2.0 : c;
+  }
+}
+
+static void fill_pixels(float *px, int n) {
+  for (size_t i = 0; i < (size_t)n * 3 * IMG * IMG; i++) {
+    const size_t x = i % IMG, y = (i / IMG) % IMG;
+    px[i] = 0.8f * sinf(0.1f * (float)x + 0.07f * (float)y + (float)(i / (IMG * IMG))) + 0.5f * rnd_normal();
+  }
+}
+
+typedef clip_status (*preprocess_u8_fn)(clip_engine *, const clip_image *, int, uint8_t *);
+typedef clip_status (*time_fn)(clip_engine *, int, int, int, float *);
+typedef clip_status (*profile_fn)(clip_engine *, char *, size_t);
+
+/* Test images: odd sizes, both orientations, an unchanged-size one, a padded stride. */
+#define NIMG 7
+static const int img_wh[NIMG][2] = {{1, 1}, {64, 64}, {100, 30}, {300, 200}, {17, 250}, {64, 90}, {1024, 768}};
+
+static void run_precision(const char *dir, clip_precision prec, const char *label, double min_cos_want,
+                          const float *px, const float *ref_px, int n, const clip_image *imgs,
+                          const float *ref_img) {
+  clip_status s;
+  char err[512];
+  clip_engine *e = make_engine(dir, CLIP_BACKEND_CUDA, prec, n, &s, err, sizeof err);
+  CHECK(s == CLIP_OK && e, "%s: create failed: %s", label, err);
+  if (!e) return;
+  CHECK(strncmp(clip_engine_backend_name(e), "cuda ", 5) == 0, "%s: backend name '%s'", label,
+        clip_engine_backend_name(e));
+  float *out = (float *)malloc(sizeof(float) * (size_t)n * EMBED);
+  /* Several batch sizes: the max_batch plans made at create, and lazy ones. */
+  const int sizes[3] = {n, 1, 3};
+  for (int k = 0; k < 3; k++) {
+    const int m = sizes[k];
+    for (size_t i = 0; i < (size_t)n * EMBED; i++) out[i] = NAN;
+    s = clip_engine_embed_pixels(e, px, m, out);
+    CHECK(s == CLIP_OK, "%s: embed_pixels n=%d: %s", label, m, clip_engine_last_error(e));
+    double c, a;
+    compare(out, ref_px, m, EMBED, &c, &a);
+    printf("  %s embed_pixels n=%d: min cosine %.7f, max abs err %.3g\n", label, m, c, a);
+    CHECK(c >= min_cos_want, "%s: embed_pixels n=%d min cosine %.7f < %.7f", label, m, c, min_cos_want);
+  }
+  s = clip_engine_embed_images(e, imgs, NIMG, out);
+  CHECK(s == CLIP_OK, "%s: embed_images: %s", label, clip_engine_last_error(e));
+  double c, a;
+  compare(out, ref_img, NIMG, EMBED, &c, &a);
+  printf("  %s embed_images n=%d: min cosine %.7f, max abs err %.3g\n", label, NIMG, c, a);
+  CHECK(c >= min_cos_want, "%s: embed_images min cosine %.7f < %.7f", label, c, min_cos_want);
+  /* n beyond max_batch is refused, and the engine still works afterwards. */
+  s = clip_engine_embed_pixels(e, px, n + 1, out);
+  CHECK(s == CLIP_ERR_INVALID_ARGUMENT, "%s: n > max_batch gave %d", label, (int)s);
+  s = clip_engine_embed_pixels(e, px, 1, out);
+  CHECK(s == CLIP_OK, "%s: embed after a refused call: %s", label, clip_engine_last_error(e));
+  free(out);
+  clip_engine_destroy(e);
+}
+
+int main(void) {
+  char tmpl[] = "/tmp/clip_test_cuda_XXXXXX";
+  if (!mkdtemp(tmpl)) {
+    perror("mkdtemp");
+    return 1;
+  }
+  char qdir[600], edir[600];
+  snprintf(qdir, sizeof qdir, "%s/quick", tmpl);
+  snprintf(edir, sizeof edir, "%s/erf", tmpl);
+  char cmd[1400];
+  snprintf(cmd, sizeof cmd, "mkdir -p '%s' '%s'", qdir, edir);
+  if (system(cmd) != 0 || write_model(qdir, 1) != 0 || write_model(edir, 0) != 0) {
+    fprintf(stderr, "cannot write the test models under %s\n", tmpl);
+    return 1;
+  }
+
+  clip_status s;
+  char err[512];
+  clip_engine *probe = make_engine(qdir, CLIP_BACKEND_CUDA, CLIP_PRECISION_FP32, 4, &s, err, sizeof err);
+  if (!probe && s == CLIP_ERR_UNSUPPORTED) {
+    printf("SKIP: no CUDA backend or device here (%s)\n", err);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpl);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpl);
+    return 0;
+  }
+  CHECK(probe != NULL, "CUDA engine create failed: status %d: %s", (int)s, err);
+  if (!probe) return 1;
+  printf("device: %s\n", clip_engine_backend_name(probe));
+  clip_engine_destroy(probe);
+
+  /* Inputs and the CPU references. */
+  const int n = NIMG; /* also the CUDA engines' max_batch */
+  float *px = (float *)malloc(sizeof(float) * (size_t)n * 3 * IMG * IMG);
+  float *ref_px = (float *)malloc(sizeof(float) * (size_t)n * EMBED);
+  float *ref_img = (float *)malloc(sizeof(float) * NIMG * EMBED);
+  fill_pixels(px, n);
+  clip_image imgs[NIMG];
+  uint8_t *bufs[NIMG];
+  for (int i = 0; i < NIMG; i++) {
+    const int w = img_wh[i][0], h = img_wh[i][1], stride = w * 3 + (i % 2 ? 7 : 0);
+    bufs[i] = (uint8_t *)malloc((size_t)stride * h);
+    for (int y = 0; y < h; y++)
+      for (int x = 0; x < w * 3; x++)
+        bufs[i][(size_t)y * stride + x] = (uint8_t)(128 + 100 * sin(0.05 * x + 0.03 * y * (i + 1)) + (x * 7 + y * 3) % 23);
+    imgs[i].rgb = bufs[i];
+    imgs[i].width = w;
+    imgs[i].height = h;
+    imgs[i].stride = i % 2 ? stride : 0;
+  }
+
+  /* CLIP_TEST_CUDA_QUICK=1 (used under compute-sanitizer): one model, fp16 only. */
+  const int quick = getenv("CLIP_TEST_CUDA_QUICK") != NULL;
+  const char *dirs[2] = {qdir, edir};
+  for (int d = 0; d < (quick ? 1 : 2); d++) {
+    printf("%s GELU model\n", d == 0 ? "QuickGELU" : "exact-GELU");
+    clip_engine *cpu = make_engine(dirs[d], CLIP_BACKEND_CPU, CLIP_PRECISION_FP32, 16, &s, err, sizeof err);
+    CHECK(cpu != NULL, "CPU engine: %s", err);
+    if (!cpu) break;
+    clip_model_info info;
+    clip_engine_info(cpu, &info);
+    CHECK(info.quick_gelu == (d == 0), "model %d: quick_gelu %d", d, info.quick_gelu);
+    CHECK(clip_engine_embed_pixels(cpu, px, n, ref_px) == CLIP_OK, "CPU embed_pixels: %s", clip_engine_last_error(cpu));
+    CHECK(clip_engine_embed_images(cpu, imgs, NIMG, ref_img) == CLIP_OK, "CPU embed_images: %s", clip_engine_last_error(cpu));
+    clip_engine_destroy(cpu);
+    if (!quick) run_precision(dirs[d], CLIP_PRECISION_FP32, "fp32", 0.99999, px, ref_px, n, imgs, ref_img);
+    run_precision(dirs[d], CLIP_PRECISION_FP16, "fp16", 0.999, px, ref_px, n, imgs, ref_img);
+    if (!quick) run_precision(dirs[d], CLIP_PRECISION_BF16, "bf16", 0.995, px, ref_px, n, imgs, ref_img);
+  }
+
+  /* The device's uint8 crops equal the CPU path's bit for bit. */
+  preprocess_u8_fn pre = (preprocess_u8_fn)dlsym(RTLD_DEFAULT, "clip_cuda_debug_preprocess_u8");
+  time_fn tf = (time_fn)dlsym(RTLD_DEFAULT, "clip_cuda_debug_time_forward");
+  profile_fn pf = (profile_fn)dlsym(RTLD_DEFAULT, "clip_cuda_debug_profile");
+  CHECK(pre && tf && pf, "debug entry points not exported");
+  setenv("CLIP_CUDA_PROFILE", "1", 1);
+  clip_engine *e = make_engine(qdir, CLIP_BACKEND_CUDA, CLIP_PRECISION_FP16, 8, &s, err, sizeof err);
+  unsetenv("CLIP_CUDA_PROFILE");
+  CHECK(e != NULL, "profiling engine: %s", err);
+  if (e && pre) {
+    const size_t per = (size_t)IMG * IMG * 3;
+    uint8_t *dev = (uint8_t *)malloc(per * NIMG), *cpu = (uint8_t *)malloc(per);
+    s = pre(e, imgs, NIMG, dev);
+    CHECK(s == CLIP_OK, "debug_preprocess_u8: %s", clip_engine_last_error(e));
+    for (int i = 0; i < NIMG && s == CLIP_OK; i++) {
+      CHECK(clip_preprocess_image_u8(&imgs[i], IMG, cpu) == CLIP_OK, "CPU u8 image %d", i);
+      size_t bad = 0;
+      for (size_t k = 0; k < per; k++) bad += dev[per * i + k] != cpu[k];
+      CHECK(bad == 0, "image %d (%dx%d): %zu of %zu uint8 values differ from the CPU path", i,
+            imgs[i].width, imgs[i].height, bad, per);
+    }
+    free(dev);
+    free(cpu);
+  }
+  if (e && tf && pf) {
+    float out[8 * EMBED];
+    CHECK(clip_engine_embed_pixels(e, px, 4, out) == CLIP_OK, "embed: %s", clip_engine_last_error(e));
+    float ms = -1;
+    s = tf(e, 4, 1, 3, &ms);
+    CHECK(s == CLIP_OK && ms > 0, "debug_time_forward: %d %g %s", (int)s, ms, clip_engine_last_error(e));
+    char prof[2048];
+    s = pf(e, prof, sizeof prof);
+    CHECK(s == CLIP_OK && strstr(prof, "attention") && strstr(prof, "gemm_fc1"), "profile text: '%s'", prof);
+    printf("profile (ms, count):\n%s", prof);
+  }
+  clip_engine_destroy(e);
+
+  /* Too little device memory is a clean CLIP_ERR_OUT_OF_MEMORY with the numbers. */
+  e = make_engine(qdir, CLIP_BACKEND_CUDA, CLIP_PRECISION_FP16, 20000000, &s, err, sizeof err);
+  CHECK(!e && s == CLIP_ERR_OUT_OF_MEMORY && strstr(err, "free"), "huge max_batch: status %d: %s", (int)s, err);
+  clip_engine_destroy(e);
+
+  for (int i = 0; i < NIMG; i++) free(bufs[i]);
+  free(px);
+  free(ref_px);
+  free(ref_img);
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpl);
+  if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpl);
+  printf("test_cuda: %d checks, %d failures\n", checks, failures);
+  return failures ? 1 : 0;
+}
