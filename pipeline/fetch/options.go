@@ -1,0 +1,108 @@
+// options.go: the fetcher's knobs and their defaults. A zero Options is a working
+// configuration; each zero field takes the default named beside it.
+package fetch
+
+import (
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// DefaultUserAgent names clipd to the servers it fetches from. The CLI should put the build's
+// version in Options.UserAgent; this constant carries the version the package was written at.
+const DefaultUserAgent = "clipd/0.1.0 (+https://github.com/clipd/clipd)"
+
+// Options configures a Fetcher. Zero fields take the defaults given in the comments.
+type Options struct {
+	Concurrency     int // workers, i.e. URLs in flight at once; default 256
+	MaxConnsPerHost int // connections to one host; default 64. Workers past it wait for a free one.
+	Retries         int // retries after the first attempt (timeouts, connection errors, 429, 5xx); default 3, negative: none
+	MaxRedirects    int // redirects followed per URL; default 5, negative: none followed
+
+	// Timeout bounds everything one URL may take: waiting for a connection, every attempt,
+	// every redirect and every back-off. Default 60 s.
+	Timeout        time.Duration
+	ConnectTimeout time.Duration // TCP connect (and DNS lookup) of one attempt; default 10 s
+	ReadTimeout    time.Duration // reading one whole response, headers and body; default 30 s
+	WriteTimeout   time.Duration // writing one request (and the TLS handshake); default 10 s
+
+	BackoffBase   time.Duration // first back-off ceiling, doubled per retry, full jitter; default 250 ms
+	BackoffMax    time.Duration // largest back-off ceiling; default 10 s
+	RetryAfterMax time.Duration // cap on a server's Retry-After; default 30 s
+
+	MaxBodyBytes     int64         // largest body, before and after gzip/deflate decoding; default 32 MiB
+	UserAgent        string        // default DefaultUserAgent
+	DNSCacheDuration time.Duration // how long a host's resolved addresses are reused; default 1 min
+	DualStack        bool          // also dial IPv6 addresses (fasthttp dials IPv4 only by default)
+	AcceptHTML       bool          // deliver HTML bodies instead of failing them "not an image (text/html)"
+	OutputBuffer     int           // capacity of the output channel; default Concurrency
+
+	resolver fasthttp.Resolver // tests replace DNS with this; nil: the system resolver
+}
+
+// Defaults of Options' zero fields.
+const (
+	DefaultConcurrency     = 256
+	DefaultMaxConnsPerHost = 64
+	DefaultRetries         = 3
+	DefaultMaxRedirects    = 5
+	DefaultTimeout         = 60 * time.Second
+	DefaultConnectTimeout  = 10 * time.Second
+	DefaultReadTimeout     = 30 * time.Second
+	DefaultWriteTimeout    = 10 * time.Second
+	DefaultBackoffBase     = 250 * time.Millisecond
+	DefaultBackoffMax      = 10 * time.Second
+	DefaultRetryAfterMax   = 30 * time.Second
+	DefaultMaxBodyBytes    = 32 << 20
+	DefaultDNSCache        = time.Minute
+)
+
+// maxBodyLimit keeps MaxBodyBytes within what fasthttp's int limit and one slice can hold.
+const maxBodyLimit = 1 << 30
+
+// withDefaults returns o with every zero field replaced by its default and negative
+// counts turned into zero.
+func (o Options) withDefaults() Options {
+	setInt := func(v *int, def int) {
+		switch {
+		case *v == 0:
+			*v = def
+		case *v < 0:
+			*v = 0
+		}
+	}
+	setDur := func(v *time.Duration, def time.Duration) {
+		if *v <= 0 {
+			*v = def
+		}
+	}
+	if o.Concurrency <= 0 {
+		o.Concurrency = DefaultConcurrency
+	}
+	if o.MaxConnsPerHost <= 0 {
+		o.MaxConnsPerHost = DefaultMaxConnsPerHost
+	}
+	setInt(&o.Retries, DefaultRetries)
+	setInt(&o.MaxRedirects, DefaultMaxRedirects)
+	setDur(&o.Timeout, DefaultTimeout)
+	setDur(&o.ConnectTimeout, DefaultConnectTimeout)
+	setDur(&o.ReadTimeout, DefaultReadTimeout)
+	setDur(&o.WriteTimeout, DefaultWriteTimeout)
+	setDur(&o.BackoffBase, DefaultBackoffBase)
+	setDur(&o.BackoffMax, DefaultBackoffMax)
+	setDur(&o.RetryAfterMax, DefaultRetryAfterMax)
+	setDur(&o.DNSCacheDuration, DefaultDNSCache)
+	if o.MaxBodyBytes <= 0 {
+		o.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if o.MaxBodyBytes > maxBodyLimit {
+		o.MaxBodyBytes = maxBodyLimit
+	}
+	if o.UserAgent == "" {
+		o.UserAgent = DefaultUserAgent
+	}
+	if o.OutputBuffer <= 0 {
+		o.OutputBuffer = o.Concurrency
+	}
+	return o
+}
