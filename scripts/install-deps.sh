@@ -5,7 +5,7 @@ set -euo pipefail
 
 APT_PACKAGES=(
   build-essential cmake pkg-config
-  libhdf5-dev hdf5-tools libturbojpeg0-dev libopenblas-dev
+  libhdf5-dev hdf5-tools libturbojpeg0-dev libjpeg-turbo-progs libopenblas-dev
   python3-torch python3-numpy python3-pil python3-h5py
 )
 CUDA_PACKAGES=(nvidia-cuda-toolkit g++-11)
