@@ -6,8 +6,9 @@ PREFIX     ?= /usr/local
 CMAKE_ARGS ?=
 PYTHON     ?= /usr/bin/python3
 JOBS       ?= $(shell nproc)
+VERSION    ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: all deps build lib test test-c test-go test-py bench bench-cpu install gpu-check embed clean
+.PHONY: all deps build lib clipd test bench bench-cpu install gpu-check embed clean
 
 all: build
 
@@ -20,8 +21,11 @@ $(BUILD)/CMakeCache.txt:
 lib: $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j $(JOBS)
 
-build: lib
-	@if [ -f go.mod ] && command -v go >/dev/null; then go build ./...; fi
+build: lib clipd
+
+# bin/clipd links build/lib/libclipengine.so (rpath set by cgo/engine).
+clipd: lib
+	go build -ldflags "-X main.version=$(VERSION)" -o bin/clipd ./cmd/clipd
 
 test: deps build
 	cd $(BUILD) && ctest --output-on-failure -j 1
@@ -45,4 +49,4 @@ embed:
 	@echo "clipd embed is not built yet (issue 5); the engine library is: make build" >&2; exit 2
 
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) bin

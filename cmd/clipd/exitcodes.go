@@ -1,0 +1,76 @@
+// exitcodes.go: the one place where an error becomes clipd's exit code and its one-line
+// message; the codes are listed in the help (exitCodesHelp).
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/clipd/clipd/cgo/engine"
+	"github.com/clipd/clipd/weights"
+)
+
+// clipd's exit codes.
+const (
+	exitOK          = 0   // success
+	exitFailure     = 1   // a runtime failure: network, server, engine, anything else
+	exitUsage       = 2   // bad usage: unknown command or flag, bad flag value, wrong arguments
+	exitInput       = 3   // bad input: a missing file or cache entry, a name or URL not found or refused
+	exitBadWeights  = 4   // bad weights: not a valid safetensors/CLIP checkpoint, or a sha256 mismatch
+	exitOutput      = 5   // output or disk error: the cache or an output file cannot be written
+	exitInterrupted = 130 // interrupted (Ctrl-C, SIGTERM)
+)
+
+// exitCodesHelp is appended to the app's help.
+const exitCodesHelp = `EXIT CODES:
+   0    success
+   1    runtime failure (network, server, engine, other)
+   2    bad usage (unknown command or flag, bad flag value, wrong arguments)
+   3    bad input (missing file or cache entry, name or URL not found or refused)
+   4    bad weights (not a valid safetensors/CLIP checkpoint, sha256 mismatch)
+   5    output or disk error (the cache or an output file cannot be written)
+   130  interrupted`
+
+// usageError is a mistake on the command line.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usageErrorf(format string, args ...any) error {
+	return &usageError{msg: fmt.Sprintf(format, args...)}
+}
+
+// exitCode maps an error to clipd's exit code.
+func exitCode(err error) int {
+	var ue *usageError
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.As(err, &ue):
+		return exitUsage
+	case errors.Is(err, context.Canceled):
+		return exitInterrupted
+	case errors.Is(err, weights.ErrInvalidArgument), errors.Is(err, engine.ErrInvalidArgument):
+		return exitUsage
+	case errors.Is(err, weights.ErrMissing), errors.Is(err, weights.ErrNotFound), errors.Is(err, weights.ErrAccess),
+		errors.Is(err, engine.ErrIO):
+		return exitInput
+	case errors.Is(err, weights.ErrChecksum), errors.Is(err, weights.ErrBadWeights), errors.Is(err, engine.ErrBadWeights):
+		return exitBadWeights
+	case errors.Is(err, weights.ErrDisk):
+		return exitOutput
+	}
+	return exitFailure
+}
+
+// errorLine is the one line printed for err after "clipd: ".
+func errorLine(err error) string {
+	if errors.Is(err, context.Canceled) {
+		return "interrupted"
+	}
+	msg := strings.TrimSpace(err.Error())
+	msg = strings.Join(strings.Fields(strings.ReplaceAll(msg, "\n", "; ")), " ")
+	return msg
+}
