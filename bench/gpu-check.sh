@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # gpu-check.sh: the one-call check of the CUDA backend on a GPU machine (`make gpu-check`,
 # see ../shared/GPU.md): card and driver, a build there, the C tests (test_cuda included),
-# the device resize's host emulation, compute-sanitizer memcheck, the comparison with the
-# PyTorch reference and the speed table (tests/reference/gpu_check.py). Every step has a
+# the comparison with the PyTorch reference, the per-stage diagnosis, CUDA graphs and the
+# speed table (tests/reference/gpu_check.py), then (with what time is left) the device
+# resize's host emulation, compute-sanitizer memcheck and the kernel lab. Every step has a
 # timeout and the whole run stays under ~8 minutes; a failed step is logged and the run goes
 # on; the result table is printed last whatever happened. With $OUT set, the full log and the
 # tables are written there. Without a GPU it degrades to a dry run (build + CPU checks).
@@ -99,8 +100,25 @@ else
   row "ctest" "not run (no build)" SKIP
 fi
 
-step "4. device resize, host emulation (bench/cuda/resize_emu)"
-if [ "$BUILD_OK" = 1 ] && command -v nvcc >/dev/null; then
+step "4. comparison with PyTorch, stages, graphs and speed (tests/reference/gpu_check.py)"
+if [ "$BUILD_OK" = 1 ] && [ -n "$PY" ]; then
+  DRY=()
+  [ "$HAVE_GPU" = 1 ] || DRY=(--dry-run)
+  t=$(cap 240) # ~80 s expected on an H100; torch.compile runs apart, last (step 8)
+  timeout "$t" "$PY" tests/reference/gpu_check.py --lib "$LIB" --out "$ROOT/$BUILD/gpu-check-work" \
+    --table "$TABLE" --artifacts "$LOGDIR/artifacts" "${DRY[@]}"
+  rc=$?
+  case $rc in
+    0|1) ;; # 1: some check failed; its row says which
+    124) row "gpu_check.py" "killed by its ${t}s timeout (the rows it wrote are complete)" FAIL ;;
+    *) row "gpu_check.py" "exited with status $rc (crash?), see $LOG" FAIL ;;
+  esac
+else
+  row "gpu_check.py" "not run (no build or no python with torch)" SKIP
+fi
+
+step "5. device resize, host emulation (bench/cuda/resize_emu)"
+if [ "$BUILD_OK" = 1 ] && command -v nvcc >/dev/null && [ "$(remaining)" -gt 40 ]; then
   if timeout "$(cap 90)" make -s -C bench/cuda resize_emu LIBDIR="$ROOT/$BUILD/lib" OUTDIR="$ROOT/$BUILD/lab" \
        && out=$(timeout "$(cap 60)" "$ROOT/$BUILD/lab/resize_emu" 300); then
     row "resize emulation vs cpu uint8" "$(echo "$out" | tail -1)" PASS
@@ -108,11 +126,11 @@ if [ "$BUILD_OK" = 1 ] && command -v nvcc >/dev/null; then
     row "resize emulation vs cpu uint8" "failed: $(echo "${out:-build failed}" | tail -2 | tr '\n' ' ')" FAIL
   fi
 else
-  row "resize emulation" "not run" SKIP
+  row "resize emulation" "not run (no build, no nvcc or under 40s left)" SKIP
 fi
 
-step "5. compute-sanitizer memcheck (test_cuda)"
-if [ "$BUILD_OK" = 1 ] && [ "$HAVE_GPU" = 1 ] && command -v compute-sanitizer >/dev/null; then
+step "6. compute-sanitizer memcheck (test_cuda)"
+if [ "$BUILD_OK" = 1 ] && [ "$HAVE_GPU" = 1 ] && command -v compute-sanitizer >/dev/null && [ "$(remaining)" -gt 60 ]; then
   ( cd "$ROOT" && CLIP_SOURCE_DIR="$ROOT" CLIP_TEST_CUDA_QUICK=1 timeout "$(cap 120)" compute-sanitizer --tool memcheck \
       --error-exitcode 9 --leak-check no "$BUILD/bin/test_cuda" ) > "$LOGDIR/memcheck.log" 2>&1
   rc=$?
@@ -124,10 +142,10 @@ if [ "$BUILD_OK" = 1 ] && [ "$HAVE_GPU" = 1 ] && command -v compute-sanitizer >/
     *) row "memcheck test_cuda" "rc $rc ${errs}" FAIL ;;
   esac
 else
-  row "memcheck" "not run (no GPU, build or compute-sanitizer)" SKIP
+  row "memcheck" "not run (no GPU, build, compute-sanitizer, or under 60s left)" SKIP
 fi
 
-step "6. kernel lab (bench/cuda: attention, layernorm variants vs CPU reference, timed)"
+step "7. kernel lab (bench/cuda: attention, layernorm variants vs CPU reference, timed)"
 if [ "$BUILD_OK" = 1 ] && [ "$HAVE_GPU" = 1 ] && [ "$(remaining)" -gt 200 ]; then
   if timeout "$(cap 60)" make -s -C bench/cuda lab OUTDIR="$ROOT/$BUILD/lab" ARCH="${GPU_CHECK_ARCH:-90}"; then
     for k in attention layernorm; do
@@ -145,24 +163,14 @@ else
   row "kernel lab" "not run (no GPU, no build or no time)" SKIP
 fi
 
-step "7. comparison with PyTorch and speed (tests/reference/gpu_check.py)"
-if [ "$BUILD_OK" = 1 ] && [ -n "$PY" ]; then
-  DRY=()
-  [ "$HAVE_GPU" = 1 ] || DRY=(--dry-run)
-  t=$(cap 330)
-  # torch.compile only when enough time is left for it after the rest (~150 s).
-  COMPILE=()
-  [ "$t" -ge 300 ] && [ "$HAVE_GPU" = 1 ] && COMPILE=(--compile --compile-cap 60)
+step "8. PyTorch torch.compile baseline (only with time left)"
+if [ "$BUILD_OK" = 1 ] && [ -n "$PY" ] && [ "$HAVE_GPU" = 1 ] && [ "$(remaining)" -gt 120 ]; then
+  t=$(cap $(($(remaining) - 10)))
   timeout "$t" "$PY" tests/reference/gpu_check.py --lib "$LIB" --out "$ROOT/$BUILD/gpu-check-work" \
-    --table "$TABLE" "${DRY[@]}" "${COMPILE[@]}"
-  rc=$?
-  case $rc in
-    0|1) ;; # 1: some check failed; its row says which
-    124) row "gpu_check.py" "killed by its ${t}s timeout (the rows it wrote are complete)" FAIL ;;
-    *) row "gpu_check.py" "exited with status $rc (crash?), see $LOG" FAIL ;;
-  esac
+    --table "$TABLE" --compile-only --compile-cap $((t - 40))
+  [ $? = 124 ] && row "torch.compile" "killed by its ${t}s timeout" SKIP
 else
-  row "gpu_check.py" "not run (no build or no python with torch)" SKIP
+  row "torch.compile" "not run (no GPU or under 120s left)" SKIP
 fi
 
 echo

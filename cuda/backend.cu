@@ -5,8 +5,18 @@
 
    Streams: uploads run on `copy`, kernels on `compute`; two staging slots with events let
    the host pack and upload chunk k+1 while the device resizes chunk k. Calls are
-   synchronous (the API returns embeddings), so there is no overlap between calls. No CUDA
-   graph yet: ~10 launches per layer are negligible next to the GEMMs at batch >= 256. */
+   synchronous (the API returns embeddings), so there is no overlap between calls.
+
+   CUDA graphs: every buffer is fixed at create, so the forward for a batch size n is the
+   same launch sequence every time. The first forward for n runs eagerly (it also makes the
+   GEMM plans and loads the kernels' modules), then the same sequence is captured on the
+   compute stream and instantiated; later forwards for n replay it. Failures to capture or
+   instantiate only turn graphs off for this engine (the reason is kept for
+   clip_cuda_debug_graphs). CLIP_CUDA_GRAPHS=0 at create disables them; CLIP_CUDA_PROFILE=1
+   does too (its per-op events cannot live inside a graph).
+
+   An engine is used by one thread at a time (the engine contract); nothing here is shared
+   between engines except the CUDA context of the device. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +40,7 @@
 #define MID_BYTES ((size_t)64 << 20)
 #define WORKSPACE_BYTES ((size_t)32 << 20)
 #define PROFILE_EVENTS 1024
+#define GRAPH_CACHE 8 /* batch sizes with a cached graph; the least recently used goes */
 
 static size_t align_up(size_t v, size_t a) { return (v + a - 1) / a * a; }
 
@@ -74,6 +85,12 @@ typedef struct staging_slot {
   cudaEvent_t copied;   /* the upload from host finished: host may be rewritten */
   cudaEvent_t consumed; /* the kernels reading dev finished: dev may be overwritten */
 } staging_slot;
+
+typedef struct graph_entry {
+  int n; /* 0: unused */
+  unsigned long stamp;
+  cudaGraphExec_t exec;
+} graph_entry;
 
 typedef struct cuda_state {
   int device;
@@ -120,6 +137,13 @@ typedef struct cuda_state {
   int prof_n;
   double prof_ms[P_COUNT];
   long prof_count[P_COUNT];
+
+  int graphs_on;      /* CLIP_CUDA_GRAPHS (default on), off with profiling */
+  int graphs_failed;  /* a capture/instantiate/launch failed: direct launches from then on */
+  char graph_note[256]; /* why graphs are off, for clip_cuda_debug_graphs */
+  graph_entry graph[GRAPH_CACHE];
+  unsigned long graph_clock;
+  long graph_launches, graph_captures;
 } cuda_state;
 
 static cuda_state *state_of(clip_engine *e) { return (cuda_state *)e->backend_state; }
@@ -295,22 +319,38 @@ static void slot_release(staging_slot *sl) {
 }
 
 static clip_status slot_alloc(clip_engine *e, staging_slot *sl, size_t cap) {
-  CU_TRY(e, cudaHostAlloc((void **)&sl->host, cap, cudaHostAllocDefault));
-  CU_TRY(e, cudaMalloc((void **)&sl->dev, cap));
+  cudaError_t err = cudaHostAlloc((void **)&sl->host, cap, cudaHostAllocDefault);
+  if (err == cudaSuccess) err = cudaMalloc((void **)&sl->dev, cap);
+  if (err != cudaSuccess) {
+    if (err != cudaErrorMemoryAllocation) return cuda_fail(e, err, "staging slot allocation", __LINE__);
+    cudaGetLastError();
+    return clip_set_error(e, CLIP_ERR_OUT_OF_MEMORY,
+                          "backend.cu:%d: cannot allocate a staging slot of %zu bytes (pinned host + "
+                          "device): %s",
+                          __LINE__, cap, cudaGetErrorString(err));
+  }
   sl->cap = cap;
   return CLIP_OK;
 }
 
 /* Grows both slots (and/or the intermediate) for an image larger than they hold: the one
-   allocation a call may make, only for images far beyond CLIP's usual sizes. */
+   allocation a call may make, only for images far beyond CLIP's usual sizes. Both slots
+   always have the same capacity: on a failure both are released (cap 0), so the next call
+   grows them again instead of writing into a missing buffer. */
 static clip_status staging_grow(clip_engine *e, cuda_state *st, size_t slot_need, size_t mid_need) {
   CU_TRY(e, cudaStreamSynchronize(st->copy));
   CU_TRY(e, cudaStreamSynchronize(st->compute));
-  if (slot_need > st->slot[0].cap) {
-    size_t cap = align_up(slot_need > 2 * st->slot[0].cap ? slot_need : 2 * st->slot[0].cap, ALIGN);
+  if (slot_need > st->slot[0].cap || slot_need > st->slot[1].cap) {
+    const size_t have = st->slot[0].cap < st->slot[1].cap ? st->slot[0].cap : st->slot[1].cap;
+    const size_t cap = align_up(slot_need > 2 * have ? slot_need : 2 * have, ALIGN);
+    for (int i = 0; i < 2; i++) slot_release(&st->slot[i]);
     for (int i = 0; i < 2; i++) {
-      slot_release(&st->slot[i]);
-      ST_TRY(slot_alloc(e, &st->slot[i], cap));
+      clip_status s = slot_alloc(e, &st->slot[i], cap);
+      if (s != CLIP_OK) {
+        slot_release(&st->slot[0]);
+        slot_release(&st->slot[1]);
+        return s;
+      }
     }
   }
   if (mid_need > st->mid_cap) {
@@ -434,7 +474,19 @@ static clip_status preprocess_images(clip_engine *e, cuda_state *st, const clip_
 
 /* ---- the forward ---- */
 
-static clip_status forward(clip_engine *e, cuda_state *st, int n) {
+#define STAGE_ALL (-1)
+
+/* The forward for n images on st->input. stage == STAGE_ALL: the whole forward (the only form
+   that is captured in graphs). stage >= 0 (clip_cuda_debug_forward_stage): stop early, with
+     0            st->x = the token sequence (patch embedding + class token + positions)
+     1            st->x = after ln_pre
+     2 + l        st->x = the residual stream after block l (all rows, the last block too)
+     layers + 2   st->cls_ln = ln_post of the class tokens
+     layers + 3   st->emb = the embeddings
+   The staged run computes the same floats as the whole forward: after the last block it
+   stores x + delta for every row first and then normalizes the class rows in a second kernel,
+   which reads back exactly the sums the fused kernel would have used. */
+static clip_status forward_impl(clip_engine *e, cuda_state *st, int n, int stage) {
   const clip_config *c = &e->w.cfg;
   const int S = c->image_size, P = c->patch_size, GG = c->grid * c->grid, T = c->tokens;
   const int W = c->width, M = c->mlp_width, E = c->embed_dim, K = 3 * P * P;
@@ -448,13 +500,17 @@ static clip_status forward(clip_engine *e, cuda_state *st, int n) {
   CU_TRY(e, clip_im2col_launch(st->input, st->col, dt, n, S, P, cs));
   ST_TRY(clip_gemm(e, g, dt, st->col, K, st->patch_w, NULL, st->pout, W, n * GG, W, K, cs));
   CU_TRY(e, clip_assemble_tokens_launch(st->pout, dt, st->cls, st->pos, st->x, n, T, W, cs));
+  if (stage == 0) return CLIP_OK;
   prof_mark(st, P_LAYERNORM);
+  /* CLIP's residual stream starts as ln_pre's output (x = ln_pre(x)), in place. */
   CU_TRY(e, clip_layernorm_launch(st->x, W, NULL, dt, 0, st->ln_pre_w, st->ln_pre_b, st->x,
                                   CLIP_DT_F32, W, rows, W, eps, cs));
+  if (stage == 1) return CLIP_OK;
   CU_TRY(e, clip_layernorm_launch(st->x, W, NULL, dt, 0, st->layer[0].ln1_w, st->layer[0].ln1_b,
                                   st->ln, dt, W, rows, W, eps, cs));
   for (int l = 0; l < c->layers; l++) {
     const dev_layer *L = &st->layer[l];
+    /* x = x + attn(ln1(x)): st->ln holds ln1(x) here */
     prof_mark(st, P_QKV);
     ST_TRY(clip_gemm(e, g, dt, st->ln, W, L->qkv_w, L->qkv_b, st->qkv, 3 * W, rows, 3 * W, W, cs));
     prof_mark(st, P_ATTENTION);
@@ -462,8 +518,10 @@ static clip_status forward(clip_engine *e, cuda_state *st, int n) {
     prof_mark(st, P_OUT);
     ST_TRY(clip_gemm(e, g, dt, st->att, W, L->out_w, L->out_b, st->tmp, W, rows, W, W, cs));
     prof_mark(st, P_LAYERNORM);
+    /* x += attn; ln = ln2(x) */
     CU_TRY(e, clip_layernorm_launch(st->x, W, st->tmp, dt, W, L->ln2_w, L->ln2_b, st->ln, dt, W,
                                     rows, W, eps, cs));
+    /* x = x + mlp(ln2(x)) */
     prof_mark(st, P_FC1);
     ST_TRY(clip_gemm(e, g, dt, st->ln, W, L->fc1_w, L->fc1_b, st->h, M, rows, M, W, cs));
     prof_mark(st, P_GELU);
@@ -472,17 +530,127 @@ static clip_status forward(clip_engine *e, cuda_state *st, int n) {
     ST_TRY(clip_gemm(e, g, dt, st->h, M, L->fc2_w, L->fc2_b, st->tmp, W, rows, W, M, cs));
     prof_mark(st, P_LAYERNORM);
     if (l + 1 < c->layers) {
+      /* x += mlp; ln = ln1 of the next block */
       CU_TRY(e, clip_layernorm_launch(st->x, W, st->tmp, dt, W, st->layer[l + 1].ln1_w,
                                       st->layer[l + 1].ln1_b, st->ln, dt, W, rows, W, eps, cs));
-    } else {
+    } else if (stage == STAGE_ALL) {
       /* Only the class tokens matter from here: residual + ln_post on rows b*T. */
       CU_TRY(e, clip_layernorm_launch(st->x, (size_t)T * W, st->tmp, dt, (size_t)T * W,
                                       st->ln_post_w, st->ln_post_b, st->cls_ln, CLIP_DT_F32, W, n,
                                       W, eps, cs));
+    } else {
+      /* Staged: the residual on every row (the normalized output goes to the unused st->ln),
+         then ln_post of the class rows from the stored sums. */
+      CU_TRY(e, clip_layernorm_launch(st->x, W, st->tmp, dt, W, st->ln_post_w, st->ln_post_b,
+                                      st->ln, dt, W, rows, W, eps, cs));
+      if (stage == 2 + l) return CLIP_OK;
+      CU_TRY(e, clip_layernorm_launch(st->x, (size_t)T * W, NULL, dt, 0, st->ln_post_w,
+                                      st->ln_post_b, st->cls_ln, CLIP_DT_F32, W, n, W, eps, cs));
     }
+    if (stage == 2 + l) return CLIP_OK;
   }
+  if (stage == c->layers + 2) return CLIP_OK;
   prof_mark(st, P_HEAD);
   ST_TRY(clip_gemm(e, g, CLIP_DT_F32, st->cls_ln, W, st->proj, NULL, st->emb, E, n, E, W, cs));
+  return CLIP_OK;
+}
+
+/* ---- CUDA graphs (one per batch size) ---- */
+
+static void graphs_clear(cuda_state *st) {
+  for (int i = 0; i < GRAPH_CACHE; i++) {
+    if (st->graph[i].exec) cudaGraphExecDestroy(st->graph[i].exec);
+    st->graph[i].exec = NULL;
+    st->graph[i].n = 0;
+  }
+}
+
+/* Graphs stay off for this engine from now on; the reason is kept, the error is cleared. */
+static void graphs_give_up(clip_engine *e, cuda_state *st, const char *what, cudaError_t err,
+                           const char *detail) {
+  cudaGetLastError();
+  st->graphs_failed = 1;
+  snprintf(st->graph_note, sizeof st->graph_note, "%s failed: %s%s%s", what,
+           err != cudaSuccess ? cudaGetErrorName(err) : "", detail && detail[0] ? ": " : "",
+           detail ? detail : "");
+  (void)e;
+}
+
+static cudaError_t graph_instantiate(cudaGraphExec_t *exec, cudaGraph_t graph) {
+#if CUDART_VERSION >= 12000
+  return cudaGraphInstantiate(exec, graph, 0ULL);
+#else
+  return cudaGraphInstantiate(exec, graph, NULL, NULL, 0);
+#endif
+}
+
+/* Captures forward(n) into a graph and caches its exec. Nothing in forward_impl allocates,
+   synchronizes or copies (the GEMM plans for n exist: the eager forward just made them), and
+   the capture is thread-local so other threads' CUDA calls are not affected. Any failure only
+   turns graphs off. */
+static void graph_capture(clip_engine *e, cuda_state *st, int n) {
+  cudaError_t err = cudaStreamBeginCapture(st->compute, cudaStreamCaptureModeThreadLocal);
+  if (err != cudaSuccess) {
+    graphs_give_up(e, st, "cudaStreamBeginCapture", err, NULL);
+    return;
+  }
+  char saved[CLIP_ERR_LEN];
+  memcpy(saved, e->last_error, sizeof saved);
+  const clip_status s = forward_impl(e, st, n, STAGE_ALL);
+  cudaGraph_t graph = NULL;
+  err = cudaStreamEndCapture(st->compute, &graph); /* always ends the capture */
+  if (s != CLIP_OK || err != cudaSuccess || !graph) {
+    char detail[CLIP_ERR_LEN];
+    snprintf(detail, sizeof detail, "%s", s != CLIP_OK ? e->last_error : "");
+    memcpy(e->last_error, saved, sizeof saved);
+    if (graph) cudaGraphDestroy(graph);
+    graphs_give_up(e, st, "capture", err, detail);
+    return;
+  }
+  cudaGraphExec_t exec = NULL;
+  err = graph_instantiate(&exec, graph);
+  cudaGraphDestroy(graph);
+  if (err != cudaSuccess || !exec) {
+    graphs_give_up(e, st, "cudaGraphInstantiate", err, NULL);
+    return;
+  }
+  int slot = -1;
+  for (int i = 0; i < GRAPH_CACHE && slot < 0; i++)
+    if (!st->graph[i].n) slot = i;
+  if (slot < 0) { /* full: replace the least recently used */
+    slot = 0;
+    for (int i = 1; i < GRAPH_CACHE; i++)
+      if (st->graph[i].stamp < st->graph[slot].stamp) slot = i;
+  }
+  /* An exec still running is freed by the driver when it completes. */
+  if (st->graph[slot].exec) cudaGraphExecDestroy(st->graph[slot].exec);
+  st->graph[slot].n = n;
+  st->graph[slot].exec = exec;
+  st->graph[slot].stamp = ++st->graph_clock;
+  st->graph_captures++;
+}
+
+/* The whole forward for n: a cached graph's replay, or direct launches (then a capture for
+   next time when graphs are on). */
+static clip_status forward(clip_engine *e, cuda_state *st, int n) {
+  if (!st->graphs_on || st->graphs_failed) return forward_impl(e, st, n, STAGE_ALL);
+  for (int i = 0; i < GRAPH_CACHE; i++) {
+    graph_entry *gr = &st->graph[i];
+    if (gr->n != n || !gr->exec) continue;
+    const cudaError_t err = cudaGraphLaunch(gr->exec, st->compute);
+    if (err == cudaSuccess) {
+      gr->stamp = ++st->graph_clock;
+      st->graph_launches++;
+      return CLIP_OK;
+    }
+    /* Not expected; direct launches still work unless the context is broken, in which case
+       they report the error. */
+    graphs_give_up(e, st, "cudaGraphLaunch", err, NULL);
+    graphs_clear(st);
+    return forward_impl(e, st, n, STAGE_ALL);
+  }
+  ST_TRY(forward_impl(e, st, n, STAGE_ALL));
+  graph_capture(e, st, n);
   return CLIP_OK;
 }
 
@@ -521,6 +689,7 @@ static void cuda_destroy(clip_engine *e) {
   cudaSetDevice(st->device);
   if (st->compute) cudaStreamSynchronize(st->compute);
   if (st->copy) cudaStreamSynchronize(st->copy);
+  graphs_clear(st);
   if (st->gemm_ready) clip_gemm_destroy(&st->gemm);
   for (int i = 0; i < 2; i++) {
     slot_release(&st->slot[i]);
@@ -571,7 +740,21 @@ static clip_status check_config(clip_engine *e, const clip_config *c, int smem_o
 static clip_status init_impl(clip_engine *e, cuda_state *st) {
   const clip_config *c = &e->w.cfg;
   const int dev = e->params.device;
-  const int count = clip_cuda_device_count();
+  int count = 0;
+  const cudaError_t cerr = cudaGetDeviceCount(&count);
+  if (cerr != cudaSuccess) {
+    /* No driver, no device, or a driver older than this runtime needs: say which. */
+    cudaGetLastError();
+    int drv = 0;
+    const int rt = CUDART_VERSION; /* what this library was built against */
+    cudaDriverGetVersion(&drv);
+    cudaGetLastError();
+    return clip_set_error(e, CLIP_ERR_UNSUPPORTED,
+                          "cuda: no usable CUDA device: %s (%s); the driver supports CUDA %d.%d, "
+                          "this library was built with CUDA %d.%d",
+                          cudaGetErrorString(cerr), cudaGetErrorName(cerr), drv / 1000,
+                          drv % 1000 / 10, rt / 1000, rt % 1000 / 10);
+  }
   if (dev >= count)
     return clip_set_error(e, CLIP_ERR_UNSUPPORTED, "cuda: no CUDA device %d (%d found)", dev, count);
   st->device = dev;
@@ -616,10 +799,21 @@ static clip_status init_impl(clip_engine *e, cuda_state *st) {
                           "(weights %zu, activations %zu, staging %zu); %zu of %zu are free",
                           mb, dtype_label(st->dt), need, wa.off, aa.off, staging, free_b, total_b);
 
-  CU_TRY(e, cudaMalloc(&st->wmem, wa.off));
-  st->wbytes = wa.off;
-  CU_TRY(e, cudaMalloc(&st->amem, aa.off));
-  st->abytes = aa.off;
+  /* cudaMemGetInfo is a snapshot (another process may allocate meanwhile): an allocation can
+     still fail, and says so with the numbers. */
+  cudaError_t merr = cudaMalloc(&st->wmem, wa.off);
+  if (merr == cudaSuccess) st->wbytes = wa.off;
+  if (merr == cudaSuccess) merr = cudaMalloc(&st->amem, aa.off);
+  if (merr == cudaSuccess) st->abytes = aa.off;
+  if (merr == cudaErrorMemoryAllocation) {
+    cudaGetLastError();
+    return clip_set_error(e, CLIP_ERR_OUT_OF_MEMORY,
+                          "cuda: max_batch %d at %s: cudaMalloc of the %s (%zu bytes) failed; %zu of "
+                          "%zu bytes were free before create, %zu needed in all",
+                          mb, dtype_label(st->dt), st->wmem ? "activations" : "weights",
+                          st->wmem ? aa.off : wa.off, free_b, total_b, need);
+  }
+  if (merr != cudaSuccess) return cuda_fail(e, merr, "cudaMalloc (weights/activations)", __LINE__);
   wa.base = (char *)st->wmem;
   wa.off = 0;
   aa.base = (char *)st->amem;
@@ -642,6 +836,11 @@ static clip_status init_impl(clip_engine *e, cuda_state *st) {
 
   const char *prof = getenv("CLIP_CUDA_PROFILE");
   st->profile = prof && prof[0] && strcmp(prof, "0") != 0;
+  const char *gr = getenv("CLIP_CUDA_GRAPHS");
+  st->graphs_on = !(gr && strcmp(gr, "0") == 0) && !st->profile;
+  if (!st->graphs_on)
+    snprintf(st->graph_note, sizeof st->graph_note, "%s",
+             st->profile ? "off: CLIP_CUDA_PROFILE is set" : "off: CLIP_CUDA_GRAPHS=0");
   if (st->profile)
     for (int i = 0; i < PROFILE_EVENTS; i++) CU_TRY(e, cudaEventCreate(&st->prof_ev[i]));
 
@@ -779,6 +978,61 @@ extern "C" CLIP_API clip_status clip_cuda_debug_profile(clip_engine *e, char *bu
     used += (size_t)k;
     st->prof_ms[i] = 0;
     st->prof_count[i] = 0;
+  }
+  return CLIP_OK;
+}
+
+extern "C" CLIP_API clip_status clip_cuda_debug_forward_stage(clip_engine *e, const float *pixels, int n,
+                                                              int stage, float *out) {
+  cuda_state *st = NULL;
+  ST_TRY(debug_state(e, &st));
+  const clip_config *c = &e->w.cfg;
+  if (n <= 0 || n > e->max_batch || !pixels || !out || stage < 0 || stage > c->layers + 3)
+    return clip_set_error(e, CLIP_ERR_INVALID_ARGUMENT,
+                          "debug_forward_stage: n=%d (max_batch %d), stage %d (0..%d)", n,
+                          e->max_batch, stage, c->layers + 3);
+  st->prof_n = 0;
+  ST_TRY(upload_pixels(e, st, pixels, n));
+  ST_TRY(forward_impl(e, st, n, stage));
+  const void *src = st->x;
+  size_t count = (size_t)n * c->tokens * c->width;
+  if (stage == c->layers + 2) {
+    src = st->cls_ln;
+    count = (size_t)n * c->width;
+  } else if (stage == c->layers + 3) {
+    src = st->emb;
+    count = (size_t)n * c->embed_dim;
+  }
+  prof_mark(st, -1);
+  CU_TRY(e, cudaStreamSynchronize(st->compute));
+  prof_collect(st);
+  CU_TRY(e, cudaMemcpy(out, src, count * sizeof(float), cudaMemcpyDeviceToHost));
+  return CLIP_OK;
+}
+
+extern "C" CLIP_API clip_status clip_cuda_debug_graphs(clip_engine *e, int enable, char *buf, size_t len) {
+  cuda_state *st = NULL;
+  ST_TRY(debug_state(e, &st));
+  if (enable == 0) {
+    CU_TRY(e, cudaStreamSynchronize(st->compute));
+    graphs_clear(st);
+    st->graphs_on = 0;
+    snprintf(st->graph_note, sizeof st->graph_note, "off: clip_cuda_debug_graphs(0)");
+  } else if (enable > 0) {
+    if (st->profile)
+      return clip_set_error(e, CLIP_ERR_UNSUPPORTED,
+                            "debug_graphs: graphs cannot be used while CLIP_CUDA_PROFILE is on");
+    st->graphs_on = 1;
+    if (!st->graphs_failed) st->graph_note[0] = 0;
+  }
+  if (buf && len) {
+    int k = snprintf(buf, len, "graphs %s; captures %ld, replays %ld; cached batch sizes:",
+                     st->graphs_on && !st->graphs_failed ? "on" : "off", st->graph_captures,
+                     st->graph_launches);
+    for (int i = 0; i < GRAPH_CACHE && k > 0 && (size_t)k < len; i++)
+      if (st->graph[i].n) k += snprintf(buf + k, len - (size_t)k, " %d", st->graph[i].n);
+    if (k > 0 && (size_t)k < len && st->graph_note[0])
+      snprintf(buf + k, len - (size_t)k, "; %s", st->graph_note);
   }
   return CLIP_OK;
 }

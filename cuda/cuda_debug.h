@@ -17,7 +17,8 @@ CLIP_API clip_status clip_cuda_debug_preprocess_u8(clip_engine *e, const clip_im
 
 /* Runs the forward alone (no transfers) on the device input buffer as the last embed call
    left it, warmup + iters times for batch n, and returns the median per-forward time in ms
-   from CUDA events. Call embed_pixels/embed_images with n real images first. */
+   from CUDA events. Call embed_pixels/embed_images with n real images first. Uses the CUDA
+   graph for n when graphs are on (the first warm-up captures it). */
 CLIP_API clip_status clip_cuda_debug_time_forward(clip_engine *e, int n, int warmup, int iters,
                                                   float *median_ms);
 
@@ -25,6 +26,23 @@ CLIP_API clip_status clip_cuda_debug_time_forward(clip_engine *e, int n, int war
    over the forwards since the last read, as text lines "name ms count\n" into buf; resets the
    sums. Without it: an empty string. */
 CLIP_API clip_status clip_cuda_debug_profile(clip_engine *e, char *buf, size_t len);
+
+/* The forward of n float32 images [n,3,S,S] (as embed_pixels takes them), stopped at a stage,
+   for locating a numerical difference (always direct launches, never a graph):
+     stage 0            out[n*T*W]: tokens after patch embedding + class token + positions
+     stage 1            out[n*T*W]: after ln_pre (the residual stream's start)
+     stage 2 + l        out[n*T*W]: the residual stream after block l (l < layers)
+     stage layers + 2   out[n*W]:   ln_post of the class tokens
+     stage layers + 3   out[n*E]:   the embeddings (the same floats embed_pixels returns)
+   Values are the backend's fp32 residual stream whatever the compute precision. */
+CLIP_API clip_status clip_cuda_debug_forward_stage(clip_engine *e, const float *pixels, int n, int stage,
+                                                   float *out);
+
+/* CUDA graphs of the forward: enable 1 turns them on (unless CLIP_CUDA_PROFILE is set), 0 off
+   (and drops the cached graphs), -1 leaves them as they are. When buf is not NULL, writes a
+   one-line status: on/off, captures, replays, the cached batch sizes and why graphs are off
+   (a failed capture or instantiate turns them off for the engine's life). */
+CLIP_API clip_status clip_cuda_debug_graphs(clip_engine *e, int enable, char *buf, size_t len);
 
 #ifdef __cplusplus
 }

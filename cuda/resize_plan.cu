@@ -2,6 +2,7 @@
    The source window: columns the horizontal taps of the crop's columns read (or the crop's
    columns when that axis is copied), rows the vertical taps of the crop's rows read (or the
    crop's rows). Only that window is uploaded. */
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -30,6 +31,15 @@ clip_status clip_image_plan_make(const clip_image *im, int index, int S, clip_im
                                  char *err, size_t err_len) {
   memset(p, 0, sizeof *p);
   const int w = im->width, h = im->height;
+  /* As clip_preprocess_image_u8: the resized long side must fit an int (int(S * long / short)
+     in Python's arithmetic), else clip_resize_geometry saturates and the crop would differ
+     from the CPU path's refusal. */
+  const double long_side = w <= h ? (double)((long long)S * h) / (double)w
+                                   : (double)((long long)S * w) / (double)h;
+  if ((long long)long_side > INT_MAX) {
+    snprintf(err, err_len, "embed: image %d (%dx%d) is too elongated to resize to %d", index, w, h, S);
+    return CLIP_ERR_INVALID_ARGUMENT;
+  }
   int rw, rh, cx, cy;
   clip_resize_geometry(w, h, S, &rw, &rh, &cx, &cy);
   if (rw < S || rh < S || cx < 0 || cy < 0 || cx > rw - S || cy > rh - S) {

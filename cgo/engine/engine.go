@@ -1,5 +1,6 @@
 // engine.go: the cgo wrapper of libclipengine's C API (engine/include/clipengine.h). All C
 // status codes become *Error values here and nowhere else.
+
 package engine
 
 /*

@@ -1,5 +1,6 @@
 // engine_test.go: the Go binding against the real library on the committed tiny golden
 // models (testdata/golden, made by tests/reference/make_golden.py).
+
 package engine
 
 import (

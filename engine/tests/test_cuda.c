@@ -2,7 +2,9 @@
    embed_pixels in fp32 / fp16 / bf16 (per-image cosine and max-abs error), several batch
    sizes (plans made at create and lazily), embed_images on odd sizes (the device resize's
    uint8 crops bit-identical to clip_preprocess_image_u8, embeddings equal to the CPU path's),
-   exact-GELU weights, argument and out-of-memory errors, and the debug entry points.
+   exact-GELU weights, argument and out-of-memory errors, and the debug entry points: the
+   staged forward (each stage against host math on the previous stage) and CUDA graphs
+   (replays bit-identical to direct launches, on/off switches).
    Without a CUDA build or device it prints SKIP and exits 0. */
 #define _XOPEN_SOURCE 700 /* mkdtemp, setenv */
 #define _GNU_SOURCE       /* RTLD_DEFAULT */
@@ -148,6 +150,76 @@ static void fill_pixels(float *px, int n) {
 typedef clip_status (*preprocess_u8_fn)(clip_engine *, const clip_image *, int, uint8_t *);
 typedef clip_status (*time_fn)(clip_engine *, int, int, int, float *);
 typedef clip_status (*profile_fn)(clip_engine *, char *, size_t);
+typedef clip_status (*stage_fn)(clip_engine *, const float *, int, int, float *);
+typedef clip_status (*graphs_fn)(clip_engine *, int, char *, size_t);
+
+/* Bitwise comparison of two float arrays: the number of differing elements. */
+static size_t count_diff_bits(const float *a, const float *b, size_t n) {
+  size_t bad = 0;
+  for (size_t i = 0; i < n; i++) bad += memcmp(&a[i], &b[i], sizeof(float)) != 0;
+  return bad;
+}
+
+/* LayerNorm of one row in double (the test's own reference). */
+static void ln_row(const float *x, const float *g, const float *b, int W, float eps, double *out) {
+  double mean = 0, var = 0;
+  for (int i = 0; i < W; i++) mean += x[i];
+  mean /= W;
+  for (int i = 0; i < W; i++) var += (x[i] - mean) * (x[i] - mean);
+  var /= W;
+  const double r = 1.0 / sqrt(var + eps);
+  for (int i = 0; i < W; i++) out[i] = (x[i] - mean) * r * g[i] + b[i];
+}
+
+/* CUDA graphs: the replayed forward gives the same bits as direct launches, the graph is
+   really used, it can be switched off at run time and by CLIP_CUDA_GRAPHS=0. */
+static void check_graphs(const char *dir, const float *px, graphs_fn gf, time_fn tf) {
+  clip_status s;
+  char err[512], status[512];
+  clip_engine *e = make_engine(dir, CLIP_BACKEND_CUDA, CLIP_PRECISION_FP16, 6, &s, err, sizeof err);
+  CHECK(e != NULL, "graphs engine: %s", err);
+  if (!e) return;
+  float *first = (float *)malloc(sizeof(float) * 6 * EMBED), *again = (float *)malloc(sizeof(float) * 6 * EMBED);
+  const int sizes[3] = {4, 6, 1};
+  for (int k = 0; k < 3; k++) {
+    const int m = sizes[k];
+    CHECK(clip_engine_embed_pixels(e, px, m, first) == CLIP_OK, "graphs: first n=%d: %s", m, clip_engine_last_error(e));
+    for (int rep = 0; rep < 2; rep++) {
+      for (int i = 0; i < m * EMBED; i++) again[i] = NAN;
+      CHECK(clip_engine_embed_pixels(e, px, m, again) == CLIP_OK, "graphs: replay n=%d: %s", m, clip_engine_last_error(e));
+      const size_t bad = count_diff_bits(first, again, (size_t)m * EMBED);
+      CHECK(bad == 0, "graphs: n=%d replay %d differs from the direct launches in %zu of %d values", m, rep, bad,
+            m * EMBED);
+    }
+  }
+  s = gf(e, -1, status, sizeof status);
+  printf("  graph status: %s\n", status);
+  CHECK(s == CLIP_OK && strstr(status, "graphs on") && strstr(status, "replays 6") && strstr(status, "captures 3"),
+        "graphs not used as expected: '%s'", status);
+  /* The timed forward replays the graph too. */
+  float ms = -1;
+  CHECK(tf(e, 4, 1, 2, &ms) == CLIP_OK && ms > 0, "time_forward with graphs: %s", clip_engine_last_error(e));
+  /* Off at run time: direct launches, the same bits. */
+  CHECK(gf(e, 0, status, sizeof status) == CLIP_OK && strstr(status, "graphs off"), "graphs off: '%s'", status);
+  CHECK(clip_engine_embed_pixels(e, px, 1, again) == CLIP_OK, "graphs off: %s", clip_engine_last_error(e));
+  CHECK(count_diff_bits(first, again, EMBED) == 0, "graphs off at run time: n=1 differs from the replay");
+  clip_engine_destroy(e);
+
+  setenv("CLIP_CUDA_GRAPHS", "0", 1);
+  e = make_engine(dir, CLIP_BACKEND_CUDA, CLIP_PRECISION_FP16, 6, &s, err, sizeof err);
+  unsetenv("CLIP_CUDA_GRAPHS");
+  CHECK(e != NULL, "CLIP_CUDA_GRAPHS=0 engine: %s", err);
+  if (e) {
+    CHECK(clip_engine_embed_pixels(e, px, 1, again) == CLIP_OK && clip_engine_embed_pixels(e, px, 1, again) == CLIP_OK,
+          "CLIP_CUDA_GRAPHS=0: %s", clip_engine_last_error(e));
+    CHECK(count_diff_bits(first, again, EMBED) == 0, "CLIP_CUDA_GRAPHS=0: n=1 differs from the graph engine");
+    CHECK(gf(e, -1, status, sizeof status) == CLIP_OK && strstr(status, "graphs off") && strstr(status, "replays 0"),
+          "CLIP_CUDA_GRAPHS=0 status: '%s'", status);
+  }
+  clip_engine_destroy(e);
+  free(first);
+  free(again);
+}
 
 /* Test images: odd sizes, both orientations, an unchanged-size one, a padded stride. */
 #define NIMG 7
@@ -189,6 +261,104 @@ static void run_precision(const char *dir, clip_precision prec, const char *labe
   CHECK(s == CLIP_OK, "%s: embed after a refused call: %s", label, clip_engine_last_error(e));
   free(out);
   clip_engine_destroy(e);
+}
+
+/* Largest |a-b| over n values, relative to the largest |b| (so the bound is scale-free). */
+static double rel_err(const float *a, const double *b, size_t n) {
+  double m = 0, top = 1e-30;
+  for (size_t i = 0; i < n; i++) {
+    const double d = fabs((double)a[i] - b[i]);
+    m = d > m || isnan(d) ? (isnan(d) ? INFINITY : d) : m;
+    if (fabs(b[i]) > top) top = fabs(b[i]);
+  }
+  return m / top;
+}
+
+/* The staged forward (fp32): patch embedding against this test's own im2col GEMM, ln_pre,
+   ln_post and the projection against double-precision host math applied to the previous
+   stage's dump, and the last stage bit-identical to embed_pixels. */
+static void check_stages(const char *dir, const float *px, stage_fn sf) {
+  enum { N = 2 };
+  clip_status s;
+  char err[512];
+  clip_weights w;
+  memset(&w, 0, sizeof w);
+  s = clip_weights_load(dir, &w, err, sizeof err);
+  CHECK(s == CLIP_OK, "stages: weights: %s", err);
+  if (s != CLIP_OK) return;
+  const clip_config *c = &w.cfg;
+  const int T = c->tokens, W = c->width, E = c->embed_dim, P = c->patch_size, G = c->grid, S = c->image_size;
+  const int K = 3 * P * P, L = c->layers;
+  clip_engine *e = make_engine(dir, CLIP_BACKEND_CUDA, CLIP_PRECISION_FP32, 3, &s, err, sizeof err);
+  CHECK(e != NULL, "stages engine: %s", err);
+  float *st[64];
+  double *ref = (double *)malloc(sizeof(double) * N * T * W);
+  for (int k = 0; k <= L + 3; k++) {
+    st[k] = (float *)malloc(sizeof(float) * N * T * W);
+    for (int i = 0; i < N * T * W; i++) st[k][i] = NAN;
+    s = e ? sf(e, px, N, k, st[k]) : CLIP_ERR_BACKEND;
+    CHECK(s == CLIP_OK, "stage %d: %s", k, e ? clip_engine_last_error(e) : "no engine");
+  }
+  if (e) {
+    /* stage 0: tokens */
+    for (int b = 0; b < N; b++)
+      for (int t = 0; t < T; t++)
+        for (int o = 0; o < W; o++) {
+          double v = w.pos_emb[(size_t)t * W + o];
+          if (t == 0) {
+            v += w.class_emb[o];
+          } else {
+            const int gy = (t - 1) / G, gx = (t - 1) % G;
+            for (int k = 0; k < K; k++) {
+              const int ch = k / (P * P), ky = k % (P * P) / P, kx = k % P;
+              v += (double)w.patch_w[(size_t)o * K + k] *
+                   px[(((size_t)b * 3 + ch) * S + gy * P + ky) * S + gx * P + kx];
+            }
+          }
+          ref[((size_t)b * T + t) * W + o] = v;
+        }
+    double r = rel_err(st[0], ref, (size_t)N * T * W);
+    printf("  stage 0 (patch embed + cls + pos) vs host: rel err %.3g\n", r);
+    CHECK(r < 1e-4, "stage 0 (patch embedding) rel err %.3g", r);
+    /* stage 1 = ln_pre(stage 0) */
+    for (int row = 0; row < N * T; row++)
+      ln_row(st[0] + (size_t)row * W, w.ln_pre_w, w.ln_pre_b, W, c->ln_eps, ref + (size_t)row * W);
+    r = rel_err(st[1], ref, (size_t)N * T * W);
+    printf("  stage 1 (ln_pre) vs host: rel err %.3g\n", r);
+    CHECK(r < 1e-4, "stage 1 (ln_pre) rel err %.3g", r);
+    /* each block changes the stream */
+    for (int l = 0; l < L; l++)
+      CHECK(count_diff_bits(st[1 + l], st[2 + l], (size_t)N * T * W) > (size_t)N * T * W / 2,
+            "block %d left the residual stream (mostly) unchanged", l);
+    /* stage L+2 = ln_post(class rows of stage L+1) */
+    for (int b = 0; b < N; b++)
+      ln_row(st[L + 1] + (size_t)b * T * W, w.ln_post_w, w.ln_post_b, W, c->ln_eps, ref + (size_t)b * W);
+    r = rel_err(st[L + 2], ref, (size_t)N * W);
+    printf("  stage %d (ln_post) vs host on stage %d: rel err %.3g\n", L + 2, L + 1, r);
+    CHECK(r < 1e-4, "stage %d (ln_post of the class tokens) rel err %.3g", L + 2, r);
+    /* stage L+3 = proj(stage L+2) */
+    for (int b = 0; b < N; b++)
+      for (int o = 0; o < E; o++) {
+        double v = 0;
+        for (int i = 0; i < W; i++) v += (double)w.proj[(size_t)o * W + i] * st[L + 2][(size_t)b * W + i];
+        ref[(size_t)b * E + o] = v;
+      }
+    r = rel_err(st[L + 3], ref, (size_t)N * E);
+    printf("  stage %d (projection) vs host: rel err %.3g\n", L + 3, r);
+    CHECK(r < 1e-4, "stage %d (projection) rel err %.3g", L + 3, r);
+    /* the last stage is what embed_pixels returns, bit for bit (direct and replayed) */
+    float out[N * EMBED];
+    for (int rep = 0; rep < 2; rep++) {
+      CHECK(clip_engine_embed_pixels(e, px, N, out) == CLIP_OK, "stages: embed: %s", clip_engine_last_error(e));
+      CHECK(count_diff_bits(out, st[L + 3], (size_t)N * E) == 0, "stage %d differs from embed_pixels (call %d)",
+            L + 3, rep);
+    }
+    CHECK(sf(e, px, N, L + 4, st[0]) == CLIP_ERR_INVALID_ARGUMENT, "stage %d accepted", L + 4);
+  }
+  for (int k = 0; k <= L + 3; k++) free(st[k]);
+  free(ref);
+  clip_engine_destroy(e);
+  clip_weights_free(&w);
 }
 
 int main(void) {
@@ -264,7 +434,17 @@ int main(void) {
   preprocess_u8_fn pre = (preprocess_u8_fn)dlsym(RTLD_DEFAULT, "clip_cuda_debug_preprocess_u8");
   time_fn tf = (time_fn)dlsym(RTLD_DEFAULT, "clip_cuda_debug_time_forward");
   profile_fn pf = (profile_fn)dlsym(RTLD_DEFAULT, "clip_cuda_debug_profile");
-  CHECK(pre && tf && pf, "debug entry points not exported");
+  stage_fn sf = (stage_fn)dlsym(RTLD_DEFAULT, "clip_cuda_debug_forward_stage");
+  graphs_fn gf = (graphs_fn)dlsym(RTLD_DEFAULT, "clip_cuda_debug_graphs");
+  CHECK(pre && tf && pf && sf && gf, "debug entry points not exported");
+  if (sf) {
+    printf("staged forward (fp32)\n");
+    check_stages(qdir, px, sf);
+  }
+  if (gf && tf) {
+    printf("CUDA graphs (fp16)\n");
+    check_graphs(qdir, px, gf, tf);
+  }
   setenv("CLIP_CUDA_PROFILE", "1", 1);
   clip_engine *e = make_engine(qdir, CLIP_BACKEND_CUDA, CLIP_PRECISION_FP16, 8, &s, err, sizeof err);
   unsetenv("CLIP_CUDA_PROFILE");

@@ -6,15 +6,20 @@ On the GPU machine, with a B/32-shaped random model (tests/reference/clip_ref.py
   cpu     the CPU engine on a few images vs the reference (is the weights file read right?)
   u8      CPU preprocessing (clip_preprocess_image_u8) vs Pillow, bit for bit
   pixels  CUDA embed_pixels fp16 / bf16 / fp32 vs the reference: min cosine, max abs error
+  stages  the forward stopped after each stage (clip_cuda_debug_forward_stage: tokens, ln_pre,
+          every block, ln_post, embedding) vs the reference's same intermediate, per precision:
+          where a difference starts and how it grows (always run; arrays saved on a failure)
   images  CUDA embed_images on varied sizes: device uint8 crops vs the CPU path (bit for bit)
           and the embeddings vs the reference on Pillow-preprocessed pixels
   speed   engine-only forward images/s (CUDA events, median) at batch 256 and 1024, fp16 and
-          bf16, embed_pixels / embed_images end to end, PyTorch fp16 eager on the same weights,
-          a per-op-class breakdown (CLIP_CUDA_PROFILE=1), torch.compile last (time-capped)
+          bf16, with CUDA graphs (the default) and fp16 without, embed_pixels / embed_images end
+          to end, PyTorch fp16 eager on the same weights, a per-op-class breakdown
+          (CLIP_CUDA_PROFILE=1, direct launches), torch.compile last (time-capped)
 
 Every result is appended at once to --table (tab-separated: check, value, PASS/FAIL/SKIP/INFO)
 so the shell script can print the table even if this process is killed by its timeout.
 --dry-run uses the tiny config and the CPU for what does not need a GPU.
+--artifacts DIR receives small .npz files with the arrays of a failed comparison, for offline work.
 """
 import argparse
 import ctypes
@@ -125,6 +130,125 @@ def cos_err(a, b):
     b = b.astype(np.float64)
     cos = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-300)
     return float(np.nan_to_num(cos, nan=-2.0).min()), float(np.nan_to_num(np.abs(a - b), nan=np.inf).max())
+
+
+def per_image_cos(a, b):
+    a = a.astype(np.float64).reshape(a.shape[0], -1)
+    b = b.astype(np.float64).reshape(b.shape[0], -1)
+    cos = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-300)
+    return np.nan_to_num(cos, nan=-2.0)
+
+
+def worst_images(a, b, k=5):
+    """'#i cos' for the k images with the lowest cosine (for a failure's row)."""
+    cos = per_image_cos(a, b)
+    idx = np.argsort(cos)[:k]
+    return ", ".join(f"#{i} {cos[i]:.5f}" for i in idx)
+
+
+ARTIFACTS = None
+
+
+def save_artifact(name, **arrays):
+    """Small arrays of a failed comparison into --artifacts (returns the path or '')."""
+    if not ARTIFACTS:
+        return ""
+    try:
+        os.makedirs(ARTIFACTS, exist_ok=True)
+        path = os.path.join(ARTIFACTS, name + ".npz")
+        np.savez_compressed(path, **arrays)
+        return path
+    except Exception as ex:  # an artifact must never break the check
+        print(f"could not save {name}: {ex}", flush=True)
+        return ""
+
+
+def debug_fn(name, argtypes):
+    """A clip_cuda_debug_* entry point of the library, or None when it lacks it."""
+    fn = getattr(ce.lib(), name, None)
+    if fn is not None:
+        fn.argtypes = argtypes
+        fn.restype = ctypes.c_int
+    return fn
+
+
+def last_error(e):
+    return ce.lib().clip_engine_last_error(e.h).decode(errors="replace")
+
+
+def graph_status(e, enable=-1):
+    """clip_cuda_debug_graphs: enable 1/0 switches, -1 only reads; returns the status line."""
+    fn = debug_fn("clip_cuda_debug_graphs", [ctypes.c_void_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t])
+    if fn is None:
+        return "library has no clip_cuda_debug_graphs"
+    buf = ctypes.create_string_buffer(512)
+    s = fn(e.h, enable, buf, len(buf))
+    if s != 0:
+        raise ce.ClipError(s, last_error(e))
+    return buf.value.decode(errors="replace")
+
+
+def stage_names(cfg):
+    return (["tokens (patch embed + cls + pos)", "ln_pre"] + [f"block {i}" for i in range(cfg.layers)]
+            + ["ln_post (class tokens)", "embedding"])
+
+
+def engine_stage(e, cfg, px, stage):
+    """The CUDA forward stopped at `stage` (see cuda/cuda_debug.h) -> float32 array."""
+    fn = debug_fn("clip_cuda_debug_forward_stage", [ctypes.c_void_p, ctypes.POINTER(ctypes.c_float), ctypes.c_int,
+                                                    ctypes.c_int, ctypes.POINTER(ctypes.c_float)])
+    if fn is None:
+        raise RuntimeError("library has no clip_cuda_debug_forward_stage")
+    n = px.shape[0]
+    if stage <= cfg.layers + 1:
+        shape = (n, cfg.tokens, cfg.width)
+    elif stage == cfg.layers + 2:
+        shape = (n, cfg.width)
+    else:
+        shape = (n, cfg.embed_dim)
+    px = np.ascontiguousarray(px, np.float32)
+    out = np.empty(shape, np.float32)
+    fp = ctypes.POINTER(ctypes.c_float)
+    s = fn(e.h, px.ctypes.data_as(fp), n, stage, out.ctypes.data_as(fp))
+    if s != 0:
+        raise ce.ClipError(s, last_error(e))
+    return out
+
+
+def ref_stages(c, px):
+    """The fp32 reference's intermediates at the engine's stages, computed with the reference
+    model's own parameters and pieces (clip_ref.VisionRef.forward, step by step)."""
+    import torch.nn.functional as F
+    m, cfg = c.ref, c.cfg
+    outs = []
+    with torch.no_grad():
+        x = torch.from_numpy(np.ascontiguousarray(px)).to(c.dev, torch.float32)
+        x = F.conv2d(x, m.conv1, stride=cfg.patch_size)
+        n = x.shape[0]
+        x = x.reshape(n, cfg.width, -1).transpose(1, 2)
+        cls = m.class_embedding.reshape(1, 1, -1).expand(n, 1, cfg.width)
+        x = torch.cat([cls, x], dim=1) + m.positional_embedding
+        outs.append(x)
+        x = m._ln(x, m.ln_pre_w, m.ln_pre_b)
+        outs.append(x)
+        for b in m.blocks:
+            x = x + m.attention(m._ln(x, b.ln1_w, b.ln1_b), b)
+            x = x + m.mlp(m._ln(x, b.ln2_w, b.ln2_b), b)
+            outs.append(x)
+        cl = m._ln(x[:, 0, :], m.ln_post_w, m.ln_post_b)
+        outs.append(cl)
+        outs.append(cl @ m.proj)
+    return [t.float().cpu().numpy() for t in outs]
+
+
+def stage_compare(a, r):
+    """min cosine over rows (image, token), the worst row, max abs error, max |ref|."""
+    a2 = a.reshape(-1, a.shape[-1])
+    r2 = r.reshape(-1, r.shape[-1])
+    cos = per_image_cos(a2, r2)
+    worst = int(np.argmin(cos))
+    err = float(np.nan_to_num(np.abs(a2.astype(np.float64) - r2), nan=np.inf).max())
+    return float(cos[worst]), worst, err, float(np.abs(r2).max())
 
 
 # ---------------------------------------------------------------------------------------
@@ -240,9 +364,57 @@ def check_pixels(rep, c):
             c.backend_name = e.backend_name
         cmin, err = cos_err(out, c.ref_px)
         cmin2, _ = cos_err(out2, c.ref_px[:5])
+        ok = min(cmin, cmin2) >= want
+        detail = "" if ok else f"; worst images {worst_images(out, c.ref_px)}; the stages rows say where it starts"
+        if not ok:
+            save_artifact(f"pixels_{prec}", engine=out, reference=c.ref_px, engine_n5=out2)
         rep.add(name, f"min cos {cmin:.6f} (n=5: {cmin2:.6f}), max abs {err:.2e}, |ref| max "
-                f"{np.abs(c.ref_px).max():.2f}, n={len(c.px)}",
-                "PASS" if min(cmin, cmin2) >= want else "FAIL")
+                f"{np.abs(c.ref_px).max():.2f}, n={len(c.px)}{detail}", "PASS" if ok else "FAIL")
+
+
+def check_stages(rep, c):
+    """Where a difference from the reference starts: the CUDA forward stopped after each stage
+    against the fp32 reference's same intermediate (per-row cosine over all images and tokens),
+    for each precision. Prints the whole table; one row per precision."""
+    n = min(4, len(c.px))
+    px = c.px[:n]
+    ref = ref_stages(c, px)
+    names = stage_names(c.cfg)
+    # The step-by-step reference must be the reference (else the rows below mean nothing).
+    direct = ref_embed(c, px)
+    d = float(np.abs(ref[-1] - direct).max())
+    rep.add("reference stages == reference forward", f"max abs {d:.2e}", "PASS" if d <= 1e-5 * (1 + np.abs(direct).max()) else "FAIL")
+    for prec, want in (("fp16", 0.999), ("bf16", 0.999), ("fp32", 0.9999)):
+        name = f"stages {prec} (where cuda departs from the reference)"
+        e = cuda_engine(rep, c, name, precision=prec, max_batch=n)
+        if e is None:
+            continue
+        with e:
+            got = [engine_stage(e, c.cfg, px, k) for k in range(len(names))]
+            final = e.embed_pixels(px)
+        print(f"\nstages {prec}, n={n} (cosine per (image, token) row vs fp32 reference):")
+        print(f"  {'stage':34s} {'min cos':>10s} {'worst row':>10s} {'max abs':>10s} {'max |ref|':>10s}")
+        first_bad, summary = None, []
+        for k, (g, r) in enumerate(zip(got, ref)):
+            cmin, worst, err, top = stage_compare(g, r)
+            T = c.cfg.tokens if g.ndim == 3 else 1
+            print(f"  {names[k]:34s} {cmin:10.6f} {f'{worst // T}/{worst % T}':>10s} {err:10.2e} {top:10.2e}")
+            summary.append(f"{names[k].split(' (')[0]} {cmin:.5f}")
+            if first_bad is None and cmin < want:
+                first_bad = k
+        same = np.array_equal(got[-1], final)
+        ok = first_bad is None and same
+        note = "all stages >= %g" % want if first_bad is None else f"first stage under {want}: {names[first_bad]}"
+        if not same:
+            note += "; the last stage differs from embed_pixels (staged vs whole forward)"
+        if not ok:
+            k0 = first_bad if first_bad is not None else len(names) - 1
+            path = save_artifact(f"stages_{prec}", pixels=px[:1],
+                                 **{f"engine_{k}": got[k][:1] for k in range(max(0, k0 - 1), k0 + 1)},
+                                 **{f"ref_{k}": ref[k][:1] for k in range(max(0, k0 - 1), k0 + 1)})
+            if path:
+                note += f"; arrays in {os.path.basename(path)}"
+        rep.add(name, note + "; " + ", ".join(summary[:2] + summary[-3:]), "PASS" if ok else "FAIL")
 
 
 def check_images(rep, c):
@@ -270,14 +442,31 @@ def check_images(rep, c):
             if s != 0:
                 rep.add(name, f"status {s}: {L.clip_engine_last_error(e.h).decode()}", "FAIL")
             else:
-                bad = [(i, int((dev[i] != ce.preprocess_u8(a, c.S)).sum())) for i, a in enumerate(c.varied)]
+                cpu = [ce.preprocess_u8(a, c.S) for a in c.varied]
+                bad = [(i, int((dev[i] != cpu[i]).sum())) for i in range(len(c.varied))]
                 bad = [(i, d) for i, d in bad if d]
-                detail = ", ".join(f"#{i} {c.varied[i].shape[1]}x{c.varied[i].shape[0]}: {d}" for i, d in bad[:5])
-                rep.add(name, f"{len(bad)}/{len(c.varied)} images differ {detail}", "PASS" if not bad else "FAIL")
+                parts = []
+                for i, d in bad[:5]:
+                    y, x, ch = (int(v[0]) for v in np.nonzero(dev[i] != cpu[i]))
+                    h, w = c.varied[i].shape[:2]
+                    rw, rh = clip_ref.resize_geometry(w, h, c.S)
+                    parts.append(f"#{i} {w}x{h} (resized {rw}x{rh}): {d} bytes, first at y{y} x{x} c{ch} "
+                                 f"cuda {dev[i][y, x, ch]} cpu {cpu[i][y, x, ch]}")
+                if bad:
+                    save_artifact("u8_mismatch", **{f"cuda_{i}": dev[i] for i, _ in bad[:3]},
+                                  **{f"cpu_{i}": cpu[i] for i, _ in bad[:3]})
+                rep.add(name, f"{len(bad)}/{len(c.varied)} images differ; " + "; ".join(parts),
+                        "PASS" if not bad else "FAIL")
         out = e.embed_images(c.varied)
     ref = ref_embed(c, pil_pixels(c.varied, c.S))
     cmin, err = cos_err(out, ref)
-    rep.add("cuda embed_images fp16 vs reference", f"min cos {cmin:.6f}, max abs {err:.2e}, n={len(c.varied)}",
+    detail = ""
+    if cmin < 0.999:
+        cos = per_image_cos(out, ref)
+        detail = "; worst " + ", ".join(f"#{i} {c.varied[i].shape[1]}x{c.varied[i].shape[0]} cos {cos[i]:.5f}"
+                                        for i in np.argsort(cos)[:3])
+        save_artifact("images_fp16", engine=out, reference=ref)
+    rep.add("cuda embed_images fp16 vs reference", f"min cos {cmin:.6f}, max abs {err:.2e}, n={len(c.varied)}{detail}",
             "PASS" if cmin >= 0.999 else "FAIL")
 
 
@@ -351,6 +540,16 @@ def check_speed(rep, c, args):
                 if gflop:
                     note += f", {ips * gflop / 1e3:.1f} TFLOP/s"
                 rep.add_speed(f"engine {prec} forward b{n}", ips, note)
+            # The timings above replay CUDA graphs unless capturing failed: say which.
+            gs = graph_status(e)
+            rep.add(f"cuda graphs {prec}", gs, "PASS" if gs.startswith("graphs on") and "replays 0;" not in gs
+                    else "FAIL")
+            if prec == "fp16":  # the same forwards with direct launches: what the graphs gain
+                graph_status(e, 0)
+                for n in batches:
+                    ms = engine_forward_ms(e, n, max(5, args.iters // 2))
+                    rep.add_speed(f"engine {prec} forward b{n} (graphs off)", n / (ms / 1e3), f"{ms:.2f} ms")
+                graph_status(e, 1)
             # End to end: float32 pixels from pageable host memory, embeddings back.
             ts = []
             for _ in range(5):
@@ -372,7 +571,17 @@ def check_speed(rep, c, args):
         rep.add(f"speed {prec} engine output sane", f"min cos {cmin:.6f} on the timed engine",
                 "PASS" if cmin >= 0.999 else "FAIL")
 
-    # Per-op-class breakdown at the big batch, fp16, from an engine with events around ops.
+
+
+def check_profile(rep, c):
+    """Per-op-class breakdown at batch 1024, fp16, from an engine with events around ops
+    (CLIP_CUDA_PROFILE=1: direct launches, a little slower than the timed forward)."""
+    if c.dev != "cuda":
+        rep.add("profile", "no GPU", "SKIP")
+        return
+    big = 1024
+    reps = int(math.ceil(big / len(c.px)))
+    px = np.ascontiguousarray(np.concatenate([c.px] * reps, 0)[:big])
     os.environ["CLIP_CUDA_PROFILE"] = "1"
     try:
         e = cuda_engine(rep, c, "profile", precision="fp16", max_batch=big)
@@ -391,29 +600,48 @@ def check_speed(rep, c, args):
             engine_forward_ms(e, big, iters)
             fn(e.h, buf, len(buf))
             lines = [ln.split() for ln in buf.value.decode().strip().splitlines()]
+            if not lines:
+                rep.add("profile fp16 b%d" % big, "no profile lines (CLIP_CUDA_PROFILE not honoured?)", "FAIL")
+                lines = []
             total = sum(float(x[1]) for x in lines) or 1.0
             fwd = iters + 3  # time_forward runs 3 warm-ups + iters
-            print(f"\nper-op breakdown, fp16 batch {big} (ms per forward, share):")
+            print(f"\nper-op breakdown, fp16 batch {big}, direct launches (ms per forward, share):")
             for name, ms, cnt in lines:
                 print(f"  {name:16s} {float(ms) / fwd:8.3f} ms  {100 * float(ms) / total:5.1f}%  ({cnt} spans)")
-            rep.add("profile fp16 b%d" % big, "; ".join(f"{x[0]} {100 * float(x[1]) / total:.0f}%" for x in lines
-                                                        if float(x[1]) > 0), "INFO")
+            rep.add("profile fp16 b%d (ms/forward, share)" % big,
+                    "; ".join(f"{x[0]} {float(x[1]) / fwd:.2f} {100 * float(x[1]) / total:.0f}%" for x in lines
+                              if float(x[1]) > 0), "INFO")
 
-    if args.compile:
-        t0 = time.time()
-        try:
-            comp = torch.compile(ref16)
-            x = torch.from_numpy(px[:big]).to("cuda", torch.float16)
+
+def check_compile(rep, c, args):
+    """PyTorch fp16 torch.compile on the same weights: run by gpu-check.sh last, on its own,
+    only when time is left (compiling takes about a minute; each batch size compiles anew)."""
+    if c.dev != "cuda":
+        rep.add("torch.compile", "no GPU", "SKIP")
+        return
+    batches = (1024, 256)
+    reps = int(math.ceil(max(batches) / len(c.px)))
+    px = np.ascontiguousarray(np.concatenate([c.px] * reps, 0)[:max(batches)])
+    ref16 = clip_ref.reference_model(c.cfg, c.tensors, torch.float16, "cuda")
+    x = torch.from_numpy(px).to("cuda", torch.float16)
+    t_start = time.time()
+    try:
+        comp = torch.compile(ref16)
+        for n in batches:
+            t0 = time.time()
             with torch.no_grad():
-                comp(x)
-            if time.time() - t0 > args.compile_cap:
-                rep.add("torch.compile", f"compile took {time.time() - t0:.0f}s > cap, not timed", "SKIP")
-            else:
-                for n in batches:
-                    ms = time_torch(c, comp, x[:n], args.iters)
-                    rep.add_speed(f"pytorch fp16 torch.compile b{n}", n / (ms / 1e3), f"{ms:.2f} ms")
-        except Exception as ex:
-            rep.add("torch.compile", f"{type(ex).__name__}: {ex}"[:200], "SKIP")
+                comp(x[:n])
+            took = time.time() - t0
+            if took > args.compile_cap:
+                rep.add(f"torch.compile b{n}", f"compile took {took:.0f}s > cap {args.compile_cap:.0f}s, not timed",
+                        "SKIP")
+                break
+            ms = time_torch(c, comp, x[:n], args.iters)
+            rep.add_speed(f"pytorch fp16 torch.compile b{n}", n / (ms / 1e3), f"{ms:.2f} ms (compile {took:.0f}s)")
+            if time.time() - t_start > args.compile_cap:
+                break
+    except Exception as ex:
+        rep.add("torch.compile", f"{type(ex).__name__}: {ex}"[:200], "SKIP")
 
 
 def main():
@@ -424,9 +652,13 @@ def main():
     ap.add_argument("--dry-run", action="store_true", help="tiny config on the CPU")
     ap.add_argument("--iters", type=int, default=20)
     ap.add_argument("--compile", action="store_true", help="also time torch.compile (last)")
+    ap.add_argument("--compile-only", action="store_true", help="setup, then only the torch.compile timing")
     ap.add_argument("--compile-cap", type=float, default=90.0)
-    ap.add_argument("--skip", default="", help="comma list of stages to skip: cpu,u8,pixels,images,speed")
+    ap.add_argument("--skip", default="", help="comma list of stages to skip: cpu,u8,pixels,stages,images,speed,profile")
+    ap.add_argument("--artifacts", default=None, help="directory for the arrays of failed comparisons")
     args = ap.parse_args()
+    global ARTIFACTS
+    ARTIFACTS = args.artifacts
     if args.lib:
         os.environ["CLIPENGINE_LIB"] = os.path.abspath(args.lib)
     os.makedirs(args.out, exist_ok=True)
@@ -437,8 +669,14 @@ def main():
     c = stage(rep, "setup", setup, rep, args)
     if c is None:
         return 1
-    for name, fn, a in (("cpu", check_cpu_engine, ()), ("u8", check_cpu_u8, ()), ("pixels", check_pixels, ()),
-                        ("images", check_images, ()), ("speed", check_speed, (args,))):
+    checks = (("cpu", check_cpu_engine, ()), ("u8", check_cpu_u8, ()), ("pixels", check_pixels, ()),
+              ("stages", check_stages, ()), ("images", check_images, ()), ("speed", check_speed, (args,)),
+              ("profile", check_profile, ()))
+    if args.compile_only:
+        checks = ()
+    if args.compile or args.compile_only:
+        checks += (("compile", check_compile, (args,)),)
+    for name, fn, a in checks:
         if name not in skip:
             stage(rep, name, fn, rep, c, *a)
     print("\n%-58s %s" % ("check", "result"))
