@@ -19,19 +19,8 @@
 
 #include "internal.h"
 #include "weights_fixture.h"
+#include "check.h"
 
-static int failures, checks;
-
-#define CHECK(cond, ...)                                                                       \
-  do {                                                                                         \
-    checks++;                                                                                  \
-    if (!(cond)) {                                                                             \
-      failures++;                                                                              \
-      fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                                     \
-      fprintf(stderr, __VA_ARGS__);                                                            \
-      fputc('\n', stderr);                                                                     \
-    }                                                                                          \
-  } while (0)
 
 /* The tiny tower: image 64, patch 16 (T = 17), width 128 (2 heads of 64), 2 layers. */
 enum { IMG = 64, PATCH = 16, WIDTH = 128, LAYERS = 2, MLP = 512, EMBED = 64, TOK = 17 };
