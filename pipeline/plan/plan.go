@@ -1,0 +1,373 @@
+// plan.go: the memory plan: a model of clipd's peak memory as a sum over the pipeline's
+// buffers, the ideal sizes of those buffers, and Make, which shrinks them, largest consumer
+// first, until the modelled peak fits the budget.
+package plan
+
+import (
+	"fmt"
+	"runtime"
+	"strings"
+)
+
+// Inputs are what the plan is made from. Zero fields are chosen or estimated.
+type Inputs struct {
+	MemoryBudget int64 // bytes the run may use; 0 = DefaultFraction of Available, at most MaxDefaultBudget
+	EmbedDim     int   // floats per embedding; 0 = 512 (B/32)
+	ImageSize    int   // the model's input side; 0 = 224 (B/32)
+	Backend      string
+	// Backend is the engine's resolved backend: "cuda..." plans for a GPU, anything else
+	// (including engine.BackendName's "cpu 2 threads fp32") for the CPU. "auto" or "" plans
+	// for CUDA only when DeviceMemory > 0.
+	DeviceMemory int64 // bytes of GPU memory (CUDA); 0 = unknown, the batch is not limited by it
+	BatchSize    int   // images per engine call; 0 = choose
+	ChunkSize    int   // rows per chunk file; 0 = choose
+	Connections  int   // concurrent downloads; 0 = choose
+	Cores        int   // CPU cores; 0 = runtime.NumCPU()
+
+	// Additions beyond the shared contract; zero values keep the behaviour it describes.
+	Available     int64 // available memory; 0 = measure it with Available()
+	WeightsParams int64 // parameters in the weights (weights.Header.Params()); 0 = ViT-B/32's 88M
+}
+
+// Plan is the pipeline's sizing. Every count is at least 1.
+type Plan struct {
+	MemoryBudget, Available int64 // the budget planned for; the available memory it was measured against (0 = unknown)
+	BatchSize               int   // images per engine call (also the engine's max_batch)
+	ChunkSize               int   // rows (embedded + failed items) per chunk file
+	Connections             int   // concurrent downloads (fetch.Options.Concurrency)
+	FetchQueue              int   // downloaded bodies waiting for a decoder (fetch.Options.OutputBuffer)
+	DecodeWorkers           int   // decoding goroutines
+	DecodeQueue             int   // decoded images waiting to be batched
+	MaxBodyBytes            int64 // largest download (fetch.Options.MaxBodyBytes)
+	MaxPixels               int64 // largest image decoded (decode.Options.MaxPixels)
+	// DecodedBudget bounds the bytes of decoded RGB8 pixels alive at once: the workers'
+	// images (each up to MaxPixels*3) plus the queue and two batches (the one the engine runs
+	// and the one being filled) of typical images. A batcher may enforce it with a weighted
+	// semaphore; the plan's queue sizes already keep typical runs within it.
+	DecodedBudget int64
+
+	// Additions beyond the shared contract.
+	Source      string // where Available came from (see Available)
+	Backend     string // "cpu" or "cuda": what the plan was made for
+	EngineBytes int64  // host memory modelled for the engine and the runtimes (weights, scratch, Go, CUDA)
+	Peak        int64  // the modelled peak RSS of this plan; never above MemoryBudget
+}
+
+// Defaults and model constants. The typical sizes are Open Images' mirror: JPEGs of about
+// 300 KB, at most 1024 px on the long side (1024x768 decodes to 2.4 MB of RGB8).
+const (
+	DefaultFraction  = 0.5      // of Available, when no budget is given
+	MaxDefaultBudget = 32 << 30 // cap on the default budget (the ideal plan needs far less)
+
+	TypicalBody    = 300 << 10      // bytes of a typical download
+	TypicalDecoded = 1024 * 768 * 3 // bytes of a typical decoded image
+	connOverhead   = 32 << 10       // fasthttp read/write buffers and state per connection
+	rowOverhead    = 256            // URL, image ID and bookkeeping per chunk row, beyond the embedding
+	goRuntime      = 64 << 20       // Go runtime, stacks, libraries, GC slack on small heaps
+	cudaRuntime    = 512 << 20      // host memory of a CUDA context, cuBLASLt and pinned staging
+	cudaReserve    = 1 << 30        // device memory kept free for the context and GEMM workspaces
+	cudaPerImage   = 6 << 20        // device bytes per batch image at fp16 (see batchForDevice)
+	b32Params      = 88_000_000     // ViT-B/32 vision tower parameters (87.8M)
+
+	PillowMaxPixels = 89_478_485 // Pillow's Image.MAX_IMAGE_PIXELS, the default MaxPixels
+	minMaxPixels    = 24_000_000 // a 6000x4000 camera original still decodes on the smallest plan
+	DefaultMaxBody  = 32 << 20   // fetch's default MaxBodyBytes
+	minMaxBody      = 16 << 20   // a 24 MP original JPEG is 8-15 MB
+
+	idealConnections = 256 // fetch's default: enough to hide internet latency at ~1000 img/s
+	idealFetchQueue  = 256
+	idealChunk       = 10_000 // 20 MB of float32 512-d rows in memory
+	idealBatchCPU    = 32
+	idealBatchCUDA   = 256
+	minConnections   = 8
+	minFetchQueue    = 8
+	minChunk         = 500
+)
+
+// Make sizes the pipeline for in. It fails, saying what to change, when the budget cannot
+// hold the engine and the smallest pipeline, or the values fixed in in.
+func Make(in Inputs) (Plan, error) {
+	in = withDefaults(in)
+	p := Plan{Available: in.Available, Backend: "cpu"}
+	if in.Available > 0 {
+		p.Source = "given"
+	} else if avail, src, err := Available(); err == nil {
+		p.Available, p.Source = avail, src
+	} else if in.MemoryBudget <= 0 {
+		return Plan{}, err
+	}
+	cuda := isCUDA(in)
+	if cuda {
+		p.Backend = "cuda"
+	}
+	p.MemoryBudget = in.MemoryBudget
+	if p.MemoryBudget <= 0 {
+		p.MemoryBudget = min(int64(float64(p.Available)*DefaultFraction), MaxDefaultBudget)
+	}
+
+	m := model{cuda: cuda, in: in}
+	m.fixed = goRuntime + in.WeightsParams*4 // fp32 copies on the CPU backend
+	if cuda {
+		// fp16 weights go to the device; the host keeps (at most) the read file's pages.
+		m.fixed = goRuntime + cudaRuntime + in.WeightsParams*2
+	}
+	c, err := m.ideal()
+	if err != nil {
+		return Plan{}, err
+	}
+	for m.peak(c) > p.MemoryBudget {
+		if !m.shrink(&c) {
+			return Plan{}, m.tooSmall(p.MemoryBudget, c)
+		}
+	}
+	p.BatchSize, p.ChunkSize, p.Connections = c.batch, c.chunk, c.conns
+	p.FetchQueue, p.DecodeWorkers, p.DecodeQueue = c.fetchQ, c.workers, c.decodeQ
+	p.MaxBodyBytes, p.MaxPixels = c.maxBody, c.maxPixels
+	p.DecodedBudget = int64(c.workers)*c.maxPixels*3 + int64(c.decodeQ+2*c.batch)*TypicalDecoded
+	p.EngineBytes = m.fixed + int64(c.batch)*m.enginePerImage()
+	p.Peak = m.peak(c)
+	return p, nil
+}
+
+func withDefaults(in Inputs) Inputs {
+	if in.EmbedDim <= 0 {
+		in.EmbedDim = 512
+	}
+	if in.ImageSize <= 0 {
+		in.ImageSize = 224
+	}
+	if in.Cores <= 0 {
+		in.Cores = runtime.NumCPU()
+	}
+	if in.WeightsParams <= 0 {
+		in.WeightsParams = b32Params
+	}
+	return in
+}
+
+func isCUDA(in Inputs) bool {
+	b := strings.ToLower(strings.TrimSpace(in.Backend))
+	if b == "" || b == "auto" {
+		return in.DeviceMemory > 0
+	}
+	return strings.HasPrefix(b, "cuda")
+}
+
+// sizes is one candidate configuration.
+type sizes struct {
+	batch, chunk, conns, fetchQ, workers, decodeQ int
+	maxBody, maxPixels                            int64
+}
+
+type model struct {
+	cuda  bool
+	in    Inputs
+	fixed int64
+}
+
+// enginePerImage is the host memory one batch image costs inside the engine. CPU: the
+// float32 input tensor (3*S*S*4 bytes) plus the forward pass's scratch, which for B/32's
+// shapes (50 tokens x 768, the 3072-wide MLP) is about 1.5x the input: 1.5 MB per image in
+// all at S=224. CUDA: the RGB8 image's pinned staging copy, a typical decoded image.
+func (m model) enginePerImage() int64 {
+	if m.cuda {
+		return TypicalDecoded
+	}
+	s := int64(m.in.ImageSize)
+	return 3 * s * s * 4 * 5 / 2
+}
+
+// peak is the modelled peak RSS of c:
+//
+//	fixed (engine weights, Go and CUDA runtimes)
+//	+ connections x (typical body + connection buffers)   downloads in flight
+//	+ fetch queue x typical body                          bodies waiting for a decoder
+//	+ decode workers x (MaxPixels*3 + MaxBodyBytes)       each worker on a worst-case image
+//	+ decode queue x typical decoded                      images waiting to be batched
+//	+ 2 x batch x typical decoded                         the batch in the engine and the next
+//	+ batch x engine memory per image                     the engine's input and scratch
+//	+ 2 x chunk rows x row bytes                          the chunk being filled and the one being written
+func (m model) peak(c sizes) int64 {
+	row := int64(m.in.EmbedDim)*4 + rowOverhead
+	return m.fixed +
+		int64(c.conns)*(TypicalBody+connOverhead) +
+		int64(c.fetchQ)*TypicalBody +
+		int64(c.workers)*(c.maxPixels*3+c.maxBody) +
+		int64(c.decodeQ)*TypicalDecoded +
+		int64(c.batch)*(2*TypicalDecoded+m.enginePerImage()) +
+		2*int64(c.chunk)*row
+}
+
+// ideal is the plan with memory to spare: user-fixed values, else the defaults.
+func (m model) ideal() (sizes, error) {
+	in := m.in
+	c := sizes{
+		batch: idealBatchCPU, chunk: idealChunk, conns: idealConnections, fetchQ: idealFetchQueue,
+		maxBody: DefaultMaxBody, maxPixels: PillowMaxPixels,
+	}
+	if m.cuda {
+		c.batch = idealBatchCUDA
+		if in.DeviceMemory > 0 {
+			b, err := m.batchForDevice()
+			if err != nil {
+				return c, err
+			}
+			c.batch = min(c.batch, b)
+		}
+	}
+	c.workers = m.idealWorkers()
+	if in.BatchSize > 0 {
+		c.batch = in.BatchSize
+	}
+	if in.ChunkSize > 0 {
+		c.chunk = in.ChunkSize
+	}
+	if in.Connections > 0 {
+		c.conns = in.Connections
+	}
+	// One whole batch can wait decoded while the engine runs the previous one.
+	c.decodeQ = max(c.batch, 2*c.workers)
+	return c, nil
+}
+
+// idealWorkers: on the CPU backend the forward pass (8.8 GFLOP per B/32 image) costs 50-100x
+// an exact decode of a 1024x768 JPEG, so the engine takes every core and a few decoders keep
+// it fed: cores/8, at least 2 so one decode overlaps another's wait (a blocked goroutine
+// costs no CPU). On CUDA decoding is the bottleneck: every core but one (left for the
+// network and feeding the GPU), at most 64.
+func (m model) idealWorkers() int {
+	cores := m.in.Cores
+	if m.cuda {
+		return min(max(cores-1, 1), 64)
+	}
+	return max(cores/8, 2)
+}
+
+// batchForDevice is the largest batch (a multiple of 8, at most idealBatchCUDA) whose
+// activations fit the GPU beside the fp16 weights and cudaReserve. Per image we count
+// cudaPerImage = 6 MB: B/32 at fp16 keeps ~0.8 MB of activations per image live (50 tokens
+// x ~8000 values x 2 bytes across QKV, attention and the MLP), plus the raw RGB8 upload (2.4
+// MB typical) and its 224x224 preprocessed copy, with 2x slack for allocator rounding.
+func (m model) batchForDevice() (int, error) {
+	usable := m.in.DeviceMemory - cudaReserve - m.in.WeightsParams*2
+	b := int(usable / cudaPerImage)
+	if b < 1 {
+		return 0, fmt.Errorf("the GPU has %s of memory; the engine needs about %s (fp16 weights %s + %s for the CUDA context) plus %s per image: use another GPU or --backend cpu",
+			FormatBytes(m.in.DeviceMemory), FormatBytes(cudaReserve+m.in.WeightsParams*2+cudaPerImage),
+			FormatBytes(m.in.WeightsParams*2), FormatBytes(cudaReserve), FormatBytes(cudaPerImage))
+	}
+	if b >= 8 {
+		b -= b % 8
+	}
+	return min(b, idealBatchCUDA), nil
+}
+
+// floors are the smallest values shrink goes to; values fixed by the user do not shrink.
+func (m model) floors() sizes {
+	f := sizes{batch: 1, chunk: minChunk, conns: minConnections, fetchQ: minFetchQueue, workers: 1, decodeQ: 1,
+		maxBody: minMaxBody, maxPixels: minMaxPixels}
+	if m.in.BatchSize > 0 {
+		f.batch = m.in.BatchSize
+	}
+	if m.in.ChunkSize > 0 {
+		f.chunk = m.in.ChunkSize
+	}
+	if m.in.Connections > 0 {
+		f.conns = m.in.Connections
+	}
+	return f
+}
+
+// shrink takes one step down: it halves (MaxPixels: divides by 1.5) whichever shrinkable
+// part of the model costs the most memory now, ties going to the earlier in the list below.
+// The sequence of steps does not depend on the budget, so Make, which stops at the first
+// plan that fits, gives every size a value that never falls as the budget grows.
+// It reports false when nothing can shrink any more.
+func (m model) shrink(c *sizes) bool {
+	f := m.floors()
+	row := int64(m.in.EmbedDim)*4 + rowOverhead
+	type part struct {
+		cost int64
+		can  bool
+		step func()
+	}
+	parts := []part{
+		{int64(c.workers) * c.maxPixels * 3, c.maxPixels > f.maxPixels, func() { c.maxPixels = max(c.maxPixels*2/3, f.maxPixels) }},
+		{int64(c.workers) * c.maxBody, c.maxBody > f.maxBody, func() { c.maxBody = max(c.maxBody/2, f.maxBody) }},
+		{int64(c.conns) * (TypicalBody + connOverhead), c.conns > f.conns, func() { c.conns = max(c.conns/2, f.conns) }},
+		{int64(c.fetchQ) * TypicalBody, c.fetchQ > f.fetchQ, func() { c.fetchQ = max(c.fetchQ/2, f.fetchQ) }},
+		{2 * int64(c.chunk) * row, c.chunk > f.chunk, func() { c.chunk = max(c.chunk/2, f.chunk) }},
+		{int64(c.decodeQ) * TypicalDecoded, c.decodeQ > f.decodeQ, func() { c.decodeQ = max(c.decodeQ/2, f.decodeQ) }},
+		{int64(c.batch) * (2*TypicalDecoded + m.enginePerImage()), c.batch > f.batch, func() { c.batch = max(c.batch/2, f.batch) }},
+		// Workers go last: only once their worst-case images are as small as allowed.
+		{int64(c.workers) * (c.maxPixels*3 + c.maxBody), c.workers > f.workers && c.maxPixels == f.maxPixels && c.maxBody == f.maxBody,
+			func() { c.workers = max(c.workers/2, f.workers) }},
+	}
+	best := -1
+	for i, p := range parts {
+		if p.can && (best < 0 || p.cost > parts[best].cost) {
+			best = i
+		}
+	}
+	if best < 0 {
+		return false
+	}
+	parts[best].step()
+	return true
+}
+
+// tooSmall explains a budget that cannot hold the smallest plan c.
+func (m model) tooSmall(budget int64, c sizes) error {
+	need := m.peak(c)
+	// Round the advice up to the next 100 MB so it reads well and leaves a little margin.
+	const step = 100 << 20
+	advice := (need + step) / step * step
+	what := fmt.Sprintf("the engine alone needs ~%s (weights %s + runtime %s)", FormatBytes(m.fixed), FormatBytes(m.fixed-m.runtimeBytes()), FormatBytes(m.runtimeBytes()))
+	var fixed []string
+	if m.in.BatchSize > 0 {
+		fixed = append(fixed, fmt.Sprintf("--batch-size %d", m.in.BatchSize))
+	}
+	if m.in.ChunkSize > 0 {
+		fixed = append(fixed, fmt.Sprintf("--chunk-size %d", m.in.ChunkSize))
+	}
+	if m.in.Connections > 0 {
+		fixed = append(fixed, fmt.Sprintf("--connections %d", m.in.Connections))
+	}
+	msg := fmt.Sprintf("memory budget %s is too small: %s and the smallest pipeline", FormatBytes(budget), what)
+	if len(fixed) > 0 {
+		msg += " with " + strings.Join(fixed, ", ")
+	}
+	msg += fmt.Sprintf(" ~%s more; use --memory %dMiB or more", FormatBytes(need-m.fixed), advice/(1<<20))
+	if len(fixed) > 0 {
+		msg += ", or lower " + strings.Join(fixed, " / ")
+	}
+	return fmt.Errorf("%s", msg)
+}
+
+func (m model) runtimeBytes() int64 {
+	if m.cuda {
+		return goRuntime + cudaRuntime
+	}
+	return goRuntime
+}
+
+// String is the plan in a few lines, for the start of a run.
+func (p Plan) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "memory plan: budget %s", FormatBytes(p.MemoryBudget))
+	switch {
+	case p.Available <= 0:
+		b.WriteString(" (available memory unknown)")
+	case p.MemoryBudget > p.Available:
+		fmt.Fprintf(&b, " (MORE than the %s available, %s: the run may be killed)", FormatBytes(p.Available), p.Source)
+	default:
+		fmt.Fprintf(&b, " of %s available (%s)", FormatBytes(p.Available), p.Source)
+	}
+	fmt.Fprintf(&b, ", modelled peak %s\n", FormatBytes(p.Peak))
+	fmt.Fprintf(&b, "  engine  %s, batch %d, ~%s with weights and runtime\n", p.Backend, p.BatchSize, FormatBytes(p.EngineBytes))
+	fmt.Fprintf(&b, "  fetch   %d connections, %d bodies queued, bodies up to %s\n", p.Connections, p.FetchQueue, FormatBytes(p.MaxBodyBytes))
+	fmt.Fprintf(&b, "  decode  workers %d, %d images queued, images up to %.1f MP, decoded pixels up to %s\n",
+		p.DecodeWorkers, p.DecodeQueue, float64(p.MaxPixels)/1e6, FormatBytes(p.DecodedBudget))
+	fmt.Fprintf(&b, "  output  chunks of %d rows", p.ChunkSize)
+	return b.String()
+}
