@@ -45,8 +45,12 @@ bench: bench-cpu
 gpu-check:
 	bash bench/gpu-check.sh
 
-embed:
-	@echo "clipd embed is not built yet (issue 5); the engine library is: make build" >&2; exit 2
+# The real job (needs internet): weights into the cache if missing (a no-op when cached),
+# then Open Images V7 validation -> OUTPUT/Images_Embedded.h5. EMBED_ARGS adds flags.
+EMBED_ARGS ?=
+embed: build
+	bin/clipd weights fetch
+	bin/clipd embed $(EMBED_ARGS)
 
 clean:
 	rm -rf $(BUILD) bin

@@ -42,14 +42,35 @@ func usageErrorf(format string, args ...any) error {
 	return &usageError{msg: fmt.Sprintf(format, args...)}
 }
 
+// codedError is an error whose exit code its maker chose (clipd embed: an unreadable input,
+// an unwritable output, an interruption with its own message).
+type codedError struct {
+	code int
+	err  error
+}
+
+func (e *codedError) Error() string { return e.err.Error() }
+func (e *codedError) Unwrap() error { return e.err }
+
+// withExitCode tags err with an exit code; nil stays nil.
+func withExitCode(code int, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &codedError{code: code, err: err}
+}
+
 // exitCode maps an error to clipd's exit code.
 func exitCode(err error) int {
 	var ue *usageError
+	var ce *codedError
 	switch {
 	case err == nil:
 		return exitOK
 	case errors.As(err, &ue):
 		return exitUsage
+	case errors.As(err, &ce):
+		return ce.code
 	case errors.Is(err, context.Canceled):
 		return exitInterrupted
 	case errors.Is(err, weights.ErrInvalidArgument), errors.Is(err, engine.ErrInvalidArgument):

@@ -22,6 +22,10 @@ var version = "dev"
 // commands are clipd's commands, in help order; adding one is adding its constructor here.
 var commands = []func() *cli.Command{
 	newWeightsCommand,
+	newEmbedCommand,
+	newBenchCommand,
+	newMergeCommand,
+	newInspectCommand,
 }
 
 func main() {
