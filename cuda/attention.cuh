@@ -19,4 +19,12 @@ cudaError_t clip_attention_prepare(clip_dtype dt, size_t smem_bytes);
    multiple of 4. */
 cudaError_t clip_attention_launch(const void *qkv, void *out, clip_dtype dt, int n, int tokens,
                                   int width, int heads, cudaStream_t stream);
+/* The two implementations clip_attention_launch chooses between (exposed for the lab):
+   tensor cores (fp16/bf16, head_dim 64, tokens <= 64, sm_80+; else cudaErrorInvalidValue)
+   and fp32 CUDA cores (any dtype and shape that fits shared memory). The tensor-core one is
+   taken when it applies, unless CLIP_CUDA_ATTN_SIMT is set in the environment. */
+cudaError_t clip_attention_tc_launch(const void *qkv, void *out, clip_dtype dt, int n, int tokens,
+                                     int width, int heads, cudaStream_t stream);
+cudaError_t clip_attention_simt_launch(const void *qkv, void *out, clip_dtype dt, int n, int tokens,
+                                       int width, int heads, cudaStream_t stream);
 #endif

@@ -4,6 +4,8 @@
    Variant 2: a candidate: like 1, but each warp takes QB=4 query rows at once, so every K and
    V element read from shared memory serves 4 queries (1/4 of variant 1's shared-memory
    traffic, which bounds variant 1). Moves into cuda/ once it has passed here on a GPU.
+   Variant 3: the tensor-core kernel (wmma, fp16; cuda/attention.cu's path for head_dim 64,
+   T <= 64): S = QK^T and O = PV as 16x16x16 tiles, softmax in fp32.
    Each is checked against a CPU reference at several shapes (CLIP B/32's T=50, a tiny one,
    and L/14's T=257 which needs opted-in shared memory), then timed at batch 1024 (B/32).
    Build: make -C bench/cuda lab ARCH=90 */
@@ -156,7 +158,9 @@ static void run_variant(int v, const __half *dq, __half *dout, int n, int T, int
     attention_naive<<<(total + 127) / 128, 128>>>(dq, dout, n, T, W, H);
     LAB_CHECK(cudaGetLastError());
   } else if (v == 1) {
-    LAB_CHECK(clip_attention_launch(dq, dout, CLIP_DT_F16, n, T, W, H, 0));
+    LAB_CHECK(clip_attention_simt_launch(dq, dout, CLIP_DT_F16, n, T, W, H, 0));
+  } else if (v == 3) {
+    LAB_CHECK(clip_attention_tc_launch(dq, dout, CLIP_DT_F16, n, T, W, H, 0));
   } else {
     const size_t smem = qb_smem(T, W / H);
     if (smem > 48 * 1024)
@@ -184,7 +188,12 @@ int main() {
     LAB_CHECK(cudaMalloc(&dout, no * 2));
     LAB_CHECK(cudaMemcpy(dq, hq.data(), nq * 2, cudaMemcpyHostToDevice));
     LAB_CHECK(clip_attention_prepare(CLIP_DT_F16, clip_attention_smem_bytes(sh.T, sh.W / sh.H)));
-    for (int v = 0; v < 3; v++) {
+    for (int v = 0; v < 4; v++) {
+      if (v == 3 && (sh.W / sh.H != 64 || sh.T > 64)) {
+        printf("SKIP variant 3 n=%d T=%d W=%d H=%d: tensor-core path needs head_dim 64, T <= 64\n", sh.n, sh.T,
+               sh.W, sh.H);
+        continue;
+      }
       LAB_CHECK(cudaMemset(dout, 0xFF, no * 2)); /* NaN pattern: unwritten outputs show */
       run_variant(v, dq, dout, sh.n, sh.T, sh.W, sh.H);
       LAB_CHECK(cudaMemcpy(hout.data(), dout, no * 2, cudaMemcpyDeviceToHost));
@@ -211,7 +220,7 @@ int main() {
   LAB_CHECK(cudaMalloc(&dq, nq * 2));
   LAB_CHECK(cudaMalloc(&dout, no * 2));
   LAB_CHECK(cudaMemcpy(dq, hq.data(), nq * 2, cudaMemcpyHostToDevice));
-  for (int v = 0; v < 3; v++) {
+  for (int v = 0; v < 4; v++) {
     const float ms = lab_time_ms([&] { run_variant(v, dq, dout, n, T, W, H); });
     const double bytes = (nq + no) * 2.0;
     printf("TIME variant %d n=%d T=%d: %.3f ms per layer (%.0f GB/s of qkv+out, x12 layers = %.2f ms)\n", v, n, T,
