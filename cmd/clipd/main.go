@@ -81,7 +81,21 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 	}
 	app.OnUsageError = onUsageError
 	setUsageErrorHandlers(app.Commands)
+	addQuietFlag(app.Commands)
 	return app
+}
+
+// addQuietFlag gives every command its own --quiet/-q, so `clipd embed --quiet` works as
+// well as `clipd --quiet embed` (globalsFrom honours either).
+func addQuietFlag(cmds []*cli.Command) {
+	for _, c := range cmds {
+		if len(c.Subcommands) > 0 {
+			addQuietFlag(c.Subcommands)
+			continue
+		}
+		c.Flags = append(c.Flags, &cli.BoolFlag{Name: "quiet", Aliases: []string{"q"},
+			Usage: "no progress bars and no informational messages"})
+	}
 }
 
 // onUsageError turns flag parsing errors into usage errors (exit code 2).
@@ -110,7 +124,13 @@ type globals struct {
 }
 
 func globalsFrom(cCtx *cli.Context) globals {
-	g := globals{quiet: cCtx.Bool("quiet"), stdout: cCtx.App.Writer, stderr: cCtx.App.ErrWriter}
+	g := globals{stdout: cCtx.App.Writer, stderr: cCtx.App.ErrWriter}
+	// --quiet may be given to the app or to the command: each context answers for its own.
+	for _, c := range cCtx.Lineage() {
+		if c.Command != nil || c.App != nil {
+			g.quiet = g.quiet || c.Bool("quiet")
+		}
+	}
 	level, _ := parseLevel(cCtx.String("log-level"))
 	if g.quiet && !cCtx.IsSet("log-level") {
 		level = slog.LevelWarn

@@ -125,3 +125,27 @@ func TestBinary(t *testing.T) {
 		}
 	}
 }
+
+// TestQuietAnywhere: --quiet silences informational logs whether it comes before the
+// command (global) or after it (the command's own flag), and is off otherwise.
+func TestQuietAnywhere(t *testing.T) {
+	golden := filepath.Join("..", "..", "testdata", "golden", "tiny_openai_quick_f32")
+	for _, c := range []struct {
+		args  []string
+		quiet bool
+	}{
+		{[]string{"clipd", "--quiet", "bench", "--weights", golden, "--backend", "cpu", "--threads", "1", "-b", "1", "--duration", "0.05"}, true},
+		{[]string{"clipd", "bench", "--quiet", "--weights", golden, "--backend", "cpu", "--threads", "1", "-b", "1", "--duration", "0.05"}, true},
+		{[]string{"clipd", "bench", "--weights", golden, "--backend", "cpu", "--threads", "1", "-b", "1", "--duration", "0.05"}, false},
+	} {
+		var out, errb bytes.Buffer
+		code := run(context.Background(), c.args, &out, &errb)
+		logged := strings.Contains(errb.String(), "level=INFO")
+		if code != exitOK {
+			t.Fatalf("%v: exit %d: %s", c.args, code, errb.String())
+		}
+		if logged == c.quiet {
+			t.Errorf("%v: quiet=%v but stderr has INFO logs=%v:\n%s", c.args, c.quiet, logged, errb.String())
+		}
+	}
+}
