@@ -22,6 +22,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <atomic>
+#include <new>
+#include <thread>
+#include <vector>
+
 #include "attention.cuh"
 #include "common.cuh"
 #include "convert.cuh"
@@ -383,6 +388,60 @@ static clip_status slot_upload(clip_engine *e, cuda_state *st, staging_slot *sl,
   return CLIP_OK;
 }
 
+/* ---- host-side parallelism ---- */
+
+/* Host threads for packing/planning: the engine's thread count (all cores by default),
+   capped: beyond ~16 the memcpy bandwidth of one socket is reached. */
+static int host_threads(const clip_engine *e, int work_items) {
+  int t = e->threads > 0 ? e->threads : 1;
+  if (t > 16) t = 16;
+  if (t > work_items) t = work_items;
+  return t < 1 ? 1 : t;
+}
+
+/* Runs fn(i) for every i in [0, count), on up to `threads` threads (the caller's included),
+   taking indices from a shared counter. If a thread cannot be started (std::thread throws),
+   the threads that did start, and the caller, still take every index: nothing is skipped,
+   and no exception leaves this function. */
+template <typename F> static void parallel_for(int count, int threads, const F &fn) {
+  if (threads > count) threads = count;
+  if (threads <= 1) {
+    for (int i = 0; i < count; i++) fn(i);
+    return;
+  }
+  std::atomic<int> next(0);
+  auto work = [&]() {
+    for (int i; (i = next.fetch_add(1, std::memory_order_relaxed)) < count;) fn(i);
+  };
+  std::thread pool[16];
+  int started = 0;
+  for (int t = 1; t < threads && t < 16; t++) {
+    try {
+      pool[started] = std::thread(work);
+      started++;
+    } catch (...) {
+      break;
+    }
+  }
+  work();
+  for (int t = 0; t < started; t++) pool[t].join();
+}
+
+/* memcpy of a large block on several threads (pageable -> pinned copies are bound by one
+   core's copy speed otherwise). */
+static void parallel_memcpy(void *dst, const void *src, size_t bytes, int threads) {
+  const size_t piece = (size_t)4 << 20;
+  const int pieces = (int)((bytes + piece - 1) / piece);
+  if (pieces <= 1 || threads <= 1) {
+    memcpy(dst, src, bytes);
+    return;
+  }
+  parallel_for(pieces, threads, [&](int k) {
+    const size_t a = (size_t)k * piece, len = a + piece <= bytes ? piece : bytes - a;
+    memcpy((char *)dst + a, (const char *)src + a, len);
+  });
+}
+
 /* ---- pixels in ---- */
 
 /* Caller's float32 (n, 3, S, S) -> st->input in the compute dtype, in slot-sized chunks. */
@@ -405,7 +464,7 @@ static clip_status upload_pixels(clip_engine *e, cuda_state *st, const float *pi
     const size_t bytes = (size_t)m * per * 4;
     staging_slot *sl = NULL;
     ST_TRY(slot_acquire(e, st, &sl));
-    memcpy(sl->host, pixels + (size_t)i0 * per, bytes);
+    parallel_memcpy(sl->host, pixels + (size_t)i0 * per, bytes, host_threads(e, 16));
     ST_TRY(slot_upload(e, st, sl, bytes));
     CU_TRY(e, clip_convert_launch((char *)st->input + (size_t)i0 * per * st->esz, st->dt,
                                   (const float *)sl->dev, (size_t)m * per, st->compute));
@@ -425,51 +484,92 @@ static clip_status preprocess_images(clip_engine *e, cuda_state *st, const clip_
   const int max_chunk = n < 65535 ? n : 65535;
   const size_t desc_bytes = align_up((size_t)max_chunk * sizeof(clip_resize_desc), ALIGN);
   prof_mark(st, P_PREPROCESS);
+
+  /* 1. Every image's plan (Pillow's coefficient tables for its crop window), in parallel:
+        independent per image. A failure is reported for the first failing image, with the
+        message its plan gives when made again on this thread. */
+  std::vector<clip_image_plan> plans;
+  std::vector<clip_status> status;
+  std::vector<size_t> src_off, mid_off;
+  try {
+    plans.resize(n);
+    status.assign(n, CLIP_OK);
+    src_off.resize(n);
+    mid_off.resize(n);
+  } catch (const std::bad_alloc &) {
+    return clip_set_error(e, CLIP_ERR_OUT_OF_MEMORY, "embed: no host memory for %d image plans", n);
+  }
+  const int threads = host_threads(e, n);
+  parallel_for(n, threads, [&](int k) {
+    status[k] = clip_image_plan_make(&imgs[k], k, S, &plans[k], NULL, 0);
+  });
+  int bad = -1;
+  for (int k = 0; k < n && bad < 0; k++)
+    if (status[k] != CLIP_OK) bad = k;
+  if (bad >= 0) {
+    for (int k = 0; k < n; k++)
+      if (status[k] == CLIP_OK) clip_image_plan_free(&plans[k]);
+    clip_image_plan again;
+    char err[256];
+    clip_status s = clip_image_plan_make(&imgs[bad], bad, S, &again, err, sizeof err);
+    if (s == CLIP_OK) { /* cannot happen (plans are deterministic); keep the first status */
+      clip_image_plan_free(&again);
+      return clip_set_error(e, status[bad], "embed: image %d: resize plan failed", bad);
+    }
+    return clip_set_error(e, s, "%s", err);
+  }
+
+  /* 2. Chunks that fit a staging slot and the intermediate: offsets assigned in order, then
+        the images and tables packed into the pinned slot in parallel (disjoint ranges). */
+  clip_status s = CLIP_OK;
   int i = 0;
-  while (i < n) {
-    /* Plan images until the chunk is full. */
+  while (i < n && s == CLIP_OK) {
     staging_slot *sl = NULL;
-    ST_TRY(slot_acquire(e, st, &sl));
-    size_t off = desc_bytes, mid_off = 0, max_mid_pixels = 0;
+    s = slot_acquire(e, st, &sl);
+    if (s != CLIP_OK) break;
+    size_t off = desc_bytes, mid = 0, max_mid_pixels = 0;
     int m = 0;
-    clip_status s = CLIP_OK;
     while (i + m < n && m < max_chunk) {
-      clip_image_plan p;
-      char err[256];
-      s = clip_image_plan_make(&imgs[i + m], i + m, S, &p, err, sizeof err);
-      if (s != CLIP_OK) {
-        clip_set_error(e, s, "%s", err);
-        break;
-      }
-      const size_t need = p.src_bytes + p.plan_bytes;
-      if (off + need > sl->cap || mid_off + p.mid_bytes > st->mid_cap) {
-        if (m > 0) { /* close this chunk; the image starts the next one */
-          clip_image_plan_free(&p);
-          break;
-        }
+      const clip_image_plan *p = &plans[i + m];
+      const size_t need = p->src_bytes + p->plan_bytes;
+      if (off + need > sl->cap || mid + p->mid_bytes > st->mid_cap) {
+        if (m > 0) break; /* close this chunk; the image starts the next one */
         /* A single image larger than an empty slot: grow (syncs both streams; `sl` keeps
            pointing at the same slot, now with larger buffers). */
-        s = staging_grow(e, st, desc_bytes + need, p.mid_bytes);
-        if (s != CLIP_OK) {
-          clip_image_plan_free(&p);
-          break;
-        }
+        s = staging_grow(e, st, desc_bytes + need, p->mid_bytes);
+        if (s != CLIP_OK) break;
       }
-      clip_image_plan_pack(&imgs[i + m], &p, S, sl->host, &off, &mid_off);
-      st->descs_host[m] = p.d;
-      if ((size_t)p.d.ny * S > max_mid_pixels) max_mid_pixels = (size_t)p.d.ny * S;
-      clip_image_plan_free(&p);
+      src_off[i + m] = off;
+      mid_off[i + m] = mid;
+      off += need;
+      mid += p->mid_bytes;
+      if ((size_t)p->d.ny * S > max_mid_pixels) max_mid_pixels = (size_t)p->d.ny * S;
       m++;
     }
-    if (s != CLIP_OK) return s;
+    if (s != CLIP_OK) break;
+    const int first = i;
+    uint8_t *host = (uint8_t *)sl->host;
+    parallel_for(m, host_threads(e, m), [&](int j) {
+      size_t o = src_off[first + j], mo = mid_off[first + j];
+      clip_image_plan_pack(&imgs[first + j], &plans[first + j], S, host, &o, &mo);
+    });
+    for (int j = 0; j < m; j++) st->descs_host[j] = plans[first + j].d;
     memcpy(sl->host, st->descs_host, (size_t)m * sizeof(clip_resize_desc));
-    ST_TRY(slot_upload(e, st, sl, off));
-    CU_TRY(e, clip_resize_launch((const clip_resize_desc *)sl->dev, m, sl->dev, st->mid, S,
-                                 max_mid_pixels, st->lut, st->input, st->dt, u8out, st->compute));
-    CU_TRY(e, cudaEventRecord(sl->consumed, st->compute));
+    s = slot_upload(e, st, sl, off);
+    if (s != CLIP_OK) break;
+    cudaError_t err = clip_resize_launch((const clip_resize_desc *)sl->dev, m, sl->dev, st->mid, S,
+                                         max_mid_pixels, st->lut, st->input, st->dt, u8out,
+                                         st->compute);
+    if (err == cudaSuccess) err = cudaEventRecord(sl->consumed, st->compute);
+    if (err != cudaSuccess) {
+      s = clip_set_error(e, CLIP_ERR_BACKEND, "%s:%d: device preprocessing: %s", __FILE__,
+                         __LINE__, cudaGetErrorString(err));
+      break;
+    }
     i += m;
   }
-  return CLIP_OK;
+  for (int k = 0; k < n; k++) clip_image_plan_free(&plans[k]);
+  return s;
 }
 
 /* ---- the forward ---- */

@@ -29,7 +29,8 @@ if(NOT CLIP_CUDA STREQUAL "OFF")
       target_compile_definitions(clipengine PRIVATE CLIP_HAVE_CUDA=1)
       target_include_directories(clipengine PRIVATE ${CMAKE_SOURCE_DIR}/cuda)
       target_compile_options(clipengine PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:--use_fast_math -lineinfo>)
-      target_link_libraries(clipengine PRIVATE CUDA::cudart CUDA::cublasLt)
+      find_package(Threads REQUIRED)
+      target_link_libraries(clipengine PRIVATE CUDA::cudart CUDA::cublasLt Threads::Threads)
       # The target exists before this file runs, so it did not pick the variable up.
       set_target_properties(clipengine PROPERTIES CUDA_ARCHITECTURES "${CMAKE_CUDA_ARCHITECTURES}"
                             CUDA_STANDARD 17 CUDA_STANDARD_REQUIRED ON)
