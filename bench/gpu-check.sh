@@ -145,10 +145,10 @@ else
   row "memcheck" "not run (no GPU, build, compute-sanitizer, or under 60s left)" SKIP
 fi
 
-step "7. kernel lab (bench/cuda: attention, layernorm variants vs CPU reference, timed)"
+step "7. kernel lab (bench/cuda: attention, layernorm, gelu variants vs CPU reference, timed)"
 if [ "$BUILD_OK" = 1 ] && [ "$HAVE_GPU" = 1 ] && [ "$(remaining)" -gt 200 ]; then
   if timeout "$(cap 60)" make -s -C bench/cuda lab OUTDIR="$ROOT/$BUILD/lab" ARCH="${GPU_CHECK_ARCH:-90}"; then
-    for k in attention layernorm; do
+    for k in attention layernorm gelu; do
       [ "$(remaining)" -gt 15 ] || break
       timeout "$(cap 30)" "$ROOT/$BUILD/lab/$k" > "$LOGDIR/lab_$k.log" 2>&1
       rc=$?
