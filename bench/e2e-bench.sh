@@ -10,8 +10,10 @@ BACKEND=${BACKEND:-cpu}
 PY=${PYTHON:-/usr/bin/python3}
 WORK=${WORK:-build/e2e-bench}
 mkdir -p "$WORK"
-[ -f "$WORK/b32/model.safetensors" ] || $PY tests/reference/clip_ref.py make-weights --config b32 \
-  --seed 1234 --naming openai --dtype f32 --gelu quick --out "$WORK/b32" >/dev/null
+# The same weights file as bench/cpu-bench.sh (made once, reused by both).
+W=${BUILD:-build}/bench-weights/b32-openai-f32
+[ -f "$W/model.safetensors" ] || $PY tests/reference/clip_ref.py make-weights --config b32 \
+  --seed 1234 --naming openai --dtype f32 --gelu quick --out "$W" >/dev/null
 [ -f "$WORK/img/photo_$(printf %02d $((FILES - 1))).jpg" ] || $PY tests/reference/make_jpegs.py bench "$WORK/img" "$FILES" >/dev/null
 [ -x bin/clipd ] || make -s clipd
 go build -o "$WORK/imgserver" ./bench/imgserver
@@ -31,7 +33,7 @@ while [ $i -lt "$N" ]; do
 done
 rm -rf "$WORK/out"
 echo "# $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $N URLs of $nf files"
-bin/clipd embed --input "$WORK/urls.txt" --weights "$WORK/b32" --output "$WORK/out" \
+bin/clipd embed --input "$WORK/urls.txt" --weights "$W" --output "$WORK/out" \
   --backend "$BACKEND" --json ${EMBED_ARGS:-}
 cat "$WORK/out/Images_Embedded.stats.json"
 echo

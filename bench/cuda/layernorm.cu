@@ -1,8 +1,9 @@
 /* bench/cuda/layernorm.cu: kernel lab for the residual + LayerNorm (cuda/layernorm.cu).
-   Variant 0: naive, one thread per row. Variant 1: the production kernel (a warp per row,
-   fp32 two-pass statistics, re-reading the row from L1). Variant 2: a candidate: the row
-   held in registers (float4 loads of x, 8-byte loads of the fp16 delta and stores of the
-   output; W a multiple of 128 known at compile time), so x is read once. Checked against a CPU reference in three forms the forward
+   Variant 0: naive, one thread per row. Variant 1: the generic production kernel (a warp
+   per row, fp32 two-pass statistics, re-reading the row from L1). Variant 2: the production
+   kernel for the hot form since the 2026-11-27 H200 runs (the row held in registers: float4
+   loads of x, 8-byte loads of the 16-bit delta and stores of the output; W 768 or 1024
+   known at compile time), so x is read once. Checked against a CPU reference in three forms the forward
    uses (residual add -> fp16 out; in place fp32 like ln_pre; class-token rows with strides
    like ln_post), then timed at B/32 batch 1024 (51,200 rows of 768).
    Build: make -C bench/cuda lab ARCH=90 */
@@ -25,63 +26,19 @@ __global__ void layernorm_naive(float *x, const __half *delta, const float *g, c
   for (int i = 0; i < W; i++) out[(size_t)r * W + i] = __float2half((xr[i] - mean) * rstd * g[i] + b[i]);
 }
 
-template <int NV4>
-__global__ void __launch_bounds__(256) layernorm_regs(float *x, const __half *delta, const float *g, const float *b,
-                                                     __half *out, int rows, float eps) {
-  constexpr int W = NV4 * 128;
-  const int lane = threadIdx.x & 31, row = blockIdx.x * 8 + (threadIdx.x >> 5);
-  if (row >= rows) return;
-  float4 *xr = reinterpret_cast<float4 *>(x + (size_t)row * W);
-  const uint2 *dr = reinterpret_cast<const uint2 *>(delta + (size_t)row * W);
-  float4 v[NV4];
-  float sum = 0.f;
-#pragma unroll
-  for (int k = 0; k < NV4; k++) {
-    const int i = lane + 32 * k; /* float4 index */
-    float4 a = xr[i];
-    uint2 raw = dr[i];
-    const __half2 d01 = *reinterpret_cast<__half2 *>(&raw.x), d23 = *reinterpret_cast<__half2 *>(&raw.y);
-    const float2 f01 = __half22float2(d01), f23 = __half22float2(d23);
-    a.x += f01.x, a.y += f01.y, a.z += f23.x, a.w += f23.y;
-    xr[i] = a;
-    v[k] = a;
-    sum += a.x + a.y + a.z + a.w;
-  }
-  for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
-  const float mean = sum / W;
-  float var = 0.f;
-#pragma unroll
-  for (int k = 0; k < NV4; k++) {
-    const float dx = v[k].x - mean, dy = v[k].y - mean, dz = v[k].z - mean, dw = v[k].w - mean;
-    var += dx * dx + dy * dy + dz * dz + dw * dw;
-  }
-  for (int o = 16; o > 0; o >>= 1) var += __shfl_xor_sync(0xffffffffu, var, o);
-  const float rstd = rsqrtf(var / W + eps);
-  uint2 *orow = reinterpret_cast<uint2 *>(out + (size_t)row * W);
-#pragma unroll
-  for (int k = 0; k < NV4; k++) {
-    const int i = lane + 32 * k, c = 4 * i;
-    const __half2 o01 = __floats2half2_rn((v[k].x - mean) * rstd * g[c] + b[c], (v[k].y - mean) * rstd * g[c + 1] + b[c + 1]);
-    const __half2 o23 = __floats2half2_rn((v[k].z - mean) * rstd * g[c + 2] + b[c + 2], (v[k].w - mean) * rstd * g[c + 3] + b[c + 3]);
-    uint2 raw;
-    raw.x = *reinterpret_cast<const unsigned *>(&o01);
-    raw.y = *reinterpret_cast<const unsigned *>(&o23);
-    orow[i] = raw;
-  }
+/* Variant 1: the generic warp-per-row kernel, called directly (clip_layernorm_launch now
+   sends the hot form to variant 2). */
+static void layernorm_generic_launch(float *x, const __half *d, const float *g, const float *b, __half *o, int rows,
+                                     int W, float eps) {
+  LAB_CHECK(launch_out<__half>(x, W, d, W, g, b, o, CLIP_DT_F16, W, rows, W, eps, 0));
 }
 
-/* Launches variant 2 for the widths it is compiled for; false when W is not one of them. */
-static bool layernorm_regs_launch(float *x, const __half *d, const float *g, const float *b, __half *o, int rows,
-                                  int W, float eps) {
-  const unsigned blocks = (rows + 7) / 8;
-  switch (W) {
-  case 128: layernorm_regs<1><<<blocks, 256>>>(x, d, g, b, o, rows, eps); break;
-  case 768: layernorm_regs<6><<<blocks, 256>>>(x, d, g, b, o, rows, eps); break;
-  case 1024: layernorm_regs<8><<<blocks, 256>>>(x, d, g, b, o, rows, eps); break;
-  case 1280: layernorm_regs<10><<<blocks, 256>>>(x, d, g, b, o, rows, eps); break;
-  default: return false;
-  }
-  LAB_CHECK(cudaGetLastError());
+/* Variant 2: the production register-resident kernel; false when W is not one it is built for. */
+static bool layernorm_regs_lab_launch(float *x, const __half *d, const float *g, const float *b, __half *o, int rows,
+                                      int W, float eps) {
+  cudaError_t err = cudaSuccess;
+  if (!launch_regs<__half, __half>(x, d, g, b, o, rows, W, eps, 0, &err)) return false;
+  LAB_CHECK(err);
   return true;
 }
 
@@ -145,9 +102,9 @@ int main() {
         layernorm_naive<<<(rows + 127) / 128, 128>>>(dx, ddl, dg, db, dout, rows, W, eps);
         LAB_CHECK(cudaGetLastError());
       } else if (v == 2) {
-        if (!layernorm_regs_launch(dx, ddl, dg, db, dout, rows, W, eps)) continue;
+        if (!layernorm_regs_lab_launch(dx, ddl, dg, db, dout, rows, W, eps)) continue;
       } else {
-        LAB_CHECK(clip_layernorm_launch(dx, W, ddl, CLIP_DT_F16, W, dg, db, dout, CLIP_DT_F16, W, rows, W, eps, 0));
+        layernorm_generic_launch(dx, ddl, dg, db, dout, rows, W, eps);
       }
       LAB_CHECK(cudaMemcpy(hout.data(), dout, N * 2, cudaMemcpyDeviceToHost));
       LAB_CHECK(cudaMemcpy(xout.data(), dx, N * 4, cudaMemcpyDeviceToHost));
@@ -217,9 +174,9 @@ int main() {
       if (v == 0)
         layernorm_naive<<<(rows + 127) / 128, 128>>>(dx, ddl, dg, db, dout, rows, W, eps);
       else if (v == 2)
-        layernorm_regs_launch(dx, ddl, dg, db, dout, rows, W, eps);
+        layernorm_regs_lab_launch(dx, ddl, dg, db, dout, rows, W, eps);
       else
-        clip_layernorm_launch(dx, W, ddl, CLIP_DT_F16, W, dg, db, dout, CLIP_DT_F16, W, rows, W, eps, 0);
+        layernorm_generic_launch(dx, ddl, dg, db, dout, rows, W, eps);
     });
     printf("TIME variant %d rows %d W %d: %.3f ms (%.0f GB/s effective; x25 per forward = %.2f ms)\n", v, rows, W, ms,
            bytes / ms / 1e6, 25 * ms);
