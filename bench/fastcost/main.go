@@ -17,7 +17,7 @@ import (
 	"sort"
 
 	"github.com/clipd/clipd/cgo/engine"
-	"github.com/clipd/clipd/pipeline/decode"
+	"github.com/clipd/clipd/internal/pipeline/decode"
 )
 
 func main() {

@@ -26,7 +26,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/clipd/clipd/cgo/engine"
-	"github.com/clipd/clipd/pipeline/decode"
+	"github.com/clipd/clipd/internal/pipeline/decode"
 	"github.com/clipd/clipd/weights"
 )
 

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/clipd/clipd/cgo/engine"
-	"github.com/clipd/clipd/pipeline/decode"
+	"github.com/clipd/clipd/internal/pipeline/decode"
 )
 
 const tinyModel = golden + "/tiny_openai_quick_f32"
@@ -79,7 +79,7 @@ func TestVitGFLOP(t *testing.T) {
 
 func TestRunBenchPipeline(t *testing.T) {
 	for _, mode := range []decode.Mode{decode.Exact, decode.Fast} {
-		rep := benchJSON(t, benchOptions{BatchSizes: []int{4}, PipelineDir: "../../pipeline/decode/testdata", DecodeWorkers: 2, Preprocess: mode})
+		rep := benchJSON(t, benchOptions{BatchSizes: []int{4}, PipelineDir: "../../internal/pipeline/decode/testdata", DecodeWorkers: 2, Preprocess: mode})
 		p := rep.Pipeline
 		if p == nil || p.Files < 10 || p.Bytes <= 0 || p.DecodeWorkers != 2 || p.Preprocess != mode.String() {
 			t.Fatalf("%s: pipeline setup %+v", mode, p)
@@ -98,7 +98,7 @@ func TestRunBenchPipeline(t *testing.T) {
 func TestRunBenchText(t *testing.T) {
 	var out bytes.Buffer
 	err := runBench(testCtx(t), benchOptions{Weights: tinyModel, Backend: engine.BackendCPU, Threads: 1, BatchSizes: []int{2},
-		Duration: 50 * time.Millisecond, PipelineDir: "../../pipeline/decode/testdata", Stdout: &out, Logger: quietLogger})
+		Duration: 50 * time.Millisecond, PipelineDir: "../../internal/pipeline/decode/testdata", Stdout: &out, Logger: quietLogger})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -25,13 +25,13 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/clipd/clipd/cgo/engine"
-	"github.com/clipd/clipd/pipeline/batch"
-	"github.com/clipd/clipd/pipeline/decode"
-	"github.com/clipd/clipd/pipeline/fetch"
-	"github.com/clipd/clipd/pipeline/item"
-	"github.com/clipd/clipd/pipeline/plan"
-	"github.com/clipd/clipd/pipeline/sink"
-	"github.com/clipd/clipd/pipeline/source"
+	"github.com/clipd/clipd/internal/pipeline/batch"
+	"github.com/clipd/clipd/internal/pipeline/decode"
+	"github.com/clipd/clipd/internal/pipeline/fetch"
+	"github.com/clipd/clipd/internal/pipeline/item"
+	"github.com/clipd/clipd/internal/pipeline/plan"
+	"github.com/clipd/clipd/internal/pipeline/sink"
+	"github.com/clipd/clipd/internal/pipeline/source"
 	"github.com/clipd/clipd/weights"
 )
 

@@ -12,7 +12,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/clipd/clipd/pipeline/sink"
+	"github.com/clipd/clipd/internal/pipeline/sink"
 )
 
 // inspectOptions are the settings of `clipd inspect`.

@@ -9,7 +9,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/clipd/clipd/pipeline/sink"
+	"github.com/clipd/clipd/internal/pipeline/sink"
 )
 
 // mergeOptions are the settings of `clipd merge`.

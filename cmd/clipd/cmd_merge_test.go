@@ -10,8 +10,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/clipd/clipd/pipeline/item"
-	"github.com/clipd/clipd/pipeline/sink"
+	"github.com/clipd/clipd/internal/pipeline/item"
+	"github.com/clipd/clipd/internal/pipeline/sink"
 )
 
 // writeOutput writes a final file with one row per line in lines (failing lines%4 == 0).

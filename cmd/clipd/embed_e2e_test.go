@@ -27,9 +27,9 @@ import (
 	"time"
 
 	"github.com/clipd/clipd/cgo/engine"
-	"github.com/clipd/clipd/pipeline/decode"
-	"github.com/clipd/clipd/pipeline/sink"
-	"github.com/clipd/clipd/pipeline/source"
+	"github.com/clipd/clipd/internal/pipeline/decode"
+	"github.com/clipd/clipd/internal/pipeline/sink"
+	"github.com/clipd/clipd/internal/pipeline/source"
 )
 
 const (

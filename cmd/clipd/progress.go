@@ -15,7 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/clipd/clipd/pipeline/fetch"
+	"github.com/clipd/clipd/internal/pipeline/fetch"
 )
 
 // runStats are one run's counters; every field is safe to update from any goroutine.

@@ -2,7 +2,7 @@
 """make_jpegs: writes the decoder's fixtures: photo-like JPEGs and the odd cases of every format.
 
 Two sets, both from a fixed seed:
-  fixtures  (pipeline/decode/testdata/): one realistic 1024x768 q90 photo-like JPEG and the odd
+  fixtures  (internal/pipeline/decode/testdata/): one realistic 1024x768 q90 photo-like JPEG and the odd
             cases the decoder must match Pillow on: grayscale, CMYK (Adobe, inverted), progressive,
             4:4:4 / 4:2:2 / 4:2:0, restart markers (jpegtran -restart, skipped without it), 1x1 and
             7x3, odd sizes, EXIF orientation 6; PNG RGBA / RGB 16-bit / RGBA 16-bit / gray 16-bit /

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/clipd/clipd/cgo/turbojpeg"
+	"github.com/clipd/clipd/internal/cgo/turbojpeg"
 )
 
 // DefaultMaxPixels is Pillow's Image.MAX_IMAGE_PIXELS (1024*1024*1024/4/3).

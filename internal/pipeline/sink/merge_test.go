@@ -9,8 +9,8 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/clipd/clipd/cgo/h5"
-	"github.com/clipd/clipd/pipeline/item"
+	"github.com/clipd/clipd/internal/cgo/h5"
+	"github.com/clipd/clipd/internal/pipeline/item"
 )
 
 // writeShard writes a final file of the input lines in lines (line L has URL u<L>, and

@@ -14,7 +14,7 @@ import (
 	"testing"
 
 	"github.com/clipd/clipd/cgo/engine"
-	"github.com/clipd/clipd/pipeline/decode"
+	"github.com/clipd/clipd/internal/pipeline/decode"
 )
 
 var (

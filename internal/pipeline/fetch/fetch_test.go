@@ -22,7 +22,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/clipd/clipd/pipeline/item"
+	"github.com/clipd/clipd/internal/pipeline/item"
 )
 
 func TestOKBodyIntactAndHeadersSent(t *testing.T) {

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/clipd/clipd/pipeline/item"
+	"github.com/clipd/clipd/internal/pipeline/item"
 	"github.com/valyala/fasthttp"
 )
 

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"sort"
 
-	"github.com/clipd/clipd/cgo/h5"
+	"github.com/clipd/clipd/internal/cgo/h5"
 )
 
 // Info is what `clipd inspect` shows.

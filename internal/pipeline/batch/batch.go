@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/clipd/clipd/cgo/engine"
-	"github.com/clipd/clipd/pipeline/decode"
-	"github.com/clipd/clipd/pipeline/item"
+	"github.com/clipd/clipd/internal/pipeline/decode"
+	"github.com/clipd/clipd/internal/pipeline/item"
 )
 
 // Embedder is what the stage needs from an engine; *engine.Engine implements it and tests

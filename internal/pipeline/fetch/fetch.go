@@ -7,7 +7,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/clipd/clipd/pipeline/item"
+	"github.com/clipd/clipd/internal/pipeline/item"
 	"github.com/valyala/fasthttp"
 )
 

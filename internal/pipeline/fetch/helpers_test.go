@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/clipd/clipd/pipeline/item"
+	"github.com/clipd/clipd/internal/pipeline/item"
 )
 
 // testOptions are small and quick: short back-offs so retry tests take milliseconds.

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/clipd/clipd/pipeline/item"
+	"github.com/clipd/clipd/internal/pipeline/item"
 )
 
 func TestHangingServerTimesOut(t *testing.T) {

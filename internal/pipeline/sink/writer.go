@@ -15,8 +15,8 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/clipd/clipd/cgo/h5"
-	"github.com/clipd/clipd/pipeline/item"
+	"github.com/clipd/clipd/internal/cgo/h5"
+	"github.com/clipd/clipd/internal/pipeline/item"
 )
 
 // Row is one embedded item; Add copies Embedding (EmbedDim values).

@@ -16,7 +16,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"github.com/clipd/clipd/pipeline/item"
+	"github.com/clipd/clipd/internal/pipeline/item"
 )
 
 // maxRecordLines bounds a CSV record whose quoted field spans lines; a quote still open after

@@ -12,7 +12,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/clipd/clipd/cgo/h5"
+	"github.com/clipd/clipd/internal/cgo/h5"
 )
 
 // MergeOptions configure Merge.

@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"github.com/clipd/clipd/cgo/engine"
-	"github.com/clipd/clipd/pipeline/decode"
-	"github.com/clipd/clipd/pipeline/item"
+	"github.com/clipd/clipd/internal/pipeline/decode"
+	"github.com/clipd/clipd/internal/pipeline/item"
 )
 
 const dim = 4

@@ -10,7 +10,7 @@ import (
 	"path/filepath"
 	"sort"
 
-	"github.com/clipd/clipd/cgo/h5"
+	"github.com/clipd/clipd/internal/cgo/h5"
 )
 
 const readRows = 4096 // rows read from a chunk at a time

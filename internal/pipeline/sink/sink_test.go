@@ -14,8 +14,8 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/clipd/clipd/cgo/h5"
-	"github.com/clipd/clipd/pipeline/item"
+	"github.com/clipd/clipd/internal/cgo/h5"
+	"github.com/clipd/clipd/internal/pipeline/item"
 )
 
 const testDim = 8

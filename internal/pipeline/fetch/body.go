@@ -17,7 +17,7 @@ import (
 	"slices"
 	"sync"
 
-	"github.com/clipd/clipd/pipeline/item"
+	"github.com/clipd/clipd/internal/pipeline/item"
 	"github.com/valyala/fasthttp"
 )
 

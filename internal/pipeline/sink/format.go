@@ -13,7 +13,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/clipd/clipd/cgo/h5"
+	"github.com/clipd/clipd/internal/cgo/h5"
 )
 
 // File names inside an output directory.

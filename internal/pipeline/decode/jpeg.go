@@ -7,7 +7,7 @@ import (
 	"errors"
 	"strings"
 
-	"github.com/clipd/clipd/cgo/turbojpeg"
+	"github.com/clipd/clipd/internal/cgo/turbojpeg"
 )
 
 // jpegFlags: libjpeg's defaults (accurate integer DCT, fancy upsampling), as Pillow decodes,
