@@ -902,6 +902,19 @@ func syncDir(dir string) error {
 	return nil
 }
 
+// SHA256 is a weights file's sha256 in hex: the recorded one (RecordedSHA256) when there is
+// one, else computed by reading the file.
+func SHA256(file string) (string, error) {
+	if s := RecordedSHA256(file); s != "" {
+		return s, nil
+	}
+	sum, err := hashFile(file)
+	if err != nil {
+		return "", newErr(ErrMissing, err, fmt.Sprintf("weights: reading %s: %v", file, err))
+	}
+	return sum, nil
+}
+
 func hashFile(p string) (string, error) {
 	fh, err := os.Open(p)
 	if err != nil {

@@ -27,10 +27,10 @@ import (
 	"time"
 
 	"github.com/clipd/clipd/cgo/engine"
+	"github.com/clipd/clipd/embed"
 	"github.com/clipd/clipd/internal/pipeline/decode"
 	"github.com/clipd/clipd/internal/pipeline/sink"
-	"github.com/clipd/clipd/internal/pipeline/source"
-)
+	)
 
 const (
 	e2eDir      = "testdata/e2e"
@@ -299,7 +299,7 @@ func TestEmbedEndToEnd(t *testing.T) {
 		}
 	}
 	// --json: the statistics file.
-	var st embedSummary
+	var st embed.Summary
 	if err := json.Unmarshal(readFile(t, statsFile(out)), &st); err != nil {
 		t.Fatal(err)
 	}
@@ -408,7 +408,7 @@ func TestEmbedShardsAndMerge(t *testing.T) {
 	for i := range dirs {
 		wg.Go(func() {
 			o := testEmbedOptions(list, dirs[i])
-			o.Shard = source.Shard{Index: i, Count: 2}
+			o.Shard = embed.Shard{Index: i, Count: 2}
 			errs[i] = runEmbed(testCtx(t), o)
 		})
 	}
@@ -556,19 +556,19 @@ func TestEmbedCrashResume(t *testing.T) {
 	dir := t.TempDir()
 	final := filepath.Join(dir, sink.FinalName)
 	points := []struct {
-		name string
-		env  []string
-		when func() bool
+		name  string
+		extra []string // more flags
+		when  func() bool
 	}{
 		{"after the first chunk", nil, func() bool { return countChunks(dir) >= 1 }},
 		{"mid-run", nil, func() bool { return countChunks(dir) >= 10 }},
-		// the test hook holds the process just before the merge; the kill lands there
-		{"before the merge", []string{"CLIPD_TEST_SLEEP_BEFORE_MERGE=30s"}, func() bool { return countChunks(dir) >= 21 }},
+		// the hidden test flag holds the process just before the merge; the kill lands there
+		{"before the merge", []string{"--test-pause-before-merge", "30s"}, func() bool { return countChunks(dir) >= 21 }},
 		{"during the merge", nil, func() bool { _, err := os.Stat(final + ".tmp"); return err == nil }},
 	}
 	hit := 0
 	for _, p := range points {
-		cmd, out := startClipd(t, ctx, p.env, embedArgs(list, dir, "--chunk-size", "10")...)
+		cmd, out := startClipd(t, ctx, nil, embedArgs(list, dir, append([]string{"--chunk-size", "10"}, p.extra...)...)...)
 		exited := make(chan struct{})
 		var waitErr error
 		go func() { waitErr = cmd.Wait(); close(exited) }()

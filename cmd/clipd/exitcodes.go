@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/clipd/clipd/cgo/engine"
+	"github.com/clipd/clipd/embed"
 	"github.com/clipd/clipd/weights"
 )
 
@@ -71,6 +72,14 @@ func exitCode(err error) int {
 		return exitUsage
 	case errors.As(err, &ce):
 		return ce.code
+	case errors.Is(err, embed.ErrInterrupted):
+		return exitInterrupted
+	case errors.Is(err, embed.ErrConfig):
+		return exitUsage
+	case errors.Is(err, embed.ErrInput):
+		return exitInput
+	case errors.Is(err, embed.ErrOutput):
+		return exitOutput
 	case errors.Is(err, context.Canceled):
 		return exitInterrupted
 	case errors.Is(err, weights.ErrInvalidArgument), errors.Is(err, engine.ErrInvalidArgument):

@@ -23,12 +23,10 @@ type Embedder interface {
 	Info() engine.ModelInfo
 }
 
-// Input is one decoded image and the item it came from. The stage owns Image from the
-// moment it is sent and releases it after the engine call (or when it is dropped).
-type Input struct {
-	Item  item.Item
-	Image *decode.Image
-}
+// Input is one decoded image and the item it came from (the decode stage's output). The
+// stage owns Image from the moment it is sent and releases it after the engine call (or when
+// it is dropped).
+type Input = decode.Output
 
 // Batch is the outcome of one engine call: Items[i]'s embedding is
 // Embeddings[i*Dim:(i+1)*Dim]. Err is the engine's error; the items then have no embedding.
@@ -76,12 +74,13 @@ type Stage struct {
 	batches, images, dropped, busyNS, waiting, maxBatch atomic.Int64
 }
 
-// Run starts the stage: it reads in until in is closed and sends one Batch per engine call
+// Start starts the stage (see package item for the stage contract; an engine error is not
+// an item's failure but the run's, so it travels in Batch.Err): it reads in until in is closed and sends one Batch per engine call
 // on the returned channel, which it closes at the end. One goroutine owns the engine. Once
 // ctx is done, no new engine call starts: the call in progress finishes and is sent, and
 // every image read afterwards is released and dropped (its item is not failed: it belongs to
 // a later run). The caller must still close in and read the output to the end.
-func Run(ctx context.Context, e Embedder, in <-chan Input, opt Options) *Stage {
+func Start(ctx context.Context, e Embedder, in <-chan Input, opt Options) *Stage {
 	if opt.BatchSize <= 0 {
 		opt.BatchSize = DefaultBatchSize
 	}

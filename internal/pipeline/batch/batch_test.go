@@ -96,7 +96,7 @@ func TestEveryImageOnceWithItsEmbedding(t *testing.T) {
 	var released, releasedBytes atomic.Int64
 	fe := &fakeEngine{}
 	in := make(chan Input, 5)
-	s := Run(context.Background(), fe, in, Options{BatchSize: bs, Released: func(b int64) { released.Add(1); releasedBytes.Add(b) }})
+	s := Start(context.Background(), fe, in, Options{BatchSize: bs, Released: func(b int64) { released.Add(1); releasedBytes.Add(b) }})
 	var totalBytes int64
 	go func() {
 		defer close(in)
@@ -147,7 +147,7 @@ func TestEngineTakesWhatIsQueued(t *testing.T) {
 	const bs = 4
 	fe := &fakeEngine{gate: make(chan struct{}), entered: make(chan int)}
 	in := make(chan Input)
-	s := Run(context.Background(), fe, in, Options{BatchSize: bs})
+	s := Start(context.Background(), fe, in, Options{BatchSize: bs})
 	in <- testImage(0)
 	if got := recvInt(t, ctx, fe.entered); got != 1 {
 		t.Fatalf("first call had %d images, want 1 (the only one queued)", got)
@@ -221,7 +221,7 @@ func TestCancelFinishesCallDropsRest(t *testing.T) {
 	fe := &fakeEngine{gate: make(chan struct{}), entered: make(chan int)}
 	in := make(chan Input, 20)
 	var released atomic.Int64
-	s := Run(runCtx, fe, in, Options{BatchSize: 4, Released: func(int64) { released.Add(1) }})
+	s := Start(runCtx, fe, in, Options{BatchSize: 4, Released: func(int64) { released.Add(1) }})
 	in <- testImage(0)
 	recvInt(t, ctx, fe.entered)
 	for i := 1; i < 10; i++ {
@@ -250,7 +250,7 @@ func TestEngineErrorIsReported(t *testing.T) {
 	boom := errors.New("device lost")
 	fe := &fakeEngine{err: boom}
 	in := make(chan Input, 3)
-	s := Run(context.Background(), fe, in, Options{BatchSize: 8})
+	s := Start(context.Background(), fe, in, Options{BatchSize: 8})
 	in <- testImage(1)
 	close(in)
 	b := collectAll(t, ctx, s)
@@ -262,7 +262,7 @@ func TestEngineErrorIsReported(t *testing.T) {
 func TestNormalize(t *testing.T) {
 	ctx := bounded(t)
 	in := make(chan Input, 10)
-	s := Run(context.Background(), &fakeEngine{}, in, Options{BatchSize: 3, Normalize: true})
+	s := Start(context.Background(), &fakeEngine{}, in, Options{BatchSize: 3, Normalize: true})
 	for i := 1; i <= 7; i++ {
 		in <- testImage(i)
 	}

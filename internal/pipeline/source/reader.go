@@ -39,6 +39,7 @@ type rowConfig struct {
 	urlColumn    string
 	mirrorPrefix string // non-empty: URL = mirrorPrefix + ImageID + ".jpg"
 	cached       string
+	localFiles   bool // rows are absolute paths of local files (a folder input), not URLs
 }
 
 // parser turns lines into Records; used by the reading goroutine only.
@@ -52,6 +53,7 @@ type parser struct {
 	urlColumn                      string
 	emptyReason                    string
 	mirrorPrefix                   string
+	localFiles                     bool
 	maxURL                         int
 	pending                        []byte
 }
@@ -97,6 +99,7 @@ func start(ctx context.Context, rc io.ReadCloser, spec, name string, opt Options
 		lr: newLineReader(lines), format: format, maxURL: maxURL,
 		urlIdx: -1, idIdx: -1, md5Idx: -1, sizeIdx: -1,
 		mirrorPrefix: cfg.mirrorPrefix,
+		localFiles:   cfg.localFiles,
 	}
 	p.sp.sep, p.sp.quotes = ',', true
 	if format == FormatTSV {
@@ -464,6 +467,8 @@ func (p *parser) checkURL(u []byte) string {
 		return "invalid UTF-8 in the URL"
 	case len(u) > p.maxURL:
 		return fmt.Sprintf("URL is %d bytes, over the %d-byte limit", len(u), p.maxURL)
+	case p.localFiles && u[0] == '/':
+		return ""
 	}
 	scheme, rest, ok := bytes.Cut(u, []byte("://"))
 	if !ok || !validScheme(scheme) {

@@ -226,7 +226,6 @@ func TestOpenErrors(t *testing.T) {
 	ctx := testContext(t)
 	for spec, want := range map[string]string{
 		"/nonexistent/urls.txt": "no such file",
-		t.TempDir():             "is a directory",
 		"ftp://x/list.txt":      "unsupported scheme",
 		"openimages:nope":       "unknown Open Images split",
 	} {
@@ -433,5 +432,58 @@ func TestLocalFileAndStats(t *testing.T) {
 	drain(t, s)
 	if st := s.Stats(); st != (Stats{Rows: 4, Items: 3, Failures: 1}) {
 		t.Errorf("stats %+v", st)
+	}
+}
+
+// A folder is read recursively: image files only, absolute paths, lexical order, and the
+// same sharding as a list (the shards of a folder partition it).
+func TestFolder(t *testing.T) {
+	dir := t.TempDir()
+	for _, name := range []string{"b.jpg", "a.JPEG", "notes.txt", "sub/c.png", "sub/deeper/d.webp", "sub/e.gif", "z.bmp", "sub/skip.json"} {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, err := Open(testContext(t), dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	items, fails := drainErr(s)
+	if err := s.Err(); err != nil || len(fails) != 0 {
+		t.Fatalf("err %v, failures %v", err, fails)
+	}
+	var got []string
+	for _, it := range items {
+		got = append(got, strings.TrimPrefix(it.URL, dir+"/"))
+		if !filepath.IsAbs(it.URL) {
+			t.Errorf("%s: not an absolute path", it.URL)
+		}
+	}
+	want := "a.JPEG b.jpg sub/c.png sub/deeper/d.webp sub/e.gif z.bmp"
+	if strings.Join(got, " ") != want {
+		t.Fatalf("folder rows %q, want %q", strings.Join(got, " "), want)
+	}
+	seen := map[string]int{}
+	for i := range 2 {
+		sh, err := Open(testContext(t), dir, Options{Shard: Shard{Index: i, Count: 2}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		part, _ := drainErr(sh)
+		for _, it := range part {
+			seen[it.URL]++
+		}
+	}
+	if len(seen) != len(items) {
+		t.Fatalf("2 shards cover %d of %d files", len(seen), len(items))
+	}
+	for u, n := range seen {
+		if n != 1 {
+			t.Errorf("%s in %d shards", u, n)
+		}
 	}
 }

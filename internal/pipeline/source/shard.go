@@ -55,7 +55,8 @@ func (s Shard) Contains(key string) bool {
 	return fnv1a64(key)%uint64(s.Count) == uint64(s.Index)
 }
 
-func (s Shard) validate() error {
+// Validate checks that the shard is the zero value or has 0 <= Index < Count.
+func (s Shard) Validate() error {
 	if s.Count == 0 && s.Index == 0 {
 		return nil
 	}

@@ -119,7 +119,9 @@ type Source struct {
 //     all (image_ids_and_rotation.csv); the metadata CSV is downloaded once into the cache;
 //   - an http:// or https:// URL, streamed;
 //   - "-" for standard input;
-//   - anything else is a local path.
+//   - a directory: its image files (ImageExtensions, any case), recursively, in lexical
+//     order; each row's URL is the file's absolute path;
+//   - anything else is a local path of a list.
 //
 // Gzip is recognised by its magic bytes whatever the name. With FormatAuto the format is,
 // looking at the first non-blank line of the (decompressed) content and then at the name
@@ -166,7 +168,7 @@ func Open(ctx context.Context, spec string, opt Options) (*Source, error) {
 	}
 	if st, err := f.Stat(); err == nil && st.IsDir() {
 		f.Close()
-		return nil, fmt.Errorf("source %s: is a directory; give a file of URLs", spec)
+		return openFolder(ctx, spec, opt)
 	}
 	return start(ctx, f, spec, spec, opt, rowConfig{})
 }
@@ -237,7 +239,7 @@ func (o *Options) validate() error {
 	if o.MaxURLBytes < 0 || o.Buffer < 0 || o.ReadIdleTimeout < 0 {
 		return errors.New("source: MaxURLBytes, Buffer and ReadIdleTimeout must not be negative")
 	}
-	return o.Shard.validate()
+	return o.Shard.Validate()
 }
 
 // onceCloser closes the input once, whichever of Close and the reading goroutine is first.

@@ -1,0 +1,192 @@
+// config.go: what defines a run (Config), its defaults and its checks.
+package embed
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/clipd/clipd/cgo/engine"
+	"github.com/clipd/clipd/internal/pipeline/decode"
+	"github.com/clipd/clipd/internal/pipeline/fetch"
+	"github.com/clipd/clipd/internal/pipeline/plan"
+	"github.com/clipd/clipd/internal/pipeline/source"
+)
+
+// Shard selects a deterministic 1/Count of the input (by a hash of each row's URL); the zero
+// value is the whole input.
+type Shard = source.Shard
+
+// ParseShard reads "i/n" (0 <= i < n).
+func ParseShard(s string) (Shard, error) { return source.ParseShard(s) }
+
+// URLKind is which URL an Open Images row yields.
+type URLKind = source.URLKind
+
+// The URL kinds of openimages:SPLIT inputs.
+const (
+	OriginalURL  = source.OriginalURL  // the original (Flickr), with its MD5 and size checked; the default
+	ThumbnailURL = source.ThumbnailURL // the 300K thumbnail
+	MirrorURL    = source.MirrorURL    // the CVDF mirror (what Open Images' downloader.py fetches)
+)
+
+// Preprocess is how JPEGs are decoded before CLIP's preprocessing.
+type Preprocess = decode.Mode
+
+const (
+	// Exact decodes at full size: the same pixels as Pillow, the same embeddings as the
+	// reference pipeline.
+	Exact = decode.Exact
+	// Fast decodes JPEGs DCT-scaled to the smallest size that still covers the model's input:
+	// several times faster, not bit-exact.
+	Fast = decode.Fast
+)
+
+// ParsePreprocess reads "exact" or "fast".
+func ParsePreprocess(s string) (Preprocess, error) { return decode.ParseMode(s) }
+
+// Defaults of Config's zero fields.
+const (
+	DefaultTimeout       = fetch.DefaultTimeout
+	DefaultRetries       = fetch.DefaultRetries
+	DefaultProgressEvery = 250 * time.Millisecond
+)
+
+// Config is one run. The zero value of a field means its default; Input, Output and (unless
+// the default model is in the cache) Weights are needed.
+type Config struct {
+	// Input is a URL list (text, CSV or TSV, optionally gzipped; a path or an http(s) URL),
+	// "-" for Stdin, "openimages:SPLIT" (train, train-boxable, validation, test, all), or a
+	// folder of images (read recursively, in lexical order).
+	Input string
+	// Stdin is read when Input is "-"; nil means os.Stdin.
+	Stdin io.Reader
+	// URLColumn is the CSV/TSV column holding the URLs; "" = url, OriginalURL or
+	// Thumbnail300KURL.
+	URLColumn string
+	// URLKind picks the URL of openimages: rows; "" = OriginalURL.
+	URLKind URLKind
+	// Limit stops after this many rows of the shard; 0 = all.
+	Limit int64
+	// Shard is the part of the input this run embeds.
+	Shard Shard
+
+	// Weights is a .safetensors file, a folder holding model.safetensors (+ config.json), or
+	// a name in the cache (see the weights package); "" = weights.DefaultModel in the cache.
+	Weights  string
+	CacheDir string // the weights and metadata cache; "" = $CLIPD_CACHE or ~/.cache/clipd
+
+	// Backend, Device and Threads choose where the model runs (see package engine).
+	Backend engine.Backend
+	Device  int
+	Threads int // CPU backend threads; 0 = all cores
+
+	// Output is the output folder: chunk files while running, Images_Embedded.h5 at the end.
+	Output string
+	// NoResume discards an earlier run's chunks in Output instead of resuming it.
+	NoResume bool
+	// Dtype of the embeddings in the file: "float32" (default) or "float16".
+	Dtype string
+	// Normalize L2-normalises the embeddings (off: they equal CLIP's encode_image).
+	Normalize bool
+	// Preprocess is Exact (default) or Fast JPEG decoding.
+	Preprocess Preprocess
+
+	// Sizes; 0 = chosen by the memory plan from the available memory.
+	Memory      int64 // bytes the run may use
+	BatchSize   int   // images per engine call
+	ChunkSize   int   // rows per chunk file
+	Connections int   // downloads in flight
+
+	// Timeout is the most one URL may take, retries included; 0 = DefaultTimeout.
+	Timeout time.Duration
+	// Retries of a URL after timeouts, connection errors, 429 and 5xx: 0 = DefaultRetries,
+	// negative = none.
+	Retries int
+	// UserAgent sent with every request; "" = "clipd".
+	UserAgent string
+	// Version is recorded in the output's clipd_version attribute; "" = "dev".
+	Version string
+
+	// ProgressEvery is how often Events.Progress is called; 0 = DefaultProgressEvery.
+	ProgressEvery time.Duration
+
+	// Hooks let tests stop or hold a run at chosen points.
+	Hooks Hooks
+}
+
+// Hooks are called from the run's goroutines; nil ones are skipped.
+type Hooks struct {
+	// AfterBatch is called after each engine batch's rows went to the sink, with the rows
+	// this run has written so far.
+	AfterBatch func(rows int64)
+	// BeforeFinalize is called once the input is done, before the chunks are merged.
+	BeforeFinalize func()
+}
+
+// withDefaults fills the zero fields that have fixed defaults.
+func (c Config) withDefaults() Config {
+	if c.Dtype == "" {
+		c.Dtype = "float32"
+	}
+	if c.Timeout == 0 {
+		c.Timeout = DefaultTimeout
+	}
+	if c.Retries == 0 {
+		c.Retries = DefaultRetries
+	} else if c.Retries < 0 {
+		c.Retries = -1
+	}
+	if c.UserAgent == "" {
+		c.UserAgent = "clipd"
+	}
+	if c.Version == "" {
+		c.Version = "dev"
+	}
+	if c.ProgressEvery <= 0 {
+		c.ProgressEvery = DefaultProgressEvery
+	}
+	return c
+}
+
+// check rejects impossible settings with an ErrConfig error that names the setting as the
+// CLI spells it.
+func (c Config) check() error {
+	bad := func(format string, args ...any) error { return withKind(ErrConfig, fmt.Errorf(format, args...)) }
+	switch {
+	case c.Input == "":
+		return bad("--input is empty: give a file of URLs, an http(s) URL, a folder, - or openimages:SPLIT")
+	case c.Output == "":
+		return bad("--output is empty: give a directory")
+	case c.Limit < 0:
+		return bad("--limit %d: want 0 (no limit) or more", c.Limit)
+	case c.BatchSize < 0 || c.ChunkSize < 0 || c.Connections < 0 || c.Threads < 0 || c.Device < 0 || c.Memory < 0:
+		return bad("--batch-size, --chunk-size, --connections, --threads, --device and --memory must not be negative")
+	case c.Timeout < 0:
+		return bad("--timeout %v: want a positive duration such as 30s", c.Timeout)
+	case c.Dtype != "float32" && c.Dtype != "float16":
+		return bad("--dtype %q: want float32 or float16", c.Dtype)
+	case c.Preprocess != Exact && c.Preprocess != Fast:
+		return bad("--preprocess %d: want exact or fast", c.Preprocess)
+	}
+	if err := c.Shard.Validate(); err != nil {
+		return bad("--shard: %v", err)
+	}
+	switch c.URLKind {
+	case "", OriginalURL, ThumbnailURL, MirrorURL:
+	default:
+		return bad("--url-kind %q: want original, thumbnail or mirror", c.URLKind)
+	}
+	if c.URLKind != "" && c.URLKind != OriginalURL && !strings.HasPrefix(strings.ToLower(c.Input), "openimages:") {
+		return bad("--url-kind %s applies only to openimages:SPLIT inputs", c.URLKind)
+	}
+	return nil
+}
+
+// ParseMemory reads a memory budget: bytes with a unit ("8GiB", "512MB") or a share of the
+// memory available now ("50%").
+func ParseMemory(s string) (int64, error) {
+	avail, _, _ := plan.Available()
+	return plan.ParseMemory(s, avail)
+}

@@ -1,0 +1,34 @@
+// errors.go: how Run's errors are classified, so a caller (the CLI's exit codes) can tell a
+// bad configuration from a bad input, an unwritable output and an interruption.
+package embed
+
+import "errors"
+
+var (
+	// ErrConfig: the Config is impossible or does not match what the output holds (another
+	// run's chunks in Output). Fix the settings; nothing was written.
+	ErrConfig = errors.New("bad configuration")
+	// ErrInput: the input cannot be opened or read to its end.
+	ErrInput = errors.New("bad input")
+	// ErrOutput: the output cannot be written (a full disk, a file where a folder should be).
+	ErrOutput = errors.New("output error")
+	// ErrInterrupted: ctx ended before the input did; what was done is saved and a rerun
+	// with the same Config resumes.
+	ErrInterrupted = errors.New("interrupted")
+)
+
+// kindError is an error with its class: errors.Is matches both the class and the cause.
+type kindError struct {
+	kind error
+	err  error
+}
+
+func (e *kindError) Error() string   { return e.err.Error() }
+func (e *kindError) Unwrap() []error { return []error{e.kind, e.err} }
+
+func withKind(kind, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &kindError{kind: kind, err: err}
+}

@@ -1,0 +1,168 @@
+// events.go: what a run tells its caller: Events (callbacks while it runs), Progress (a
+// snapshot of the counters) and Summary (the closing report, also what `clipd embed --json`
+// writes).
+package embed
+
+import (
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Events are the run's callbacks; nil ones are skipped. They are called from the run's
+// goroutines, one at a time, and must return quickly.
+type Events struct {
+	// Started is called once the model, the memory plan and the output are ready, before the
+	// first row is read.
+	Started func(Started)
+	// Progress is called every Config.ProgressEvery until the run ends.
+	Progress func(Progress)
+	// Log receives the run's log lines, with key-value pairs as slog takes them.
+	Log func(level slog.Level, msg string, args ...any)
+}
+
+// Started describes the run about to start.
+type Started struct {
+	Backend         string // the engine, e.g. "cpu 2 threads fp32" or "cuda NVIDIA H200 fp16"
+	Plan            string // the memory plan, several lines
+	ImageSize       int
+	EmbedDim        int
+	ResumedRows     int64 // already in the output from an earlier run of this Config
+	ResumedFailures int64
+}
+
+// Progress is a snapshot of a running run.
+type Progress struct {
+	Elapsed         time.Duration
+	Rows, Failures  int64 // this run
+	ResumedRows     int64 // done by earlier runs of this Config
+	ResumedFailures int64
+	Total           int64 // rows the run will end with in all (done or resumed); 0 = unknown
+	Bytes           int64 // encoded image bytes decoded by this run
+	FailureReasons  []ReasonCount
+	FetchesInFlight int64
+}
+
+// Done is every row accounted for so far, resumed ones included.
+func (p Progress) Done() int64 { return p.Rows + p.Failures + p.ResumedRows + p.ResumedFailures }
+
+// ImagesPerSecond is this run's embedding rate.
+func (p Progress) ImagesPerSecond() float64 {
+	return float64(p.Rows) / max(p.Elapsed.Seconds(), 1e-9)
+}
+
+// ETA is the time left at this run's pace, 0 when unknown.
+func (p Progress) ETA() time.Duration {
+	n := p.Rows + p.Failures
+	if p.Total <= 0 || n == 0 || p.Done() >= p.Total {
+		return 0
+	}
+	per := p.Elapsed.Seconds() / float64(n)
+	return time.Duration(per * float64(p.Total-p.Done()) * float64(time.Second)).Round(time.Second)
+}
+
+// ReasonCount is how many rows failed for one kind of reason.
+type ReasonCount struct {
+	Reason string `json:"reason"`
+	Count  int64  `json:"count"`
+}
+
+// Summary is the run's closing report. Its JSON form is the --json statistics file.
+type Summary struct {
+	Output          string        `json:"output,omitempty"` // the final file; empty when the run did not finish
+	Input           string        `json:"input"`
+	Shard           string        `json:"shard"`
+	Completed       bool          `json:"completed"`
+	AlreadyComplete bool          `json:"already_complete,omitempty"` // Output was complete before this run: nothing was done
+	Rows            int64         `json:"rows"`                       // embedded by this run
+	Failures        int64         `json:"failures"`                   // failed in this run
+	ResumedRows     int64         `json:"resumed_rows"`
+	ResumedFailures int64         `json:"resumed_failures"`
+	FailureReasons  []ReasonCount `json:"failure_reasons"`
+	ElapsedSeconds  float64       `json:"elapsed_s"`
+	ImagesPerSecond float64       `json:"images_per_s"`
+	MBytes          float64       `json:"mbytes"` // encoded image bytes decoded
+	MBPerSecond     float64       `json:"mb_per_s"`
+	Stages          StageSummary  `json:"stages"`
+}
+
+// StageSummary shows where the time went. Busy times are summed over a stage's workers; the
+// engine's is one goroutine's, so EngineBusy / ElapsedSeconds is how much of the run the
+// engine worked (near 1: the engine is the bottleneck; low: it waited for downloads or
+// decoding).
+type StageSummary struct {
+	FetchOK          int64   `json:"fetch_ok"`
+	FetchFailed      int64   `json:"fetch_failed"`   // judged failures (http errors, timeouts, ...)
+	FetchCanceled    int64   `json:"fetch_canceled"` // stopped by an interruption: left for the next run
+	FetchRetries     int64   `json:"fetch_retries"`
+	FetchAvgInFlight float64 `json:"fetch_avg_in_flight"`
+	Connections      int     `json:"connections"`
+	ReadOK           int64   `json:"read_ok,omitempty"` // local files read
+	ReadFailed       int64   `json:"read_failed,omitempty"`
+	ReadBusy         float64 `json:"read_busy_s,omitempty"`
+	DecodeBusy       float64 `json:"decode_busy_s"`
+	DecodeWorkers    int     `json:"decode_workers"`
+	EngineBusy       float64 `json:"engine_busy_s"`
+	EngineBatches    int64   `json:"engine_batches"`
+	EngineAvgBatch   float64 `json:"engine_avg_batch"`
+	BatchSize        int     `json:"batch_size"`
+	WriteBusy        float64 `json:"write_busy_s"`
+	Merge            float64 `json:"merge_s"`
+	DecodedPeakBytes int64   `json:"decoded_peak_bytes"`
+}
+
+// counters are the run's own counts; every field is safe to update from any goroutine.
+type counters struct {
+	rows, skipped                atomic.Int64
+	failures                     atomic.Int64
+	writeBusy                    atomic.Int64 // nanoseconds
+	inFlightSum, inFlightSamples atomic.Int64 // fetches in flight, sampled by the progress ticker
+
+	mu       sync.Mutex
+	byReason map[string]int64
+}
+
+// failed counts one failure under its reason's short form.
+func (c *counters) failed(reason string) {
+	c.failures.Add(1)
+	key := ShortReason(reason)
+	c.mu.Lock()
+	if c.byReason == nil {
+		c.byReason = map[string]int64{}
+	}
+	c.byReason[key]++
+	c.mu.Unlock()
+}
+
+// ShortReason keeps the kind of a failure reason and drops its details ("corrupt jpeg: bad
+// Huffman table" -> "corrupt jpeg", "too many pixels (30000x30000)" -> "too many pixels",
+// "line 12: empty URL" -> "bad line"), so a table of reasons stays small.
+func ShortReason(r string) string {
+	if strings.HasPrefix(r, "line ") {
+		return "bad line"
+	}
+	if i := strings.IndexAny(r, ":("); i > 0 {
+		r = r[:i]
+	}
+	return strings.TrimSpace(r)
+}
+
+// reasons returns the failure counts, most frequent first.
+func (c *counters) reasons() []ReasonCount {
+	c.mu.Lock()
+	out := make([]ReasonCount, 0, len(c.byReason))
+	for k, v := range c.byReason {
+		out = append(out, ReasonCount{k, v})
+	}
+	c.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Count != out[j].Count {
+			return out[i].Count > out[j].Count
+		}
+		return out[i].Reason < out[j].Reason
+	})
+	return out
+}

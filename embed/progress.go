@@ -1,0 +1,103 @@
+// progress.go: the progress ticker (Events.Progress, and the fetch stage's in-flight samples
+// for the summary) and the Summary a run ends with.
+package embed
+
+import (
+	"sync"
+	"time"
+
+	"github.com/clipd/clipd/internal/pipeline/fetch"
+)
+
+// startProgress starts the ticker; the returned func stops it and waits for it.
+func (r *run) startProgress() (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(r.cfg.ProgressEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				if r.fetch != nil {
+					r.count.inFlightSum.Add(r.fetch.Stats().InFlight)
+					r.count.inFlightSamples.Add(1)
+				}
+				if r.ev.Progress != nil {
+					r.ev.Progress(r.progress())
+				}
+			}
+		}
+	})
+	var once sync.Once
+	return func() { once.Do(func() { close(done); wg.Wait() }) }
+}
+
+// progress is a snapshot of the counters.
+func (r *run) progress() Progress {
+	rr, rf := r.w.Resumed()
+	p := Progress{
+		Elapsed: time.Since(r.started), Rows: r.count.rows.Load(), Failures: r.count.failures.Load(),
+		ResumedRows: rr, ResumedFailures: rf, Total: r.cfg.Limit, FailureReasons: r.count.reasons(),
+	}
+	if r.decode != nil {
+		p.Bytes = r.decode.Stats().Bytes
+	}
+	if r.fetch != nil {
+		p.FetchesInFlight = r.fetch.Stats().InFlight
+	}
+	return p
+}
+
+// summary is the run's report; final is the finished file, "" when the run did not finish.
+func (r *run) summary(final string) Summary {
+	el := time.Since(r.started).Seconds()
+	s := Summary{
+		Output: final, Input: r.cfg.Input, Shard: r.cfg.Shard.String(), Completed: final != "",
+		Rows: r.count.rows.Load(), Failures: r.count.failures.Load(),
+		FailureReasons: r.count.reasons(), ElapsedSeconds: el,
+	}
+	if r.w != nil {
+		s.ResumedRows, s.ResumedFailures = r.w.Resumed()
+	}
+	g := &s.Stages
+	if r.decode != nil {
+		ds := r.decode.Stats()
+		s.MBytes = float64(ds.Bytes) / 1e6
+		g.DecodeBusy = ds.Busy.Seconds()
+	}
+	s.ImagesPerSecond = float64(s.Rows) / max(el, 1e-9)
+	s.MBPerSecond = s.MBytes / max(el, 1e-9)
+	if r.fetch != nil {
+		fs := r.fetch.Stats()
+		canceled := fs.Reasons[fetch.ReasonCanceled]
+		g.FetchOK, g.FetchFailed, g.FetchCanceled, g.FetchRetries = fs.OK, fs.Failed-canceled, canceled, fs.Retries
+	}
+	if n := r.count.inFlightSamples.Load(); n > 0 {
+		g.FetchAvgInFlight = float64(r.count.inFlightSum.Load()) / float64(n)
+	}
+	if r.read != nil {
+		rs := r.read.Stats()
+		g.ReadOK, g.ReadFailed, g.ReadBusy = rs.OK, rs.Failed, rs.Busy.Seconds()
+	}
+	g.Connections = r.plan.Connections
+	g.DecodeWorkers = r.plan.DecodeWorkers
+	if r.batch != nil {
+		bs := r.batch.Stats()
+		g.EngineBusy = bs.Busy.Seconds()
+		g.EngineBatches = bs.Batches
+		if bs.Batches > 0 {
+			g.EngineAvgBatch = float64(bs.Images) / float64(bs.Batches)
+		}
+	}
+	g.BatchSize = r.plan.BatchSize
+	g.WriteBusy = time.Duration(r.count.writeBusy.Load()).Seconds()
+	g.Merge = r.mergeTime.Seconds()
+	if r.budget != nil {
+		g.DecodedPeakBytes = r.budget.Peak()
+	}
+	return s
+}
+

@@ -1,0 +1,329 @@
+// run.go: Run, and the wiring of the stages: each stage is started with the stage contract of
+// package item (bounded channels in and out, failures to one channel that the sink drains),
+// so adding a stage is one package and one line here.
+package embed
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/clipd/clipd/cgo/engine"
+	"github.com/clipd/clipd/internal/pipeline/batch"
+	"github.com/clipd/clipd/internal/pipeline/decode"
+	"github.com/clipd/clipd/internal/pipeline/fetch"
+	"github.com/clipd/clipd/internal/pipeline/item"
+	"github.com/clipd/clipd/internal/pipeline/plan"
+	"github.com/clipd/clipd/internal/pipeline/read"
+	"github.com/clipd/clipd/internal/pipeline/sink"
+	"github.com/clipd/clipd/internal/pipeline/source"
+	"github.com/clipd/clipd/weights"
+)
+
+// FinalName is the name of the finished file in Config.Output.
+const FinalName = sink.FinalName
+
+// Run embeds cfg.Input into cfg.Output and returns the run's summary. It returns when the
+// input is done (the final file is written), when ctx ends (ErrInterrupted: the rows done
+// are saved and a Run with the same Config resumes), or at the first fatal error (the engine
+// fails, the output cannot be written, the input cannot be read). Failed rows are not errors:
+// they are listed in the output with their reasons and counted in the Summary. When Output
+// already holds this Config's finished file, Run does nothing and says so in the Summary
+// (AlreadyComplete). The Summary is filled as far as the run got, also with an error.
+func Run(ctx context.Context, cfg Config, ev Events) (Summary, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.check(); err != nil {
+		return Summary{}, err
+	}
+	r := &run{cfg: cfg, ev: ev, started: time.Now()}
+	r.log = newLogger(ev.Log)
+	sum, err := r.run(ctx)
+	return sum, err
+}
+
+// run is one Run's moving parts.
+type run struct {
+	cfg     Config
+	ev      Events
+	log     *eventLogger
+	started time.Time
+
+	weightsPath string // the resolved weights (a file or a folder)
+
+	plan  plan.Plan
+	w     *sink.Writer
+	src   *source.Source
+	count counters
+
+	fetch  *fetch.Stage
+	read   *read.Stage
+	decode *decode.Stage
+	batch  *batch.Stage
+	budget *batch.Budget
+
+	mergeTime time.Duration
+
+	errOnce sync.Once
+	err     error
+}
+
+func (r *run) run(ctx context.Context) (Summary, error) {
+	cfg := r.cfg
+
+	// The model, the plan and the engine, before anything is downloaded or created.
+	eng, info, err := r.openEngine()
+	if err != nil {
+		return Summary{}, err
+	}
+	defer eng.Close()
+	wfile, _ := weights.WeightsFile(r.weightsPath)
+	sum, err := weights.SHA256(wfile)
+	if err != nil {
+		return Summary{}, err
+	}
+
+	// The source: a bad path, URL or header fails here.
+	runCtx, stopRun := context.WithCancel(ctx)
+	defer stopRun()
+	r.src, err = r.openSource(runCtx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return r.summary(""), interrupted(0)
+		}
+		return Summary{}, withKind(ErrInput, err)
+	}
+	defer r.src.Close()
+
+	attrs := sink.Attrs{
+		Model:         modelName(r.weightsPath),
+		WeightsSHA256: sum,
+		Preprocess:    cfg.Preprocess.String(),
+		Version:       cfg.Version,
+		Input:         cfg.Input,
+		EmbedDim:      info.EmbedDim,
+		Normalized:    cfg.Normalize,
+		Dtype:         cfg.Dtype,
+	}
+	r.w, err = sink.Open(sink.Options{
+		Dir:       cfg.Output,
+		ChunkSize: r.plan.ChunkSize,
+		Attrs:     attrs,
+		Key: sink.RunKey{
+			Input: cfg.Input, Shard: cfg.Shard.String(), Limit: cfg.Limit, URLKind: string(cfg.URLKind),
+			WeightsSHA256: sum, Preprocess: cfg.Preprocess.String(), Dtype: cfg.Dtype, Normalized: cfg.Normalize,
+		},
+		HasImageIDs: r.src.Info().IDColumn != "",
+		NoResume:    cfg.NoResume,
+		Logger:      r.log.slog,
+	})
+	switch {
+	case errors.Is(err, sink.ErrAlreadyComplete):
+		// The same Config after a finished run (or a crash after the merge): nothing to do.
+		s := Summary{Output: filepath.Join(cfg.Output, FinalName), Input: cfg.Input, Shard: cfg.Shard.String(),
+			Completed: true, AlreadyComplete: true, FailureReasons: []ReasonCount{}}
+		r.log.slog.Info(err.Error())
+		return s, nil
+	case errors.Is(err, sink.ErrRunMismatch):
+		return Summary{}, withKind(ErrConfig, err)
+	case err != nil:
+		return Summary{}, withKind(ErrOutput, err)
+	}
+
+	if r.ev.Started != nil {
+		rr, rf := r.w.Resumed()
+		r.ev.Started(Started{Backend: eng.BackendName(), Plan: r.plan.String(), ImageSize: info.ImageSize,
+			EmbedDim: info.EmbedDim, ResumedRows: rr, ResumedFailures: rf})
+	}
+
+	stopProgress := r.startProgress()
+	runErr := r.pipeline(runCtx, stopRun, eng, info)
+	closeStart := time.Now()
+	closeErr := r.w.Close()
+	r.count.writeBusy.Add(int64(time.Since(closeStart)))
+	stopProgress()
+
+	switch {
+	case runErr != nil:
+		return r.summary(""), runErr
+	case closeErr != nil:
+		return r.summary(""), withKind(ErrOutput, closeErr)
+	case ctx.Err() != nil:
+		rows, fails, _ := r.w.Stats()
+		return r.summary(""), interrupted(rows + fails)
+	}
+	if err := r.src.Err(); err != nil {
+		return r.summary(""), withKind(ErrInput, fmt.Errorf("reading %s: %w; the URLs read so far are saved: rerun the same command to resume", cfg.Input, err))
+	}
+
+	if cfg.Hooks.BeforeFinalize != nil {
+		cfg.Hooks.BeforeFinalize()
+	}
+	mergeStart := time.Now()
+	final, err := sink.Finalize(cfg.Output, attrs)
+	r.mergeTime = time.Since(mergeStart)
+	if err != nil {
+		return r.summary(""), withKind(ErrOutput, fmt.Errorf("merging the chunks of %s: %w; the chunks are intact: rerun the same command to finish", cfg.Output, err))
+	}
+	return r.summary(final), nil
+}
+
+// interrupted is the error of a run stopped by its context.
+func interrupted(done int64) error {
+	return withKind(ErrInterrupted, fmt.Errorf("interrupted: %d done, rerun the same command to resume", done))
+}
+
+// openSource opens cfg.Input with the run's shard and limit.
+func (r *run) openSource(ctx context.Context) (*source.Source, error) {
+	opt := source.Options{
+		URLColumn:     r.cfg.URLColumn,
+		Limit:         r.cfg.Limit,
+		Shard:         r.cfg.Shard,
+		OpenImagesURL: r.cfg.URLKind,
+		CacheDir:      r.cfg.CacheDir,
+	}
+	if r.cfg.Input == "-" && r.cfg.Stdin != nil {
+		return source.New(ctx, r.cfg.Stdin, "stdin", opt)
+	}
+	return source.Open(ctx, r.cfg.Input, opt)
+}
+
+// fail records the run's first fatal error and stops the run.
+func (r *run) fail(stop context.CancelFunc, err error) {
+	r.errOnce.Do(func() { r.err = err })
+	stop()
+}
+
+// pipeline runs source -> fetch | read -> decode -> batch -> sink until the input ends or ctx
+// is cancelled (stop cancels it: a fatal error does). Every goroutine it starts has ended
+// when it returns.
+func (r *run) pipeline(ctx context.Context, stop context.CancelFunc, eng batch.Embedder, info engine.ModelInfo) error {
+	cfg, p, w := r.cfg, r.plan, r.w
+	var wg sync.WaitGroup
+
+	// Every stage's failures go to the sink through this one channel.
+	fails := make(chan item.Failure, 64)
+	failsDone := make(chan struct{})
+	go func() {
+		defer close(failsDone)
+		for f := range fails {
+			r.count.failed(f.Reason)
+			if err := w.AddFailure(f); err != nil {
+				r.fail(stop, withKind(ErrOutput, err))
+			}
+		}
+	}()
+
+	// Source -> rows: skip what an earlier run did; remote rows to fetch, local ones to read.
+	remote := make(chan item.Item, max(p.FetchQueue, 1))
+	local := make(chan item.Item, max(p.DecodeWorkers, 1))
+	wg.Go(func() {
+		defer close(remote)
+		defer close(local)
+		for rec := range r.src.Records() {
+			seq := rec.Item.Seq
+			if rec.Failure != nil {
+				seq = rec.Failure.Seq
+			}
+			if w.Done(seq) {
+				r.count.skipped.Add(1)
+				continue
+			}
+			if rec.Failure != nil {
+				fails <- *rec.Failure
+				continue
+			}
+			to := remote
+			if rec.Item.Local() {
+				to = local
+			}
+			select {
+			case to <- rec.Item:
+			case <-ctx.Done():
+				return
+			}
+		}
+	})
+
+	r.fetch = fetch.Start(ctx, remote, fails, fetch.Options{
+		Concurrency:     p.Connections,
+		MaxConnsPerHost: p.Connections,
+		Retries:         cfg.Retries,
+		Timeout:         cfg.Timeout,
+		MaxBodyBytes:    p.MaxBodyBytes,
+		UserAgent:       cfg.UserAgent,
+		OutputBuffer:    max(p.FetchQueue, 1),
+	})
+	r.read = read.Start(ctx, local, fails, read.Options{MaxBodyBytes: p.MaxBodyBytes})
+	bodies := fanIn(r.fetch.Out(), r.read.Out())
+
+	r.budget = batch.NewBudget(p.DecodedBudget)
+	r.decode = decode.Start(ctx, bodies, fails, decode.StageOptions{
+		Options: decode.Options{Mode: cfg.Preprocess, MaxPixels: p.MaxPixels, MinSide: info.ImageSize},
+		Workers: p.DecodeWorkers,
+		Budget:  r.budget,
+		Output:  max(p.DecodeQueue, 1),
+	})
+	r.batch = batch.Start(ctx, eng, r.decode.Out(), batch.Options{BatchSize: p.BatchSize, Normalize: cfg.Normalize, Released: r.budget.Release})
+
+	// Engine -> rows -> sink, here.
+	for b := range r.batch.Out() {
+		if b.Err != nil {
+			r.fail(stop, fmt.Errorf("%w (the rows written so far are saved: rerun to resume)", b.Err))
+			continue
+		}
+		t := time.Now()
+		for i := range b.Items {
+			it, emb := b.Row(i)
+			if err := w.Add(sink.Row{Item: it, Embedding: emb}); err != nil {
+				r.fail(stop, withKind(ErrOutput, err))
+				break
+			}
+		}
+		r.count.writeBusy.Add(int64(time.Since(t)))
+		rows := r.count.rows.Add(int64(len(b.Items)))
+		if cfg.Hooks.AfterBatch != nil {
+			cfg.Hooks.AfterBatch(rows)
+		}
+	}
+	wg.Wait()
+	// Every stage upstream of the batch has closed its output, so no failure is in flight.
+	close(fails)
+	<-failsDone
+	return r.err
+}
+
+// fanIn merges the bodies of the fetch and read stages into the decoders' input.
+func fanIn(ins ...<-chan *item.Encoded) <-chan *item.Encoded {
+	out := make(chan *item.Encoded)
+	var wg sync.WaitGroup
+	for _, in := range ins {
+		wg.Go(func() {
+			for e := range in {
+				out <- e
+			}
+		})
+	}
+	go func() { wg.Wait(); close(out) }()
+	return out
+}
+
+// modelName is what the file's "model" attribute says: the cached manifest's name when the
+// weights came from `clipd weights fetch`, else the weights path.
+func modelName(wpath string) string {
+	dir := wpath
+	if st, err := os.Stat(wpath); err == nil && !st.IsDir() {
+		dir = filepath.Dir(wpath)
+	}
+	if m, err := weights.ReadManifest(dir); err == nil && m.Name != "" {
+		return m.Name
+	}
+	abs, err := filepath.Abs(wpath)
+	if err != nil {
+		return wpath
+	}
+	return abs
+}

@@ -1,0 +1,127 @@
+// read.go: the read stage (see package item for the stage contract): local paths in, their
+// bytes out; a missing, unreadable, empty or oversized file is a failure of stage "read".
+package read
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/clipd/clipd/internal/pipeline/item"
+)
+
+// Options tune the stage.
+type Options struct {
+	Workers      int   // files read at once; 0 = 4 (local disks gain little from more)
+	MaxBodyBytes int64 // larger files fail "too large"; 0 = 32 MiB, as fetch
+	Output       int   // capacity of the output channel; 0 = Workers
+}
+
+// Stats are the stage's counters.
+type Stats struct {
+	OK, Failed int64
+	Bytes      int64
+	Busy       time.Duration // summed over workers
+}
+
+// Stage is a running read stage.
+type Stage struct {
+	opt                     Options
+	out                     chan *item.Encoded
+	ok, failed, bytes, busy atomic.Int64
+}
+
+// Start reads the file of each item of in (Item.URL is its absolute path). Bodies come out
+// on Out; failures go to fails. Once ctx ends, items read from in are dropped unjudged.
+func Start(ctx context.Context, in <-chan item.Item, fails chan<- item.Failure, opt Options) *Stage {
+	if opt.Workers <= 0 {
+		opt.Workers = 4
+	}
+	if opt.MaxBodyBytes <= 0 {
+		opt.MaxBodyBytes = 32 << 20
+	}
+	if opt.Output <= 0 {
+		opt.Output = opt.Workers
+	}
+	s := &Stage{opt: opt, out: make(chan *item.Encoded, opt.Output)}
+	var wg sync.WaitGroup
+	for range opt.Workers {
+		wg.Go(func() {
+			for it := range in {
+				if ctx.Err() != nil {
+					continue // drain: unjudged, left for the next run
+				}
+				t := time.Now()
+				body, reason := s.load(it.URL)
+				s.busy.Add(int64(time.Since(t)))
+				if reason != "" {
+					s.failed.Add(1)
+					fails <- item.Failure{Item: it, Stage: "read", Reason: reason}
+					continue
+				}
+				s.ok.Add(1)
+				s.bytes.Add(int64(len(body)))
+				s.out <- item.NewEncoded(it, body, nil)
+			}
+		})
+	}
+	go func() { wg.Wait(); close(s.out) }()
+	return s
+}
+
+// Out is the stage's output, closed after the last body.
+func (s *Stage) Out() <-chan *item.Encoded { return s.out }
+
+// Stats returns the counters so far.
+func (s *Stage) Stats() Stats {
+	return Stats{OK: s.ok.Load(), Failed: s.failed.Load(), Bytes: s.bytes.Load(), Busy: time.Duration(s.busy.Load())}
+}
+
+// load reads path whole, or says why not in a short reason.
+func (s *Stage) load(path string) ([]byte, string) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, reasonOf(err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	switch {
+	case err != nil:
+		return nil, reasonOf(err)
+	case !st.Mode().IsRegular():
+		return nil, "not a regular file"
+	case st.Size() > s.opt.MaxBodyBytes:
+		return nil, fmt.Sprintf("too large (%d bytes, limit %d)", st.Size(), s.opt.MaxBodyBytes)
+	case st.Size() == 0:
+		return nil, "empty file"
+	}
+	// Read at most one byte past the limit: a file that grows while read still fails cleanly.
+	body, err := io.ReadAll(io.LimitReader(f, s.opt.MaxBodyBytes+1))
+	switch {
+	case err != nil:
+		return nil, reasonOf(err)
+	case int64(len(body)) > s.opt.MaxBodyBytes:
+		return nil, fmt.Sprintf("too large (over %d bytes)", s.opt.MaxBodyBytes)
+	}
+	return body, ""
+}
+
+func reasonOf(err error) string {
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return "file not found"
+	case errors.Is(err, fs.ErrPermission):
+		return "permission denied"
+	}
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return "read error: " + pe.Err.Error()
+	}
+	return "read error: " + err.Error()
+}
