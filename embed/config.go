@@ -78,9 +78,10 @@ type Config struct {
 	CacheDir string // the weights and metadata cache; "" = $CLIPD_CACHE or ~/.cache/clipd
 
 	// Backend, Device and Threads choose where the model runs (see package engine).
-	Backend engine.Backend
-	Device  int
-	Threads int // CPU backend threads; 0 = all cores
+	Backend   engine.Backend
+	Device    int
+	Threads   int              // CPU backend threads; 0 = all cores
+	Precision engine.Precision // AUTO: fp16 on CUDA, fp32 on the CPU
 
 	// Output is the output folder: chunk files while running, Images_Embedded.h5 at the end.
 	Output string
@@ -98,6 +99,7 @@ type Config struct {
 	BatchSize   int   // images per engine call
 	ChunkSize   int   // rows per chunk file
 	Connections int   // downloads in flight
+	Decoders    int   // decoding goroutines
 
 	// Timeout is the most one URL may take, retries included; 0 = DefaultTimeout.
 	Timeout time.Duration
@@ -161,8 +163,8 @@ func (c Config) check() error {
 		return bad("--output is empty: give a directory")
 	case c.Limit < 0:
 		return bad("--limit %d: want 0 (no limit) or more", c.Limit)
-	case c.BatchSize < 0 || c.ChunkSize < 0 || c.Connections < 0 || c.Threads < 0 || c.Device < 0 || c.Memory < 0:
-		return bad("--batch-size, --chunk-size, --connections, --threads, --device and --memory must not be negative")
+	case c.BatchSize < 0 || c.ChunkSize < 0 || c.Connections < 0 || c.Decoders < 0 || c.Threads < 0 || c.Device < 0 || c.Memory < 0:
+		return bad("--batch-size, --chunk-size, --connections, --decoders, --threads, --device and --memory must not be negative")
 	case c.Timeout < 0:
 		return bad("--timeout %v: want a positive duration such as 30s", c.Timeout)
 	case c.Dtype != "float32" && c.Dtype != "float16":

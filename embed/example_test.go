@@ -23,8 +23,8 @@ func Example() {
 	os.WriteFile(list, []byte(srv.URL+"/img/img_00.jpg\n"+srv.URL+"/img/img_24.png\n"+srv.URL+"/missing.jpg\n"), 0o644)
 
 	sum, err := embed.Run(context.Background(), embed.Config{
-		Input:   list,                    // a URL list, a folder of images, or openimages:validation
-		Weights: tinyWeights,             // a .safetensors file or folder; "" = the cached CLIP B/32
+		Input:   list,        // a URL list, a folder of images, or openimages:validation
+		Weights: tinyWeights, // a .safetensors file or folder; "" = the cached CLIP B/32
 		Output:  filepath.Join(dir, "out"),
 		Backend: engine.BackendCPU,
 	}, embed.Events{})

@@ -37,12 +37,13 @@ func (r *run) openEngine() (*engine.Engine, engine.ModelInfo, error) {
 		BatchSize:     cfg.BatchSize,
 		ChunkSize:     cfg.ChunkSize,
 		Connections:   cfg.Connections,
+		Decoders:      cfg.Decoders,
 	}
 	if r.plan, err = plan.Make(in); err != nil {
 		return nil, engine.ModelInfo{}, withKind(ErrConfig, fmt.Errorf("memory plan: %v", err))
 	}
 	open := func(b engine.Backend) (*engine.Engine, error) {
-		e, err := engine.Open(engine.Options{WeightsPath: wpath, Backend: b, Device: cfg.Device, MaxBatch: r.plan.BatchSize, Threads: cfg.Threads})
+		e, err := engine.Open(engine.Options{WeightsPath: wpath, Backend: b, Device: cfg.Device, MaxBatch: r.plan.BatchSize, Threads: cfg.Threads, Precision: cfg.Precision})
 		if err != nil {
 			return nil, fmt.Errorf("weights %s: %w", wpath, err)
 		}

@@ -100,4 +100,3 @@ func (r *run) summary(final string) Summary {
 	}
 	return s
 }
-

@@ -18,14 +18,13 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"text/tabwriter"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/clipd/clipd/cgo/engine"
+	"github.com/clipd/clipd/embed"
 	"github.com/clipd/clipd/internal/pipeline/decode"
 	"github.com/clipd/clipd/weights"
 )
@@ -42,7 +41,7 @@ type benchOptions struct {
 	Duration      time.Duration // timed per configuration, after one warm-up batch
 	Input         string        // "pixels" or "images" (engine-only runs)
 	PipelineDir   string        // decode + engine on the image files here instead
-	DecodeWorkers int           // --pipeline: decoding goroutines
+	DecodeWorkers int           // --pipeline: decoding goroutines; 0 = the memory plan's
 	Preprocess    decode.Mode   // --pipeline: exact or fast JPEG decoding
 	JSON          bool
 	Stdout        io.Writer
@@ -55,9 +54,10 @@ func newBenchCommand() *cli.Command {
 		Usage: "measure the engine's images/s (and decode + engine with --pipeline DIR)",
 		Description: "Engine only: random preprocessed pixels (--input pixels) or random 1024x768 RGB8 images\n" +
 			"(--input images, so the engine's resize/crop/normalize is timed too), for each --batch-size.\n" +
-			"--pipeline DIR: the image files in DIR (read into memory once) are decoded by --decode-workers\n" +
-			"goroutines feeding batches to the engine, round and round, for --duration; the table then\n" +
-			"gives the end-to-end images/s and where the time went (decode per image, engine per batch).\n" +
+			"--pipeline DIR: `clipd embed` itself (every stage: read, decode, batch, engine, chunk files,\n" +
+			"merge) on a folder holding DIR's image files over and over: one warm-up pass over the files,\n" +
+			"then a run sized to last about --duration; the table gives the end-to-end images/s and where\n" +
+			"the time went (decode per image, engine per batch).\n" +
 			"GFLOP/s counts the ViT's multiply-adds for the loaded model's shapes (8.82 GFLOP per\n" +
 			"B/32 image) and leaves preprocessing out.",
 		Flags: []cli.Flag{
@@ -71,7 +71,7 @@ func newBenchCommand() *cli.Command {
 			&cli.Float64Flag{Name: "duration", Aliases: []string{"d"}, Value: 10, Usage: "seconds timed per configuration, after a warm-up batch"},
 			&cli.StringFlag{Name: "input", Value: "pixels", Usage: "engine-only input: pixels (preprocessed) or images (1024x768 RGB8)"},
 			&cli.StringFlag{Name: "pipeline", Usage: "directory of image files: time decode + preprocess + engine on them"},
-			&cli.IntFlag{Name: "decode-workers", Value: 1, Usage: "--pipeline: decoding goroutines"},
+			&cli.IntFlag{Name: "decode-workers", Usage: "--pipeline: decoding goroutines (0: from the memory plan, as embed chooses)"},
 			&cli.StringFlag{Name: "preprocess", Value: "exact", Usage: "--pipeline: exact (Pillow-identical) or fast (DCT-scaled JPEG decoding)"},
 			&cli.BoolFlag{Name: "json", Usage: "print JSON"},
 		},
@@ -179,6 +179,7 @@ type benchResult struct {
 	DecodeMsPerImage float64 `json:"decode_ms_per_image,omitempty"`
 	EngineMsPerBatch float64 `json:"engine_ms_per_batch,omitempty"`
 	EngineBusy       float64 `json:"engine_busy,omitempty"`
+	Decoders         int     `json:"decoders,omitempty"`
 }
 
 // runBench opens the engine once (sized for the largest batch) and measures each batch size.
@@ -202,7 +203,7 @@ func runBench(ctx context.Context, o benchOptions) error {
 	if err != nil {
 		return err
 	}
-	var files [][]byte
+	var files []string
 	var setup *pipelineSetup
 	if o.PipelineDir != "" {
 		if files, setup, err = loadBenchImages(o); err != nil {
@@ -230,11 +231,14 @@ func runBench(ctx context.Context, o benchOptions) error {
 	if info.QuickGELU {
 		rep.Model.GELU = "quick"
 	}
+	if files != nil {
+		e.Close() // each pipeline run opens its own engine, as embed does
+	}
 	o.Logger.Info("bench", "engine", rep.Engine, "weights", p, "load_average", rep.LoadAvg)
 	for _, b := range o.BatchSizes {
 		var r benchResult
 		if files != nil {
-			r, err = benchPipeline(ctx, e, files, b, o)
+			r, err = benchPipeline(ctx, files, b, o)
 		} else {
 			r, err = benchEngine(ctx, e, b, o)
 		}
@@ -243,6 +247,9 @@ func runBench(ctx context.Context, o benchOptions) error {
 		}
 		if r.Seconds > 0 {
 			r.GFLOPPerSec = r.ImagesPerSec * rep.GFLOP
+		}
+		if setup != nil {
+			setup.DecodeWorkers = r.Decoders
 		}
 		rep.Results = append(rep.Results, r)
 	}
@@ -304,119 +311,79 @@ func benchEngine(ctx context.Context, e *engine.Engine, n int, o benchOptions) (
 	}, nil
 }
 
-// benchFile is one encoded image on its way through the decode stage; the stage's bytesOf and
-// done hooks bracket the decode, which times it.
-type benchFile struct {
-	data  []byte
-	start time.Time
-}
-
-// benchPipeline runs decode workers on files, round and round, feeding batches of n to the
-// engine; it times from the end of a warm-up batch for o.Duration.
-func benchPipeline(ctx context.Context, e *engine.Engine, files [][]byte, n int, o benchOptions) (benchResult, error) {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	workers := max(o.DecodeWorkers, 1)
-	in := make(chan *benchFile, workers)
-	go func() {
-		defer close(in)
-		for i := 0; ; i++ {
-			select {
-			case in <- &benchFile{data: files[i%len(files)]}:
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
-	var decodeNanos, decoded atomic.Int64
-	timing := atomic.Bool{} // decode time counts only inside the timed window
-	bytesOf := func(f *benchFile) []byte { f.start = time.Now(); return f.data }
-	done := func(f *benchFile) {
-		if timing.Load() {
-			decodeNanos.Add(int64(time.Since(f.start)))
-			decoded.Add(1)
-		}
+// benchPipeline times `clipd embed` itself (embed.Run, every stage, the final merge) on a
+// folder that holds the files of --pipeline DIR over and over (symbolic links): first one
+// pass over the files as a warm-up that also measures the rate, then a run sized to last
+// about o.Duration at that rate.
+func benchPipeline(ctx context.Context, files []string, n int, o benchOptions) (benchResult, error) {
+	tmp, err := os.MkdirTemp("", "clipd-bench-")
+	if err != nil {
+		return benchResult{}, err
 	}
-	results := decode.Run(ctx, in, workers, decode.Options{Mode: o.Preprocess}, bytesOf, done)
-	var drain sync.WaitGroup
-	defer func() {
-		cancel()
-		drain.Add(1)
-		go func() { // release whatever is still in flight
-			defer drain.Done()
-			for r := range results {
-				r.Image.Release()
-			}
-		}()
-		drain.Wait()
-	}()
-
-	out := make([]float32, n*e.Info().EmbedDim)
-	batch := make([]*decode.Image, 0, n)
-	images := make([]engine.Image, n)
-	var engineTime time.Duration
-	var batches int64
-	var start time.Time
-	for warm := true; ; {
-		batch = batch[:0]
-		for len(batch) < n {
-			select {
-			case r, ok := <-results:
-				if !ok {
-					return benchResult{}, ctx.Err()
-				}
-				if r.Err != nil {
-					return benchResult{}, fmt.Errorf("bench: decoding failed: %w", r.Err)
-				}
-				batch = append(batch, r.Image)
-			case <-ctx.Done():
-				return benchResult{}, ctx.Err()
-			}
+	defer os.RemoveAll(tmp)
+	runOnce := func(name string, images int) (embed.Summary, error) {
+		dir := filepath.Join(tmp, name)
+		if err := linkImages(filepath.Join(dir, "in"), files, images); err != nil {
+			return embed.Summary{}, err
 		}
-		for i, im := range batch {
-			images[i] = engine.Image{RGB: im.RGB, Width: im.Width, Height: im.Height}
-		}
-		t0 := time.Now()
-		err := e.EmbedImages(images, out)
-		dt := time.Since(t0)
-		for _, im := range batch {
-			im.Release()
-		}
-		if err != nil {
-			return benchResult{}, err
-		}
-		if warm {
-			warm = false
-			start = time.Now()
-			timing.Store(true)
-			continue
-		}
-		engineTime += dt
-		batches++
-		if time.Since(start) >= o.Duration {
-			break
-		}
+		return embed.Run(ctx, embed.Config{
+			Input: filepath.Join(dir, "in"), Output: filepath.Join(dir, "out"),
+			Weights: o.Weights, CacheDir: o.CacheDir, Backend: o.Backend, Device: o.Device, Threads: o.Threads,
+			Precision: o.Precision, BatchSize: n, Decoders: o.DecodeWorkers, Preprocess: o.Preprocess, Version: version,
+		}, embed.Events{})
 	}
-	timing.Store(false)
-	secs := time.Since(start).Seconds()
-	imgs := batches * int64(n)
+	warm, err := runOnce("warm-up", max(len(files), 2*n))
+	if err != nil {
+		return benchResult{}, err
+	}
+	images := int(min(max(warm.ImagesPerSecond*o.Duration.Seconds(), float64(len(files)), float64(2*n)), maxBenchImages))
+	s, err := runOnce("timed", images)
+	if err != nil {
+		return benchResult{}, err
+	}
+	g := s.Stages
 	r := benchResult{
-		Config: fmt.Sprintf("pipeline %s %d worker", o.Preprocess, workers), Batch: n, Images: imgs, Seconds: secs,
-		ImagesPerSec: float64(imgs) / secs, MsPerBatch: secs * 1000 / float64(batches),
-		EngineMsPerBatch: engineTime.Seconds() * 1000 / float64(batches), EngineBusy: engineTime.Seconds() / secs,
+		Config: fmt.Sprintf("pipeline %s %d decoder", o.Preprocess, g.DecodeWorkers), Batch: n,
+		Images: s.Rows, Seconds: s.ElapsedSeconds, ImagesPerSec: s.ImagesPerSecond, Decoders: g.DecodeWorkers,
 	}
-	if workers > 1 {
+	if g.DecodeWorkers > 1 {
 		r.Config += "s"
 	}
-	if d := decoded.Load(); d > 0 {
-		r.DecodeMsPerImage = float64(decodeNanos.Load()) / 1e6 / float64(d)
+	if g.EngineBatches > 0 {
+		r.MsPerBatch = s.ElapsedSeconds * 1000 / float64(g.EngineBatches)
+		r.EngineMsPerBatch = g.EngineBusy * 1000 / float64(g.EngineBatches)
+		r.EngineBusy = g.EngineBusy / s.ElapsedSeconds
+	}
+	if s.Rows+s.Failures > 0 {
+		r.DecodeMsPerImage = g.DecodeBusy * 1000 / float64(s.Rows+s.Failures)
+	}
+	if s.Failures > 0 {
+		return r, fmt.Errorf("bench: %d of %d images failed (%s)", s.Failures, s.Rows+s.Failures, formatReasons(s.FailureReasons, 3))
 	}
 	return r, nil
 }
 
-// loadBenchImages reads the image files of o.PipelineDir into memory and keeps those that
-// decode, so a bad file does not end the run halfway.
-func loadBenchImages(o benchOptions) ([][]byte, *pipelineSetup, error) {
+// maxBenchImages bounds the timed run's folder.
+const maxBenchImages = 200_000
+
+// linkImages fills dir with n symbolic links to files, round and round, named so the folder's
+// order is the links' order.
+func linkImages(dir string, files []string, n int) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for i := range n {
+		f := files[i%len(files)]
+		if err := os.Symlink(f, filepath.Join(dir, fmt.Sprintf("%07d_%s", i, filepath.Base(f)))); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// loadBenchImages lists the image files of o.PipelineDir and keeps those that decode, so a
+// bad file does not end the run halfway; it returns their absolute paths.
+func loadBenchImages(o benchOptions) ([]string, *pipelineSetup, error) {
 	entries, err := os.ReadDir(o.PipelineDir)
 	if err != nil {
 		return nil, nil, &inputError{fmt.Sprintf("--pipeline: cannot read the directory: %v", err)}
@@ -431,10 +398,14 @@ func loadBenchImages(o benchOptions) ([][]byte, *pipelineSetup, error) {
 		}
 	}
 	sort.Strings(names)
-	setup := &pipelineSetup{Dir: o.PipelineDir, DecodeWorkers: max(o.DecodeWorkers, 1), Preprocess: o.Preprocess.String()}
-	var files [][]byte
+	setup := &pipelineSetup{Dir: o.PipelineDir, DecodeWorkers: o.DecodeWorkers, Preprocess: o.Preprocess.String()}
+	var files []string
 	for _, name := range names {
-		b, err := os.ReadFile(filepath.Join(o.PipelineDir, name))
+		p, err := filepath.Abs(filepath.Join(o.PipelineDir, name))
+		if err != nil {
+			return nil, nil, &inputError{fmt.Sprintf("--pipeline: %v", err)}
+		}
+		b, err := os.ReadFile(p)
 		if err != nil {
 			return nil, nil, &inputError{fmt.Sprintf("--pipeline: %v", err)}
 		}
@@ -444,7 +415,7 @@ func loadBenchImages(o benchOptions) ([][]byte, *pipelineSetup, error) {
 			continue
 		}
 		im.Release()
-		files = append(files, b)
+		files = append(files, p)
 		setup.Bytes += int64(len(b))
 	}
 	if len(files) == 0 {
@@ -499,7 +470,7 @@ func printBench(w io.Writer, r *benchReport) {
 	}
 	fmt.Fprintf(w, "machine: %d cores, load average %s at the start\n", r.Cores, load)
 	if p := r.Pipeline; p != nil {
-		fmt.Fprintf(w, "input:   %d files from %s (%s, in memory), %s decoding, %d worker(s)\n",
+		fmt.Fprintf(w, "input:   %d files from %s (%s), read from disk over and over by clipd embed's pipeline, %s decoding, %d decoder(s)\n",
 			p.Files, p.Dir, humanBytes(p.Bytes), p.Preprocess, p.DecodeWorkers)
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)

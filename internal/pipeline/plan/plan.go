@@ -22,6 +22,7 @@ type Inputs struct {
 	BatchSize    int   // images per engine call; 0 = choose
 	ChunkSize    int   // rows per chunk file; 0 = choose
 	Connections  int   // concurrent downloads; 0 = choose
+	Decoders     int   // decoding goroutines; 0 = choose
 	Cores        int   // CPU cores; 0 = runtime.NumCPU()
 
 	// Additions beyond the shared contract; zero values keep the behaviour it describes.
@@ -225,6 +226,9 @@ func (m model) ideal() (sizes, error) {
 	if in.Connections > 0 {
 		c.conns = in.Connections
 	}
+	if in.Decoders > 0 {
+		c.workers = in.Decoders
+	}
 	// One whole batch can wait decoded while the engine runs the previous one.
 	c.decodeQ = max(c.batch, 2*c.workers)
 	return c, nil
@@ -274,6 +278,9 @@ func (m model) floors() sizes {
 	}
 	if m.in.Connections > 0 {
 		f.conns = m.in.Connections
+	}
+	if m.in.Decoders > 0 {
+		f.workers = m.in.Decoders
 	}
 	return f
 }
@@ -332,6 +339,9 @@ func (m model) tooSmall(budget int64, c sizes) error {
 	}
 	if m.in.Connections > 0 {
 		fixed = append(fixed, fmt.Sprintf("--connections %d", m.in.Connections))
+	}
+	if m.in.Decoders > 0 {
+		fixed = append(fixed, fmt.Sprintf("--decoders %d", m.in.Decoders))
 	}
 	msg := fmt.Sprintf("memory budget %s is too small: %s and the smallest pipeline", FormatBytes(budget), what)
 	if len(fixed) > 0 {
