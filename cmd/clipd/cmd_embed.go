@@ -42,6 +42,7 @@ type embedOptions struct {
 	BatchSize  int // 0 = from the plan
 	ChunkSize  int // 0 = from the plan
 	Conns      int // 0 = from the plan
+	Decoders   int // 0 = from the plan
 	Timeout    time.Duration
 	Retries    int // retries of a failed URL; 0 = fetch's default, negative = none
 	Preprocess embed.Preprocess
@@ -94,6 +95,7 @@ func newEmbedCommand() *cli.Command {
 			&cli.IntFlag{Name: "batch-size", Usage: "images per engine call (default: from the memory plan)"},
 			&cli.IntFlag{Name: "chunk-size", Usage: "URLs per chunk file (default: from the memory plan)"},
 			&cli.IntFlag{Name: "connections", Usage: "downloads in flight at once (default: from the memory plan)"},
+			&cli.IntFlag{Name: "decoders", Usage: "image decoding goroutines (default: from the memory plan)"},
 			&cli.DurationFlag{Name: "timeout", Value: embed.DefaultTimeout, Usage: "most time one URL may take, retries included"},
 			&cli.IntFlag{Name: "retries", Value: embed.DefaultRetries, Usage: "retries of a URL after timeouts, connection errors, 429 and 5xx; 0 for none"},
 			&cli.StringFlag{Name: "preprocess", Value: "exact", Usage: "exact (Pillow-exact JPEG decoding) or fast (DCT-scaled JPEG decoding, not bit-exact)"},
@@ -138,6 +140,7 @@ func embedOptionsFrom(cCtx *cli.Context, g globals, getenv func(string) string) 
 		BatchSize: cCtx.Int("batch-size"),
 		ChunkSize: cCtx.Int("chunk-size"),
 		Conns:     cCtx.Int("connections"),
+		Decoders:  cCtx.Int("decoders"),
 		Timeout:   cCtx.Duration("timeout"),
 		Dtype:     cCtx.String("dtype"),
 		Normalize: cCtx.Bool("normalize"),
@@ -268,7 +271,7 @@ func runEmbed(ctx context.Context, o embedOptions) error {
 		Weights: o.Weights, CacheDir: o.CacheDir,
 		Backend: o.Backend, Device: o.Device, Threads: o.Threads,
 		Output: o.Output, NoResume: o.NoResume, Dtype: o.Dtype, Normalize: o.Normalize, Preprocess: o.Preprocess,
-		Memory: o.Memory, BatchSize: o.BatchSize, ChunkSize: o.ChunkSize, Connections: o.Conns,
+		Memory: o.Memory, BatchSize: o.BatchSize, ChunkSize: o.ChunkSize, Connections: o.Conns, Decoders: o.Decoders,
 		Timeout: o.Timeout, Retries: o.Retries,
 		UserAgent: "clipd/" + version, Version: version,
 		Hooks: embed.Hooks{AfterBatch: o.afterBatch},

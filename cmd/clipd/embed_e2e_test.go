@@ -30,7 +30,7 @@ import (
 	"github.com/clipd/clipd/embed"
 	"github.com/clipd/clipd/internal/pipeline/decode"
 	"github.com/clipd/clipd/internal/pipeline/sink"
-	)
+)
 
 const (
 	e2eDir      = "testdata/e2e"
