@@ -1,4 +1,5 @@
 // config.go: what defines a run (Config), its defaults and its checks.
+
 package embed
 
 import (

@@ -1,5 +1,6 @@
 // errors.go: how Run's errors are classified, so a caller (the CLI's exit codes) can tell a
 // bad configuration from a bad input, an unwritable output and an interruption.
+
 package embed
 
 import "errors"

@@ -1,6 +1,7 @@
 // events.go: what a run tells its caller: Events (callbacks while it runs), Progress (a
 // snapshot of the counters) and Summary (the closing report, also what `clipd embed --json`
 // writes).
+
 package embed
 
 import (

@@ -1,5 +1,6 @@
 // logger.go: the run's log lines go to Events.Log through a slog.Handler, so the stages that
 // take a *slog.Logger (the sink) log through the caller's callback.
+
 package embed
 
 import (

@@ -1,5 +1,6 @@
 // model.go: the model side of a run: the weights located, the memory plan made for the
 // model's shapes and the backend, and the engine opened with the plan's batch size.
+
 package embed
 
 import (

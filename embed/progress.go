@@ -1,5 +1,6 @@
 // progress.go: the progress ticker (Events.Progress, and the fetch stage's in-flight samples
 // for the summary) and the Summary a run ends with.
+
 package embed
 
 import (

@@ -1,6 +1,7 @@
 // run.go: Run, and the wiring of the stages: each stage is started with the stage contract of
 // package item (bounded channels in and out, failures to one channel that the sink drains),
 // so adding a stage is one package and one line here.
+
 package embed
 
 import (

@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"github.com/clipd/clipd/internal/pipeline/item"
 	"hash/crc32"
 	"os"
 	"path/filepath"
@@ -178,65 +179,77 @@ func TestPoolClasses(t *testing.T) {
 	}
 }
 
-type testItem struct {
-	name string
-	data []byte
-}
-
+// Every fixture comes out of the stage once: an image of the right size, or (the HTML page)
+// a failure saying it is not an image; every body is released.
 func TestStage(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	ents, _ := os.ReadDir("testdata")
-	in := make(chan testItem)
+	in := make(chan *item.Encoded)
+	var released atomic.Int64
 	go func() {
 		defer close(in)
 		for _, e := range ents {
-			in <- testItem{e.Name(), readFixture(t, e.Name())}
+			in <- item.NewEncoded(item.Item{URL: e.Name()}, readFixture(t, e.Name()), func() { released.Add(1) })
 		}
-		in <- testItem{"html", []byte("<html>")}
+		in <- item.NewEncoded(item.Item{URL: "html"}, []byte("<html>"), func() { released.Add(1) })
 	}()
-	var done atomic.Int64
-	out := Run(ctx, in, 3, Options{}, func(it testItem) []byte { return it.data }, func(testItem) { done.Add(1) })
+	fails := make(chan item.Failure, len(ents)+1)
+	s := Start(ctx, in, fails, StageOptions{Workers: 3})
 	got := map[string]bool{}
-	for r := range out {
-		if got[r.Item.name] {
-			t.Errorf("%s twice", r.Item.name)
+	for r := range s.Out() {
+		if got[r.Item.URL] {
+			t.Errorf("%s twice", r.Item.URL)
 		}
-		got[r.Item.name] = true
-		switch {
-		case r.Item.name == "html":
-			if !errors.Is(r.Err, ErrNotImage) {
-				t.Errorf("html: %v", r.Err)
-			}
-		case r.Err != nil:
-			t.Errorf("%s: %v", r.Item.name, r.Err)
-		case len(r.Image.RGB) != r.Image.Width*r.Image.Height*3:
-			t.Errorf("%s: %d bytes for %dx%d", r.Item.name, len(r.Image.RGB), r.Image.Width, r.Image.Height)
+		got[r.Item.URL] = true
+		if len(r.Image.RGB) != r.Image.Width*r.Image.Height*3 {
+			t.Errorf("%s: %d bytes for %dx%d", r.Item.URL, len(r.Image.RGB), r.Image.Width, r.Image.Height)
 		}
 		r.Image.Release()
 	}
-	if len(got) != len(ents)+1 || done.Load() != int64(len(ents)+1) {
-		t.Errorf("%d results, %d done calls, want %d", len(got), done.Load(), len(ents)+1)
+	close(fails)
+	for f := range fails {
+		if got[f.URL] {
+			t.Errorf("%s twice", f.URL)
+		}
+		got[f.URL] = true
+		if f.URL != "html" || f.Stage != "decode" || !strings.Contains(f.Reason, ErrNotImage.Error()) {
+			t.Errorf("%s failed in %s: %s", f.URL, f.Stage, f.Reason)
+		}
+	}
+	if len(got) != len(ents)+1 || released.Load() != int64(len(ents)+1) {
+		t.Errorf("%d results, %d bodies released, want %d", len(got), released.Load(), len(ents)+1)
 	}
 }
 
+// After ctx ends the stage drains its input without decoding and closes its output once the
+// input is closed; nothing read after the cancellation is judged.
 func TestStageCancel(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
-	in := make(chan testItem) // never closed
-	out := Run(ctx, in, 2, Options{}, func(it testItem) []byte { return it.data }, nil)
-	in <- testItem{"a", readFixture(t, "s420.jpg")}
-	in <- testItem{"b", readFixture(t, "s420.jpg")}
+	in := make(chan *item.Encoded)
+	fails := make(chan item.Failure, 8)
+	s := Start(ctx, in, fails, StageOptions{Workers: 2})
+	in <- item.NewEncoded(item.Item{URL: "a"}, readFixture(t, "s420.jpg"), nil)
 	cancel()
+	go func() {
+		defer close(in)
+		for range 5 {
+			in <- item.NewEncoded(item.Item{URL: "late"}, []byte("<html>"), nil)
+		}
+	}()
 	deadline := time.After(10 * time.Second)
 	for {
 		select {
-		case r, ok := <-out:
+		case r, ok := <-s.Out():
 			if !ok {
+				if len(fails) != 0 {
+					t.Errorf("%d failures judged after the cancellation", len(fails))
+				}
 				return
 			}
 			r.Image.Release()
 		case <-deadline:
-			t.Fatal("output not closed after cancel")
+			t.Fatal("output not closed after cancel and close(in)")
 		}
 	}
 }

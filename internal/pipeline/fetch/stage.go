@@ -1,5 +1,6 @@
 // stage.go: the fetch stage in the pipeline's stage contract (see package item): items in,
 // bodies out, judged failures to the shared failures channel.
+
 package fetch
 
 import (

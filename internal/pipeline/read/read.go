@@ -1,5 +1,6 @@
 // read.go: the read stage (see package item for the stage contract): local paths in, their
 // bytes out; a missing, unreadable, empty or oversized file is a failure of stage "read".
+
 package read
 
 import (

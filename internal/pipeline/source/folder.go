@@ -1,6 +1,7 @@
 // folder.go: a folder input: the image files under a directory, recursively, in a stable
 // (lexical) order, streamed as rows of absolute paths through the same parser, sharding and
 // limit as a list.
+
 package source
 
 import (
