@@ -178,13 +178,47 @@ static void prof_collect(cuda_state *st) {
 
 /* ---- device count and memory plan ---- */
 
-extern "C" int clip_cuda_device_count(void) {
-  int n = 0;
-  if (cudaGetDeviceCount(&n) != cudaSuccess) {
+extern "C" clip_status clip_cuda_device_query(int device, char *name, size_t name_len,
+                                              int64_t *memory_bytes, char *err, size_t err_len) {
+  if (name && name_len) name[0] = 0;
+  if (memory_bytes) *memory_bytes = 0;
+  int count = 0;
+  const cudaError_t cerr = cudaGetDeviceCount(&count);
+  if (cerr != cudaSuccess) {
+    /* No driver, no device, or a driver older than this runtime needs: say which. */
     cudaGetLastError();
-    return 0;
+    int drv = 0;
+    const int rt = CUDART_VERSION; /* what this library was built against */
+    cudaDriverGetVersion(&drv);
+    cudaGetLastError();
+    clip_format_error(err, err_len,
+                      "cuda: no usable CUDA device: %s (%s); the driver supports CUDA %d.%d, "
+                      "this library was built with CUDA %d.%d",
+                      cudaGetErrorString(cerr), cudaGetErrorName(cerr), drv / 1000,
+                      drv % 1000 / 10, rt / 1000, rt % 1000 / 10);
+    return CLIP_ERR_UNSUPPORTED;
   }
-  return n;
+  if (device >= count) {
+    clip_format_error(err, err_len, "cuda: no CUDA device %d (%d found)", device, count);
+    return CLIP_ERR_UNSUPPORTED;
+  }
+  cudaDeviceProp prop;
+  const cudaError_t perr = cudaGetDeviceProperties(&prop, device);
+  if (perr != cudaSuccess) {
+    cudaGetLastError();
+    clip_format_error(err, err_len, "cuda: cudaGetDeviceProperties(%d): %s (%s)", device,
+                      cudaGetErrorString(perr), cudaGetErrorName(perr));
+    return CLIP_ERR_BACKEND;
+  }
+  if (prop.major < 8) {
+    clip_format_error(err, err_len,
+                      "cuda: device %d has compute capability %d.%d; this backend needs 8.0+",
+                      device, prop.major, prop.minor);
+    return CLIP_ERR_UNSUPPORTED;
+  }
+  if (name && name_len) snprintf(name, name_len, "%s", prop.name);
+  if (memory_bytes) *memory_bytes = (int64_t)prop.totalGlobalMem;
+  return CLIP_OK;
 }
 
 /* Carves 256-byte-aligned pieces out of one allocation; with base == NULL it only counts. */
@@ -840,35 +874,14 @@ static clip_status check_config(clip_engine *e, const clip_config *c, int smem_o
 static clip_status init_impl(clip_engine *e, cuda_state *st) {
   const clip_config *c = &e->w.cfg;
   const int dev = e->params.device;
-  int count = 0;
-  const cudaError_t cerr = cudaGetDeviceCount(&count);
-  if (cerr != cudaSuccess) {
-    /* No driver, no device, or a driver older than this runtime needs: say which. */
-    cudaGetLastError();
-    int drv = 0;
-    const int rt = CUDART_VERSION; /* what this library was built against */
-    cudaDriverGetVersion(&drv);
-    cudaGetLastError();
-    return clip_set_error(e, CLIP_ERR_UNSUPPORTED,
-                          "cuda: no usable CUDA device: %s (%s); the driver supports CUDA %d.%d, "
-                          "this library was built with CUDA %d.%d",
-                          cudaGetErrorString(cerr), cudaGetErrorName(cerr), drv / 1000,
-                          drv % 1000 / 10, rt / 1000, rt % 1000 / 10);
-  }
-  if (dev >= count)
-    return clip_set_error(e, CLIP_ERR_UNSUPPORTED, "cuda: no CUDA device %d (%d found)", dev, count);
+  char device_name[256], why[CLIP_ERR_LEN];
+  const clip_status qs = clip_cuda_device_query(dev, device_name, sizeof device_name, NULL, why,
+                                                sizeof why);
+  if (qs != CLIP_OK) return clip_set_error(e, qs, "%s", why);
   st->device = dev;
   CU_TRY(e, cudaSetDevice(dev));
-  int major = 0, minor = 0, smem_optin = 0;
-  CU_TRY(e, cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
-  CU_TRY(e, cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev));
+  int smem_optin = 0;
   CU_TRY(e, cudaDeviceGetAttribute(&smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
-  if (major < 8)
-    return clip_set_error(e, CLIP_ERR_UNSUPPORTED,
-                          "cuda: device %d has compute capability %d.%d; this backend needs 8.0+", dev,
-                          major, minor);
-  cudaDeviceProp prop;
-  CU_TRY(e, cudaGetDeviceProperties(&prop, dev));
   ST_TRY(check_config(e, c, smem_optin));
 
   switch (e->precision) {
@@ -964,7 +977,7 @@ static clip_status init_impl(clip_engine *e, cuda_state *st) {
   CU_TRY(e, clip_attention_prepare(st->dt, clip_attention_smem_bytes(c->tokens, c->width / c->heads)));
 
   /* The device name is at most 255 chars; keep it to 100 so the precision always fits. */
-  snprintf(e->backend_name, sizeof e->backend_name, "cuda %.100s %s", prop.name, dtype_label(st->dt));
+  snprintf(e->backend_name, sizeof e->backend_name, "cuda %.100s %s", device_name, dtype_label(st->dt));
   return CLIP_OK;
 }
 

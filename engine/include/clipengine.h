@@ -93,6 +93,38 @@ CLIP_API clip_status clip_preprocess_image(const clip_image *img, int image_size
    interleaved RGB8 (what PIL's image holds before ToTensor). */
 CLIP_API clip_status clip_preprocess_image_u8(const clip_image *img, int image_size, uint8_t *out);
 
+/* The model config of a weights file, without building an engine or converting a tensor:
+   weights_path takes the forms clip_engine_params.weights_path takes, and the file gets the
+   same checks with the same messages as clip_engine_create (every tensor present, of the
+   right shape and a convertible dtype; a config file beside it agreeing with the shapes), so
+   a file that probes CLIP_OK loads. *out is what clip_engine_info of an engine on that file
+   returns. Errors: CLIP_ERR_INVALID_ARGUMENT, CLIP_ERR_IO, CLIP_ERR_BAD_WEIGHTS,
+   CLIP_ERR_UNSUPPORTED, CLIP_ERR_OUT_OF_MEMORY, with the message in err (may be NULL). */
+CLIP_API clip_status clip_weights_probe(const char *weights_path, clip_model_info *out, char *err,
+                                        size_t err_len);
+
+/* What a backend request resolves to on this machine, before any engine exists. */
+typedef struct clip_backend_info {
+  clip_backend backend; /* CLIP_BACKEND_CPU or CLIP_BACKEND_CUDA, never AUTO */
+  int device;           /* the CUDA device ordinal asked for; 0 on the CPU */
+  char device_name[128];/* CUDA: the device's name (e.g. "NVIDIA H200"); CPU: "cpu" */
+  int64_t memory_bytes; /* CUDA: the device's total memory; CPU: 0 */
+} clip_backend_info;
+
+/* Resolves `backend` for `device` as clip_engine_create does, without creating an engine,
+   allocating device memory or reading weights:
+     AUTO  -> CUDA when this library was built with CUDA and CUDA device `device` can run
+              it (a driver, the device, compute capability 8.0+), else CPU with CLIP_OK (a
+              CPU-only build, no driver, no such device, an older device);
+     CPU   -> CPU;
+     CUDA  -> CUDA under the same conditions, else CLIP_ERR_UNSUPPORTED with the reason in
+              err (the message clip_engine_create gives for that device).
+   clip_engine_create resolves through this call, so its answer is the engine's backend
+   (short of the device failing or being taken meanwhile). Other errors:
+   CLIP_ERR_INVALID_ARGUMENT (NULL out, negative device, unknown backend). */
+CLIP_API clip_status clip_backend_resolve(clip_backend backend, int device, clip_backend_info *out,
+                                          char *err, size_t err_len);
+
 #ifdef __cplusplus
 }
 #endif

@@ -13,6 +13,11 @@
 
 #define CLIP_DEFAULT_MAX_BATCH 64
 
+#ifndef CLIP_HAVE_CUDA
+static const char no_cuda_message[] =
+    "this libclipengine was built without CUDA (rebuild with -DCLIP_CUDA=ON)";
+#endif
+
 void clip_format_error(char *err, size_t err_len, const char *fmt, ...) {
   if (!err || err_len == 0) return;
   va_list ap;
@@ -98,22 +103,17 @@ clip_status clip_engine_create(const clip_engine_params *p, clip_engine **out, c
     free(e);
     return s;
   }
-  const clip_config *c = &e->w.cfg;
-  e->info.image_size = c->image_size;
-  e->info.patch_size = c->patch_size;
-  e->info.width = c->width;
-  e->info.layers = c->layers;
-  e->info.heads = c->heads;
-  e->info.mlp_width = c->mlp_width;
-  e->info.embed_dim = c->embed_dim;
-  e->info.quick_gelu = c->quick_gelu;
+  e->info = clip_model_info_of(&e->w.cfg);
 
+  /* AUTO resolves exactly as clip_backend_resolve says; an explicit CUDA goes on to the
+     backend's init, which reports an unusable device itself. */
   clip_backend want = p->backend;
-#ifdef CLIP_HAVE_CUDA
-  if (want == CLIP_BACKEND_AUTO) want = clip_cuda_device_count() > p->device ? CLIP_BACKEND_CUDA : CLIP_BACKEND_CPU;
-#else
-  if (want == CLIP_BACKEND_AUTO) want = CLIP_BACKEND_CPU;
-#endif
+  if (want == CLIP_BACKEND_AUTO) {
+    clip_backend_info bi;
+    want = clip_backend_resolve(CLIP_BACKEND_AUTO, p->device, &bi, NULL, 0) == CLIP_OK
+               ? bi.backend
+               : CLIP_BACKEND_CPU;
+  }
 
   if (want == CLIP_BACKEND_CPU) {
     if (p->precision != CLIP_PRECISION_AUTO && p->precision != CLIP_PRECISION_FP32) {
@@ -130,8 +130,7 @@ clip_status clip_engine_create(const clip_engine_params *p, clip_engine **out, c
     e->precision = p->precision == CLIP_PRECISION_AUTO ? CLIP_PRECISION_FP16 : p->precision;
     s = clip_cuda_backend_init(e);
 #else
-    clip_set_error(e, CLIP_ERR_UNSUPPORTED,
-                   "this libclipengine was built without CUDA (rebuild with -DCLIP_CUDA=ON)");
+    clip_set_error(e, CLIP_ERR_UNSUPPORTED, "%s", no_cuda_message);
     s = CLIP_ERR_UNSUPPORTED;
 #endif
   }
@@ -156,6 +155,79 @@ void clip_engine_destroy(clip_engine *e) {
 clip_status clip_engine_info(const clip_engine *e, clip_model_info *out) {
   if (!e || !out) return CLIP_ERR_INVALID_ARGUMENT;
   *out = e->info;
+  return CLIP_OK;
+}
+
+clip_model_info clip_model_info_of(const clip_config *c) {
+  clip_model_info m;
+  memset(&m, 0, sizeof m);
+  m.image_size = c->image_size;
+  m.patch_size = c->patch_size;
+  m.width = c->width;
+  m.layers = c->layers;
+  m.heads = c->heads;
+  m.mlp_width = c->mlp_width;
+  m.embed_dim = c->embed_dim;
+  m.quick_gelu = c->quick_gelu;
+  return m;
+}
+
+clip_status clip_weights_probe(const char *weights_path, clip_model_info *out, char *err,
+                               size_t err_len) {
+  if (err && err_len) err[0] = 0;
+  if (!out) {
+    clip_format_error(err, err_len, "clip_weights_probe: out is NULL");
+    return CLIP_ERR_INVALID_ARGUMENT;
+  }
+  memset(out, 0, sizeof *out);
+  if (!weights_path || !weights_path[0]) {
+    clip_format_error(err, err_len, "clip_weights_probe: weights_path is empty");
+    return CLIP_ERR_INVALID_ARGUMENT;
+  }
+  clip_config c;
+  clip_status s = clip_weights_read_config(weights_path, &c, err, err_len);
+  if (s == CLIP_OK) *out = clip_model_info_of(&c);
+  return s;
+}
+
+clip_status clip_backend_resolve(clip_backend backend, int device, clip_backend_info *out,
+                                 char *err, size_t err_len) {
+  if (err && err_len) err[0] = 0;
+  if (!out) {
+    clip_format_error(err, err_len, "clip_backend_resolve: out is NULL");
+    return CLIP_ERR_INVALID_ARGUMENT;
+  }
+  memset(out, 0, sizeof *out);
+  if (device < 0 || backend < CLIP_BACKEND_AUTO || backend > CLIP_BACKEND_CUDA) {
+    clip_format_error(err, err_len, "clip_backend_resolve: unknown backend (%d) or negative device (%d)",
+                      (int)backend, device);
+    return CLIP_ERR_INVALID_ARGUMENT;
+  }
+  if (backend != CLIP_BACKEND_CPU) {
+#ifdef CLIP_HAVE_CUDA
+    char name[sizeof out->device_name], why[CLIP_ERR_LEN];
+    int64_t mem = 0;
+    clip_status s = clip_cuda_device_query(device, name, sizeof name, &mem, why, sizeof why);
+    if (s == CLIP_OK) {
+      out->backend = CLIP_BACKEND_CUDA;
+      out->device = device;
+      snprintf(out->device_name, sizeof out->device_name, "%s", name);
+      out->memory_bytes = mem;
+      return CLIP_OK;
+    }
+    if (backend == CLIP_BACKEND_CUDA) {
+      clip_format_error(err, err_len, "%s", why);
+      return s;
+    }
+#else
+    if (backend == CLIP_BACKEND_CUDA) {
+      clip_format_error(err, err_len, "%s", no_cuda_message);
+      return CLIP_ERR_UNSUPPORTED;
+    }
+#endif
+  }
+  out->backend = CLIP_BACKEND_CPU;
+  snprintf(out->device_name, sizeof out->device_name, "cpu");
   return CLIP_OK;
 }
 

@@ -57,6 +57,13 @@ typedef struct clip_weights {
    message naming the problem in err, and leaves *w zeroed. */
 CLIP_API clip_status clip_weights_load(const char *path, clip_weights *w, char *err, size_t err_len);
 CLIP_API void clip_weights_free(clip_weights *w); /* zeroed or loaded; safe twice */
+/* The config alone: the same files, checks and messages as clip_weights_load (every tensor
+   present and of the right shape and dtype), without converting a tensor. On failure *cfg is
+   zeroed. Behind clip_weights_probe. */
+clip_status clip_weights_read_config(const char *path, clip_config *cfg, char *err,
+                                     size_t err_len);
+/* The public view of a config (clip_engine_info and clip_weights_probe). */
+clip_model_info clip_model_info_of(const clip_config *c);
 
 /* Internal functions marked CLIP_API are exported (prefix clip_) only so the C tests can
    call them; they are not part of the public contract. */
@@ -129,7 +136,12 @@ clip_status clip_cpu_backend_init(clip_engine *e);
 
 /* CUDA backend (cuda/backend.cu), only when built with CLIP_HAVE_CUDA. */
 #ifdef CLIP_HAVE_CUDA
-int clip_cuda_device_count(void); /* 0 when no driver/device */
+/* Whether CUDA device `device` can run this backend (a driver, the device, compute
+   capability 8.0+), allocating nothing on the device; its name (NUL-terminated, truncated to
+   name_len) and total memory. On failure: CLIP_ERR_UNSUPPORTED with the reason in err
+   (starting "cuda: "), the message clip_engine_create gives for the same device. */
+clip_status clip_cuda_device_query(int device, char *name, size_t name_len,
+                                   int64_t *memory_bytes, char *err, size_t err_len);
 clip_status clip_cuda_backend_init(clip_engine *e);
 #endif
 

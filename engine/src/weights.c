@@ -848,12 +848,12 @@ nomem:
 
 /* ---- entry points ---- */
 
-clip_status clip_weights_load(const char *path, clip_weights *w, char *err, size_t err_len) {
-  if (err && err_len) err[0] = 0;
-  if (!w) {
-    if (err && err_len) snprintf(err, err_len, "weights: clip_weights_load: w is NULL");
-    return CLIP_ERR_INVALID_ARGUMENT;
-  }
+/* The one loader behind clip_weights_load and clip_weights_read_config: locates the files,
+   derives and checks the config, and runs walk()'s checking pass over every tensor. With
+   convert == 0 it stops there (nothing allocated beyond the header index, no tensor data
+   read) and fills only w->cfg and w->naming. */
+static clip_status load(const char *path, clip_weights *w, int convert_tensors, char *err,
+                        size_t err_len) {
   memset(w, 0, sizeof *w);
   loader L;
   memset(&L, 0, sizeof L);
@@ -908,6 +908,11 @@ clip_status clip_weights_load(const char *path, clip_weights *w, char *err, size
   clip_weights probe;
   memset(&probe, 0, sizeof probe);
   if ((s = walk(&L, &c, &probe, NULL, &floats)) != CLIP_OK) goto out;
+  if (!convert_tensors) {
+    w->cfg = c;
+    snprintf(w->naming, sizeof w->naming, "%s", L.hf ? "hf" : "openai");
+    goto out;
+  }
 
   size_t layer_bytes = (size_t)c.layers * sizeof(clip_layer_weights);
   layer_bytes = (layer_bytes + ARENA_ALIGN - 1) / ARENA_ALIGN * ARENA_ALIGN;
@@ -943,6 +948,28 @@ out:
     free(arena);
     memset(w, 0, sizeof *w);
   }
+  return s;
+}
+
+clip_status clip_weights_load(const char *path, clip_weights *w, char *err, size_t err_len) {
+  if (err && err_len) err[0] = 0;
+  if (!w) {
+    if (err && err_len) snprintf(err, err_len, "weights: clip_weights_load: w is NULL");
+    return CLIP_ERR_INVALID_ARGUMENT;
+  }
+  return load(path, w, 1, err, err_len);
+}
+
+clip_status clip_weights_read_config(const char *path, clip_config *cfg, char *err,
+                                     size_t err_len) {
+  if (err && err_len) err[0] = 0;
+  if (!cfg) {
+    if (err && err_len) snprintf(err, err_len, "weights: clip_weights_read_config: cfg is NULL");
+    return CLIP_ERR_INVALID_ARGUMENT;
+  }
+  clip_weights w;
+  clip_status s = load(path, &w, 0, err, err_len);
+  *cfg = w.cfg; /* zeroed on failure */
   return s;
 }
 
