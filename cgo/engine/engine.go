@@ -107,6 +107,19 @@ func ParseBackend(s string) (Backend, error) {
 	return 0, fmt.Errorf("unknown backend %q (want auto, cpu or cuda)", s)
 }
 
+// String is "auto", "cpu" or "cuda" (what ParseBackend reads).
+func (b Backend) String() string {
+	switch b {
+	case BackendAuto:
+		return "auto"
+	case BackendCPU:
+		return "cpu"
+	case BackendCUDA:
+		return "cuda"
+	}
+	return fmt.Sprintf("Backend(%d)", int(b))
+}
+
 // Precision selects the compute precision.
 type Precision int
 
@@ -184,13 +197,64 @@ func Open(o Options) (*Engine, error) {
 	}
 	var ci C.clip_model_info
 	C.clip_engine_info(h, &ci)
-	e := &Engine{h: h, name: C.GoString(C.clip_engine_backend_name(h))}
-	e.info = ModelInfo{
+	e := &Engine{h: h, name: C.GoString(C.clip_engine_backend_name(h)), info: modelInfo(&ci)}
+	return e, nil
+}
+
+func modelInfo(ci *C.clip_model_info) ModelInfo {
+	return ModelInfo{
 		ImageSize: int(ci.image_size), PatchSize: int(ci.patch_size), Width: int(ci.width),
 		Layers: int(ci.layers), Heads: int(ci.heads), MLPWidth: int(ci.mlp_width),
 		EmbedDim: int(ci.embed_dim), QuickGELU: ci.quick_gelu != 0,
 	}
-	return e, nil
+}
+
+// Probe reads the model config of a weights file (any form Options.WeightsPath takes)
+// without creating an engine or converting a tensor. The file gets the checks Open gives it,
+// with the same errors, so a file that probes loads; the ModelInfo is the one Open's engine
+// reports.
+func Probe(weightsPath string) (ModelInfo, error) {
+	cpath := C.CString(weightsPath)
+	defer C.free(unsafe.Pointer(cpath))
+	var errbuf [1024]C.char
+	var ci C.clip_model_info
+	if s := C.clip_weights_probe(cpath, &ci, &errbuf[0], C.size_t(len(errbuf))); s != C.CLIP_OK {
+		return ModelInfo{}, newError(s, "probe weights", C.GoString(&errbuf[0]))
+	}
+	return modelInfo(&ci), nil
+}
+
+// Params is the number of parameters of the vision tower m describes: the elements of every
+// tensor the engine loads (patch embedding, class and position embeddings, the blocks, the
+// LayerNorms and the projection), which the loader demands in exactly these shapes.
+func (m ModelInfo) Params() int64 {
+	W, M, E, P := int64(m.Width), int64(m.MLPWidth), int64(m.EmbedDim), int64(m.PatchSize)
+	var T int64
+	if m.PatchSize > 0 {
+		g := int64(m.ImageSize / m.PatchSize)
+		T = g*g + 1
+	}
+	block := 2*W + // ln_1
+		3*W*W + 3*W + // qkv
+		W*W + W + // out_proj
+		2*W + // ln_2
+		M*W + M + // fc1
+		W*M + W // fc2
+	return W*3*P*P + W + T*W + 2*W + int64(m.Layers)*block + 2*W + E*W
+}
+
+// ResolveBackend says which backend Open would use for b on the given CUDA device, without
+// creating an engine or reading weights: BackendAuto becomes BackendCUDA when the library was
+// built with CUDA and the device can run it, else BackendCPU (never an error); BackendCUDA
+// without a usable device is an ErrUnsupported saying why. deviceName is the CUDA device's
+// name ("cpu" for the CPU) and deviceMemory its total memory in bytes (0 for the CPU).
+func ResolveBackend(b Backend, device int) (resolved Backend, deviceName string, deviceMemory int64, err error) {
+	var bi C.clip_backend_info
+	var errbuf [1024]C.char
+	if s := C.clip_backend_resolve(C.clip_backend(b), C.int(device), &bi, &errbuf[0], C.size_t(len(errbuf))); s != C.CLIP_OK {
+		return 0, "", 0, newError(s, "resolve backend", C.GoString(&errbuf[0]))
+	}
+	return Backend(bi.backend), C.GoString(&bi.device_name[0]), int64(bi.memory_bytes), nil
 }
 
 // Close frees the engine; calling it again is a no-op.

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/clipd/clipd/weights"
 )
 
 const goldenRoot = "../../testdata/golden"
@@ -237,5 +239,103 @@ func TestConcurrentCallsAreSerialized(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Fatal(err)
+	}
+}
+
+func TestProbeMatchesOpen(t *testing.T) {
+	for _, dir := range goldens(t) {
+		t.Run(filepath.Base(dir), func(t *testing.T) {
+			file := filepath.Join(dir, "model.safetensors")
+			for _, path := range []string{dir, file} {
+				probed, err := Probe(path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				e, err := Open(Options{WeightsPath: path, Backend: BackendCPU, Threads: 1})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := e.Info(); got != probed {
+					t.Errorf("%s: Probe %+v, Open's engine %+v", path, probed, got)
+				}
+				e.Close()
+			}
+			// The golden files hold the vision tower only, so every tensor counts.
+			h, err := weights.ReadHeader(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			info, _ := Probe(dir)
+			if got, want := info.Params(), h.Params(); got != want {
+				t.Errorf("Params() = %d, the file holds %d elements", got, want)
+			}
+		})
+	}
+}
+
+func TestProbeErrorsLikeOpen(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "missing.safetensors")
+	if _, err := Probe(missing); !errors.Is(err, ErrIO) {
+		t.Fatalf("missing file: got %v, want ErrIO", err)
+	}
+	// A golden model whose first tensor's shape is rewritten in the header (same length).
+	src, err := os.ReadFile(filepath.Join(goldens(t)[0], "model.safetensors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hlen := binary.LittleEndian.Uint64(src[:8])
+	header := string(src[8 : 8+hlen])
+	m := regexp.MustCompile(`"shape":\s*\[(\d+),\s*(\d+)\]`).FindStringSubmatchIndex(header)
+	if m == nil {
+		t.Fatalf("no 2-d tensor in %.200s", header)
+	}
+	a, b := header[m[2]:m[3]], header[m[4]:m[5]]
+	if a == b {
+		t.Skip("first 2-d tensor is square")
+	}
+	swapped := header[:m[2]] + b + header[m[3]:m[4]] + a + header[m[5]:]
+	bad := filepath.Join(t.TempDir(), "model.safetensors")
+	if err := os.WriteFile(bad, append(append(append([]byte{}, src[:8]...), swapped...), src[8+hlen:]...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, perr := Probe(bad)
+	_, oerr := Open(Options{WeightsPath: bad, Backend: BackendCPU})
+	if !errors.Is(perr, ErrBadWeights) || !strings.Contains(perr.Error(), "has shape") {
+		t.Fatalf("misshaped tensor: Probe gave %v", perr)
+	}
+	var pe, oe *Error
+	if !errors.As(perr, &pe) || !errors.As(oerr, &oe) || pe.Msg != oe.Msg || pe.Status != oe.Status {
+		t.Fatalf("Probe says %v, Open says %v", perr, oerr)
+	}
+}
+
+func TestResolveBackend(t *testing.T) {
+	b, name, mem, err := ResolveBackend(BackendCPU, 0)
+	if err != nil || b != BackendCPU || name != "cpu" || mem != 0 {
+		t.Fatalf("cpu: %v %q %d %v", b, name, mem, err)
+	}
+	auto, autoName, _, err := ResolveBackend(BackendAuto, 0)
+	if err != nil {
+		t.Fatalf("auto: %v", err)
+	}
+	cuda, cudaName, cudaMem, cerr := ResolveBackend(BackendCUDA, 0)
+	t.Logf("auto -> %v %q; cuda -> %v %q %d %v", auto, autoName, cuda, cudaName, cudaMem, cerr)
+	if cerr == nil {
+		if cuda != BackendCUDA || auto != BackendCUDA || cudaName == "" || cudaMem <= 0 {
+			t.Fatalf("with a device: auto %v, cuda %v %q %d", auto, cuda, cudaName, cudaMem)
+		}
+	} else {
+		if !errors.Is(cerr, ErrUnsupported) || auto != BackendCPU || autoName != "cpu" {
+			t.Fatalf("without a device: cuda gave %v, auto %v %q", cerr, auto, autoName)
+		}
+		// Open with BackendCUDA fails with the same message.
+		_, oerr := Open(Options{WeightsPath: goldens(t)[0], Backend: BackendCUDA})
+		var re, oe *Error
+		if !errors.As(cerr, &re) || !errors.As(oerr, &oe) || re.Msg != oe.Msg {
+			t.Fatalf("ResolveBackend says %v, Open says %v", cerr, oerr)
+		}
+	}
+	if _, _, _, err := ResolveBackend(BackendCPU, -1); !errors.Is(err, ErrInvalidArgument) {
+		t.Fatalf("negative device: %v", err)
 	}
 }
