@@ -22,22 +22,26 @@ if(NOT CLIP_CUDA STREQUAL "OFF")
     endif()
     enable_language(CUDA)
     find_package(CUDAToolkit REQUIRED)
-    file(GLOB CLIP_CUDA_SOURCES CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/cuda/*.cu)
-    if(CLIP_CUDA_SOURCES)
-      message(STATUS "clipengine: CUDA backend ON (${CMAKE_CUDA_COMPILER_VERSION}, archs ${CMAKE_CUDA_ARCHITECTURES})")
-      target_sources(clipengine PRIVATE ${CLIP_CUDA_SOURCES})
-      target_compile_definitions(clipengine PRIVATE CLIP_HAVE_CUDA=1)
-      target_include_directories(clipengine PRIVATE ${CMAKE_SOURCE_DIR}/cuda)
-      target_compile_options(clipengine PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:--use_fast_math -lineinfo>)
-      find_package(Threads REQUIRED)
-      target_link_libraries(clipengine PRIVATE CUDA::cudart CUDA::cublasLt Threads::Threads)
-      # The target exists before this file runs, so it did not pick the variable up.
-      set_target_properties(clipengine PROPERTIES CUDA_ARCHITECTURES "${CMAKE_CUDA_ARCHITECTURES}"
-                            CUDA_STANDARD 17 CUDA_STANDARD_REQUIRED ON)
-      set(CLIP_HAVE_CUDA ON)
-    else()
-      message(STATUS "clipengine: no CUDA sources yet, CUDA backend OFF")
-    endif()
+    # The ops (one kernel family each), then the host side by concern under backend.cu.
+    set(CLIP_CUDA_SOURCES
+      attention.cu convert.cu gelu.cu gemm.cu layernorm.cu patch_embed.cu resize.cu
+      resize_plan.cu
+      backend.cu debug.cu device.cu graphs.cu memory.cu staging.cu thread_pool.cu)
+    list(TRANSFORM CLIP_CUDA_SOURCES PREPEND ${CMAKE_SOURCE_DIR}/cuda/)
+    message(STATUS "clipengine: CUDA backend ON (${CMAKE_CUDA_COMPILER_VERSION}, archs ${CMAKE_CUDA_ARCHITECTURES})")
+    target_sources(clipengine PRIVATE ${CLIP_CUDA_SOURCES})
+    target_compile_definitions(clipengine PRIVATE CLIP_HAVE_CUDA=1)
+    target_include_directories(clipengine PRIVATE ${CMAKE_SOURCE_DIR}/cuda)
+    target_compile_options(clipengine PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:--use_fast_math -lineinfo>)
+    find_package(Threads REQUIRED)
+    target_link_libraries(clipengine PRIVATE CUDA::cudart CUDA::cublasLt Threads::Threads)
+    # The target exists before this file runs, so it did not pick the variable up.
+    set_target_properties(clipengine PROPERTIES CUDA_ARCHITECTURES "${CMAKE_CUDA_ARCHITECTURES}"
+                          CUDA_STANDARD 17 CUDA_STANDARD_REQUIRED ON)
+    set(CLIP_HAVE_CUDA ON)
+    # The backend's extras header is installed only with the backend that exports them.
+    set_property(TARGET clipengine APPEND PROPERTY PUBLIC_HEADER
+                 ${CMAKE_SOURCE_DIR}/engine/include/clipengine_cuda.h)
   elseif(CLIP_CUDA STREQUAL "ON")
     message(FATAL_ERROR "CLIP_CUDA=ON but no CUDA compiler was found")
   else()

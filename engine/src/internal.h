@@ -134,7 +134,7 @@ void clip_format_error(char *err, size_t err_len, const char *fmt, ...)
 /* CPU backend (engine/src/cpu_backend.c): sets e->impl, e->backend_state, e->backend_name. */
 clip_status clip_cpu_backend_init(clip_engine *e);
 
-/* CUDA backend (cuda/backend.cu), only when built with CLIP_HAVE_CUDA. */
+/* CUDA backend (cuda/device.cu, cuda/backend.cu), only when built with CLIP_HAVE_CUDA. */
 #ifdef CLIP_HAVE_CUDA
 /* Whether CUDA device `device` can run this backend (a driver, the device, compute
    capability 8.0+), allocating nothing on the device; its name (NUL-terminated, truncated to

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "clipengine_cuda.h"
 #include "internal.h"
 #include "weights_fixture.h"
 #include "check.h"
@@ -136,11 +137,13 @@ static void fill_pixels(float *px, int n) {
   }
 }
 
-typedef clip_status (*preprocess_u8_fn)(clip_engine *, const clip_image *, int, uint8_t *);
-typedef clip_status (*time_fn)(clip_engine *, int, int, int, float *);
-typedef clip_status (*profile_fn)(clip_engine *, char *, size_t);
-typedef clip_status (*stage_fn)(clip_engine *, const float *, int, int, float *);
-typedef clip_status (*graphs_fn)(clip_engine *, int, char *, size_t);
+/* The debug entry points are looked up with dlsym (a CPU-only build lacks them); their types
+   come from the public header, so a changed signature fails to compile here. */
+typedef __typeof__(&clip_cuda_debug_preprocess_u8) preprocess_u8_fn;
+typedef __typeof__(&clip_cuda_debug_time_forward) time_fn;
+typedef __typeof__(&clip_cuda_debug_profile) profile_fn;
+typedef __typeof__(&clip_cuda_debug_forward_stage) stage_fn;
+typedef __typeof__(&clip_cuda_debug_graphs) graphs_fn;
 
 /* Bitwise comparison of two float arrays: the number of differing elements. */
 static size_t count_diff_bits(const float *a, const float *b, size_t n) {

@@ -1,8 +1,15 @@
-/* cuda_debug.h: internal entry points of the CUDA backend for the GPU check and the tests
-   (exported with CLIP_API, not part of the public contract). Each returns
-   CLIP_ERR_UNSUPPORTED when the engine does not run on the CUDA backend. */
-#ifndef CLIP_CUDA_DEBUG_H
-#define CLIP_CUDA_DEBUG_H
+/* clipengine_cuda.h: the CUDA backend's extras, beside clipengine.h (as ggml-cuda.h is beside
+   ggml.h): debug and measurement entry points for the GPU check (bench/gpu-check.sh,
+   tests/reference/gpu_check.py), the C tests and kernel work. They are not part of the
+   fixed contract of clipengine.h and may change with CLIP_API_VERSION.
+
+   Only a libclipengine built with the CUDA backend exports these symbols (`make install`
+   installs this header only then); a program that must also run on a CPU-only build looks
+   them up with dlsym instead of linking them. Each call returns CLIP_ERR_UNSUPPORTED, with
+   clip_engine_last_error saying so, when the engine does not run on the CUDA backend, and
+   CLIP_ERR_INVALID_ARGUMENT for a NULL engine. */
+#ifndef CLIPENGINE_CUDA_H
+#define CLIPENGINE_CUDA_H
 
 #include "clipengine.h"
 
@@ -47,4 +54,4 @@ CLIP_API clip_status clip_cuda_debug_graphs(clip_engine *e, int enable, char *bu
 #ifdef __cplusplus
 }
 #endif
-#endif /* CLIP_CUDA_DEBUG_H */
+#endif /* CLIPENGINE_CUDA_H */
