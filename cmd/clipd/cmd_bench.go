@@ -214,14 +214,22 @@ func runBench(ctx context.Context, o benchOptions) error {
 	for _, b := range o.BatchSizes {
 		maxBatch = max(maxBatch, b)
 	}
-	e, err := engine.Open(engine.Options{WeightsPath: p, Backend: o.Backend, Device: o.Device, MaxBatch: maxBatch, Precision: o.Precision, Threads: o.Threads})
-	if err != nil {
+	// Engine-only runs share one engine sized for the largest batch; each pipeline run opens
+	// its own, as embed does, so here the model is only probed.
+	var e *engine.Engine
+	var info engine.ModelInfo
+	name := "per run"
+	if files == nil {
+		if e, err = engine.Open(engine.Options{WeightsPath: p, Backend: o.Backend, Device: o.Device, MaxBatch: maxBatch, Precision: o.Precision, Threads: o.Threads}); err != nil {
+			return err
+		}
+		defer e.Close()
+		info, name = e.Info(), e.BackendName()
+	} else if info, err = engine.Probe(p); err != nil {
 		return err
 	}
-	defer e.Close()
-	info := e.Info()
 	rep := &benchReport{
-		Weights: p, Engine: e.BackendName(), GFLOP: vitGFLOP(info), Cores: runtime.NumCPU(),
+		Weights: p, Engine: name, GFLOP: vitGFLOP(info), Cores: runtime.NumCPU(),
 		LoadAvg: loadAverage(), Pipeline: setup, StartedAt: time.Now().UTC().Truncate(time.Second),
 		Model: modelConfig{
 			ImageSize: info.ImageSize, PatchSize: info.PatchSize, Width: info.Width, Layers: info.Layers,
@@ -231,14 +239,11 @@ func runBench(ctx context.Context, o benchOptions) error {
 	if info.QuickGELU {
 		rep.Model.GELU = "quick"
 	}
-	if files != nil {
-		e.Close() // each pipeline run opens its own engine, as embed does
-	}
 	o.Logger.Info("bench", "engine", rep.Engine, "weights", p, "load_average", rep.LoadAvg)
 	for _, b := range o.BatchSizes {
 		var r benchResult
 		if files != nil {
-			r, err = benchPipeline(ctx, files, b, o)
+			r, err = benchPipeline(ctx, files, b, o, &rep.Engine)
 		} else {
 			r, err = benchEngine(ctx, e, b, o)
 		}
@@ -315,7 +320,7 @@ func benchEngine(ctx context.Context, e *engine.Engine, n int, o benchOptions) (
 // folder that holds the files of --pipeline DIR over and over (symbolic links): first one
 // pass over the files as a warm-up that also measures the rate, then a run sized to last
 // about o.Duration at that rate.
-func benchPipeline(ctx context.Context, files []string, n int, o benchOptions) (benchResult, error) {
+func benchPipeline(ctx context.Context, files []string, n int, o benchOptions, engineName *string) (benchResult, error) {
 	tmp, err := os.MkdirTemp("", "clipd-bench-")
 	if err != nil {
 		return benchResult{}, err
@@ -330,7 +335,7 @@ func benchPipeline(ctx context.Context, files []string, n int, o benchOptions) (
 			Input: filepath.Join(dir, "in"), Output: filepath.Join(dir, "out"),
 			Weights: o.Weights, CacheDir: o.CacheDir, Backend: o.Backend, Device: o.Device, Threads: o.Threads,
 			Precision: o.Precision, BatchSize: n, Decoders: o.DecodeWorkers, Preprocess: o.Preprocess, Version: version,
-		}, embed.Events{})
+		}, embed.Events{Started: func(s embed.Started) { *engineName = s.Backend }})
 	}
 	warm, err := runOnce("warm-up", max(len(files), 2*n))
 	if err != nil {
