@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/clipd/clipd/weights"
 	"io"
 	"io/fs"
 	"os"
@@ -43,19 +44,6 @@ func OpenImagesSplits() []string {
 	}
 	sort.Strings(names)
 	return names
-}
-
-// CacheDir is where metadata is cached when Options.CacheDir is empty:
-// $XDG_CACHE_HOME/clipd, else ~/.cache/clipd.
-func CacheDir() (string, error) {
-	if d := os.Getenv("XDG_CACHE_HOME"); d != "" && filepath.IsAbs(d) {
-		return filepath.Join(d, "clipd"), nil
-	}
-	home, err := os.UserHomeDir()
-	if err != nil {
-		return "", fmt.Errorf("no cache directory: %w; set XDG_CACHE_HOME or the cache-dir option", err)
-	}
-	return filepath.Join(home, ".cache", "clipd"), nil
 }
 
 func openOpenImages(ctx context.Context, spec string, opt Options) (*Source, error) {
@@ -98,12 +86,9 @@ func openOpenImages(ctx context.Context, spec string, opt Options) (*Source, err
 // the cache lacks it. The download goes to a temporary file in the same directory, is checked
 // (length, header) and renamed into place, so the cache never holds a partial file.
 func cachedMetadata(ctx context.Context, rel string, opt Options) (string, error) {
-	dir := opt.CacheDir
-	if dir == "" {
-		var err error
-		if dir, err = CacheDir(); err != nil {
-			return "", err
-		}
+	dir, err := weights.CacheDir(opt.CacheDir) // one cache, one rule for where it is
+	if err != nil {
+		return "", err
 	}
 	local := filepath.Join(dir, "openimages", filepath.FromSlash(rel))
 	if st, err := os.Stat(local); err == nil && st.Mode().IsRegular() && st.Size() > 0 {
@@ -121,7 +106,7 @@ func cachedMetadata(ctx context.Context, rel string, opt Options) (string, error
 
 func download(ctx context.Context, u, local string, opt Options) (err error) {
 	if err := os.MkdirAll(filepath.Dir(local), 0o755); err != nil {
-		return fmt.Errorf("cannot create the cache directory: %w; set the cache-dir option or XDG_CACHE_HOME", err)
+		return fmt.Errorf("cannot create the cache directory: %w; pass --cache-dir or set CLIPD_CACHE", err)
 	}
 	body, total, err := getBody(ctx, u, opt)
 	if err != nil {

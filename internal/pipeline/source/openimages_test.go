@@ -5,6 +5,7 @@
 package source
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
@@ -191,14 +192,21 @@ func TestOpenImagesBadDownloadsNotCached(t *testing.T) {
 	}
 }
 
-func TestCacheDirFromEnvironment(t *testing.T) {
-	t.Setenv("XDG_CACHE_HOME", "/somewhere/cache")
-	if d, _ := CacheDir(); d != "/somewhere/cache/clipd" {
-		t.Errorf("CacheDir = %q", d)
+// Metadata goes to the same cache as weights, found by the same rule (weights.CacheDir):
+// $CLIPD_CACHE first, then $XDG_CACHE_HOME/clipd.
+func TestMetadataCacheDir(t *testing.T) {
+	root := t.TempDir()
+	t.Setenv("XDG_CACHE_HOME", filepath.Join(root, "xdg"))
+	t.Setenv("CLIPD_CACHE", filepath.Join(root, "clipd-cache"))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte("ImageID,Subset,OriginalURL\nab,validation,https://example.org/a.jpg\n"))
+	}))
+	defer srv.Close()
+	got, err := cachedMetadata(context.Background(), "v7/x.csv", Options{OpenImagesBaseURL: srv.URL})
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Setenv("XDG_CACHE_HOME", "")
-	t.Setenv("HOME", "/home/u")
-	if d, _ := CacheDir(); d != "/home/u/.cache/clipd" {
-		t.Errorf("CacheDir = %q", d)
+	if want := filepath.Join(root, "clipd-cache", "openimages", "v7", "x.csv"); got != want {
+		t.Errorf("metadata cached at %s, want %s", got, want)
 	}
 }

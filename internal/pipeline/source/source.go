@@ -61,7 +61,7 @@ type Options struct {
 	OpenImagesURL     URLKind // which URL openimages: rows yield; "" = OriginalURL
 	OpenImagesBaseURL string  // where the metadata CSVs live; "" = $CLIPD_OPENIMAGES_BASE_URL or DefaultOpenImagesBaseURL
 	MirrorBaseURL     string  // the image mirror for MirrorURL; "" = $CLIPD_OPENIMAGES_MIRROR_URL or DefaultMirrorBaseURL
-	CacheDir          string  // where metadata is cached; "" = $XDG_CACHE_HOME/clipd or ~/.cache/clipd
+	CacheDir          string  // where metadata is cached; "" = weights.CacheDir("") ($CLIPD_CACHE, $XDG_CACHE_HOME/clipd or ~/.cache/clipd)
 	// Progress, when set, is called while a metadata file downloads (total -1 when unknown).
 	Progress func(done, total int64)
 
