@@ -8,29 +8,53 @@ PYTHON     ?= /usr/bin/python3
 JOBS       ?= $(shell nproc)
 VERSION    ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: all deps build lib clipd test bench bench-cpu install gpu-check embed clean
+.PHONY: all deps build lib clipd test tidy-check bench bench-cpu install gpu-check embed clean
 
 all: build
 
 deps:
 	bash scripts/install-deps.sh
 
-$(BUILD)/CMakeCache.txt:
-	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(CMAKE_ARGS)
+# The configure step reruns whenever CMAKE_ARGS differ from the last configure's, which
+# $(CMAKE_STAMP) records (a variable dropped from CMAKE_ARGS keeps its cached value; `make
+# clean` starts over).
+CMAKE_CONFIG := -DCMAKE_BUILD_TYPE=Release $(CMAKE_ARGS)
+CMAKE_STAMP  := $(BUILD)/.clip-cmake-args
+ifneq ($(strip $(CMAKE_CONFIG)),$(strip $(shell cat $(CMAKE_STAMP) 2>/dev/null)))
+.PHONY: $(CMAKE_STAMP)
+endif
+ifeq ($(wildcard $(BUILD)/CMakeCache.txt),)
+.PHONY: $(CMAKE_STAMP)
+endif
+$(CMAKE_STAMP):
+	cmake -S . -B $(BUILD) $(CMAKE_CONFIG)
+	echo '$(subst ','\'',$(CMAKE_CONFIG))' > $@
 
-lib: $(BUILD)/CMakeCache.txt
+lib: $(CMAKE_STAMP)
 	cmake --build $(BUILD) -j $(JOBS)
 
 build: lib clipd
 
-# bin/clipd links build/lib/libclipengine.so (rpath set by cgo/engine).
-clipd: lib
-	go build -ldflags "-X main.version=$(VERSION)" -o bin/clipd ./cmd/clipd
+# Go links libclipengine through pkg-config (cgo/engine/link_pkgconfig.go) against this
+# build directory's clipengine-uninstalled.pc, so BUILD=out links out/lib (with an rpath).
+# A plain `go build`/`go test` without the tag links build/lib (cgo/engine/link_intree.go).
+# The go command's cache does not key on pkg-config's answer, so the build directory also
+# goes into CGO_CPPFLAGS (a define nothing reads): another BUILD rebuilds the cgo packages.
+GO_TAGS := -tags clipengine_pkgconfig
+GO_ENV  := PKG_CONFIG_PATH=$(abspath $(BUILD))$(if $(PKG_CONFIG_PATH),:$(PKG_CONFIG_PATH)) \
+           CGO_CPPFLAGS="$(CGO_CPPFLAGS) -DCLIPENGINE_BUILD_DIR=$(abspath $(BUILD))"
 
-test: deps build
+clipd: lib
+	$(GO_ENV) go build $(GO_TAGS) -ldflags "-X main.version=$(VERSION)" -o bin/clipd ./cmd/clipd
+
+test: deps build tidy-check
 	cd $(BUILD) && ctest --output-on-failure -j 1
-	go test ./...
+	$(GO_ENV) go test $(GO_TAGS) ./...
 	bash tests/install/check.sh
+
+# Fails (showing the diff) when `go mod tidy` would change go.mod or go.sum.
+tidy-check:
+	go mod tidy -diff
 
 install: lib
 	cmake --install $(BUILD) --prefix $(PREFIX)

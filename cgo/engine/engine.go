@@ -3,9 +3,10 @@
 
 package engine
 
+// How libclipengine is found is the link mode's business: link_intree.go (the default, the
+// in-tree build/) or link_pkgconfig.go (-tags clipengine_pkgconfig: pkg-config clipengine).
+
 /*
-#cgo CFLAGS: -I${SRCDIR}/../../engine/include
-#cgo LDFLAGS: -L${SRCDIR}/../../build/lib -lclipengine -Wl,-rpath,${SRCDIR}/../../build/lib
 #include <stdlib.h>
 #include "clipengine.h"
 */
