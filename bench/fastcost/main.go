@@ -18,6 +18,7 @@ import (
 
 	"github.com/clipd/clipd/cgo/engine"
 	"github.com/clipd/clipd/internal/pipeline/decode"
+	"github.com/clipd/clipd/internal/vecmath"
 )
 
 func main() {
@@ -73,7 +74,7 @@ func run(weights, dir string, minSide, threads int) error {
 		if err := e.EmbedImages(imgs, out); err != nil {
 			return err
 		}
-		c := cosine(out[:info.EmbedDim], out[info.EmbedDim:])
+		c := vecmath.Cosine(out[:info.EmbedDim], out[info.EmbedDim:])
 		fmt.Printf("%s  exact %dx%d  fast %dx%d  cosine %.6f\n", filepath.Base(n), ex.Width, ex.Height, fa.Width, fa.Height, c)
 		minCos = math.Min(minCos, c)
 		sum += c
@@ -82,14 +83,4 @@ func run(weights, dir string, minSide, threads int) error {
 	}
 	fmt.Printf("images %d  min cosine %.6f  mean cosine %.6f\n", len(names), minCos, sum/float64(len(names)))
 	return nil
-}
-
-func cosine(a, b []float32) float64 {
-	var ab, aa, bb float64
-	for i := range a {
-		ab += float64(a[i]) * float64(b[i])
-		aa += float64(a[i]) * float64(a[i])
-		bb += float64(b[i]) * float64(b[i])
-	}
-	return ab / math.Sqrt(aa*bb)
 }
