@@ -78,12 +78,13 @@ func newEmbedCommand() *cli.Command {
 			"once). URLs that fail (404, timeouts, corrupt images, ...) are listed with their reason and\n" +
 			"do not make the run fail.\n\n" +
 			"--input is a file of URLs (text, CSV or TSV, optionally gzipped), an http(s) URL of one,\n" +
-			"- for stdin, or openimages:SPLIT (train, train-boxable, validation, test, all).\n" +
+			"- for stdin, openimages:SPLIT (train, train-boxable, validation, test, all), or a folder of\n" +
+			"image files (.jpg .jpeg .png .gif .webp .bmp, recursively; each row's url is the file's path).\n" +
 			"--shard i/n takes a deterministic 1/n of the input; without it, a Kubernetes Indexed Job's\n" +
 			"JOB_COMPLETION_INDEX (with --shard-count or CLIPD_SHARD_COUNT) or a Slurm array's\n" +
 			"SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT choose the shard.",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "input", Aliases: []string{"i"}, Value: defaultInput, Usage: "URL list: a path, an http(s) URL, - (stdin) or openimages:SPLIT"},
+			&cli.StringFlag{Name: "input", Aliases: []string{"i"}, Value: defaultInput, Usage: "URL list (a path or an http(s) URL), - (stdin), openimages:SPLIT, or a folder of images"},
 			&cli.StringFlag{Name: "weights", Aliases: []string{"w"}, Usage: "safetensors file or directory, or a hub name in the cache (default " + weights.DefaultModel + " from the cache; see \"clipd weights fetch\")"},
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "OUTPUT", Usage: "output directory"},
 			&cli.Int64Flag{Name: "limit", Usage: "embed at most this many URLs (of the shard); 0 for all"},

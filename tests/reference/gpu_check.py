@@ -194,7 +194,7 @@ def stage_names(cfg):
 
 
 def engine_stage(e, cfg, px, stage):
-    """The CUDA forward stopped at `stage` (see cuda/cuda_debug.h) -> float32 array."""
+    """The CUDA forward stopped at `stage` (see engine/include/clipengine_cuda.h) -> float32 array."""
     fn = debug_fn("clip_cuda_debug_forward_stage", [ctypes.c_void_p, ctypes.POINTER(ctypes.c_float), ctypes.c_int,
                                                     ctypes.c_int, ctypes.POINTER(ctypes.c_float)])
     if fn is None:
