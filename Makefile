@@ -65,7 +65,7 @@ bench-cpu: lib
 
 bench: bench-cpu
 
-# Run on the GPU machine (see ../shared/GPU.md): builds the CUDA library there and checks it.
+# Run on a GPU machine: builds the CUDA library there and checks it (bench/gpu-check.sh).
 gpu-check:
 	bash bench/gpu-check.sh
 
