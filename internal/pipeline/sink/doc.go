@@ -1,3 +1,3 @@
-// Package sink writes embeddings and failures to HDF5 chunk files that make a run
-// resumable, merges them into the final Images_Embedded.h5, and joins shard outputs.
+// Package sink writes a run's embeddings and failures to chunk files that make it
+// resumable, and Finalize merges them into the final Images_Embedded.h5.
 package sink

@@ -4,35 +4,32 @@
 package sink
 
 import (
-	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
 
 	"github.com/clipd/clipd/internal/cgo/h5"
+	"github.com/clipd/clipd/internal/pipeline/outfile"
 )
-
-const readRows = 4096 // rows read from a chunk at a time
 
 // Finalize merges dir's chunk files into dir/Images_Embedded.h5 (written as a .tmp, fsynced,
 // renamed), rows and failures in Seq order, without the seqs datasets; then it removes the
 // chunks and the state file. Attrs go on the final file (attrs.Dtype and EmbedDim must be
 // those of the chunks). A crash at any point leaves the chunks or the final file complete,
 // and calling Finalize again finishes the job. It returns the final file's path.
+// Errors are ErrInput (a chunk or the state cannot be read) or ErrOutput.
 func Finalize(dir string, attrs Attrs) (string, error) {
 	final := filepath.Join(dir, FinalName)
-	tmp := final + ".tmp"
-	if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return "", wrapWrite(tmp, err)
+	if err := outfile.Remove(final + ".tmp"); err != nil {
+		return "", err
 	}
-	kind, err := attrs.kind()
+	kind, err := attrs.Kind()
 	if err != nil {
 		return "", err
 	}
-	chunks, err := listChunks(dir)
+	chunks, err := outfile.ListChunks(dir)
 	if err != nil {
-		return "", err
+		return "", outfile.WrapRead(dir, err)
 	}
 	statePath := filepath.Join(dir, StateName)
 	st, haveState, err := readState(statePath)
@@ -56,17 +53,17 @@ func Finalize(dir string, attrs Attrs) (string, error) {
 	// Pass 1: which Seqs are there.
 	var ok, failed bitset
 	for _, c := range chunks {
-		f, err := h5.Open(c.path)
+		f, err := h5.Open(c.Path)
 		if err != nil {
-			return "", fmt.Errorf("reading %s: %v", c.path, err)
+			return "", outfile.WrapRead(c.Path, err)
 		}
 		for _, fail := range []bool{false, true} {
-			t := embeddedTable(hasIDs, true, kind, dim)
+			t := outfile.EmbeddedTable(hasIDs, true, kind, dim)
 			if fail {
-				t = failedTable(hasIDs, true)
+				t = outfile.FailedTable(hasIDs, true)
 			}
-			tf, n, err := openTable(f, t, 0)
-			if err == nil && tf.ds[colIDs] == nil {
+			tf, n, err := outfile.OpenTable(f, t, 0)
+			if err == nil && tf.Dataset(outfile.ColIDs) == nil {
 				hasIDs = false // a chunk without ids: the final file has none
 			}
 			if err == nil {
@@ -78,10 +75,10 @@ func Finalize(dir string, attrs Attrs) (string, error) {
 					}
 				})
 			}
-			tf.close()
+			tf.Close()
 			if err != nil {
 				f.Close()
-				return "", fmt.Errorf("reading %s: %v", c.path, err)
+				return "", outfile.WrapRead(c.Path, err)
 			}
 		}
 		f.Close()
@@ -92,52 +89,38 @@ func Finalize(dir string, attrs Attrs) (string, error) {
 	nRows, nFails := ok.count(), failed.count()
 
 	// Pass 2: place every row.
-	f, err := h5.Create(tmp)
+	f, err := outfile.Create(final)
 	if err != nil {
-		return "", wrapWrite(tmp, err)
-	}
-	fail := func(err error) (string, error) {
-		f.Close()
-		os.Remove(tmp)
 		return "", err
 	}
-	et, ft := embeddedTable(hasIDs, false, kind, dim), failedTable(hasIDs, false)
-	outE, err := createTable(f, et, nRows, int(max(nRows, 1)), stringDeflate, finalCache)
+	outE, err := f.CreateTable(outfile.EmbeddedTable(hasIDs, false, kind, dim), nRows, int(max(nRows, 1)), outfile.FinalCache)
 	if err != nil {
-		return fail(wrapWrite(tmp, err))
+		f.Abort()
+		return "", err
 	}
-	defer outE.close()
-	outF, err := createTable(f, ft, nFails, int(max(nFails, 1)), stringDeflate, finalCache)
+	outF, err := f.CreateTable(outfile.FailedTable(hasIDs, false), nFails, int(max(nFails, 1)), outfile.FinalCache)
 	if err != nil {
-		return fail(wrapWrite(tmp, err))
-	}
-	defer outF.close()
-	if err := writeAttrs(f, attrs); err != nil {
-		return fail(wrapWrite(tmp, err))
+		f.Abort()
+		return "", err
 	}
 	var writtenE, writtenF bitset
 	for _, c := range chunks {
-		in, err := h5.Open(c.path)
+		in, err := h5.Open(c.Path)
 		if err != nil {
-			return fail(fmt.Errorf("reading %s: %v", c.path, err))
+			f.Abort()
+			return "", outfile.WrapRead(c.Path, err)
 		}
-		err = placeRows(in, embeddedTable(hasIDs, true, kind, dim), outE, &ok, &writtenE, tmp)
+		err = placeRows(in, outfile.EmbeddedTable(hasIDs, true, kind, dim), outE, &ok, &writtenE)
 		if err == nil {
-			err = placeRows(in, failedTable(hasIDs, true), outF, &failed, &writtenF, tmp)
+			err = placeRows(in, outfile.FailedTable(hasIDs, true), outF, &failed, &writtenF)
 		}
 		in.Close()
 		if err != nil {
-			return fail(err)
+			f.Abort()
+			return "", err
 		}
 	}
-	if err := outE.close(); err != nil {
-		return fail(wrapWrite(tmp, err))
-	}
-	if err := outF.close(); err != nil {
-		return fail(wrapWrite(tmp, err))
-	}
-	if err := finish(f, tmp, final); err != nil {
-		os.Remove(tmp)
+	if err := f.Commit(attrs); err != nil {
 		return "", err
 	}
 	if haveState {
@@ -149,24 +132,23 @@ func Finalize(dir string, attrs Attrs) (string, error) {
 	return final, cleanup(dir, chunks)
 }
 
-// cleanup removes the chunk files, then the state file.
-func cleanup(dir string, chunks []chunkFile) error {
+// cleanup removes the chunk files, then the state file. Errors are ErrOutput.
+func cleanup(dir string, chunks []outfile.Chunk) error {
 	for _, c := range chunks {
-		if err := os.Remove(c.path); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return wrapWrite(c.path, err)
+		if err := outfile.Remove(c.Path); err != nil {
+			return err
 		}
 	}
-	p := filepath.Join(dir, StateName)
-	if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return wrapWrite(p, err)
+	if err := outfile.Remove(filepath.Join(dir, StateName)); err != nil {
+		return err
 	}
-	return wrapWrite(dir, syncDir(dir))
+	return outfile.SyncDir(dir)
 }
 
 // forSeqs calls fn with every Seq of a chunk table.
-func forSeqs(tf *tableFile, n int64, fn func(int64)) error {
-	for start := int64(0); start < n; start += readRows {
-		seqs, err := tf.ds[colSeqs].ReadInt64(start, int(min(n-start, readRows)))
+func forSeqs(tf *outfile.TableFile, n int64, fn func(int64)) error {
+	for start := int64(0); start < n; start += outfile.ReadRows {
+		seqs, err := tf.Dataset(outfile.ColSeqs).ReadInt64(start, int(min(n-start, outfile.ReadRows)))
 		if err != nil {
 			return err
 		}
@@ -179,25 +161,25 @@ func forSeqs(tf *tableFile, n int64, fn func(int64)) error {
 
 // placeRows writes the rows of one chunk table whose Seq is in keep (and not yet written)
 // at their ranks in out.
-func placeRows(in *h5.File, t table, out *tableFile, keep, written *bitset, tmp string) error {
-	tf, n, err := openTable(in, t, 0)
+func placeRows(in *h5.File, t outfile.Table, out *outfile.TableFile, keep, written *bitset) error {
+	tf, n, err := outfile.OpenTable(in, t, 0)
 	if err != nil {
-		return fmt.Errorf("reading %s: %v", in.Path(), err)
+		return err
 	}
-	defer tf.close()
-	b, run := t.newBlock(), t.newBlock()
+	defer tf.Close()
+	b, run := t.NewBlock(), t.NewBlock()
 	type place struct {
 		pos int64
 		row int
 	}
 	var order []place
-	for start := int64(0); start < n; start += readRows {
-		m := int(min(n-start, readRows))
-		if err := tf.read(b, start, m); err != nil {
-			return fmt.Errorf("reading %s: %v", in.Path(), err)
+	for start := int64(0); start < n; start += outfile.ReadRows {
+		m := int(min(n-start, outfile.ReadRows))
+		if err := tf.Read(b, start, m); err != nil {
+			return err
 		}
 		order = order[:0]
-		for r, s := range b.ints[colSeqs] {
+		for r, s := range b.Ints[outfile.ColSeqs] {
 			if keep.has(s) && !written.has(s) {
 				written.set(s)
 				order = append(order, place{keep.rankOf(s), r})
@@ -209,12 +191,12 @@ func placeRows(in *h5.File, t table, out *tableFile, keep, written *bitset, tmp 
 			for j < len(order) && order[j].pos == order[j-1].pos+1 {
 				j++
 			}
-			run.reset()
+			run.Reset()
 			for _, p := range order[i:j] {
-				run.appendRow(b, p.row)
+				run.AppendRow(b, p.row)
 			}
-			if err := out.write(run, order[i].pos); err != nil {
-				return wrapWrite(tmp, err)
+			if err := out.WriteAt(run, order[i].pos); err != nil {
+				return err
 			}
 			i = j
 		}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/clipd/clipd/internal/cgo/h5"
 	"github.com/clipd/clipd/internal/pipeline/item"
+	"github.com/clipd/clipd/internal/pipeline/outfile"
 )
 
 const testDim = 8
@@ -84,27 +85,27 @@ func checkFinal(t *testing.T, path string, n int64, dtype string) {
 	if dtype == "float16" {
 		kind = h5.Float16
 	}
-	et, rows, err := openTable(f, embeddedTable(true, false, kind, testDim), 0)
+	et, rows, err := outfile.OpenTable(f, outfile.EmbeddedTable(true, false, kind, testDim), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer et.close()
-	ft, fails, err := openTable(f, failedTable(true, false), 0)
+	defer et.Close()
+	ft, fails, err := outfile.OpenTable(f, outfile.FailedTable(true, false), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ft.close()
+	defer ft.Close()
 	if ok, _ := f.Has("seqs"); ok {
 		t.Error("final file has a seqs dataset")
 	}
-	urls, _ := et.ds[colURLs].ReadStrings(0, int(rows))
-	ids, _ := et.ds[colIDs].ReadStrings(0, int(rows))
-	emb, err := et.ds[colValues].ReadFloat32(0, int(rows))
+	urls, _ := et.Dataset(outfile.ColURLs).ReadStrings(0, int(rows))
+	ids, _ := et.Dataset(outfile.ColIDs).ReadStrings(0, int(rows))
+	emb, err := et.Dataset(outfile.ColValues).ReadFloat32(0, int(rows))
 	if err != nil {
 		t.Fatal(err)
 	}
-	furls, _ := ft.ds[colURLs].ReadStrings(0, int(fails))
-	reasons, _ := ft.ds[colValues].ReadStrings(0, int(fails))
+	furls, _ := ft.Dataset(outfile.ColURLs).ReadStrings(0, int(fails))
+	reasons, _ := ft.Dataset(outfile.ColValues).ReadStrings(0, int(fails))
 	var r, fi int
 	for s := int64(0); s < n; s++ {
 		it := itemOf(s)
@@ -135,13 +136,13 @@ func checkFinal(t *testing.T, path string, n int64, dtype string) {
 
 func chunkNames(t *testing.T, dir string) []string {
 	t.Helper()
-	cs, err := listChunks(dir)
+	cs, err := outfile.ListChunks(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var out []string
 	for _, c := range cs {
-		out = append(out, filepath.Base(c.path))
+		out = append(out, filepath.Base(c.Path))
 	}
 	return out
 }
@@ -408,13 +409,21 @@ func TestFinalizeInterruptedAfterRename(t *testing.T) {
 	checkFinal(t, path, 20, "float32")
 }
 
+var errInjected = errors.New("injected write fault")
+
 func TestWriteFaultKeepsCompleteChunks(t *testing.T) {
 	dir := t.TempDir()
 	w, err := Open(testOptions(dir, 5))
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.faultAfter = 2
+	// the third chunk (k 2) cannot be written; set before the first Add reaches the writer
+	w.commitHook = func(k int) error {
+		if k >= 2 {
+			return errInjected
+		}
+		return nil
+	}
 	seqs := shuffled(30, 5)
 	var addErr error
 	for _, s := range seqs {

@@ -4,37 +4,24 @@
 package sink
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"reflect"
-	"strings"
 	"sync"
 	"sync/atomic"
 
 	"github.com/clipd/clipd/internal/cgo/h5"
 	"github.com/clipd/clipd/internal/pipeline/item"
+	"github.com/clipd/clipd/internal/pipeline/outfile"
 )
 
 // Row is one embedded item; Add copies Embedding (EmbedDim values).
 type Row struct {
 	Item      item.Item
 	Embedding []float32
-}
-
-// RunKey identifies a run's work: a resumed run must have the same key.
-type RunKey struct {
-	Input         string
-	Shard         string
-	Limit         int64
-	URLKind       string
-	WeightsSHA256 string
-	Preprocess    string
-	Dtype         string
-	Normalized    bool
 }
 
 // Options configure a Writer.
@@ -48,21 +35,12 @@ type Options struct {
 	Logger      *slog.Logger
 }
 
-// Errors Open returns (errors.Is).
+// Errors Open returns (errors.Is), besides ErrInput (the chunks or state of an earlier run
+// cannot be read) and ErrOutput (Dir cannot be written).
 var (
 	ErrRunMismatch     = errors.New("output directory holds another run")
 	ErrAlreadyComplete = errors.New("run already complete")
 )
-
-// state is the resume state file's content.
-type state struct {
-	Format    int    `json:"format"`
-	Key       RunKey `json:"key"`
-	EmbedDim  int    `json:"embed_dim"`
-	Dtype     string `json:"dtype"`
-	HasIDs    bool   `json:"has_image_ids"`
-	Finalized bool   `json:"finalized,omitempty"` // the final file is complete; only cleanup is left
-}
 
 // Writer writes a run's chunk files. Add, AddFailure, Done, Resumed and Stats are safe
 // from any goroutine; Close from one.
@@ -84,8 +62,9 @@ type Writer struct {
 	closed  bool
 	wg      sync.WaitGroup
 
-	// faultAfter, when > 0 (tests), makes the chunk write fail after that many chunk files.
-	faultAfter int
+	// commitHook, set by tests only, runs before chunk k is completed; its error is
+	// the chunk's write error (an injected fault).
+	commitHook func(k int) error
 }
 
 type msg struct {
@@ -95,10 +74,8 @@ type msg struct {
 
 const (
 	defaultChunkSize = 10000
-	flushRows        = 512      // rows buffered in memory before they go to the chunk file
-	writerCache      = 4 << 20  // chunk cache per embeddings dataset while writing chunks
-	finalCache       = 64 << 20 // chunk cache of the final file's embeddings
-	stringDeflate    = 4
+	flushRows        = 512     // rows buffered in memory before they go to the chunk file
+	writerCache      = 4 << 20 // chunk cache per embeddings dataset while writing chunks
 )
 
 // Open prepares Dir for a run: removes leftover temporary files, reads the complete chunk
@@ -114,33 +91,33 @@ func Open(opt Options) (*Writer, error) {
 	if opt.Attrs.EmbedDim <= 0 {
 		return nil, fmt.Errorf("sink: embed dim %d: want > 0", opt.Attrs.EmbedDim)
 	}
-	kind, err := opt.Attrs.kind()
+	kind, err := opt.Attrs.Kind()
 	if err != nil {
 		return nil, err
 	}
 	if err := os.MkdirAll(opt.Dir, 0o755); err != nil {
-		return nil, wrapWrite(opt.Dir, err)
+		return nil, outfile.WrapWrite(opt.Dir, err)
 	}
 	w := &Writer{opt: opt, kind: kind, log: opt.Logger, in: make(chan msg, 256)}
 	if err := removeTemps(opt.Dir); err != nil {
 		return nil, err
 	}
-	chunks, err := listChunks(opt.Dir)
+	chunks, err := outfile.ListChunks(opt.Dir)
 	if err != nil {
-		return nil, err
+		return nil, outfile.WrapWrite(opt.Dir, err)
 	}
 	statePath := filepath.Join(opt.Dir, StateName)
 	old, haveState, err := readState(statePath)
 	if err != nil {
 		return nil, err
 	}
-	_, finalErr := os.Stat(filepath.Join(opt.Dir, FinalName))
+	_, finalErr := os.Stat(filepath.Join(opt.Dir, outfile.FinalName))
 	haveFinal := finalErr == nil
 	switch {
 	case opt.NoResume:
 		for _, c := range chunks {
-			if err := os.Remove(c.path); err != nil {
-				return nil, wrapWrite(c.path, err)
+			if err := os.Remove(c.Path); err != nil {
+				return nil, outfile.WrapWrite(c.Path, err)
 			}
 		}
 		chunks = nil
@@ -166,7 +143,7 @@ func Open(opt Options) (*Writer, error) {
 		if err := w.load(c); err != nil {
 			return nil, err
 		}
-		w.nextChunk = c.k + 1
+		w.nextChunk = c.K + 1
 	}
 	st := state{Format: 1, Key: opt.Key, EmbedDim: opt.Attrs.EmbedDim, Dtype: kind.String(), HasIDs: opt.HasImageIDs}
 	if err := writeState(statePath, st); err != nil {
@@ -184,110 +161,50 @@ func Open(opt Options) (*Writer, error) {
 func removeTemps(dir string) error {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
-		return err
+		return outfile.WrapWrite(dir, err)
 	}
 	for _, e := range ents {
 		n := e.Name()
-		if strings.HasSuffix(n, ".tmp") && (strings.HasPrefix(n, chunkPrefix) || n == FinalName+".tmp" || n == StateName+".tmp") {
+		if outfile.IsTemp(n) || n == StateName+".tmp" {
 			if err := os.Remove(filepath.Join(dir, n)); err != nil {
-				return wrapWrite(filepath.Join(dir, n), err)
+				return outfile.WrapWrite(filepath.Join(dir, n), err)
 			}
 		}
 	}
 	return nil
 }
 
-func diffState(old, want state) string {
-	var d []string
-	ov, wv := reflect.ValueOf(old.Key), reflect.ValueOf(want.Key)
-	for i := 0; i < ov.NumField(); i++ {
-		if !reflect.DeepEqual(ov.Field(i).Interface(), wv.Field(i).Interface()) {
-			d = append(d, fmt.Sprintf("%s %v, now %v", strings.ToLower(ov.Type().Field(i).Name), ov.Field(i), wv.Field(i)))
-		}
+// load records the Seqs of a complete chunk file as done. Errors are ErrInput.
+func (w *Writer) load(c outfile.Chunk) error {
+	damaged := func(err error) error {
+		return fmt.Errorf("%w; remove it (its items will be redone) or use --no-resume", outfile.WrapRead(c.Path, err))
 	}
-	if old.EmbedDim != want.EmbedDim {
-		d = append(d, fmt.Sprintf("embed dim %d, now %d", old.EmbedDim, want.EmbedDim))
-	}
-	if old.Dtype != want.Dtype {
-		d = append(d, fmt.Sprintf("dtype %s, now %s", old.Dtype, want.Dtype))
-	}
-	if old.HasIDs != want.HasIDs {
-		d = append(d, fmt.Sprintf("image ids %v, now %v", old.HasIDs, want.HasIDs))
-	}
-	if old.Format != want.Format {
-		d = append(d, fmt.Sprintf("format %d, now %d", old.Format, want.Format))
-	}
-	return strings.Join(d, "; ")
-}
-
-func readState(path string) (state, bool, error) {
-	b, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return state{}, false, nil
-	}
+	f, err := h5.Open(c.Path)
 	if err != nil {
-		return state{}, false, err
-	}
-	var s state
-	if err := json.Unmarshal(b, &s); err != nil {
-		return state{}, false, fmt.Errorf("%s: %v; remove it or use --no-resume", path, err)
-	}
-	return s, true, nil
-}
-
-// writeState writes the state file atomically (tmp, fsync, rename, fsync dir).
-func writeState(path string, s state) error {
-	b, _ := json.MarshalIndent(s, "", "  ")
-	tmp := path + ".tmp"
-	f, err := os.Create(tmp)
-	if err != nil {
-		return wrapWrite(tmp, err)
-	}
-	_, err = f.Write(append(b, '\n'))
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return wrapWrite(tmp, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return wrapWrite(path, err)
-	}
-	return wrapWrite(filepath.Dir(path), syncDir(filepath.Dir(path)))
-}
-
-// load records the Seqs of a complete chunk file as done.
-func (w *Writer) load(c chunkFile) error {
-	f, err := h5.Open(c.path)
-	if err != nil {
-		return fmt.Errorf("reading %s: %v; remove it (its items will be redone) or use --no-resume", c.path, err)
+		return damaged(err)
 	}
 	defer f.Close()
 	for _, failed := range []bool{false, true} {
-		t := embeddedTable(false, true, w.kind, w.opt.Attrs.EmbedDim)
+		t := outfile.EmbeddedTable(false, true, w.kind, w.opt.Attrs.EmbedDim)
 		if failed {
-			t = failedTable(false, true)
+			t = outfile.FailedTable(false, true)
 		}
-		t.cols = []column{t.cols[colSeqs]}
-		tf, n, err := openTable(f, t, 0)
+		t.Cols = []outfile.Column{t.Cols[outfile.ColSeqs]}
+		tf, n, err := outfile.OpenTable(f, t, 0)
 		if err != nil {
-			return fmt.Errorf("reading %s: %v; remove it (its items will be redone) or use --no-resume", c.path, err)
+			return damaged(err)
 		}
 		for start := int64(0); start < n; start += 1 << 16 {
-			seqs, err := tf.ds[0].ReadInt64(start, int(min(n-start, 1<<16)))
+			seqs, err := tf.Dataset(0).ReadInt64(start, int(min(n-start, 1<<16)))
 			if err != nil {
-				tf.close()
-				return err
+				tf.Close()
+				return damaged(err)
 			}
 			for _, s := range seqs {
 				w.done.set(s)
 			}
 		}
-		tf.close()
+		tf.Close()
 		if failed {
 			w.resumedFails += n
 		} else {
@@ -364,14 +281,12 @@ func (w *Writer) Close() error {
 	return w.firstErr()
 }
 
-// chunkWriter is the chunk file being written (writer goroutine only).
+// chunkWriter is the chunk file being written (writer goroutine only); rows wait in its
+// tables' pending blocks until flush.
 type chunkWriter struct {
-	k           int
-	tmp, path   string
-	f           *h5.File
-	emb, fail   *tableFile
-	nEmb, nFail int64
-	bEmb, bFail *block
+	k         int
+	f         *outfile.File
+	emb, fail *outfile.TableFile
 }
 
 func (w *Writer) run() {
@@ -408,7 +323,7 @@ func (w *Writer) run() {
 		}
 		items++
 		var err error
-		if cur.bEmb.n+cur.bFail.n >= flushRows {
+		if cur.emb.Pending().N+cur.fail.Pending().N >= flushRows {
 			err = w.flush(cur)
 		}
 		if err == nil && items >= w.opt.ChunkSize {
@@ -431,38 +346,33 @@ func (w *Writer) run() {
 }
 
 func (w *Writer) startChunk() (*chunkWriter, error) {
-	c := &chunkWriter{k: w.nextChunk, path: ChunkPath(w.opt.Dir, w.nextChunk)}
-	c.tmp = c.path + ".tmp"
+	c := &chunkWriter{k: w.nextChunk}
+	f, err := outfile.Create(ChunkPath(w.opt.Dir, w.nextChunk))
 	w.nextChunk++
-	f, err := h5.Create(c.tmp)
 	if err != nil {
-		return nil, wrapWrite(c.tmp, err)
+		return nil, err
 	}
 	c.f = f
-	et := embeddedTable(w.opt.HasImageIDs, true, w.kind, w.opt.Attrs.EmbedDim)
-	ft := failedTable(w.opt.HasImageIDs, true)
-	if c.emb, err = createTable(f, et, 0, w.opt.ChunkSize, stringDeflate, writerCache); err == nil {
-		c.fail, err = createTable(f, ft, 0, w.opt.ChunkSize, stringDeflate, writerCache)
-	}
-	if err == nil {
-		err = writeAttrs(f, w.opt.Attrs)
+	et := outfile.EmbeddedTable(w.opt.HasImageIDs, true, w.kind, w.opt.Attrs.EmbedDim)
+	ft := outfile.FailedTable(w.opt.HasImageIDs, true)
+	if c.emb, err = f.CreateTable(et, 0, w.opt.ChunkSize, writerCache); err == nil {
+		c.fail, err = f.CreateTable(ft, 0, w.opt.ChunkSize, writerCache)
 	}
 	if err != nil {
 		w.abort(c)
-		return nil, wrapWrite(c.tmp, err)
+		return nil, err
 	}
-	c.bEmb, c.bFail = et.newBlock(), ft.newBlock()
 	return c, nil
 }
 
 func (c *chunkWriter) addRow(r Row) {
-	b := c.bEmb
-	b.strs[colURLs] = append(b.strs[colURLs], r.Item.URL)
-	b.strs[colIDs] = append(b.strs[colIDs], r.Item.ImageID)
-	b.ints[colLines] = append(b.ints[colLines], r.Item.Line)
-	b.ints[colSeqs] = append(b.ints[colSeqs], r.Item.Seq)
-	b.raw[colValues] = appendEmbedding(b.raw[colValues], r.Embedding, c.emb.t.cols[colValues].kind)
-	b.n++
+	b := c.emb.Pending()
+	b.Strs[outfile.ColURLs] = append(b.Strs[outfile.ColURLs], r.Item.URL)
+	b.Strs[outfile.ColIDs] = append(b.Strs[outfile.ColIDs], r.Item.ImageID)
+	b.Ints[outfile.ColLines] = append(b.Ints[outfile.ColLines], r.Item.Line)
+	b.Ints[outfile.ColSeqs] = append(b.Ints[outfile.ColSeqs], r.Item.Seq)
+	b.Raw[outfile.ColValues] = appendEmbedding(b.Raw[outfile.ColValues], r.Embedding, c.emb.Table().Cols[outfile.ColValues].Kind)
+	b.N++
 }
 
 func appendEmbedding(dst []byte, v []float32, kind h5.Kind) []byte {
@@ -479,63 +389,45 @@ func appendEmbedding(dst []byte, v []float32, kind h5.Kind) []byte {
 }
 
 func (c *chunkWriter) addFailure(f *item.Failure) {
-	b := c.bFail
-	b.strs[colURLs] = append(b.strs[colURLs], f.URL)
-	b.strs[colIDs] = append(b.strs[colIDs], f.ImageID)
-	b.ints[colLines] = append(b.ints[colLines], f.Line)
-	b.ints[colSeqs] = append(b.ints[colSeqs], f.Seq)
-	b.strs[colValues] = append(b.strs[colValues], f.Reason)
-	b.strs[colStages] = append(b.strs[colStages], f.Stage)
-	b.n++
+	b := c.fail.Pending()
+	b.Strs[outfile.ColURLs] = append(b.Strs[outfile.ColURLs], f.URL)
+	b.Strs[outfile.ColIDs] = append(b.Strs[outfile.ColIDs], f.ImageID)
+	b.Ints[outfile.ColLines] = append(b.Ints[outfile.ColLines], f.Line)
+	b.Ints[outfile.ColSeqs] = append(b.Ints[outfile.ColSeqs], f.Seq)
+	b.Strs[outfile.ColValues] = append(b.Strs[outfile.ColValues], f.Reason)
+	b.Strs[outfile.ColStages] = append(b.Strs[outfile.ColStages], f.Stage)
+	b.N++
 }
 
+// flush appends the rows waiting in memory to the chunk file.
 func (w *Writer) flush(c *chunkWriter) error {
-	if err := c.emb.write(c.bEmb, c.nEmb); err != nil {
-		return wrapWrite(c.tmp, err)
+	if err := c.emb.Flush(); err != nil {
+		return err
 	}
-	c.nEmb += int64(c.bEmb.n)
-	c.bEmb.reset()
-	if err := c.fail.write(c.bFail, c.nFail); err != nil {
-		return wrapWrite(c.tmp, err)
-	}
-	c.nFail += int64(c.bFail.n)
-	c.bFail.reset()
-	return nil
+	return c.fail.Flush()
 }
 
-// endChunk makes the chunk file complete: flush, close, fsync, rename, fsync the directory.
+// endChunk makes the chunk file complete (outfile.File.Commit).
 func (w *Writer) endChunk(c *chunkWriter) error {
 	if err := w.flush(c); err != nil {
 		return err
 	}
-	if w.faultAfter > 0 && int(w.chks.Load()) >= w.faultAfter {
-		return wrapWrite(c.tmp, errInjected)
+	if w.commitHook != nil {
+		if err := w.commitHook(c.k); err != nil {
+			return outfile.WrapWrite(c.f.Tmp(), err)
+		}
 	}
-	if err := c.emb.close(); err != nil {
-		return wrapWrite(c.tmp, err)
-	}
-	if err := c.fail.close(); err != nil {
-		return wrapWrite(c.tmp, err)
-	}
-	if err := finish(c.f, c.tmp, c.path); err != nil {
+	if err := c.f.Commit(w.opt.Attrs); err != nil {
 		return err
 	}
 	w.chks.Add(1)
-	w.log.Debug("chunk written", "path", c.path, "rows", c.nEmb, "failures", c.nFail)
+	w.log.Debug("chunk written", "path", c.f.Path(), "rows", c.emb.Written(), "failures", c.fail.Written())
 	return nil
 }
 
-var errInjected = errors.New("injected write fault")
-
 // abort closes and removes a chunk that cannot be completed; earlier chunks stay intact.
 func (w *Writer) abort(c *chunkWriter) {
-	if c == nil {
-		return
+	if c != nil && c.f != nil {
+		c.f.Abort()
 	}
-	c.emb.close()
-	c.fail.close()
-	if c.f != nil {
-		c.f.Close()
-	}
-	os.Remove(c.tmp)
 }

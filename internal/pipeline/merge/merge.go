@@ -1,11 +1,10 @@
-// merge.go: Merge joins final files of several shards (or runs) into one, streaming, with
+// merge.go: Files joins final files of several shards (or runs) into one, streaming, with
 // URLs deduplicated across files. Shards of one input are merged back into input order
 // by their `lines`; other files are concatenated in the order given.
-package sink
+package merge
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"hash/maphash"
 	"log/slog"
@@ -13,56 +12,55 @@ import (
 	"path/filepath"
 
 	"github.com/clipd/clipd/internal/cgo/h5"
+	"github.com/clipd/clipd/internal/pipeline/outfile"
 )
 
-// MergeOptions configure Merge.
-type MergeOptions struct {
+// Options configure Files.
+type Options struct {
 	Version string // clipd_version attribute of the output
 	Logger  *slog.Logger
 }
 
-// MergeStats describe a merge.
-type MergeStats struct {
+// Stats describe a merge.
+type Stats struct {
 	Inputs                        int
 	Rows, Failures                int64
 	DuplicateRows, DuplicateFails int64 // dropped: a URL already embedded (or already failed)
 	ByLine                        bool  // rows ordered by input line (shards of one input)
 }
 
-// ErrMismatch is returned (errors.Is) when the inputs disagree on model, weights, dtype,
-// embed dim or normalization.
-var ErrMismatch = errors.New("inputs do not match")
-
-// mergeInput is one input file.
-type mergeInput struct {
+// input is one input file.
+type input struct {
 	f      *h5.File
-	attrs  Attrs
+	attrs  outfile.Attrs
 	kind   h5.Kind
 	dim    int
 	hasIDs bool
 	lines  bool
 }
 
-// Merge writes out from inputs: every URL once (the first embedding of a URL wins; a URL
+// Files writes out from inputs: every URL once (the first embedding of a URL wins; a URL
 // that failed somewhere but was embedded elsewhere is not listed as failed). Memory: one
 // 8-byte hash and one 8-byte row index per distinct URL in Go maps, about 40 bytes per
 // URL (~360 MB for Open Images' 9M), plus a few blocks of rows per input.
-func Merge(ctx context.Context, inputs []string, out string, opt MergeOptions) (MergeStats, error) {
-	st := MergeStats{Inputs: len(inputs)}
+// Errors are outfile.ErrInput (an input cannot be read), outfile.ErrMismatch (the inputs
+// disagree), outfile.ErrOutput (out cannot be written) or ctx's.
+func Files(ctx context.Context, inputs []string, out string, opt Options) (Stats, error) {
+	st := Stats{Inputs: len(inputs)}
 	if len(inputs) == 0 {
-		return st, fmt.Errorf("merge: no input files")
+		return st, outfile.InputErrorf("merge: no input files")
 	}
 	if opt.Logger == nil {
 		opt.Logger = slog.New(slog.DiscardHandler)
 	}
-	var ins []*mergeInput
+	var ins []*input
 	defer func() {
 		for _, in := range ins {
 			in.f.Close()
 		}
 	}()
 	for _, p := range inputs {
-		in, err := openMergeInput(p)
+		in, err := openInput(p)
 		if err != nil {
 			return st, err
 		}
@@ -87,63 +85,54 @@ func Merge(ctx context.Context, inputs []string, out string, opt MergeOptions) (
 	}
 
 	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
-		return st, wrapWrite(filepath.Dir(out), err)
+		return st, outfile.WrapWrite(filepath.Dir(out), err)
 	}
-	tmp := out + ".tmp"
-	f, err := h5.Create(tmp)
+	f, err := outfile.Create(out)
 	if err != nil {
-		return st, wrapWrite(tmp, err)
-	}
-	fail := func(err error) (MergeStats, error) {
-		f.Close()
-		os.Remove(tmp)
 		return st, err
 	}
-	if err := writeAttrs(f, attrs); err != nil {
-		return fail(wrapWrite(tmp, err))
+	fail := func(err error) (Stats, error) {
+		f.Abort()
+		return st, err
 	}
 	seed := maphash.MakeSeed()
 	embedded := newURLSet(seed)
-	et := embeddedTable(hasIDs, false, ins[0].kind, ins[0].dim)
-	outE, err := createTable(f, et, 0, 1024, stringDeflate, finalCache)
-	if err != nil {
-		return fail(wrapWrite(tmp, err))
-	}
-	defer outE.close()
-	st.Rows, st.DuplicateRows, err = mergeTable(ctx, ins, et, outE, embedded, nil, nil, st.ByLine, tmp)
+	et := outfile.EmbeddedTable(hasIDs, false, ins[0].kind, ins[0].dim)
+	outE, err := f.CreateTable(et, 0, 1024, outfile.FinalCache)
 	if err != nil {
 		return fail(err)
 	}
-	ft := failedTable(hasIDs, false)
-	outF, err := createTable(f, ft, 0, 1024, stringDeflate, finalCache)
-	if err != nil {
-		return fail(wrapWrite(tmp, err))
-	}
-	defer outF.close()
-	st.Failures, st.DuplicateFails, err = mergeTable(ctx, ins, ft, outF, newURLSet(seed), embedded, outE.ds[colURLs], st.ByLine, tmp)
+	st.Rows, st.DuplicateRows, err = mergeTable(ctx, ins, et, outE, embedded, nil, nil, f.Tmp(), st.ByLine)
 	if err != nil {
 		return fail(err)
 	}
-	if err := outE.close(); err != nil {
-		return fail(wrapWrite(tmp, err))
+	ft := outfile.FailedTable(hasIDs, false)
+	outF, err := f.CreateTable(ft, 0, 1024, outfile.FinalCache)
+	if err != nil {
+		return fail(err)
 	}
-	if err := outF.close(); err != nil {
-		return fail(wrapWrite(tmp, err))
+	st.Failures, st.DuplicateFails, err = mergeTable(ctx, ins, ft, outF, newURLSet(seed), embedded, outE.Dataset(outfile.ColURLs), f.Tmp(), st.ByLine)
+	if err != nil {
+		return fail(err)
 	}
-	if err := finish(f, tmp, out); err != nil {
-		os.Remove(tmp)
-		return st, err
-	}
-	return st, nil
+	return st, f.Commit(attrs)
 }
 
-func openMergeInput(p string) (*mergeInput, error) {
-	f, err := h5.Open(p)
+// openInput opens an input and reads what agree compares. Errors are outfile.ErrInput.
+func openInput(p string) (*input, error) {
+	f, err := outfile.Open(p)
 	if err != nil {
-		return nil, fmt.Errorf("reading %s: %v", p, err)
+		return nil, err
 	}
-	in := &mergeInput{f: f}
-	if in.attrs, err = readAttrs(f); err == nil {
+	in := &input{f: f}
+	if in.attrs, err = outfile.ReadAttrs(f); err == nil {
+		var ok bool
+		if ok, err = f.Has("embeddings"); err == nil && !ok {
+			f.Close()
+			return nil, outfile.InputErrorf("%s has no embeddings dataset: not a clipd output file", p)
+		}
+	}
+	if err == nil {
 		var d *h5.Dataset
 		if d, err = f.OpenDataset("embeddings", 0); err == nil {
 			in.kind, in.dim = d.Kind(), d.Cols()
@@ -158,15 +147,16 @@ func openMergeInput(p string) (*mergeInput, error) {
 	}
 	if err != nil {
 		f.Close()
-		return nil, fmt.Errorf("reading %s: %v (is it a clipd output file?)", p, err)
+		return nil, outfile.WrapRead(p, fmt.Errorf("%v (is it a clipd output file?)", err))
 	}
 	return in, nil
 }
 
-func agree(a, b *mergeInput, pa, pb string) error {
+// agree checks that b can be merged with a. Errors are outfile.ErrMismatch.
+func agree(a, b *input, pa, pb string) error {
 	check := func(what string, x, y any) error {
 		if x != y {
-			return fmt.Errorf("%w: %s has %s %v, %s has %v; merge only outputs of the same model and settings", ErrMismatch, pa, what, x, pb, y)
+			return fmt.Errorf("%w: %s has %s %v, %s has %v; merge only outputs of the same model and settings", outfile.ErrMismatch, pa, what, x, pb, y)
 		}
 		return nil
 	}
@@ -223,23 +213,23 @@ func (s *urlSet) add(url string, h uint64, row int64) {
 
 // cursor reads one input's table a block at a time.
 type cursor struct {
-	tf      *tableFile
+	tf      *outfile.TableFile
 	n, next int64 // rows, next row to read into the block
-	b       *block
+	b       *outfile.Block
 	i       int // position in b
 }
 
-func (c *cursor) valid() bool { return c.i < c.b.n }
+func (c *cursor) valid() bool { return c.i < c.b.N }
 
-func (c *cursor) line() int64 { return c.b.ints[colLines][c.i] }
+func (c *cursor) line() int64 { return c.b.Ints[outfile.ColLines][c.i] }
 
 func (c *cursor) advance() error {
 	c.i++
-	if c.i < c.b.n || c.next >= c.n {
+	if c.i < c.b.N || c.next >= c.n {
 		return nil
 	}
-	m := int(min(c.n-c.next, readRows))
-	if err := c.tf.read(c.b, c.next, m); err != nil {
+	m := int(min(c.n-c.next, outfile.ReadRows))
+	if err := c.tf.Read(c.b, c.next, m); err != nil {
 		return err
 	}
 	c.next += int64(m)
@@ -247,38 +237,37 @@ func (c *cursor) advance() error {
 	return nil
 }
 
-// mergeTable copies one table of every input into out, skipping URLs in seen (and in
-// exclude, whose URLs are those of embURLs: embedded URLs are not listed as failed). Rows go in line order
-// when byLine, else input by input.
-func mergeTable(ctx context.Context, ins []*mergeInput, t table, out *tableFile, seen, exclude *urlSet, embURLs *h5.Dataset, byLine bool, tmp string) (rows, dups int64, err error) {
+// mergeTable appends one table of every input to out, skipping URLs in seen (and in
+// exclude, whose URLs are those of embURLs: embedded URLs are not listed as failed). Rows
+// go in line order when byLine, else input by input. tmp is out's file, named in errors.
+func mergeTable(ctx context.Context, ins []*input, t outfile.Table, out *outfile.TableFile, seen, exclude *urlSet, embURLs *h5.Dataset, tmp string, byLine bool) (rows, dups int64, err error) {
 	var cs []*cursor
 	defer func() {
 		for _, c := range cs {
-			c.tf.close()
+			c.tf.Close()
 		}
 	}()
 	for _, in := range ins {
-		it := table{cols: append([]column(nil), t.cols...)}
-		tf, n, err := openTable(in.f, it, 0)
+		tf, n, err := outfile.OpenTable(in.f, t, 0)
 		if err != nil {
-			return 0, 0, fmt.Errorf("reading %s: %v", in.f.Path(), err)
+			return 0, 0, err
 		}
-		c := &cursor{tf: tf, n: n, b: it.newBlock(), i: -1}
+		c := &cursor{tf: tf, n: n, b: tf.Table().NewBlock(), i: -1}
 		cs = append(cs, c)
 		if err := c.advance(); err != nil {
 			return 0, 0, err
 		}
 	}
-	pending := t.newBlock()
-	flushed := int64(0)
-	urlAt := func(ds *h5.Dataset, pend *block, base int64) func(int64) (string, error) {
+	pending := out.Pending()
+	// urlAt reads back the URL of an output row: from the file, or from pend above base.
+	urlAt := func(ds *h5.Dataset, pend *outfile.Block, base int64) func(int64) (string, error) {
 		return func(row int64) (string, error) {
 			if row >= base {
-				return pend.strs[colURLs][row-base], nil
+				return pend.Strs[outfile.ColURLs][row-base], nil
 			}
 			s, err := ds.ReadStrings(row, 1)
 			if err != nil {
-				return "", err
+				return "", outfile.WrapWrite(tmp, err) // reading back the output being written
 			}
 			return s[0], nil
 		}
@@ -308,7 +297,7 @@ func mergeTable(ctx context.Context, ins []*mergeInput, t table, out *tableFile,
 			break
 		}
 		c := cs[pick]
-		url := c.b.strs[colURLs][c.i]
+		url := c.b.Strs[outfile.ColURLs][c.i]
 		dup := false
 		if exclude != nil {
 			if dup, _, err = exclude.lookup(url, urlAt(embURLs, nil, embURLs.Rows())); err != nil {
@@ -317,29 +306,28 @@ func mergeTable(ctx context.Context, ins []*mergeInput, t table, out *tableFile,
 		}
 		var h uint64
 		if !dup {
-			if dup, h, err = seen.lookup(url, urlAt(out.ds[colURLs], pending, flushed)); err != nil {
+			if dup, h, err = seen.lookup(url, urlAt(out.Dataset(outfile.ColURLs), pending, out.Written())); err != nil {
 				return 0, 0, err
 			}
 		}
 		if dup {
 			dups++
 		} else {
-			seen.add(url, h, flushed+int64(pending.n))
-			pending.appendRow(c.b, c.i)
-			if pending.n >= readRows {
-				if err := out.write(pending, flushed); err != nil {
-					return 0, 0, wrapWrite(tmp, err)
+			seen.add(url, h, out.Written()+int64(pending.N))
+			pending.AppendRow(c.b, c.i)
+			if pending.N >= outfile.ReadRows {
+				if err := out.Flush(); err != nil {
+					return 0, 0, err
 				}
-				flushed += int64(pending.n)
-				pending.reset()
 			}
 		}
 		if err := c.advance(); err != nil {
 			return 0, 0, err
 		}
 	}
-	if err := out.write(pending, flushed); err != nil {
-		return 0, 0, wrapWrite(tmp, err)
+	// The failed table's exclude set reads the embedded URLs back from the file: flush now.
+	if err := out.Flush(); err != nil {
+		return 0, 0, err
 	}
-	return flushed + int64(pending.n), dups, nil
+	return out.Written(), dups, nil
 }

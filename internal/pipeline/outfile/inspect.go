@@ -1,9 +1,8 @@
 // inspect.go: Inspect summarises an output file: sizes, attributes, failures by reason and
 // the first rows, reading only what it shows (failure reasons are streamed).
-package sink
+package outfile
 
 import (
-	"fmt"
 	"sort"
 
 	"github.com/clipd/clipd/internal/cgo/h5"
@@ -35,17 +34,18 @@ type InfoRow struct {
 	Embedding []float32 `json:"embedding_head"`
 }
 
-// Inspect reads path's summary and its first n rows (headValues values of each).
+// Inspect reads path's summary and its first n rows (headValues values of each). Errors
+// are ErrInput: "PATH: not an HDF5 file (or unreadable); give a clipd output file".
 func Inspect(path string, n, headValues int) (*Info, error) {
-	f, err := h5.Open(path)
+	f, err := Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("reading %s: %v", path, err)
+		return nil, err
 	}
 	defer f.Close()
 	info := &Info{Path: path, Attrs: map[string]any{}}
 	attrs, err := f.Attrs()
 	if err != nil {
-		return nil, err
+		return nil, WrapRead(path, err)
 	}
 	for _, a := range attrs {
 		info.Attrs[a.Name] = a.Value
@@ -57,7 +57,7 @@ func Inspect(path string, n, headValues int) (*Info, error) {
 	}
 	emb, err := f.OpenDataset("embeddings", 0)
 	if err != nil {
-		return nil, fmt.Errorf("%s has no embeddings dataset: not a clipd output file", path)
+		return nil, InputErrorf("%s has no embeddings dataset: not a clipd output file", path)
 	}
 	defer emb.Close()
 	info.Rows, info.Dim, info.Dtype = emb.Rows(), emb.Cols(), emb.Kind().String()
@@ -65,12 +65,12 @@ func Inspect(path string, n, headValues int) (*Info, error) {
 	if n > 0 {
 		urls, err := readStrings(f, "urls", n)
 		if err != nil {
-			return nil, err
+			return nil, WrapRead(path, err)
 		}
 		ids, _ := readStrings(f, "image_ids", n)
 		vals, err := emb.ReadFloat32(0, n)
 		if err != nil {
-			return nil, err
+			return nil, WrapRead(path, err)
 		}
 		for i := 0; i < n; i++ {
 			r := InfoRow{URL: urls[i], Embedding: vals[i*info.Dim : i*info.Dim+min(headValues, info.Dim)]}
@@ -83,15 +83,15 @@ func Inspect(path string, n, headValues int) (*Info, error) {
 	if ok, _ := f.Has("failed_reasons"); ok {
 		d, err := f.OpenDataset("failed_reasons", 0)
 		if err != nil {
-			return nil, err
+			return nil, WrapRead(path, err)
 		}
 		defer d.Close()
 		info.Failures = d.Rows()
 		counts := map[string]int64{}
-		for start := int64(0); start < d.Rows(); start += readRows {
-			rs, err := d.ReadStrings(start, int(min(d.Rows()-start, readRows)))
+		for start := int64(0); start < d.Rows(); start += ReadRows {
+			rs, err := d.ReadStrings(start, int(min(d.Rows()-start, ReadRows)))
 			if err != nil {
-				return nil, err
+				return nil, WrapRead(path, err)
 			}
 			for _, r := range rs {
 				counts[r]++

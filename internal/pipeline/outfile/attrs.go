@@ -1,0 +1,83 @@
+// attrs.go: the root attributes of every file clipd writes, and the dtype they name.
+package outfile
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/clipd/clipd/internal/cgo/h5"
+)
+
+// Attrs are the root attributes of every file clipd writes.
+type Attrs struct {
+	Model, WeightsSHA256, Preprocess, Version, Input string
+	EmbedDim                                         int
+	Normalized                                       bool
+	Dtype                                            string // "float32" or "float16"
+}
+
+// Kind is the element kind of the embeddings Dtype names ("" is float32).
+func (a Attrs) Kind() (h5.Kind, error) {
+	switch a.Dtype {
+	case "float32", "":
+		return h5.Float32, nil
+	case "float16":
+		return h5.Float16, nil
+	}
+	return 0, fmt.Errorf("dtype %q: want float32 or float16", a.Dtype)
+}
+
+func writeAttrs(f *h5.File, a Attrs) error {
+	dtype := a.Dtype
+	if dtype == "" {
+		dtype = "float32"
+	}
+	for _, kv := range []struct {
+		k string
+		v any
+	}{
+		{"model", a.Model}, {"weights_sha256", a.WeightsSHA256}, {"embed_dim", a.EmbedDim},
+		{"normalized", a.Normalized}, {"dtype", dtype}, {"preprocess", a.Preprocess},
+		{"clipd_version", a.Version}, {"created", time.Now().UTC().Format(time.RFC3339)}, {"input", a.Input},
+	} {
+		if err := f.SetAttr(kv.k, kv.v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ReadAttrs reads the attributes clipd writes; missing ones stay zero. Errors are ErrInput.
+func ReadAttrs(f *h5.File) (Attrs, error) {
+	list, err := f.Attrs()
+	if err != nil {
+		return Attrs{}, WrapRead(f.Path(), err)
+	}
+	var a Attrs
+	for _, x := range list {
+		s, _ := x.Value.(string)
+		switch x.Name {
+		case "model":
+			a.Model = s
+		case "weights_sha256":
+			a.WeightsSHA256 = s
+		case "preprocess":
+			a.Preprocess = s
+		case "clipd_version":
+			a.Version = s
+		case "input":
+			a.Input = s
+		case "dtype":
+			a.Dtype = s
+		case "embed_dim":
+			if v, ok := x.Value.(int64); ok {
+				a.EmbedDim = int(v)
+			}
+		case "normalized":
+			if v, ok := x.Value.(bool); ok {
+				a.Normalized = v
+			}
+		}
+	}
+	return a, nil
+}
