@@ -12,7 +12,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/clipd/clipd/internal/pipeline/sink"
+	"github.com/clipd/clipd/internal/pipeline/outfile"
 )
 
 // inspectOptions are the settings of `clipd inspect`.
@@ -47,7 +47,7 @@ func newInspectCommand() *cli.Command {
 const inspectHead = 6 // embedding values shown per row
 
 func runInspect(_ context.Context, opt inspectOptions) error {
-	info, err := sink.Inspect(opt.Path, opt.Rows, inspectHead)
+	info, err := outfile.Inspect(opt.Path, opt.Rows, inspectHead)
 	if err != nil {
 		return err
 	}

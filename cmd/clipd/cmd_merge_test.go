@@ -1,12 +1,17 @@
 // cmd_merge_test.go: `clipd merge` and `clipd inspect` on small files written through the
-// sink package.
+// sink package, and their exit codes and one-line errors when a file is missing, not HDF5,
+// does not match, or the output cannot be written.
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"testing"
 
@@ -17,7 +22,12 @@ import (
 // writeOutput writes a final file with one row per line in lines (failing lines%4 == 0).
 func writeOutput(t *testing.T, dir string, lines []int64) string {
 	t.Helper()
-	attrs := sink.Attrs{Model: "m", EmbedDim: 4, Dtype: "float32", Input: "in.txt", Version: "test"}
+	return writeOutputDtype(t, dir, lines, "float32")
+}
+
+func writeOutputDtype(t *testing.T, dir string, lines []int64, dtype string) string {
+	t.Helper()
+	attrs := sink.Attrs{Model: "m", EmbedDim: 4, Dtype: dtype, Input: "in.txt", Version: "test"}
 	w, err := sink.Open(sink.Options{Dir: dir, ChunkSize: 2, Attrs: attrs, HasImageIDs: true})
 	if err != nil {
 		t.Fatal(err)
@@ -91,4 +101,105 @@ func TestMergeAndInspect(t *testing.T) {
 		!strings.Contains(err.Error(), "missing.h5") {
 		t.Fatalf("inspect of a missing file = %v", err)
 	}
+}
+
+// runClipd runs the app in-process and returns its exit code, stdout and stderr.
+func runClipd(args ...string) (int, string, string) {
+	var out, errb bytes.Buffer
+	code := run(context.Background(), append([]string{"clipd"}, args...), &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestMergeInspectExitCodes(t *testing.T) {
+	tmp := t.TempDir()
+	good := writeOutput(t, filepath.Join(tmp, "a"), []int64{1, 2, 3})
+	half := writeOutputDtype(t, filepath.Join(tmp, "h"), []int64{5, 6}, "float16")
+	notes := filepath.Join(tmp, "notes.txt")
+	if err := os.WriteFile(notes, []byte("remember the milk\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	missing := filepath.Join(tmp, "missing.h5")
+	out := filepath.Join(tmp, "out.h5")
+	underFile := filepath.Join(notes, "out.h5") // a path under a regular file: fails even as root
+
+	for _, c := range []struct {
+		args []string
+		code int
+		line string // the whole stderr line, or a substring when it starts with "..."
+	}{
+		{[]string{"inspect", notes}, exitInput, "clipd: " + notes + ": not an HDF5 file (or unreadable); give a clipd output file"},
+		{[]string{"inspect", missing}, exitInput, "clipd: " + missing + ": no such file or directory"},
+		{[]string{"inspect", tmp}, exitInput, "clipd: " + tmp + ": is a directory; give a clipd output file"},
+		{[]string{"merge", "-o", out, missing}, exitInput, "clipd: " + missing + ": no such file or directory"},
+		{[]string{"merge", "-o", out, good, notes}, exitInput, "clipd: " + notes + ": not an HDF5 file (or unreadable); give a clipd output file"},
+		{[]string{"merge", "-o", out, good, half}, exitInput, "...inputs do not match: " + good + " has dtype float32, " + half + " has float16"},
+		{[]string{"merge", "-o", underFile, good}, exitOutput, "clipd: writing " + notes + ": not a directory"},
+		{[]string{"merge", missing, "-o", out}, exitUsage, `...clipd: "-o" after the arguments: flags go before them`},
+		{[]string{"merge", good}, exitUsage, "...merge needs --output OUT.h5"},
+	} {
+		code, stdout, stderr := runClipd(c.args...)
+		lines := strings.Split(strings.TrimSuffix(stderr, "\n"), "\n")
+		ok := len(lines) == 1 && strings.HasPrefix(lines[0], "clipd: ")
+		if want, sub := strings.CutPrefix(c.line, "..."); sub {
+			ok = ok && strings.Contains(lines[0], want)
+		} else {
+			ok = ok && lines[0] == c.line
+		}
+		if code != c.code || !ok || stdout != "" {
+			t.Errorf("clipd %s: exit %d, want %d; stderr %q, want one line %q; stdout %q", strings.Join(c.args, " "), code, c.code, stderr, c.line, stdout)
+		}
+	}
+	if _, err := os.Stat(out); !os.IsNotExist(err) {
+		t.Errorf("a failed merge left %s: %v", out, err)
+	}
+	if ents, _ := os.ReadDir(tmp); len(ents) != 3 { // a, h, notes.txt, nothing else (no out.h5.tmp)
+		t.Errorf("files left in %s: %v", tmp, ents)
+	}
+}
+
+// TestMergeDiskFull merges onto a full tmpfs (root only): exit 5, one line naming the file
+// and the cause, and no temporary left.
+func TestMergeDiskFull(t *testing.T) {
+	if raceBuild() {
+		// HDF5 keeps the file whose close failed open until its atexit handler, which
+		// crashes the race runtime's exit (see sink's TestDiskFull).
+		t.Skip("skipped under -race")
+	}
+	tmp := t.TempDir()
+	lines := make([]int64, 40)
+	for i := range lines {
+		lines[i] = int64(i + 1)
+	}
+	in := writeOutput(t, filepath.Join(tmp, "a"), lines)
+	full := filepath.Join(tmp, "full")
+	if err := os.Mkdir(full, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=4k", "tmpfs", full).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a tmpfs (needs root): %v %s", err, out)
+	}
+	defer exec.Command("umount", "-l", full).Run()
+	code, _, stderr := runClipd("merge", "-o", filepath.Join(full, "all.h5"), in)
+	lines2 := strings.Split(strings.TrimSuffix(stderr, "\n"), "\n")
+	if code != exitOutput || len(lines2) != 1 || !strings.HasPrefix(lines2[0], "clipd: writing "+filepath.Join(full, "all.h5")) ||
+		!strings.HasSuffix(lines2[0], ": no space left on device") {
+		t.Fatalf("merge onto a full disk: exit %d, stderr %q", code, stderr)
+	}
+	if ents, _ := os.ReadDir(full); len(ents) != 0 {
+		t.Fatalf("files left on the full disk: %v", ents)
+	}
+}
+
+// raceBuild reports whether the test binary was built with -race.
+func raceBuild() bool {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return false
+	}
+	for _, s := range bi.Settings {
+		if s.Key == "-race" && s.Value == "true" {
+			return true
+		}
+	}
+	return false
 }

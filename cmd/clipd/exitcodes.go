@@ -10,6 +10,7 @@ import (
 
 	"github.com/clipd/clipd/cgo/engine"
 	"github.com/clipd/clipd/embed"
+	"github.com/clipd/clipd/internal/pipeline/outfile"
 	"github.com/clipd/clipd/weights"
 )
 
@@ -79,6 +80,12 @@ func exitCode(err error) int {
 	case errors.Is(err, embed.ErrInput):
 		return exitInput
 	case errors.Is(err, embed.ErrOutput):
+		return exitOutput
+	// merge and inspect. Files that do not agree are bad input, not bad usage: the command
+	// line is well formed, and the fix is to give other files.
+	case errors.Is(err, outfile.ErrInput), errors.Is(err, outfile.ErrMismatch):
+		return exitInput
+	case errors.Is(err, outfile.ErrOutput):
 		return exitOutput
 	case errors.Is(err, context.Canceled):
 		return exitInterrupted
