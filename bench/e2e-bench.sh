@@ -14,7 +14,7 @@ mkdir -p "$WORK"
 W=${BUILD:-build}/bench-weights/b32-openai-f32
 [ -f "$W/model.safetensors" ] || $PY tests/reference/clip_ref.py make-weights --config b32 \
   --seed 1234 --naming openai --dtype f32 --gelu quick --out "$W" >/dev/null
-[ -f "$WORK/img/photo_$(printf %02d $((FILES - 1))).jpg" ] || $PY tests/reference/make_jpegs.py bench "$WORK/img" "$FILES" >/dev/null
+[ -f "$WORK/img/photo_$(printf %02d $((FILES - 1))).jpg" ] || $PY tests/reference/make_images.py bench "$WORK/img" "$FILES" >/dev/null
 [ -x bin/clipd ] || make -s clipd
 go build -o "$WORK/imgserver" ./bench/imgserver
 "$WORK/imgserver" -dir "$WORK/img" > "$WORK/addr" &

@@ -8,7 +8,7 @@ Image.draft('RGB', (224, 224)) first (Pillow's DCT-scaled decode, the analogue o
 fast mode). Prints images/s for each.
 
 Usage: /usr/bin/python3 bench/pillow_decode_bench.py DIR [SECONDS]
-  DIR: e.g. made by /usr/bin/python3 tests/reference/make_jpegs.py bench DIR 20
+  DIR: e.g. made by /usr/bin/python3 tests/reference/make_images.py bench DIR 20
 """
 import glob
 import os

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """test_preprocess: libclipengine's CPU preprocessing against Pillow + torchvision's rules.
 
-For every image made by make_test_images.py (decoded by Pillow, then convert('RGB'), since
+For every image made by make_images.py preprocess (decoded by Pillow, then convert('RGB'), since
 the engine takes RGB8), the engine's clip_preprocess_image_u8 must equal, byte for byte,
 Pillow's Image.resize(BICUBIC) to torchvision's Resize(size) geometry followed by
 torchvision's CenterCrop; clip_preprocess_image must equal ToTensor + Normalize of that crop
@@ -17,7 +17,7 @@ from PIL import Image
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import clipengine_ctypes as ce  # noqa: E402
-import make_test_images  # noqa: E402
+import make_images  # noqa: E402
 
 MEAN = np.array([0.48145466, 0.4578275, 0.40821073], np.float32)
 STD = np.array([0.26862954, 0.26130258, 0.27577711], np.float32)
@@ -74,7 +74,7 @@ def main():
     exact_float = 0
     worst_float = 0.0
     with tempfile.TemporaryDirectory(prefix="clip_pre_") as tmp:
-        cases = make_test_images.write_all(tmp)
+        cases = make_images.preprocess(tmp)
         assert len(cases) >= 20
         for n, (path, (w, h, mode, fmt)) in enumerate(cases):
             with Image.open(path) as im:

@@ -31,7 +31,7 @@ func loadImages() ([][]byte, error) {
 			return nil, err
 		}
 		defer os.RemoveAll(tmp)
-		script := filepath.Join("..", "..", "..", "tests", "reference", "make_jpegs.py")
+		script := filepath.Join("..", "..", "..", "..", "tests", "reference", "make_images.py")
 		if out, err := exec.Command("/usr/bin/python3", script, "bench", tmp, "20").CombinedOutput(); err != nil {
 			return nil, &os.PathError{Op: "make_jpegs.py bench", Path: tmp, Err: &scriptError{string(out)}}
 		}
