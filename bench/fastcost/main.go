@@ -2,7 +2,7 @@
 // JPEG of a directory it embeds the exact decode and the DCT-scaled (fast) decode with the
 // CPU engine and prints the cosine between the two, then the min and mean.
 //
-//	/usr/bin/python3 tests/reference/make_jpegs.py bench /tmp/jpegs 20
+//	/usr/bin/python3 tests/reference/make_images.py bench /tmp/jpegs 20
 //	/usr/bin/python3 tests/reference/clip_ref.py make-weights --config b32 --seed 1234 \
 //	    --naming openai --dtype f32 --gelu quick --out /tmp/b32
 //	go run ./bench/fastcost -weights /tmp/b32 -images /tmp/jpegs

@@ -1,5 +1,5 @@
 // embed_e2e_test.go: `clipd embed` end to end against a server on 127.0.0.1 that serves the
-// images of testdata/e2e (made by tests/e2e/make_images.py) and the usual ways URLs fail,
+// images of testdata/e2e (made by tests/reference/make_images.py e2e) and the usual ways URLs fail,
 // with the tiny golden model on the CPU: rows, order, embeddings, failures, the file as
 // h5py reads it, resume after an interruption and after kill -9, shards and merge, and
 // peak memory as the input grows.
@@ -103,7 +103,7 @@ func goodFiles(t *testing.T) []string {
 		names = append(names, l)
 	}
 	if len(names) < 20 {
-		t.Fatalf("testdata/e2e/GOOD lists %d images; run tests/e2e/make_images.py", len(names))
+		t.Fatalf("testdata/e2e/GOOD lists %d images; run /usr/bin/python3 tests/reference/make_images.py e2e", len(names))
 	}
 	return names
 }

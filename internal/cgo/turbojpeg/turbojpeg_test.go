@@ -1,5 +1,5 @@
 // turbojpeg_test.go: checks the wrapper against the decoder's JPEG fixtures
-// (pipeline/decode/testdata, made by tests/reference/make_jpegs.py).
+// (internal/pipeline/decode/testdata, made by tests/reference/make_images.py fixtures).
 package turbojpeg
 
 import (
@@ -12,7 +12,7 @@ func fixture(t *testing.T, name string) []byte {
 	t.Helper()
 	b, err := os.ReadFile("../../pipeline/decode/testdata/" + name)
 	if err != nil {
-		t.Fatalf("%v (make it: /usr/bin/python3 tests/reference/make_jpegs.py fixtures pipeline/decode/testdata)", err)
+		t.Fatalf("%v (make it: /usr/bin/python3 tests/reference/make_images.py fixtures internal/pipeline/decode/testdata)", err)
 	}
 	return b
 }

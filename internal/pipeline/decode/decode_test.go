@@ -22,7 +22,7 @@ func readFixture(t testing.TB, name string) []byte {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join("testdata", name))
 	if err != nil {
-		t.Fatalf("%v (make it: /usr/bin/python3 tests/reference/make_jpegs.py fixtures pipeline/decode/testdata)", err)
+		t.Fatalf("%v (make it: /usr/bin/python3 tests/reference/make_images.py fixtures internal/pipeline/decode/testdata)", err)
 	}
 	return b
 }

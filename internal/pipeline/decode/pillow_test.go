@@ -219,7 +219,7 @@ func TestMatchesPillow(t *testing.T) {
 	}
 	for _, ext := range []string{".jpg", ".png", ".gif", ".webp", ".bmp"} {
 		if !seen[ext] {
-			t.Errorf("no %s fixture checked (regenerate testdata with tests/reference/make_jpegs.py)", ext)
+			t.Errorf("no %s fixture checked (regenerate testdata with tests/reference/make_images.py fixtures)", ext)
 		}
 	}
 }

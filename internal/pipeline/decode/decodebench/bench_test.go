@@ -1,6 +1,6 @@
 // bench_test.go: decode (+ CPU CLIP preprocessing through libclipengine) benchmarks on 20
 // photo-like 1024x768 q90 JPEGs, one goroutine, so img/s is per core. The images come from
-// $CLIPD_DECODE_BENCH_DIR, else tests/reference/make_jpegs.py makes them (fixed seed).
+// $CLIPD_DECODE_BENCH_DIR, else tests/reference/make_images.py bench makes them (fixed seed).
 //
 //	go test -run '^$' -bench . -benchtime 3s ./pipeline/decode/decodebench
 package decodebench
@@ -33,7 +33,7 @@ func loadImages() ([][]byte, error) {
 		defer os.RemoveAll(tmp)
 		script := filepath.Join("..", "..", "..", "..", "tests", "reference", "make_images.py")
 		if out, err := exec.Command("/usr/bin/python3", script, "bench", tmp, "20").CombinedOutput(); err != nil {
-			return nil, &os.PathError{Op: "make_jpegs.py bench", Path: tmp, Err: &scriptError{string(out)}}
+			return nil, &os.PathError{Op: "make_images.py bench", Path: tmp, Err: &scriptError{string(out)}}
 		}
 		dir = tmp
 	}
