@@ -507,3 +507,53 @@ func TestDiskFull(t *testing.T) {
 		}
 	}
 }
+
+// TestErrorClasses: what the writer and Finalize return is ErrInput (a chunk or the state
+// of an earlier run cannot be read) or ErrOutput (the directory cannot be written).
+func TestErrorClasses(t *testing.T) {
+	// a damaged chunk beside a valid state: Open and Finalize cannot read it
+	dir := t.TempDir()
+	opt := testOptions(dir, 4)
+	w, err := Open(opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addAll(t, w, []int64{0, 1, 2, 3, 4})
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(ChunkPath(dir, 0), []byte("torn"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(opt); !errors.Is(err, ErrInput) || errors.Is(err, ErrOutput) ||
+		!strings.HasPrefix(err.Error(), "reading "+ChunkPath(dir, 0)+": ") || !strings.HasSuffix(err.Error(), "or use --no-resume") {
+		t.Errorf("Open with a damaged chunk = %v", err)
+	}
+	if _, err := Finalize(dir, opt.Attrs); !errors.Is(err, ErrInput) || errors.Is(err, ErrOutput) {
+		t.Errorf("Finalize with a damaged chunk = %v", err)
+	}
+	// a state file that is not JSON
+	if err := os.WriteFile(filepath.Join(dir, StateName), []byte("{"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(opt); !errors.Is(err, ErrInput) || !strings.Contains(err.Error(), "--no-resume") {
+		t.Errorf("Open with a damaged state = %v", err)
+	}
+
+	// an output directory under a regular file (fails even as root)
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(testOptions(filepath.Join(file, "out"), 4)); !errors.Is(err, ErrOutput) || errors.Is(err, ErrInput) {
+		t.Errorf("Open under a file = %v", err)
+	}
+	// the final file's temporary cannot be removed (a non-empty directory has its name)
+	dir2 := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir2, FinalName+".tmp", "x"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Finalize(dir2, opt.Attrs); !errors.Is(err, ErrOutput) || !strings.HasPrefix(err.Error(), "writing "+filepath.Join(dir2, FinalName+".tmp")) {
+		t.Errorf("Finalize with a stuck temporary = %v", err)
+	}
+}
