@@ -1,6 +1,7 @@
 // cache.go: where downloaded weights live (the cache directory and the names in it), the
 // manifest recorded beside them, and Resolve, which turns what a user typed (a path, a hub
 // name, a URL) into the path the engine opens.
+
 package weights
 
 import (

@@ -1,5 +1,6 @@
 // errors.go: the kinds of failure this package reports, as sentinels for errors.Is, so the
 // CLI can map them to exit codes without parsing messages.
+
 package weights
 
 import "errors"

@@ -2,6 +2,7 @@
 // commit), a resumable GET into NAME.part (Range, checked against Content-Range), sha256
 // while downloading, verification, and an atomic install (fsync, rename) with the sha256
 // file and manifest beside it. Transient failures are retried, resuming from what is there.
+
 package weights
 
 import (

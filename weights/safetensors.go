@@ -1,6 +1,7 @@
 // safetensors.go: a strict, bounded reader of safetensors headers (the 8-byte length, the
 // JSON table of tensors) and the tensor summary `clipd weights inspect` prints. It never
 // reads tensor data and refuses any header the reference implementation would refuse.
+
 package weights
 
 import (

@@ -1,5 +1,6 @@
 // hub.go: the fake hub: resolve URLs with the hub's headers and redirects, a CDN path that
 // honours Range, and the faults and records the download tests use.
+
 package weightstest
 
 import (

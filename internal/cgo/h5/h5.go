@@ -1,5 +1,6 @@
 // h5.go: the Go side of the binding: File, Dataset and their typed reads and writes over
 // shim.c. HDF5 failures become *Error values here and nowhere else.
+
 package h5
 
 /*

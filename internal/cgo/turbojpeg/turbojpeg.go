@@ -1,6 +1,7 @@
 // turbojpeg.go: the cgo wrapper of libturbojpeg's decompressor (tjInitDecompress,
 // tjDecompressHeader3, tjDecompress2, tjGetScalingFactors). TurboJPEG's -1 returns become
 // *Error values here and nowhere else.
+
 package turbojpeg
 
 /*

@@ -2,6 +2,7 @@
 // batch while the engine goroutine runs the current one, hands over whatever it holds the
 // moment the engine is free (full batches when the engine is the bottleneck, smaller ones
 // when decoding is), releases the pixels after each call and emits one Batch per call.
+
 package batch
 
 import (

@@ -1,5 +1,6 @@
 // budget.go: a byte budget for decoded pixels in flight between the decoders and the engine,
 // so that a run of large images cannot queue more memory than the plan allows.
+
 package batch
 
 import (

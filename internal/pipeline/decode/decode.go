@@ -1,5 +1,6 @@
 // decode.go: the package's entry points (Options, Image, Decoder, Decode), format sniffing,
 // the error type every failure travels as, and the pool the RGB buffers come from.
+
 package decode
 
 import (

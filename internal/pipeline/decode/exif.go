@@ -1,5 +1,6 @@
 // exif.go: the EXIF orientation tag of a JPEG (APP1 "Exif") and the flips/rotations that
 // display it upright, as Pillow's ImageOps.exif_transpose applies them.
+
 package decode
 
 import "encoding/binary"

@@ -1,6 +1,7 @@
 // goformats.go: PNG, GIF (first frame), WebP and BMP through Go's decoders, converted to RGB8
 // as Pillow's convert('RGB') does: alpha dropped (never composited), palette entries taken as
 // they are, 16-bit samples reduced as Pillow's unpackers reduce them.
+
 package decode
 
 import (

@@ -1,5 +1,6 @@
 // jpeg.go: JPEG decoding through libjpeg-turbo: the exact full-size decode (Pillow's bytes),
 // the DCT-scaled Fast decode, CMYK/YCCK to RGB as Pillow converts it, truncation detection.
+
 package decode
 
 import (

@@ -1,6 +1,7 @@
 // stage.go: the decode stage (see package item for the stage contract): a pool of decoding
 // workers between a channel of encoded bodies and a channel of decoded images; undecodable
 // bodies go to the failures channel with their reason.
+
 package decode
 
 import (

@@ -1,6 +1,7 @@
 // body.go: what happens to a 2xx body before it is delivered: gzip/deflate decoding bounded
 // by MaxBodyBytes (so a compression bomb stops at the limit), the HTML check, and the
 // expected MD5/size check.
+
 package fetch
 
 import (

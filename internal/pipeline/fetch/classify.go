@@ -1,5 +1,6 @@
 // classify.go: turns fasthttp's errors and HTTP answers into the short failure reasons and
 // the retry decisions, and computes how long to wait before a retry.
+
 package fetch
 
 import (

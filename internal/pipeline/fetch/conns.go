@@ -1,6 +1,7 @@
 // conns.go: the dialer of a run. It caches DNS through fasthttp's TCPDialer, bounds each
 // connect by ConnectTimeout, and remembers every open connection so that canceling the
 // run's context closes them and in-flight requests end at once (fasthttp takes no context).
+
 package fetch
 
 import (

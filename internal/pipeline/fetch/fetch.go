@@ -1,5 +1,6 @@
 // fetch.go: the Fetcher, its workers, and the life of one URL: attempts, retries with
 // back-off, redirects, and the single Result every item ends as.
+
 package fetch
 
 import (

@@ -1,5 +1,6 @@
 // options.go: the fetcher's knobs and their defaults. A zero Options is a working
 // configuration; each zero field takes the default named beside it.
+
 package fetch
 
 import (

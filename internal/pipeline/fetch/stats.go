@@ -1,5 +1,6 @@
 // stats.go: the failure reasons a fetch can end with and the atomic counters behind
 // Fetcher.Stats, which the progress display reads while the run goes on.
+
 package fetch
 
 import (

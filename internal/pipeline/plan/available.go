@@ -1,6 +1,7 @@
 // available.go: how much memory this process may still use: the smallest of MemAvailable
 // (/proc/meminfo) and the headroom of every cgroup (v2 or v1) it runs in, with the sysinfo
 // numbers of pbnjay/memory when /proc cannot be read.
+
 package plan
 
 import (

@@ -1,6 +1,7 @@
 // plan.go: the memory plan: a model of clipd's peak memory as a sum over the pipeline's
 // buffers, the ideal sizes of those buffers, and Make, which shrinks them, largest consumer
 // first, until the modelled peak fits the budget.
+
 package plan
 
 import (

@@ -1,5 +1,6 @@
 // size.go: reading and writing memory sizes: the --memory flag's "4GiB", "500MB", "70%"
 // (of available memory), and the short "1.2 GiB" form Plan.String prints.
+
 package plan
 
 import (
