@@ -9,16 +9,12 @@ import (
 	"sync"
 )
 
-// eventLogger is a *slog.Logger whose records become Events.Log calls, one at a time.
-type eventLogger struct {
-	slog *slog.Logger
-}
-
-func newLogger(fn func(level slog.Level, msg string, args ...any)) *eventLogger {
+// newLogger is a *slog.Logger whose records become fn's calls, one at a time.
+func newLogger(fn func(level slog.Level, msg string, args ...any)) *slog.Logger {
 	if fn == nil {
-		return &eventLogger{slog: slog.New(slog.DiscardHandler)}
+		return slog.New(slog.DiscardHandler)
 	}
-	return &eventLogger{slog: slog.New(&eventHandler{fn: fn, mu: &sync.Mutex{}})}
+	return slog.New(&eventHandler{fn: fn, mu: &sync.Mutex{}})
 }
 
 type eventHandler struct {

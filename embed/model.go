@@ -49,6 +49,6 @@ func (r *run) openEngine() (*engine.Engine, engine.ModelInfo, error) {
 	if err != nil {
 		return nil, engine.ModelInfo{}, fmt.Errorf("weights %s: %w", wpath, err)
 	}
-	r.log.slog.Info("engine", "backend", eng.BackendName(), "device", device, "image_size", info.ImageSize, "embed_dim", info.EmbedDim)
+	r.log.Info("engine", "backend", eng.BackendName(), "device", device, "image_size", info.ImageSize, "embed_dim", info.EmbedDim)
 	return eng, eng.Info(), nil
 }

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sync"
@@ -42,15 +43,14 @@ func Run(ctx context.Context, cfg Config, ev Events) (Summary, error) {
 	}
 	r := &run{cfg: cfg, ev: ev, started: time.Now()}
 	r.log = newLogger(ev.Log)
-	sum, err := r.run(ctx)
-	return sum, err
+	return r.run(ctx)
 }
 
 // run is one Run's moving parts.
 type run struct {
 	cfg     Config
 	ev      Events
-	log     *eventLogger
+	log     *slog.Logger
 	started time.Time
 
 	weightsPath string // the resolved weights (a file or a folder)
@@ -81,7 +81,10 @@ func (r *run) run(ctx context.Context) (Summary, error) {
 		return Summary{}, err
 	}
 	defer eng.Close()
-	wfile, _ := weights.WeightsFile(r.weightsPath)
+	wfile, err := weights.WeightsFile(r.weightsPath)
+	if err != nil {
+		return Summary{}, err
+	}
 	sum, err := weights.SHA256(wfile)
 	if err != nil {
 		return Summary{}, err
@@ -119,15 +122,13 @@ func (r *run) run(ctx context.Context) (Summary, error) {
 		},
 		HasImageIDs: r.src.Info().IDColumn != "",
 		NoResume:    cfg.NoResume,
-		Logger:      r.log.slog,
+		Logger:      r.log,
 	})
 	switch {
 	case errors.Is(err, sink.ErrAlreadyComplete):
 		// The same Config after a finished run (or a crash after the merge): nothing to do.
-		s := Summary{Output: filepath.Join(cfg.Output, FinalName), Input: cfg.Input, Shard: cfg.Shard.String(),
-			Completed: true, AlreadyComplete: true, FailureReasons: []ReasonCount{}}
-		r.log.slog.Info(err.Error())
-		return s, nil
+		return Summary{Output: filepath.Join(cfg.Output, FinalName), Input: cfg.Input, Shard: cfg.Shard.String(),
+			Completed: true, AlreadyComplete: true, FailureReasons: []ReasonCount{}}, nil
 	case errors.Is(err, sink.ErrRunMismatch):
 		return Summary{}, withKind(ErrConfig, err)
 	case err != nil:

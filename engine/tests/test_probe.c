@@ -2,7 +2,6 @@
    golden models, by directory and by file) and refuses a bad file with the status and message
    clip_engine_create gives; clip_backend_resolve agrees with the backend create picks. */
 #define _XOPEN_SOURCE 700 /* mkdtemp, nftw */
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +10,7 @@
 #include "internal.h"
 #include "weights_fixture.h"
 #include "check.h"
+#include "tmpdir.h"
 
 static const char *const golden[] = {"tiny_hf_erf_f16", "tiny_openai_noconfig_f16",
                                      "tiny_openai_quick_f32"};
@@ -215,24 +215,14 @@ static void test_backend_resolve(void) {
         "NULL out");
 }
 
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
-  (void)sb;
-  (void)flag;
-  (void)ftw;
-  return remove(path);
-}
-
 int main(void) {
-  const char *tmp = getenv("TMPDIR");
-  snprintf(tmp_root, sizeof tmp_root, "%s/clip_test_probe_XXXXXX", tmp && tmp[0] ? tmp : "/tmp");
-  if (!mkdtemp(tmp_root)) {
-    perror("mkdtemp");
+  if (make_tmp_root(tmp_root, sizeof tmp_root, "clip_test_probe") != 0) {
     return 1;
   }
   test_golden();
   test_bad_weights();
   test_backend_resolve();
-  nftw(tmp_root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+  remove_tmp_root(tmp_root);
   if (failures) {
     fprintf(stderr, "test_probe: %d of %d checks FAILED\n", failures, checks);
     return 1;

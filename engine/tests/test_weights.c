@@ -4,7 +4,6 @@
    every kind of malformed file gives the right status and a message naming the problem. */
 #define _XOPEN_SOURCE 700 /* mkdtemp, nftw */
 
-#include <ftw.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -16,6 +15,7 @@
 #include "internal.h"
 #include "weights_fixture.h"
 #include "check.h"
+#include "tmpdir.h"
 
 
 static char tmp_root[512];
@@ -744,18 +744,8 @@ static void test_json_strictness(void) {
   expect_fail("json empty object", p, CLIP_ERR_BAD_WEIGHTS, "no CLIP vision tower", NULL);
 }
 
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
-  (void)sb;
-  (void)flag;
-  (void)ftw;
-  return remove(path);
-}
-
 int main(void) {
-  const char *tmp = getenv("TMPDIR");
-  snprintf(tmp_root, sizeof tmp_root, "%s/clip_test_weights_XXXXXX", tmp && tmp[0] ? tmp : "/tmp");
-  if (!mkdtemp(tmp_root)) {
-    perror("mkdtemp");
+  if (make_tmp_root(tmp_root, sizeof tmp_root, "clip_test_weights") != 0) {
     return 1;
   }
   test_half_bf16();
@@ -772,7 +762,7 @@ int main(void) {
   CHECK(clip_weights_load("", &w, err, sizeof err) == CLIP_ERR_INVALID_ARGUMENT, "empty path");
   CHECK(strlen(err) == 7, "a short error buffer is filled and terminated");
 
-  nftw(tmp_root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+  remove_tmp_root(tmp_root);
   if (failures) {
     fprintf(stderr, "test_weights: %d of %d checks FAILED\n", failures, checks);
     return 1;
