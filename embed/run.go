@@ -19,6 +19,7 @@ import (
 	"github.com/clipd/clipd/internal/pipeline/decode"
 	"github.com/clipd/clipd/internal/pipeline/fetch"
 	"github.com/clipd/clipd/internal/pipeline/item"
+	"github.com/clipd/clipd/internal/pipeline/outfile"
 	"github.com/clipd/clipd/internal/pipeline/plan"
 	"github.com/clipd/clipd/internal/pipeline/read"
 	"github.com/clipd/clipd/internal/pipeline/sink"
@@ -27,7 +28,7 @@ import (
 )
 
 // FinalName is the name of the finished file in Config.Output.
-const FinalName = sink.FinalName
+const FinalName = outfile.FinalName
 
 // Run embeds cfg.Input into cfg.Output and returns the run's summary. It returns when the
 // input is done (the final file is written), when ctx ends (ErrInterrupted: the rows done
@@ -102,7 +103,7 @@ func (r *run) run(ctx context.Context) (Summary, error) {
 	}
 	defer r.src.Close()
 
-	attrs := sink.Attrs{
+	attrs := outfile.Attrs{
 		Model:         modelName(r.weightsPath),
 		WeightsSHA256: sum,
 		Preprocess:    cfg.Preprocess.String(),

@@ -16,6 +16,7 @@ import (
 	"testing"
 
 	"github.com/clipd/clipd/internal/pipeline/item"
+	"github.com/clipd/clipd/internal/pipeline/outfile"
 	"github.com/clipd/clipd/internal/pipeline/sink"
 )
 
@@ -27,7 +28,7 @@ func writeOutput(t *testing.T, dir string, lines []int64) string {
 
 func writeOutputDtype(t *testing.T, dir string, lines []int64, dtype string) string {
 	t.Helper()
-	attrs := sink.Attrs{Model: "m", EmbedDim: 4, Dtype: dtype, Input: "in.txt", Version: "test"}
+	attrs := outfile.Attrs{Model: "m", EmbedDim: 4, Dtype: dtype, Input: "in.txt", Version: "test"}
 	w, err := sink.Open(sink.Options{Dir: dir, ChunkSize: 2, Attrs: attrs, HasImageIDs: true})
 	if err != nil {
 		t.Fatal(err)
@@ -89,7 +90,7 @@ func TestMergeAndInspect(t *testing.T) {
 	if err := runInspect(context.Background(), inspectOptions{Path: out, Rows: 10, JSON: true, Stdout: &stdout}); err != nil {
 		t.Fatal(err)
 	}
-	var info sink.Info
+	var info outfile.Info
 	if err := json.Unmarshal([]byte(stdout.String()), &info); err != nil {
 		t.Fatal(err)
 	}

@@ -29,7 +29,6 @@ import (
 	"github.com/clipd/clipd/cgo/engine"
 	"github.com/clipd/clipd/embed"
 	"github.com/clipd/clipd/internal/pipeline/decode"
-	"github.com/clipd/clipd/internal/pipeline/sink"
 )
 
 const (
@@ -255,7 +254,7 @@ func TestEmbedEndToEnd(t *testing.T) {
 	if err := runEmbed(testCtx(t), o); err != nil {
 		t.Fatal(err)
 	}
-	final := filepath.Join(out, sink.FinalName)
+	final := filepath.Join(out, embed.FinalName)
 	if !strings.Contains(stdout.String(), final+": 30 rows, 9 failures") {
 		t.Errorf("summary does not give the rows and failures:\n%s", stdout.String())
 	}
@@ -359,7 +358,7 @@ func TestEmbedResumeAfterInterrupt(t *testing.T) {
 	if err := runEmbed(testCtx(t), testEmbedOptions(list, refDir)); err != nil {
 		t.Fatal(err)
 	}
-	ref := readH5(t, filepath.Join(refDir, sink.FinalName))
+	ref := readH5(t, filepath.Join(refDir, embed.FinalName))
 
 	dir := t.TempDir()
 	ctx, cancel := context.WithCancel(testCtx(t))
@@ -377,7 +376,7 @@ func TestEmbedResumeAfterInterrupt(t *testing.T) {
 	if len(chunks) < 3 {
 		t.Fatalf("%d chunk files after the interruption, want >= 3", len(chunks))
 	}
-	if _, err := os.Stat(filepath.Join(dir, sink.FinalName)); err == nil {
+	if _, err := os.Stat(filepath.Join(dir, embed.FinalName)); err == nil {
 		t.Fatal("an interrupted run wrote the final file")
 	}
 	before := srv.requests.Load()
@@ -388,7 +387,7 @@ func TestEmbedResumeAfterInterrupt(t *testing.T) {
 	if n := srv.requests.Load() - before; n >= int64(len(urls)) {
 		t.Errorf("the resumed run fetched %d URLs of %d: it did not skip the done ones", n, len(urls))
 	}
-	sameResult(t, "resumed", ref, readH5(t, filepath.Join(dir, sink.FinalName)))
+	sameResult(t, "resumed", ref, readH5(t, filepath.Join(dir, embed.FinalName)))
 }
 
 func TestEmbedShardsAndMerge(t *testing.T) {
@@ -400,7 +399,7 @@ func TestEmbedShardsAndMerge(t *testing.T) {
 	if err := runEmbed(testCtx(t), testEmbedOptions(list, whole)); err != nil {
 		t.Fatal(err)
 	}
-	ref := readH5(t, filepath.Join(whole, sink.FinalName))
+	ref := readH5(t, filepath.Join(whole, embed.FinalName))
 
 	dirs := []string{t.TempDir(), t.TempDir()}
 	var wg sync.WaitGroup
@@ -416,7 +415,7 @@ func TestEmbedShardsAndMerge(t *testing.T) {
 	if err := errors.Join(errs...); err != nil {
 		t.Fatal(err)
 	}
-	parts := []h5Result{readH5(t, filepath.Join(dirs[0], sink.FinalName)), readH5(t, filepath.Join(dirs[1], sink.FinalName))}
+	parts := []h5Result{readH5(t, filepath.Join(dirs[0], embed.FinalName)), readH5(t, filepath.Join(dirs[1], embed.FinalName))}
 	union := map[string]bool{}
 	for _, p := range parts {
 		if len(p.URLs) == 0 {
@@ -435,7 +434,7 @@ func TestEmbedShardsAndMerge(t *testing.T) {
 
 	merged := filepath.Join(t.TempDir(), "merged.h5")
 	var so, se bytes.Buffer
-	args := []string{"clipd", "--quiet", "merge", "-o", merged, filepath.Join(dirs[0], sink.FinalName), filepath.Join(dirs[1], sink.FinalName)}
+	args := []string{"clipd", "--quiet", "merge", "-o", merged, filepath.Join(dirs[0], embed.FinalName), filepath.Join(dirs[1], embed.FinalName)}
 	if code := run(testCtx(t), args, &so, &se); code != 0 {
 		t.Fatalf("%v: exit %d\n%s%s", args, code, so.String(), se.String())
 	}
@@ -551,10 +550,10 @@ func TestEmbedCrashResume(t *testing.T) {
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("uninterrupted run: %v\n%s", err, out)
 	}
-	ref := readH5(t, filepath.Join(refDir, sink.FinalName))
+	ref := readH5(t, filepath.Join(refDir, embed.FinalName))
 
 	dir := t.TempDir()
-	final := filepath.Join(dir, sink.FinalName)
+	final := filepath.Join(dir, embed.FinalName)
 	points := []struct {
 		name  string
 		extra []string // more flags

@@ -17,9 +17,9 @@ import (
 // chunks and the state file. Attrs go on the final file (attrs.Dtype and EmbedDim must be
 // those of the chunks). A crash at any point leaves the chunks or the final file complete,
 // and calling Finalize again finishes the job. It returns the final file's path.
-// Errors are ErrInput (a chunk or the state cannot be read) or ErrOutput.
-func Finalize(dir string, attrs Attrs) (string, error) {
-	final := filepath.Join(dir, FinalName)
+// Errors are outfile.ErrInput (a chunk or the state cannot be read) or outfile.ErrOutput.
+func Finalize(dir string, attrs outfile.Attrs) (string, error) {
+	final := filepath.Join(dir, outfile.FinalName)
 	if err := outfile.Remove(final + ".tmp"); err != nil {
 		return "", err
 	}
@@ -132,7 +132,7 @@ func Finalize(dir string, attrs Attrs) (string, error) {
 	return final, cleanup(dir, chunks)
 }
 
-// cleanup removes the chunk files, then the state file. Errors are ErrOutput.
+// cleanup removes the chunk files, then the state file. Errors are outfile.ErrOutput.
 func cleanup(dir string, chunks []outfile.Chunk) error {
 	for _, c := range chunks {
 		if err := outfile.Remove(c.Path); err != nil {

@@ -6,6 +6,7 @@ package sink
 
 import (
 	"fmt"
+	"github.com/clipd/clipd/internal/pipeline/outfile"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -76,7 +77,7 @@ func TestFileLayout(t *testing.T) {
 		t.Skipf("/usr/bin/python3 with h5py is needed: %v", err)
 	}
 	dir := t.TempDir()
-	attrs := Attrs{Model: "ViT-B/32", WeightsSHA256: "abc", Preprocess: "exact", Version: "test", Input: "list.txt",
+	attrs := outfile.Attrs{Model: "ViT-B/32", WeightsSHA256: "abc", Preprocess: "exact", Version: "test", Input: "list.txt",
 		EmbedDim: 512, Dtype: "float32", Normalized: true}
 	w, err := Open(Options{Dir: dir, ChunkSize: 600, Attrs: attrs, HasImageIDs: true, Key: RunKey{Input: "list.txt"}})
 	if err != nil {
@@ -99,7 +100,7 @@ func TestFileLayout(t *testing.T) {
 		t.Fatal(err)
 	}
 	chunk := filepath.Join(t.TempDir(), "chunk0.h5")
-	b, err := os.ReadFile(ChunkPath(dir, 0))
+	b, err := os.ReadFile(outfile.ChunkPath(dir, 0))
 	if err != nil {
 		t.Fatal(err)
 	}

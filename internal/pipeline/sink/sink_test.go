@@ -21,8 +21,8 @@ import (
 
 const testDim = 8
 
-func testAttrs(dtype string) Attrs {
-	return Attrs{Model: "ViT-B/32", WeightsSHA256: "abc", Preprocess: "exact", Version: "test", Input: "list.txt",
+func testAttrs(dtype string) outfile.Attrs {
+	return outfile.Attrs{Model: "ViT-B/32", WeightsSHA256: "abc", Preprocess: "exact", Version: "test", Input: "list.txt",
 		EmbedDim: testDim, Dtype: dtype}
 }
 
@@ -342,7 +342,7 @@ func TestRunKeyMismatchAndNoResume(t *testing.T) {
 	w2.Close()
 	// chunks without a state file belong to an unknown run
 	os.Remove(filepath.Join(dir, StateName))
-	if err := os.WriteFile(ChunkPath(dir, 9), nil, 0o644); err != nil {
+	if err := os.WriteFile(outfile.ChunkPath(dir, 9), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := Open(opt); !errors.Is(err, ErrRunMismatch) {
@@ -362,7 +362,7 @@ func TestCrashDuringFinalize(t *testing.T) {
 		t.Fatal(err)
 	}
 	// crash mid-merge: a partial final .tmp beside intact chunks
-	if err := os.WriteFile(filepath.Join(dir, FinalName+".tmp"), []byte("partial"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, outfile.FinalName+".tmp"), []byte("partial"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	path, err := Finalize(dir, opt.Attrs)
@@ -432,10 +432,10 @@ func TestWriteFaultKeepsCompleteChunks(t *testing.T) {
 		}
 	}
 	err = w.Close()
-	if !errors.Is(err, ErrOutput) || !strings.Contains(err.Error(), "writing "+filepath.Join(dir, "Images_Embedded_2.h5.tmp")) {
+	if !errors.Is(err, outfile.ErrOutput) || !strings.Contains(err.Error(), "writing "+filepath.Join(dir, "Images_Embedded_2.h5.tmp")) {
 		t.Fatalf("Close = %v", err)
 	}
-	if addErr != nil && !errors.Is(addErr, ErrOutput) {
+	if addErr != nil && !errors.Is(addErr, outfile.ErrOutput) {
 		t.Fatalf("Add = %v", addErr)
 	}
 	if got := chunkNames(t, dir); len(got) != 2 {
@@ -479,7 +479,7 @@ func TestDiskFull(t *testing.T) {
 	if err == nil {
 		t.Fatal("no error on a full disk")
 	}
-	if !errors.Is(err, syscall.ENOSPC) || !errors.Is(err, ErrOutput) || !strings.HasPrefix(err.Error(), "writing "+dir) ||
+	if !errors.Is(err, syscall.ENOSPC) || !errors.Is(err, outfile.ErrOutput) || !strings.HasPrefix(err.Error(), "writing "+dir) ||
 		!strings.HasSuffix(err.Error(), ".h5.tmp: no space left on device") {
 		t.Fatalf("Close = %q", err)
 	}
@@ -508,8 +508,8 @@ func TestDiskFull(t *testing.T) {
 	}
 }
 
-// TestErrorClasses: what the writer and Finalize return is ErrInput (a chunk or the state
-// of an earlier run cannot be read) or ErrOutput (the directory cannot be written).
+// TestErrorClasses: what the writer and Finalize return is outfile.ErrInput (a chunk or the state
+// of an earlier run cannot be read) or outfile.ErrOutput (the directory cannot be written).
 func TestErrorClasses(t *testing.T) {
 	// a damaged chunk beside a valid state: Open and Finalize cannot read it
 	dir := t.TempDir()
@@ -522,21 +522,21 @@ func TestErrorClasses(t *testing.T) {
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(ChunkPath(dir, 0), []byte("torn"), 0o644); err != nil {
+	if err := os.WriteFile(outfile.ChunkPath(dir, 0), []byte("torn"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Open(opt); !errors.Is(err, ErrInput) || errors.Is(err, ErrOutput) ||
-		!strings.HasPrefix(err.Error(), "reading "+ChunkPath(dir, 0)+": ") || !strings.HasSuffix(err.Error(), "or use --no-resume") {
+	if _, err := Open(opt); !errors.Is(err, outfile.ErrInput) || errors.Is(err, outfile.ErrOutput) ||
+		!strings.HasPrefix(err.Error(), "reading "+outfile.ChunkPath(dir, 0)+": ") || !strings.HasSuffix(err.Error(), "or use --no-resume") {
 		t.Errorf("Open with a damaged chunk = %v", err)
 	}
-	if _, err := Finalize(dir, opt.Attrs); !errors.Is(err, ErrInput) || errors.Is(err, ErrOutput) {
+	if _, err := Finalize(dir, opt.Attrs); !errors.Is(err, outfile.ErrInput) || errors.Is(err, outfile.ErrOutput) {
 		t.Errorf("Finalize with a damaged chunk = %v", err)
 	}
 	// a state file that is not JSON
 	if err := os.WriteFile(filepath.Join(dir, StateName), []byte("{"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Open(opt); !errors.Is(err, ErrInput) || !strings.Contains(err.Error(), "--no-resume") {
+	if _, err := Open(opt); !errors.Is(err, outfile.ErrInput) || !strings.Contains(err.Error(), "--no-resume") {
 		t.Errorf("Open with a damaged state = %v", err)
 	}
 
@@ -545,15 +545,15 @@ func TestErrorClasses(t *testing.T) {
 	if err := os.WriteFile(file, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Open(testOptions(filepath.Join(file, "out"), 4)); !errors.Is(err, ErrOutput) || errors.Is(err, ErrInput) {
+	if _, err := Open(testOptions(filepath.Join(file, "out"), 4)); !errors.Is(err, outfile.ErrOutput) || errors.Is(err, outfile.ErrInput) {
 		t.Errorf("Open under a file = %v", err)
 	}
 	// the final file's temporary cannot be removed (a non-empty directory has its name)
 	dir2 := t.TempDir()
-	if err := os.MkdirAll(filepath.Join(dir2, FinalName+".tmp", "x"), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Join(dir2, outfile.FinalName+".tmp", "x"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Finalize(dir2, opt.Attrs); !errors.Is(err, ErrOutput) || !strings.HasPrefix(err.Error(), "writing "+filepath.Join(dir2, FinalName+".tmp")) {
+	if _, err := Finalize(dir2, opt.Attrs); !errors.Is(err, outfile.ErrOutput) || !strings.HasPrefix(err.Error(), "writing "+filepath.Join(dir2, outfile.FinalName+".tmp")) {
 		t.Errorf("Finalize with a stuck temporary = %v", err)
 	}
 }

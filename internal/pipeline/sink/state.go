@@ -61,7 +61,7 @@ func diffState(old, want state) string {
 	return strings.Join(d, "; ")
 }
 
-// readState reads the state file; a missing one is (zero, false, nil). Errors are ErrInput.
+// readState reads the state file; a missing one is (zero, false, nil). Errors are outfile.ErrInput.
 func readState(path string) (state, bool, error) {
 	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
@@ -77,7 +77,7 @@ func readState(path string) (state, bool, error) {
 	return s, true, nil
 }
 
-// writeState writes the state file atomically. Errors are ErrOutput.
+// writeState writes the state file atomically. Errors are outfile.ErrOutput.
 func writeState(path string, s state) error {
 	b, _ := json.MarshalIndent(s, "", "  ")
 	return outfile.WriteFile(path, append(b, '\n'))

@@ -28,15 +28,15 @@ type Row struct {
 type Options struct {
 	Dir         string // output directory, created if missing
 	ChunkSize   int    // items (rows + failures) per chunk file; 0: 10000
-	Attrs       Attrs
+	Attrs       outfile.Attrs
 	Key         RunKey
 	HasImageIDs bool // write image_ids / failed_image_ids
 	NoResume    bool // discard the chunks and state of an earlier run in Dir
 	Logger      *slog.Logger
 }
 
-// Errors Open returns (errors.Is), besides ErrInput (the chunks or state of an earlier run
-// cannot be read) and ErrOutput (Dir cannot be written).
+// Errors Open returns (errors.Is), besides outfile.ErrInput (the chunks or state of an earlier run
+// cannot be read) and outfile.ErrOutput (Dir cannot be written).
 var (
 	ErrRunMismatch     = errors.New("output directory holds another run")
 	ErrAlreadyComplete = errors.New("run already complete")
@@ -126,7 +126,7 @@ func Open(opt Options) (*Writer, error) {
 		if err := cleanup(opt.Dir, chunks); err != nil {
 			return nil, err
 		}
-		return nil, fmt.Errorf("%w: %s is complete; use --no-resume to run again, or another --output", ErrAlreadyComplete, filepath.Join(opt.Dir, FinalName))
+		return nil, fmt.Errorf("%w: %s is complete; use --no-resume to run again, or another --output", ErrAlreadyComplete, filepath.Join(opt.Dir, outfile.FinalName))
 	case haveState:
 		want := state{Format: 1, Key: opt.Key, EmbedDim: opt.Attrs.EmbedDim, Dtype: kind.String(), HasIDs: opt.HasImageIDs}
 		if !reflect.DeepEqual(old, want) {
@@ -137,7 +137,7 @@ func Open(opt Options) (*Writer, error) {
 		return nil, fmt.Errorf("%w: %s holds chunk files but no %s; use --no-resume to discard them, or another --output",
 			ErrRunMismatch, opt.Dir, StateName)
 	case haveFinal:
-		return nil, fmt.Errorf("%w: %s exists; use --no-resume to run again, or another --output", ErrAlreadyComplete, filepath.Join(opt.Dir, FinalName))
+		return nil, fmt.Errorf("%w: %s exists; use --no-resume to run again, or another --output", ErrAlreadyComplete, filepath.Join(opt.Dir, outfile.FinalName))
 	}
 	for _, c := range chunks {
 		if err := w.load(c); err != nil {
@@ -174,7 +174,7 @@ func removeTemps(dir string) error {
 	return nil
 }
 
-// load records the Seqs of a complete chunk file as done. Errors are ErrInput.
+// load records the Seqs of a complete chunk file as done. Errors are outfile.ErrInput.
 func (w *Writer) load(c outfile.Chunk) error {
 	damaged := func(err error) error {
 		return fmt.Errorf("%w; remove it (its items will be redone) or use --no-resume", outfile.WrapRead(c.Path, err))
@@ -347,7 +347,7 @@ func (w *Writer) run() {
 
 func (w *Writer) startChunk() (*chunkWriter, error) {
 	c := &chunkWriter{k: w.nextChunk}
-	f, err := outfile.Create(ChunkPath(w.opt.Dir, w.nextChunk))
+	f, err := outfile.Create(outfile.ChunkPath(w.opt.Dir, w.nextChunk))
 	w.nextChunk++
 	if err != nil {
 		return nil, err
