@@ -112,6 +112,9 @@ func (r *run) run(ctx context.Context) (Summary, error) {
 		EmbedDim:      info.EmbedDim,
 		Normalized:    cfg.Normalize,
 		Dtype:         cfg.Dtype,
+		Shard:         cfg.Shard.String(),
+		Limit:         cfg.Limit,
+		URLKind:       string(cfg.URLKind),
 	}
 	r.w, err = sink.Open(sink.Options{
 		Dir:       cfg.Output,

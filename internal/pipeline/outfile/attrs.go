@@ -8,12 +8,20 @@ import (
 	"github.com/clipd/clipd/internal/cgo/h5"
 )
 
-// Attrs are the root attributes of every file clipd writes.
+// Attrs are the root attributes of every file clipd writes. Besides the model and the format
+// they hold the run's identity: what was read (Input, its resolved location, and
+// InputFingerprint) and which part of it (Shard, Limit, URLKind), so that a finished file
+// knows what run made it.
 type Attrs struct {
 	Model, WeightsSHA256, Preprocess, Version, Input string
 	EmbedDim                                         int
 	Normalized                                       bool
 	Dtype                                            string // "float32" or "float16"
+
+	InputFingerprint string // e.g. "sha256:<hex> size:<n>"; "" when the input cannot be fingerprinted
+	Shard            string // "i/n"; "0/1" for the whole input
+	Limit            int64  // rows of the shard asked for; 0 = all
+	URLKind          string // openimages inputs: original, thumbnail or mirror
 }
 
 // Kind is the element kind of the embeddings Dtype names ("" is float32).
@@ -32,6 +40,10 @@ func writeAttrs(f *h5.File, a Attrs) error {
 	if dtype == "" {
 		dtype = "float32"
 	}
+	shard := a.Shard
+	if shard == "" {
+		shard = "0/1"
+	}
 	for _, kv := range []struct {
 		k string
 		v any
@@ -39,6 +51,7 @@ func writeAttrs(f *h5.File, a Attrs) error {
 		{"model", a.Model}, {"weights_sha256", a.WeightsSHA256}, {"embed_dim", a.EmbedDim},
 		{"normalized", a.Normalized}, {"dtype", dtype}, {"preprocess", a.Preprocess},
 		{"clipd_version", a.Version}, {"created", time.Now().UTC().Format(time.RFC3339)}, {"input", a.Input},
+		{"input_fingerprint", a.InputFingerprint}, {"shard", shard}, {"limit", a.Limit}, {"url_kind", a.URLKind},
 	} {
 		if err := f.SetAttr(kv.k, kv.v); err != nil {
 			return err
@@ -69,6 +82,16 @@ func ReadAttrs(f *h5.File) (Attrs, error) {
 			a.Input = s
 		case "dtype":
 			a.Dtype = s
+		case "input_fingerprint":
+			a.InputFingerprint = s
+		case "shard":
+			a.Shard = s
+		case "url_kind":
+			a.URLKind = s
+		case "limit":
+			if v, ok := x.Value.(int64); ok {
+				a.Limit = v
+			}
 		case "embed_dim":
 			if v, ok := x.Value.(int64); ok {
 				a.EmbedDim = int(v)

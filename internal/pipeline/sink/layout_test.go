@@ -41,9 +41,13 @@ const layoutAttrs = `@clipd_version str-utf-8 test
 @dtype str-utf-8 float32
 @embed_dim int64 512
 @input str-utf-8 list.txt
+@input_fingerprint str-utf-8 
+@limit int64 0
 @model str-utf-8 ViT-B/32
 @normalized bool True
 @preprocess str-utf-8 exact
+@shard str-utf-8 0/1
+@url_kind str-utf-8 
 @weights_sha256 str-utf-8 abc`
 
 // A final file: one HDF5 chunk per string dataset, embeddings in chunks of <= ~1 MiB.
