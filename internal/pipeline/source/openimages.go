@@ -79,6 +79,10 @@ func openOpenImages(ctx context.Context, spec string, opt Options) (*Source, err
 		return nil, fmt.Errorf("source %s: %w", spec, err)
 	}
 	cfg.cached = local
+	if cfg.fingerprint, cfg.totalBytes, err = fileFingerprint(local); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("source %s: %w", spec, err)
+	}
 	return start(ctx, f, spec, local, opt, cfg)
 }
 
@@ -108,7 +112,7 @@ func download(ctx context.Context, u, local string, opt Options) (err error) {
 	if err := os.MkdirAll(filepath.Dir(local), 0o755); err != nil {
 		return fmt.Errorf("cannot create the cache directory: %w; pass --cache-dir or set CLIPD_CACHE", err)
 	}
-	body, total, err := getBody(ctx, u, opt)
+	body, _, total, err := getBody(ctx, u, opt)
 	if err != nil {
 		return err
 	}

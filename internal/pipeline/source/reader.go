@@ -14,6 +14,7 @@ import (
 	"io"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"unicode/utf8"
 
 	"github.com/clipd/clipd/internal/pipeline/item"
@@ -40,6 +41,9 @@ type rowConfig struct {
 	mirrorPrefix string // non-empty: URL = mirrorPrefix + ImageID + ".jpg"
 	cached       string
 	localFiles   bool // rows are absolute paths of local files (a folder input), not URLs
+	fingerprint  string
+	totalBytes   int64 // of the raw input; -1 unknown
+	totalRows    int64 // exact data rows; 0 unknown
 }
 
 // parser turns lines into Records; used by the reading goroutine only.
@@ -64,7 +68,8 @@ func start(ctx context.Context, rc io.ReadCloser, spec, name string, opt Options
 		closer.Close()
 		return nil, err
 	}
-	br := bufio.NewReaderSize(rc, maxLineBytes)
+	counted := &countingReader{r: rc}
+	br := bufio.NewReaderSize(counted, maxLineBytes)
 	magic, err := br.Peek(2)
 	if err != nil && err != io.EOF {
 		return fail(fmt.Errorf("source %s: %w", spec, err))
@@ -105,7 +110,8 @@ func start(ctx context.Context, rc io.ReadCloser, spec, name string, opt Options
 	if format == FormatTSV {
 		p.sp.sep, p.sp.quotes = '\t', false
 	}
-	info := Info{Spec: spec, Format: format, Gzip: gz, Cached: cfg.cached}
+	info := Info{Spec: spec, Format: format, Gzip: gz, Cached: cfg.cached,
+		Fingerprint: cfg.fingerprint, TotalBytes: cfg.totalBytes, TotalRows: cfg.totalRows}
 	if format != FormatText {
 		column := opt.URLColumn
 		if cfg.urlColumn != "" {
@@ -120,7 +126,7 @@ func start(ctx context.Context, rc io.ReadCloser, spec, name string, opt Options
 		buffer = DefaultBuffer
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	s := &Source{info: info, out: make(chan Record, buffer), done: make(chan struct{}), cancel: cancel, closer: closer}
+	s := &Source{info: info, out: make(chan Record, buffer), done: make(chan struct{}), cancel: cancel, closer: closer, counted: counted}
 	go s.run(ctx, p, opt)
 	return s, nil
 }
@@ -550,4 +556,16 @@ func printable(s string) string {
 		s = s[:most] + "..."
 	}
 	return strings.ToValidUTF8(s, "\uFFFD")
+}
+
+// countingReader counts the raw bytes read from the input (before gzip), for progress.
+type countingReader struct {
+	r io.Reader
+	n atomic.Int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n.Add(int64(n))
+	return n, err
 }

@@ -31,7 +31,7 @@ func TestText(t *testing.T) {
 			t.Errorf("item %d: line %d seq %d; want line %d seq %d", i, items[i].Line, items[i].Seq, line, i)
 		}
 	}
-	if st := s.Stats(); st != (Stats{Rows: 3, Items: 3}) {
+	if st := s.Stats(); st.Rows != 3 || st.Items != 3 || st.Failures != 0 || st.Bytes <= 0 {
 		t.Errorf("stats %+v", st)
 	}
 }
@@ -430,8 +430,22 @@ func TestLocalFileAndStats(t *testing.T) {
 	}
 	defer s.Close()
 	drain(t, s)
-	if st := s.Stats(); st != (Stats{Rows: 4, Items: 3, Failures: 1}) {
+	if st := s.Stats(); st != (Stats{Rows: 4, Items: 3, Failures: 1, Bytes: 40}) {
 		t.Errorf("stats %+v", st)
+	}
+	// The content's fingerprint and size: another content, another fingerprint.
+	info := s.Info()
+	if info.TotalBytes != 40 || !strings.HasPrefix(info.Fingerprint, "sha256:") || !strings.HasSuffix(info.Fingerprint, " size:40") {
+		t.Errorf("info %+v", info)
+	}
+	os.WriteFile(p, []byte("https://x/0\nhttps://x/1\nbad\nhttps://x/2\nhttps://x/3\n"), 0o644)
+	s2, err := Open(testContext(t), p, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if s2.Info().Fingerprint == info.Fingerprint {
+		t.Errorf("an edited file has the same fingerprint %s", info.Fingerprint)
 	}
 }
 
@@ -467,6 +481,20 @@ func TestFolder(t *testing.T) {
 	if strings.Join(got, " ") != want {
 		t.Fatalf("folder rows %q, want %q", strings.Join(got, " "), want)
 	}
+	if info := s.Info(); info.TotalRows != 6 || !strings.HasPrefix(info.Fingerprint, "files:6 sha256:") {
+		t.Errorf("folder info %+v", info)
+	}
+	// One more image: another fingerprint.
+	os.WriteFile(filepath.Join(dir, "sub", "f.png"), []byte("y"), 0o644)
+	s2, err := Open(testContext(t), dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	drainErr(s2)
+	if fp := s2.Info().Fingerprint; !strings.HasPrefix(fp, "files:7 ") || fp == s.Info().Fingerprint {
+		t.Errorf("fingerprint after adding a file: %s (was %s)", fp, s.Info().Fingerprint)
+	}
+	os.Remove(filepath.Join(dir, "sub", "f.png"))
 	seen := map[string]int{}
 	for i := range 2 {
 		sh, err := Open(testContext(t), dir, Options{Shard: Shard{Index: i, Count: 2}})

@@ -26,7 +26,7 @@ var defaultClient = &http.Client{Transport: &http.Transport{
 
 // getBody starts a GET of u and returns its body (200 only), the Content-Length (-1 when
 // unknown), and a body reader that fails after idle without data.
-func getBody(ctx context.Context, u string, opt Options) (io.ReadCloser, int64, error) {
+func getBody(ctx context.Context, u string, opt Options) (io.ReadCloser, http.Header, int64, error) {
 	client := opt.HTTPClient
 	if client == nil {
 		client = defaultClient
@@ -39,28 +39,23 @@ func getBody(ctx context.Context, u string, opt Options) (io.ReadCloser, int64, 
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		cancel()
-		return nil, 0, fmt.Errorf("source %s: %w", u, err)
+		return nil, nil, 0, fmt.Errorf("source %s: %w", u, err)
 	}
 	req.Header.Set("User-Agent", "clipd (+https://github.com/clipd/clipd)")
 	resp, err := client.Do(req)
 	if err != nil {
 		cancel()
-		return nil, 0, fmt.Errorf("source: %w; check the URL and the network", err)
+		return nil, nil, 0, fmt.Errorf("source: %w; check the URL and the network", err)
 	}
 	if resp.StatusCode != http.StatusOK {
 		resp.Body.Close()
 		cancel()
-		return nil, 0, fmt.Errorf("source %s: the server answered %s; check the URL", u, resp.Status)
+		return nil, nil, 0, fmt.Errorf("source %s: the server answered %s; check the URL", u, resp.Status)
 	}
 	r := &idleBody{body: resp.Body, cancel: cancel, idle: idle, url: u}
 	r.timer = time.AfterFunc(time.Hour, func() { r.stalled.Store(true); cancel() })
 	r.timer.Stop()
-	return r, resp.ContentLength, nil
-}
-
-func openHTTP(ctx context.Context, u string, opt Options) (io.ReadCloser, error) {
-	body, _, err := getBody(ctx, u, opt)
-	return body, err
+	return r, resp.Header, resp.ContentLength, nil
 }
 
 // idleBody cancels the request when a Read has waited idle without a byte, and says so in its

@@ -86,6 +86,7 @@ type Stats struct {
 	Items       int64 // Records sent with an Item
 	Failures    int64 // Records sent with a Failure
 	OtherShards int64 // rows skipped because they belong to another shard
+	Bytes       int64 // raw input bytes read so far (compressed ones for a gzipped input)
 }
 
 // Info describes what Open found.
@@ -97,6 +98,14 @@ type Info struct {
 	URLColumn string   // the column URLs come from ("" for text)
 	IDColumn  string   // the column ImageIDs come from; "" when the input has none
 	Cached    string   // openimages: the local copy of the metadata file
+
+	// Fingerprint identifies the input's content: "sha256:<hex> size:<n>" of a local file or
+	// of Open Images' cached metadata, "files:<n> sha256:<hex>" of a folder's listing, an
+	// http(s) server's validators ("etag:... last-modified:... size:<n>"); "" for standard
+	// input or a server that sends no validator (the content can then not be checked).
+	Fingerprint string
+	TotalBytes  int64 // the raw input's size in bytes; -1 when unknown
+	TotalRows   int64 // the input's data rows when known exactly (a folder's files), else 0
 }
 
 // Source streams Records from one input. Read Records until it is closed, then check Err.
@@ -111,6 +120,7 @@ type Source struct {
 	once   sync.Once
 
 	rows, items, failures, others atomic.Int64
+	counted                       *countingReader
 }
 
 // Open starts streaming the input named by spec:
@@ -152,13 +162,13 @@ func Open(ctx context.Context, spec string, opt Options) (*Source, error) {
 	case strings.HasPrefix(lower, "openimages:"):
 		return openOpenImages(ctx, spec, opt)
 	case strings.HasPrefix(lower, "http://") || strings.HasPrefix(lower, "https://"):
-		body, err := openHTTP(ctx, spec, opt)
+		body, header, length, err := getBody(ctx, spec, opt)
 		if err != nil {
 			return nil, err
 		}
-		return start(ctx, body, spec, urlName(spec), opt, rowConfig{})
+		return start(ctx, body, spec, urlName(spec), opt, rowConfig{fingerprint: httpFingerprint(header, length), totalBytes: length})
 	case spec == "-":
-		return start(ctx, io.NopCloser(os.Stdin), "stdin", "", opt, rowConfig{})
+		return start(ctx, io.NopCloser(os.Stdin), "stdin", "", opt, rowConfig{totalBytes: -1})
 	case strings.Contains(spec, "://"):
 		return nil, fmt.Errorf("source %s: unsupported scheme; give a local path, an http(s) URL, - for stdin, or openimages:<split>", spec)
 	}
@@ -170,7 +180,12 @@ func Open(ctx context.Context, spec string, opt Options) (*Source, error) {
 		f.Close()
 		return openFolder(ctx, spec, opt)
 	}
-	return start(ctx, f, spec, spec, opt, rowConfig{})
+	fingerprint, size, err := fileFingerprint(spec)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("source: %w", err)
+	}
+	return start(ctx, f, spec, spec, opt, rowConfig{fingerprint: fingerprint, totalBytes: size})
 }
 
 // New streams Records from r, as Open does for a file called name (name only serves the
@@ -184,7 +199,7 @@ func New(ctx context.Context, r io.Reader, name string, opt Options) (*Source, e
 	if !ok {
 		rc = io.NopCloser(r)
 	}
-	return start(ctx, rc, name, name, opt, rowConfig{})
+	return start(ctx, rc, name, name, opt, rowConfig{totalBytes: -1})
 }
 
 // Records is the stream; it is closed at the end of the input, at the limit, on a read
@@ -204,7 +219,7 @@ func (s *Source) Err() error {
 
 // Stats returns the counts so far.
 func (s *Source) Stats() Stats {
-	return Stats{Rows: s.rows.Load(), Items: s.items.Load(), Failures: s.failures.Load(), OtherShards: s.others.Load()}
+	return Stats{Rows: s.rows.Load(), Items: s.items.Load(), Failures: s.failures.Load(), OtherShards: s.others.Load(), Bytes: s.counted.n.Load()}
 }
 
 // Info describes the input.
