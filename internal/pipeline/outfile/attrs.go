@@ -19,7 +19,7 @@ type Attrs struct {
 	Dtype                                            string // "float32" or "float16"
 
 	InputFingerprint string // e.g. "sha256:<hex> size:<n>"; "" when the input cannot be fingerprinted
-	Shard            string // "i/n"; "0/1" for the whole input
+	Shard            string // "i/n"; "0/1" for the whole input; "i,j,k/n" for a merge of some shards (ParseShards)
 	Limit            int64  // rows of the shard asked for; 0 = all
 	URLKind          string // openimages inputs: original, thumbnail or mirror
 }

@@ -18,6 +18,7 @@ type Info struct {
 	FailuresByReason []ReasonCount  `json:"failures_by_reason"`
 	Attrs            map[string]any `json:"attributes"`
 	Datasets         []string       `json:"datasets"`
+	Inputs           []InputEntry   `json:"inputs,omitempty"` // merged files of several inputs
 	First            []InfoRow      `json:"first_rows"`
 }
 
@@ -50,10 +51,14 @@ func Inspect(path string, n, headValues int) (*Info, error) {
 	for _, a := range attrs {
 		info.Attrs[a.Name] = a.Value
 	}
-	for _, name := range []string{"urls", "embeddings", "image_ids", "lines", "seqs", "failed_urls", "failed_reasons", "failed_stages", "failed_image_ids", "failed_lines", "failed_seqs"} {
+	for _, name := range []string{"urls", "embeddings", "image_ids", "lines", "seqs", "failed_urls", "failed_reasons", "failed_stages", "failed_image_ids", "failed_lines", "failed_seqs",
+		"input_index", "failed_input_index", "inputs", "inputs_fingerprint", "inputs_shards", "inputs_limit", "inputs_url_kind"} {
 		if ok, _ := f.Has(name); ok {
 			info.Datasets = append(info.Datasets, name)
 		}
+	}
+	if info.Inputs, err = ReadInputs(f); err != nil {
+		return nil, err
 	}
 	emb, err := f.OpenDataset("embeddings", 0)
 	if err != nil {

@@ -4,6 +4,7 @@ package outfile
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -155,5 +156,96 @@ func TestNames(t *testing.T) {
 		if IsTemp(n) != want {
 			t.Errorf("IsTemp(%s) = %v", n, !want)
 		}
+	}
+}
+
+func TestScanDir(t *testing.T) {
+	dir := t.TempDir()
+	for _, n := range []string{"Images_Embedded_0.h5", "Images_Embedded_1.h5", "notes.txt",
+		ShardDirName(0, 2) + "/Images_Embedded.h5", ShardDirName(1, 2) + "/Images_Embedded_0.h5", "shard-x/Images_Embedded.h5"} {
+		p := filepath.Join(dir, n)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, err := ScanDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Final != "" || c.Chunks != 2 || len(c.Shards) != 2 {
+		t.Fatalf("ScanDir = %+v", c)
+	}
+	s0, s1 := c.Shards[0], c.Shards[1]
+	if s0.Index != 0 || s0.Count != 2 || s0.Final != filepath.Join(dir, "shard-00000-of-00002", FinalName) || s0.Chunks != 0 ||
+		s1.Index != 1 || s1.Final != "" || s1.Chunks != 1 {
+		t.Fatalf("shards = %+v", c.Shards)
+	}
+	if _, err := ScanDir(filepath.Join(dir, "missing")); !errors.Is(err, ErrInput) || !strings.HasSuffix(err.Error(), "missing: no such file or directory") {
+		t.Fatalf("ScanDir(missing) = %v", err)
+	}
+}
+
+func TestShards(t *testing.T) {
+	for _, c := range []struct {
+		s    string
+		idx  []int
+		n    int
+		back string
+	}{{"", []int{0}, 1, "0/1"}, {"0/1", []int{0}, 1, "0/1"}, {"2/4", []int{2}, 4, "2/4"}, {"3,0,1/4", []int{0, 1, 3}, 4, "0,1,3/4"}} {
+		idx, n, err := ParseShards(c.s)
+		if err != nil || n != c.n || fmt.Sprint(idx) != fmt.Sprint(c.idx) || FormatShards(idx, n) != c.back {
+			t.Errorf("ParseShards(%q) = %v %d %v", c.s, idx, n, err)
+		}
+	}
+	if FormatShards([]int{3, 1, 0, 2}, 4) != "0/1" {
+		t.Error("all four shards do not format as the whole input")
+	}
+	for _, bad := range []string{"4/4", "x/2", "1/0", "1"} {
+		if _, _, err := ParseShards(bad); err == nil {
+			t.Errorf("ParseShards(%q) succeeded", bad)
+		}
+	}
+}
+
+// TestAppendRowFills: a column the source lacks (ids, lines, the input index) gets "", 0.
+func TestAppendRowFills(t *testing.T) {
+	src := EmbeddedTable(false, false, h5.Float32, 1).NewBlock()
+	src.Strs[ColURLs] = []string{"u"}
+	src.Ints[ColLines] = []int64{7}
+	src.Raw[ColValues] = []byte{1, 2, 3, 4}
+	src.N = 1
+	dst := WithInputIndex(EmbeddedTable(true, false, h5.Float32, 1)).NewBlock()
+	dst.AppendRow(src, 0)
+	dst.AppendRow(src, 0)
+	if dst.N != 2 || len(dst.Strs[ColIDs]) != 2 || dst.Strs[ColIDs][1] != "" || len(dst.Ints[ColInput]) != 2 ||
+		dst.Ints[ColLines][1] != 7 || len(dst.Raw[ColValues]) != 8 {
+		t.Fatalf("AppendRow: %+v", dst)
+	}
+}
+
+func TestInputs(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "m.h5")
+	f, err := Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []InputEntry{{"a.txt", "sha256:aa size:3", "0/1", 0, ""}, {"b.parquet", "", "0,2/4", 10, "original"}}
+	if err := f.WriteInputs(want); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Commit(Attrs{}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	got, err := ReadInputs(r)
+	if err != nil || fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("ReadInputs = %+v, %v", got, err)
 	}
 }

@@ -3,6 +3,8 @@
 package outfile
 
 import (
+	"strings"
+
 	"github.com/clipd/clipd/internal/cgo/h5"
 )
 
@@ -26,6 +28,7 @@ const (
 	ColSeqs   = 3 // seqs / failed_seqs: chunk files only ("" name in final files)
 	ColValues = 4 // embeddings / failed_reasons
 	ColStages = 5 // failed_stages
+	ColInput  = 6 // input_index / failed_input_index: merged files of several inputs only (WithInputIndex)
 )
 
 // stringDeflate is the deflate level of string datasets.
@@ -54,6 +57,19 @@ func FailedTable(ids, seqs bool) Table {
 	}}
 }
 
+// WithInputIndex is t with its input index column (input_index for the embedded table,
+// failed_input_index for the failed one): the row's entry in the inputs datasets of a file
+// merged from several inputs. Tables that are read take it too; files without it read as 0.
+func WithInputIndex(t Table) Table {
+	cols := append([]Column(nil), t.Cols...)
+	for len(cols) <= ColInput {
+		cols = append(cols, Column{Kind: h5.String})
+	}
+	prefix, _ := strings.CutSuffix(t.Cols[ColURLs].Name, "urls")
+	cols[ColInput] = Column{prefix + "input_index", h5.Int64, 0}
+	return Table{cols}
+}
+
 func opt(on bool, name string) string {
 	if on {
 		return name
@@ -68,13 +84,14 @@ type Block struct {
 	Strs [][]string
 	Ints [][]int64
 	Raw  [][]byte
-	rowB []int // raw bytes per row of each raw column
+	rowB []int    // raw bytes per row of each raw column
+	cols []Column // the table's columns ("" name: absent)
 }
 
 // NewBlock is an empty block of t's columns.
 func (t Table) NewBlock() *Block {
 	b := &Block{Strs: make([][]string, len(t.Cols)), Ints: make([][]int64, len(t.Cols)),
-		Raw: make([][]byte, len(t.Cols)), rowB: make([]int, len(t.Cols))}
+		Raw: make([][]byte, len(t.Cols)), rowB: make([]int, len(t.Cols)), cols: t.Cols}
 	for i, c := range t.Cols {
 		if c.Kind != h5.String && c.Kind != h5.Int64 {
 			b.rowB[i] = c.Cols * c.Kind.Size()
@@ -93,17 +110,34 @@ func (b *Block) Reset() {
 	}
 }
 
-// AppendRow copies row r of src into b.
+// AppendRow copies row r of src into b. A column of b that src lacks (image ids or lines
+// of a file written without them) gets the zero value: "", 0 or zeros, so that every column
+// of b keeps one value per row.
 func (b *Block) AppendRow(src *Block, r int) {
-	for i := range b.Strs {
-		if src.Strs[i] != nil && r < len(src.Strs[i]) {
-			b.Strs[i] = append(b.Strs[i], src.Strs[i][r])
+	for i, c := range b.cols {
+		if c.Name == "" {
+			continue
 		}
-		if src.Ints[i] != nil && r < len(src.Ints[i]) {
-			b.Ints[i] = append(b.Ints[i], src.Ints[i][r])
-		}
-		if w := b.rowB[i]; w > 0 && len(src.Raw[i]) >= (r+1)*w {
-			b.Raw[i] = append(b.Raw[i], src.Raw[i][r*w:(r+1)*w]...)
+		switch {
+		case c.Kind == h5.String:
+			v := ""
+			if i < len(src.Strs) && r < len(src.Strs[i]) {
+				v = src.Strs[i][r]
+			}
+			b.Strs[i] = append(b.Strs[i], v)
+		case c.Kind == h5.Int64:
+			var v int64
+			if i < len(src.Ints) && r < len(src.Ints[i]) {
+				v = src.Ints[i][r]
+			}
+			b.Ints[i] = append(b.Ints[i], v)
+		default:
+			w := b.rowB[i]
+			if i < len(src.Raw) && len(src.Raw[i]) >= (r+1)*w {
+				b.Raw[i] = append(b.Raw[i], src.Raw[i][r*w:(r+1)*w]...)
+			} else {
+				b.Raw[i] = append(b.Raw[i], make([]byte, w)...)
+			}
 		}
 	}
 	b.N++
@@ -149,7 +183,7 @@ func createTable(f *h5.File, t Table, rows int64, maxChunkRows int, cache int) (
 }
 
 // OpenTable opens the table's datasets in f; a column whose dataset is missing is left out
-// (ids, stages, lines) or an error (the others). It returns the number of rows. Errors are
+// (ids, stages, lines, input index) or an error (the others). It returns the number of rows. Errors are
 // ErrInput.
 func OpenTable(f *h5.File, t Table, cache int) (*TableFile, int64, error) {
 	t.Cols = append([]Column(nil), t.Cols...) // the missing columns are blanked in this copy
@@ -165,7 +199,7 @@ func OpenTable(f *h5.File, t Table, cache int) (*TableFile, int64, error) {
 			return nil, 0, WrapRead(tf.path, err)
 		}
 		if !ok {
-			if i == ColIDs || i == ColStages || i == ColLines {
+			if i == ColIDs || i == ColStages || i == ColLines || i == ColInput {
 				tf.t.Cols[i].Name = ""
 				continue
 			}
