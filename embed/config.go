@@ -5,12 +5,15 @@ package embed
 import (
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/clipd/clipd/cgo/engine"
 	"github.com/clipd/clipd/internal/pipeline/decode"
 	"github.com/clipd/clipd/internal/pipeline/fetch"
+	"github.com/clipd/clipd/internal/pipeline/outfile"
 	"github.com/clipd/clipd/internal/pipeline/plan"
 	"github.com/clipd/clipd/internal/pipeline/source"
 )
@@ -49,9 +52,10 @@ func ParsePreprocess(s string) (Preprocess, error) { return decode.ParseMode(s) 
 
 // Defaults of Config's zero fields.
 const (
-	DefaultTimeout       = fetch.DefaultTimeout
-	DefaultRetries       = fetch.DefaultRetries
-	DefaultProgressEvery = 250 * time.Millisecond
+	DefaultTimeout         = fetch.DefaultTimeout
+	DefaultRetries         = fetch.DefaultRetries
+	DefaultProgressEvery   = 250 * time.Millisecond
+	DefaultWarnFailureRate = 0.5
 )
 
 // Config is one run. The zero value of a field means its default; Input, Output and (unless
@@ -85,6 +89,8 @@ type Config struct {
 	Precision engine.Precision // AUTO: fp16 on CUDA, fp32 on the CPU
 
 	// Output is the output folder: chunk files while running, Images_Embedded.h5 at the end.
+	// With a Shard of n > 1 the run writes to OUTPUT/shard-<i>-of-<n>/ (see OutputDir), so
+	// the tasks of an array job can share one Output; `clipd merge OUTPUT` joins them.
 	Output string
 	// NoResume discards an earlier run's chunks in Output instead of resuming it.
 	NoResume bool
@@ -112,6 +118,11 @@ type Config struct {
 	// Version is recorded in the output's clipd_version attribute; "" = "dev".
 	Version string
 
+	// WarnFailureRate: when more than this share of the rows fails, the Summary carries a
+	// Warning (and the log a line) with the top reasons; 0 = DefaultWarnFailureRate, negative
+	// = never.
+	WarnFailureRate float64
+
 	// ProgressEvery is how often Events.Progress is called; 0 = DefaultProgressEvery.
 	ProgressEvery time.Duration
 
@@ -126,6 +137,44 @@ type Hooks struct {
 	AfterBatch func(rows int64)
 	// BeforeFinalize is called once the input is done, before the chunks are merged.
 	BeforeFinalize func()
+}
+
+// OutputDir is the folder the run writes: Output, or Output/shard-00003-of-00016 for a shard.
+func (c Config) OutputDir() string {
+	if c.Shard.Count > 1 {
+		return filepath.Join(c.Output, ShardDirName(c.Shard))
+	}
+	return c.Output
+}
+
+// ShardDirName is the name of a shard's folder inside the output folder.
+func ShardDirName(s Shard) string {
+	return fmt.Sprintf("shard-%05d-of-%05d", s.Index, s.Count)
+}
+
+// resolveInput is the input's location as the run's identity records it: an absolute path
+// without links for local files and folders (so "urls.txt", "./urls.txt" and its absolute
+// path are one run), the spec itself otherwise.
+func resolveInput(spec string) string {
+	lower := strings.ToLower(spec)
+	switch {
+	case spec == "-", strings.HasPrefix(lower, "http://"), strings.HasPrefix(lower, "https://"):
+		return spec
+	case strings.HasPrefix(lower, "openimages:"):
+		split := strings.TrimSpace(lower[len("openimages:"):])
+		if split == "val" {
+			split = "validation"
+		}
+		return "openimages:" + split
+	}
+	abs, err := filepath.Abs(spec)
+	if err != nil {
+		return spec
+	}
+	if real, err := filepath.EvalSymlinks(abs); err == nil {
+		return real
+	}
+	return abs
 }
 
 // withDefaults fills the zero fields that have fixed defaults.
@@ -150,6 +199,9 @@ func (c Config) withDefaults() Config {
 	if c.ProgressEvery <= 0 {
 		c.ProgressEvery = DefaultProgressEvery
 	}
+	if c.WarnFailureRate == 0 {
+		c.WarnFailureRate = DefaultWarnFailureRate
+	}
 	return c
 }
 
@@ -162,6 +214,9 @@ func (c Config) check() error {
 		return bad("--input is empty: give a file of URLs, an http(s) URL, a folder, - or openimages:SPLIT")
 	case c.Output == "":
 		return bad("--output is empty: give a directory")
+	case namesFile(c.Output):
+		return bad("--output %s names a file, but it is a folder (the embeddings go to FOLDER/%s): give a folder such as %s",
+			c.Output, outfile.FinalName, strings.TrimSuffix(c.Output, filepath.Ext(c.Output)))
 	case c.Limit < 0:
 		return bad("--limit %d: want 0 (no limit) or more", c.Limit)
 	case c.BatchSize < 0 || c.ChunkSize < 0 || c.Connections < 0 || c.Decoders < 0 || c.Threads < 0 || c.Device < 0 || c.Memory < 0:
@@ -185,6 +240,16 @@ func (c Config) check() error {
 		return bad("--url-kind %s applies only to openimages:SPLIT inputs", c.URLKind)
 	}
 	return nil
+}
+
+// namesFile reports whether an --output looks like an HDF5 file's name and is no folder.
+func namesFile(out string) bool {
+	ext := strings.ToLower(filepath.Ext(out))
+	if ext != ".h5" && ext != ".hdf5" {
+		return false
+	}
+	st, err := os.Stat(out)
+	return err != nil || !st.IsDir()
 }
 
 // ParseMemory reads a memory budget: bytes with a unit ("8GiB", "512MB") or a share of the

@@ -16,6 +16,9 @@ var (
 	// ErrInterrupted: ctx ended before the input did; what was done is saved and a rerun
 	// with the same Config resumes.
 	ErrInterrupted = errors.New("interrupted")
+	// ErrNothingEmbedded: the run finished without one embedding: the input had no rows, or
+	// every row failed. The output file is written (it lists the failures).
+	ErrNothingEmbedded = errors.New("nothing embedded")
 )
 
 // kindError is an error with its class: errors.Is matches both the class and the cause.

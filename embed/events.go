@@ -74,6 +74,7 @@ type ReasonCount struct {
 // Summary is the run's closing report. Its JSON form is the --json statistics file.
 type Summary struct {
 	Output          string        `json:"output,omitempty"` // the final file; empty when the run did not finish
+	Dir             string        `json:"dir"`              // the output folder (Config.OutputDir)
 	Input           string        `json:"input"`
 	Shard           string        `json:"shard"`
 	Completed       bool          `json:"completed"`
@@ -88,6 +89,17 @@ type Summary struct {
 	MBytes          float64       `json:"mbytes"` // encoded image bytes decoded
 	MBPerSecond     float64       `json:"mb_per_s"`
 	Stages          StageSummary  `json:"stages"`
+	Warning         string        `json:"warning,omitempty"` // e.g. more than Config.WarnFailureRate of the rows failed
+}
+
+// FailureRate is the share of the rows (this run's and resumed ones) that failed.
+func (s Summary) FailureRate() float64 {
+	failed := s.Failures + s.ResumedFailures
+	all := failed + s.Rows + s.ResumedRows
+	if all == 0 {
+		return 0
+	}
+	return float64(failed) / float64(all)
 }
 
 // StageSummary shows where the time went. Busy times are summed over a stage's workers; the

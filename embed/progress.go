@@ -56,7 +56,7 @@ func (r *run) progress() Progress {
 func (r *run) summary(final string) Summary {
 	el := time.Since(r.started).Seconds()
 	s := Summary{
-		Output: final, Input: r.cfg.Input, Shard: r.cfg.Shard.String(), Completed: final != "",
+		Output: final, Dir: r.dir, Input: r.cfg.Input, Shard: r.cfg.Shard.String(), Completed: final != "",
 		Rows: r.count.rows.Load(), Failures: r.count.failures.Load(),
 		FailureReasons: r.count.reasons(), ElapsedSeconds: el,
 	}

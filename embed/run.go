@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -42,7 +43,7 @@ func Run(ctx context.Context, cfg Config, ev Events) (Summary, error) {
 	if err := cfg.check(); err != nil {
 		return Summary{}, err
 	}
-	r := &run{cfg: cfg, ev: ev, started: time.Now()}
+	r := &run{cfg: cfg, ev: ev, started: time.Now(), dir: cfg.OutputDir()}
 	r.log = newLogger(ev.Log)
 	return r.run(ctx)
 }
@@ -55,6 +56,7 @@ type run struct {
 	started time.Time
 
 	weightsPath string // the resolved weights (a file or a folder)
+	dir         string // the output folder: Config.OutputDir()
 
 	plan  plan.Plan
 	w     *sink.Writer
@@ -103,27 +105,26 @@ func (r *run) run(ctx context.Context) (Summary, error) {
 	}
 	defer r.src.Close()
 
+	// What defines the run, recorded in the output: a rerun with the same identity resumes
+	// or finds it complete; any other is refused (see sink.Open).
 	attrs := outfile.Attrs{
-		Model:         modelName(r.weightsPath),
-		WeightsSHA256: sum,
-		Preprocess:    cfg.Preprocess.String(),
-		Version:       cfg.Version,
-		Input:         cfg.Input,
-		EmbedDim:      info.EmbedDim,
-		Normalized:    cfg.Normalize,
-		Dtype:         cfg.Dtype,
-		Shard:         cfg.Shard.String(),
-		Limit:         cfg.Limit,
-		URLKind:       string(cfg.URLKind),
+		Model:            modelName(r.weightsPath),
+		WeightsSHA256:    sum,
+		Preprocess:       cfg.Preprocess.String(),
+		Version:          cfg.Version,
+		Input:            resolveInput(cfg.Input),
+		InputFingerprint: r.src.Info().Fingerprint,
+		EmbedDim:         info.EmbedDim,
+		Normalized:       cfg.Normalize,
+		Dtype:            cfg.Dtype,
+		Shard:            cfg.Shard.String(),
+		Limit:            cfg.Limit,
+		URLKind:          string(cfg.URLKind),
 	}
 	r.w, err = sink.Open(sink.Options{
-		Dir:       cfg.Output,
-		ChunkSize: r.plan.ChunkSize,
-		Attrs:     attrs,
-		Key: sink.RunKey{
-			Input: cfg.Input, Shard: cfg.Shard.String(), Limit: cfg.Limit, URLKind: string(cfg.URLKind),
-			WeightsSHA256: sum, Preprocess: cfg.Preprocess.String(), Dtype: cfg.Dtype, Normalized: cfg.Normalize,
-		},
+		Dir:         r.dir,
+		ChunkSize:   r.plan.ChunkSize,
+		Attrs:       attrs,
 		HasImageIDs: r.src.Info().IDColumn != "",
 		NoResume:    cfg.NoResume,
 		Logger:      r.log,
@@ -131,7 +132,7 @@ func (r *run) run(ctx context.Context) (Summary, error) {
 	switch {
 	case errors.Is(err, sink.ErrAlreadyComplete):
 		// The same Config after a finished run (or a crash after the merge): nothing to do.
-		return Summary{Output: filepath.Join(cfg.Output, FinalName), Input: cfg.Input, Shard: cfg.Shard.String(),
+		return Summary{Output: filepath.Join(r.dir, FinalName), Dir: r.dir, Input: cfg.Input, Shard: cfg.Shard.String(),
 			Completed: true, AlreadyComplete: true, FailureReasons: []ReasonCount{}}, nil
 	case errors.Is(err, sink.ErrRunMismatch):
 		return Summary{}, withKind(ErrConfig, err)
@@ -169,12 +170,44 @@ func (r *run) run(ctx context.Context) (Summary, error) {
 		cfg.Hooks.BeforeFinalize()
 	}
 	mergeStart := time.Now()
-	final, err := sink.Finalize(cfg.Output, attrs)
+	final, err := sink.Finalize(r.dir, attrs)
 	r.mergeTime = time.Since(mergeStart)
 	if err != nil {
-		return r.summary(""), withKind(ErrOutput, fmt.Errorf("merging the chunks of %s: %w; the chunks are intact: rerun the same command to finish", cfg.Output, err))
+		return r.summary(""), withKind(ErrOutput, fmt.Errorf("merging the chunks of %s: %w; the chunks are intact: rerun the same command to finish", r.dir, err))
 	}
-	return r.summary(final), nil
+	out := r.summary(final)
+	if out.Rows+out.ResumedRows == 0 {
+		return out, withKind(ErrNothingEmbedded, nothingEmbedded(out))
+	}
+	if rate := out.FailureRate(); cfg.WarnFailureRate > 0 && rate > cfg.WarnFailureRate {
+		out.Warning = fmt.Sprintf("%.0f%% of the rows failed (%s); see failed_reasons in %s", 100*rate, topReasons(out.FailureReasons, 3), final)
+	}
+	return out, nil
+}
+
+// nothingEmbedded says why a finished run has no embedding.
+func nothingEmbedded(s Summary) error {
+	failed := s.Failures + s.ResumedFailures
+	if failed == 0 {
+		return fmt.Errorf("no image was embedded: %s has no rows (of this shard); check --input, --shard and --limit", s.Input)
+	}
+	return fmt.Errorf("no image was embedded: all %d rows failed (%s); the reasons are listed in %s", failed, topReasons(s.FailureReasons, 3), s.Output)
+}
+
+// topReasons is "http 404 5, timeout 4, ..." for the n most frequent reasons.
+func topReasons(rs []ReasonCount, n int) string {
+	var b strings.Builder
+	for i, r := range rs {
+		if i == n {
+			b.WriteString(", ...")
+			break
+		}
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%s %d", r.Reason, r.Count)
+	}
+	return b.String()
 }
 
 // interrupted is the error of a run stopped by its context.

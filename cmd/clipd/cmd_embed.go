@@ -298,8 +298,11 @@ func runEmbed(ctx context.Context, o embedOptions) error {
 		fmt.Fprintf(o.Stderr, "clipd: run already complete: %s is complete; use --no-resume to run again, or another --output\n", sum.Output)
 		fmt.Fprintln(o.Stdout, sum.Output)
 		return nil
-	case err == nil || errors.Is(err, embed.ErrInterrupted):
+	case err == nil || errors.Is(err, embed.ErrInterrupted) || errors.Is(err, embed.ErrNothingEmbedded):
 		report(o, sum)
+	}
+	if sum.Warning != "" {
+		fmt.Fprintf(o.Stderr, "clipd: warning: %s\n", sum.Warning)
 	}
 	return err
 }

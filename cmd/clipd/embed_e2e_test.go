@@ -401,12 +401,16 @@ func TestEmbedShardsAndMerge(t *testing.T) {
 	}
 	ref := readH5(t, filepath.Join(whole, embed.FinalName))
 
-	dirs := []string{t.TempDir(), t.TempDir()}
+	// Both shards at once into one --output, as an array job's tasks do: each gets its own
+	// shard folder, so neither can pass the other's file off as complete.
+	shared := t.TempDir()
 	var wg sync.WaitGroup
 	errs := make([]error, 2)
-	for i := range dirs {
+	files := make([]string, 2)
+	for i := range files {
+		files[i] = filepath.Join(shared, fmt.Sprintf("shard-%05d-of-00002", i), embed.FinalName)
 		wg.Go(func() {
-			o := testEmbedOptions(list, dirs[i])
+			o := testEmbedOptions(list, shared)
 			o.Shard = embed.Shard{Index: i, Count: 2}
 			errs[i] = runEmbed(testCtx(t), o)
 		})
@@ -415,7 +419,7 @@ func TestEmbedShardsAndMerge(t *testing.T) {
 	if err := errors.Join(errs...); err != nil {
 		t.Fatal(err)
 	}
-	parts := []h5Result{readH5(t, filepath.Join(dirs[0], embed.FinalName)), readH5(t, filepath.Join(dirs[1], embed.FinalName))}
+	parts := []h5Result{readH5(t, files[0]), readH5(t, files[1])}
 	union := map[string]bool{}
 	for _, p := range parts {
 		if len(p.URLs) == 0 {
@@ -434,7 +438,7 @@ func TestEmbedShardsAndMerge(t *testing.T) {
 
 	merged := filepath.Join(t.TempDir(), "merged.h5")
 	var so, se bytes.Buffer
-	args := []string{"clipd", "--quiet", "merge", "-o", merged, filepath.Join(dirs[0], embed.FinalName), filepath.Join(dirs[1], embed.FinalName)}
+	args := []string{"clipd", "--quiet", "merge", "-o", merged, files[0], files[1]}
 	if code := run(testCtx(t), args, &so, &se); code != 0 {
 		t.Fatalf("%v: exit %d\n%s%s", args, code, so.String(), se.String())
 	}

@@ -22,6 +22,7 @@ const (
 	exitInput       = 3   // bad input: a missing file or cache entry, a name or URL not found or refused
 	exitBadWeights  = 4   // bad weights: not a valid safetensors/CLIP checkpoint, or a sha256 mismatch
 	exitOutput      = 5   // output or disk error: the cache or an output file cannot be written
+	exitNothing     = 6   // embed finished without one embedding: an empty input, or every row failed
 	exitInterrupted = 130 // interrupted (Ctrl-C, SIGTERM)
 )
 
@@ -33,6 +34,7 @@ const exitCodesHelp = `EXIT CODES:
    3    bad input (missing file or cache entry, name or URL not found or refused)
    4    bad weights (not a valid safetensors/CLIP checkpoint, sha256 mismatch)
    5    output or disk error (the cache or an output file cannot be written)
+   6    nothing embedded (embed: the input had no rows, or every row failed)
    130  interrupted`
 
 // usageError is a mistake on the command line.
@@ -75,6 +77,8 @@ func exitCode(err error) int {
 		return ce.code
 	case errors.Is(err, embed.ErrInterrupted):
 		return exitInterrupted
+	case errors.Is(err, embed.ErrNothingEmbedded):
+		return exitNothing
 	case errors.Is(err, embed.ErrConfig):
 		return exitUsage
 	case errors.Is(err, embed.ErrInput):

@@ -98,8 +98,8 @@ func formatReasons(rs []embed.ReasonCount, top int) string {
 // report prints the summary (stdout; with --quiet only the output file's path) and writes
 // the --json file.
 func report(o embedOptions, s embed.Summary) {
-	if o.JSON {
-		if err := writeStatsJSON(o.Output, s); err != nil {
+	if o.JSON && s.Dir != "" {
+		if err := writeStatsJSON(s.Dir, s); err != nil {
 			o.Logger.Warn("cannot write the statistics file", "err", err)
 		}
 	}

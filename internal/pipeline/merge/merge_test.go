@@ -37,7 +37,7 @@ func embOf(l int64) []float32 {
 // fails when L%5 == 0); extra rows are added after them.
 func writeShard(t *testing.T, dir string, lines []int64, attrs outfile.Attrs) string {
 	t.Helper()
-	opt := sink.Options{Dir: dir, ChunkSize: 3, Attrs: attrs, HasImageIDs: true, Key: sink.RunKey{Input: attrs.Input}}
+	opt := sink.Options{Dir: dir, ChunkSize: 3, Attrs: attrs, HasImageIDs: true}
 	w, err := sink.Open(opt)
 	if err != nil {
 		t.Fatal(err)

@@ -83,7 +83,7 @@ func TestFileLayout(t *testing.T) {
 	dir := t.TempDir()
 	attrs := outfile.Attrs{Model: "ViT-B/32", WeightsSHA256: "abc", Preprocess: "exact", Version: "test", Input: "list.txt",
 		EmbedDim: 512, Dtype: "float32", Normalized: true}
-	w, err := Open(Options{Dir: dir, ChunkSize: 600, Attrs: attrs, HasImageIDs: true, Key: RunKey{Input: "list.txt"}})
+	w, err := Open(Options{Dir: dir, ChunkSize: 600, Attrs: attrs, HasImageIDs: true})
 	if err != nil {
 		t.Fatal(err)
 	}

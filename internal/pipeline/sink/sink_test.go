@@ -23,12 +23,11 @@ const testDim = 8
 
 func testAttrs(dtype string) outfile.Attrs {
 	return outfile.Attrs{Model: "ViT-B/32", WeightsSHA256: "abc", Preprocess: "exact", Version: "test", Input: "list.txt",
-		EmbedDim: testDim, Dtype: dtype}
+		EmbedDim: testDim, Dtype: dtype, Limit: 100}
 }
 
 func testOptions(dir string, chunk int) Options {
-	return Options{Dir: dir, ChunkSize: chunk, Attrs: testAttrs("float32"), HasImageIDs: true,
-		Key: RunKey{Input: "list.txt", Limit: 100, WeightsSHA256: "abc", Dtype: "float32"}}
+	return Options{Dir: dir, ChunkSize: chunk, Attrs: testAttrs("float32"), HasImageIDs: true}
 }
 
 // embOf is the test embedding of seq.
@@ -152,7 +151,7 @@ func TestChunkingAndFinalize(t *testing.T) {
 		t.Run(dtype, func(t *testing.T) {
 			dir := t.TempDir()
 			opt := testOptions(dir, 10)
-			opt.Attrs.Dtype, opt.Key.Dtype = dtype, dtype
+			opt.Attrs.Dtype = dtype
 			w, err := Open(opt)
 			if err != nil {
 				t.Fatal(err)
@@ -323,7 +322,7 @@ func TestRunKeyMismatchAndNoResume(t *testing.T) {
 		t.Fatal(err)
 	}
 	other := opt
-	other.Key.Limit = 200
+	other.Attrs.Limit = 200
 	_, err = Open(other)
 	if !errors.Is(err, ErrRunMismatch) || !strings.Contains(err.Error(), "limit 100, now 200") || !strings.Contains(err.Error(), "--no-resume") {
 		t.Fatalf("Open with another key = %v", err)
@@ -555,5 +554,43 @@ func TestErrorClasses(t *testing.T) {
 	}
 	if _, err := Finalize(dir2, opt.Attrs); !errors.Is(err, outfile.ErrOutput) || !strings.HasPrefix(err.Error(), "writing "+filepath.Join(dir2, outfile.FinalName+".tmp")) {
 		t.Errorf("Finalize with a stuck temporary = %v", err)
+	}
+}
+
+// A finished output is complete only for the run that made it: another limit, input content
+// or dtype is another run, refused with what differs (with or without the state file).
+func TestFinishedOutputKnowsItsRun(t *testing.T) {
+	dir := t.TempDir()
+	opt := testOptions(dir, 4)
+	opt.Attrs.InputFingerprint = "sha256:aaa size:10"
+	w, err := Open(opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addAll(t, w, []int64{0, 1, 2})
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Finalize(dir, opt.Attrs); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(opt); !errors.Is(err, ErrAlreadyComplete) {
+		t.Fatalf("the same run: %v", err)
+	}
+	for _, c := range []struct {
+		change func(*Options)
+		want   string
+	}{
+		{func(o *Options) { o.Attrs.Limit = 0 }, "limit 100, now 0"},
+		{func(o *Options) { o.Attrs.InputFingerprint = "sha256:bbb size:12" }, "the input's content changed (sha256:aaa size:10, now sha256:bbb size:12)"},
+		{func(o *Options) { o.Attrs.Input = "/elsewhere/list.txt" }, "input list.txt, now /elsewhere/list.txt"},
+		{func(o *Options) { o.Attrs.Shard = "1/4" }, "shard 0/1, now 1/4"},
+	} {
+		other := opt
+		c.change(&other)
+		_, err := Open(other)
+		if !errors.Is(err, ErrRunMismatch) || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "--no-resume") {
+			t.Errorf("Open after another run finished: %v; want a mismatch saying %q", err, c.want)
+		}
 	}
 }

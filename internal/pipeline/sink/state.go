@@ -16,16 +16,57 @@ import (
 // StateName is the resume state file's name in an output directory.
 const StateName = ".clipd-run.json"
 
-// RunKey identifies a run's work: a resumed run must have the same key.
+// RunKey identifies a run's work, as its attributes record it (keyOf): a resumed run must
+// have the same key, and a finished output is only "complete" for a run with its key.
 type RunKey struct {
-	Input         string
-	Shard         string
-	Limit         int64
-	URLKind       string
-	WeightsSHA256 string
-	Preprocess    string
-	Dtype         string
-	Normalized    bool
+	Input            string // the input's resolved location
+	InputFingerprint string // its content (source.Info.Fingerprint); "" when unknowable
+	Shard            string
+	Limit            int64
+	URLKind          string
+	WeightsSHA256    string
+	Preprocess       string
+	Dtype            string
+	Normalized       bool
+}
+
+// keyOf is the RunKey that attributes a record.
+func keyOf(a outfile.Attrs) RunKey {
+	shard := a.Shard
+	if shard == "" {
+		shard = "0/1" // files from before the shard attribute were whole-input runs
+	}
+	if a.Dtype == "" {
+		a.Dtype = "float32"
+	}
+	return RunKey{Input: a.Input, InputFingerprint: a.InputFingerprint, Shard: shard, Limit: a.Limit, URLKind: a.URLKind,
+		WeightsSHA256: a.WeightsSHA256, Preprocess: a.Preprocess, Dtype: a.Dtype, Normalized: a.Normalized}
+}
+
+// diffKeys says how key b differs from a, the earlier run's ("" when they are the same).
+func diffKeys(a, b RunKey) string {
+	var d []string
+	av, bv := reflect.ValueOf(a), reflect.ValueOf(b)
+	for i := 0; i < av.NumField(); i++ {
+		x, y := av.Field(i).Interface(), bv.Field(i).Interface()
+		if reflect.DeepEqual(x, y) {
+			continue
+		}
+		name := av.Type().Field(i).Name
+		if name == "InputFingerprint" {
+			d = append(d, fmt.Sprintf("the input's content changed (%s, now %s)", orNone(x.(string)), orNone(y.(string))))
+			continue
+		}
+		d = append(d, fmt.Sprintf("%s %v, now %v", strings.ToLower(name), orNone(fmt.Sprint(x)), orNone(fmt.Sprint(y))))
+	}
+	return strings.Join(d, "; ")
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
 }
 
 // state is the resume state file's content.
@@ -40,11 +81,8 @@ type state struct {
 
 func diffState(old, want state) string {
 	var d []string
-	ov, wv := reflect.ValueOf(old.Key), reflect.ValueOf(want.Key)
-	for i := 0; i < ov.NumField(); i++ {
-		if !reflect.DeepEqual(ov.Field(i).Interface(), wv.Field(i).Interface()) {
-			d = append(d, fmt.Sprintf("%s %v, now %v", strings.ToLower(ov.Type().Field(i).Name), ov.Field(i), wv.Field(i)))
-		}
+	if k := diffKeys(old.Key, want.Key); k != "" {
+		d = append(d, k)
 	}
 	if old.EmbedDim != want.EmbedDim {
 		d = append(d, fmt.Sprintf("embed dim %d, now %d", old.EmbedDim, want.EmbedDim))

@@ -26,12 +26,11 @@ type Row struct {
 
 // Options configure a Writer.
 type Options struct {
-	Dir         string // output directory, created if missing
-	ChunkSize   int    // items (rows + failures) per chunk file; 0: 10000
-	Attrs       outfile.Attrs
-	Key         RunKey
-	HasImageIDs bool // write image_ids / failed_image_ids
-	NoResume    bool // discard the chunks and state of an earlier run in Dir
+	Dir         string        // output directory, created if missing
+	ChunkSize   int           // items (rows + failures) per chunk file; 0: 10000
+	Attrs       outfile.Attrs // also the run's identity (see keyOf)
+	HasImageIDs bool          // write image_ids / failed_image_ids
+	NoResume    bool          // discard the chunks and state of an earlier run in Dir
 	Logger      *slog.Logger
 }
 
@@ -126,9 +125,9 @@ func Open(opt Options) (*Writer, error) {
 		if err := cleanup(opt.Dir, chunks); err != nil {
 			return nil, err
 		}
-		return nil, fmt.Errorf("%w: %s is complete; use --no-resume to run again, or another --output", ErrAlreadyComplete, filepath.Join(opt.Dir, outfile.FinalName))
+		return nil, finished(opt, old.Key)
 	case haveState:
-		want := state{Format: 1, Key: opt.Key, EmbedDim: opt.Attrs.EmbedDim, Dtype: kind.String(), HasIDs: opt.HasImageIDs}
+		want := state{Format: 1, Key: keyOf(opt.Attrs), EmbedDim: opt.Attrs.EmbedDim, Dtype: kind.String(), HasIDs: opt.HasImageIDs}
 		if !reflect.DeepEqual(old, want) {
 			return nil, fmt.Errorf("%w: %s was written by a run with other settings (%s); use --no-resume to discard it, or another --output",
 				ErrRunMismatch, opt.Dir, diffState(old, want))
@@ -137,7 +136,17 @@ func Open(opt Options) (*Writer, error) {
 		return nil, fmt.Errorf("%w: %s holds chunk files but no %s; use --no-resume to discard them, or another --output",
 			ErrRunMismatch, opt.Dir, StateName)
 	case haveFinal:
-		return nil, fmt.Errorf("%w: %s exists; use --no-resume to run again, or another --output", ErrAlreadyComplete, filepath.Join(opt.Dir, outfile.FinalName))
+		final := filepath.Join(opt.Dir, outfile.FinalName)
+		f, err := outfile.Open(final)
+		if err != nil {
+			return nil, err
+		}
+		a, err := outfile.ReadAttrs(f)
+		f.Close()
+		if err != nil {
+			return nil, err
+		}
+		return nil, finished(opt, keyOf(a))
 	}
 	for _, c := range chunks {
 		if err := w.load(c); err != nil {
@@ -145,7 +154,7 @@ func Open(opt Options) (*Writer, error) {
 		}
 		w.nextChunk = c.K + 1
 	}
-	st := state{Format: 1, Key: opt.Key, EmbedDim: opt.Attrs.EmbedDim, Dtype: kind.String(), HasIDs: opt.HasImageIDs}
+	st := state{Format: 1, Key: keyOf(opt.Attrs), EmbedDim: opt.Attrs.EmbedDim, Dtype: kind.String(), HasIDs: opt.HasImageIDs}
 	if err := writeState(statePath, st); err != nil {
 		return nil, err
 	}
@@ -155,6 +164,17 @@ func Open(opt Options) (*Writer, error) {
 	w.wg.Add(1)
 	go w.run()
 	return w, nil
+}
+
+// finished is what Open says when Dir holds a finished run with key done: complete when it
+// is this run, else another run that this one must not pass off as its own.
+func finished(opt Options, done RunKey) error {
+	final := filepath.Join(opt.Dir, outfile.FinalName)
+	if d := diffKeys(done, keyOf(opt.Attrs)); d != "" {
+		return fmt.Errorf("%w: %s was made by another run (%s); use --no-resume to replace it, or another --output",
+			ErrRunMismatch, final, d)
+	}
+	return fmt.Errorf("%w: %s is complete; use --no-resume to run again, or another --output", ErrAlreadyComplete, final)
 }
 
 // removeTemps removes the temporary files a crash may leave in dir.

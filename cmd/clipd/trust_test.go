@@ -1,0 +1,170 @@
+// trust_test.go: reruns that used to hand back the wrong result with exit 0 (issue "runs you
+// can trust"), each reproduced with the command a user typed against a server on 127.0.0.1:
+// the exit code and the one line they now read.
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// clipdRun runs the CLI with args and returns the exit code, stdout and stderr.
+func clipdRun(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var so, se bytes.Buffer
+	code := run(testCtx(t), append([]string{"clipd"}, args...), &so, &se)
+	return code, so.String(), se.String()
+}
+
+// oneLine checks that stderr is exactly one line containing want.
+func oneLine(t *testing.T, what, stderr, want string) {
+	t.Helper()
+	lines := strings.Split(strings.TrimSpace(stderr), "\n")
+	if len(lines) != 1 || !strings.Contains(lines[0], want) {
+		t.Errorf("%s: stderr %q, want one line containing %q", what, stderr, want)
+	}
+}
+
+func embedFlags(list, out string, extra ...string) []string {
+	return append([]string{"--quiet", "embed", "-i", list, "-o", out, "--weights", tinyWeights, "--backend", "cpu",
+		"--threads", "1", "--batch-size", "4", "--chunk-size", "5", "--retries", "0"}, extra...)
+}
+
+// 1. A finished output answers only for the run that made it: another --limit, another
+// --input or another --dtype is refused (exit 2) instead of "run already complete".
+func TestFinishedOutputIsNotAnotherRuns(t *testing.T) {
+	srv := newImageServer(t)
+	list := writeList(t, manyURLs(srv.URL, goodFiles(t), 20))
+	other := writeList(t, manyURLs(srv.URL, goodFiles(t), 21))
+	out := t.TempDir()
+	if code, _, se := clipdRun(t, embedFlags(list, out, "--limit", "10")...); code != 0 {
+		t.Fatalf("first run: exit %d: %s", code, se)
+	}
+	for _, c := range []struct {
+		name  string
+		extra []string
+		list  string
+		want  string
+	}{
+		{"without --limit", nil, list, "was made by another run (limit 10, now 0)"},
+		{"another --input", []string{"--limit", "10"}, other, "input " + list},
+		{"--dtype float16", []string{"--limit", "10", "--dtype", "float16"}, list, "dtype float32, now float16"},
+	} {
+		code, _, se := clipdRun(t, embedFlags(c.list, out, c.extra...)...)
+		if code != exitUsage {
+			t.Errorf("%s: exit %d, want %d", c.name, code, exitUsage)
+		}
+		oneLine(t, c.name, se, c.want)
+		if !strings.Contains(se, "--no-resume") {
+			t.Errorf("%s: %q does not say what to do", c.name, se)
+		}
+	}
+	// The same command again is complete (exit 0), and says so.
+	code, so, se := clipdRun(t, embedFlags(list, out, "--limit", "10")...)
+	if code != 0 || !strings.Contains(se, "run already complete") || !strings.Contains(so, embedFinal(out)) {
+		t.Errorf("the same run: exit %d, %q %q", code, so, se)
+	}
+}
+
+func embedFinal(out string) string { return filepath.Join(out, "Images_Embedded.h5") }
+
+// 3. Resume goes by content: URLs inserted at the top of an interrupted run's list make the
+// rerun refuse (exit 2), instead of skipping 10 URLs and finishing with exit 0.
+func TestResumeRefusesAChangedList(t *testing.T) {
+	srv := newImageServer(t)
+	urls := manyURLs(srv.URL, goodFiles(t), 40)
+	list := writeList(t, urls)
+	out := t.TempDir()
+	ctx, cancel := context.WithCancel(testCtx(t))
+	o := testEmbedOptions(list, out)
+	o.afterBatch = func(rows int64) {
+		if rows >= 12 {
+			cancel()
+		}
+	}
+	if err := runEmbed(ctx, o); exitCode(err) != exitInterrupted {
+		t.Fatalf("interrupted run: %v", err)
+	}
+	inserted := append(manyURLs(srv.URL+"/new", goodFiles(t), 10), urls...)
+	if err := os.WriteFile(list, []byte(strings.Join(inserted, "\n")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, _, se := clipdRun(t, embedFlags(list, out)...)
+	if code != exitUsage {
+		t.Errorf("rerun on a changed list: exit %d, want %d", code, exitUsage)
+	}
+	oneLine(t, "changed list", se, "the input's content changed")
+}
+
+// 4. The same file spelled relatively and absolutely is the same run.
+func TestSameFileOtherSpelling(t *testing.T) {
+	srv := newImageServer(t)
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "slow_urls.txt"), []byte(strings.Join(manyURLs(srv.URL, goodFiles(t), 8), "\n")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := t.TempDir()
+	weights, _ := filepath.Abs(tinyWeights)
+	t.Chdir(dir)
+	flags := func(list string) []string {
+		return []string{"--quiet", "embed", "-i", list, "-o", out, "--weights", weights, "--backend", "cpu", "--threads", "1"}
+	}
+	if code, _, se := clipdRun(t, flags("slow_urls.txt")...); code != 0 {
+		t.Fatalf("relative: exit %d: %s", code, se)
+	}
+	code, _, se := clipdRun(t, flags(filepath.Join(dir, "slow_urls.txt"))...)
+	if code != 0 || !strings.Contains(se, "run already complete") {
+		t.Errorf("absolute spelling of the same file: exit %d, %q; want the run found complete", code, se)
+	}
+}
+
+// 5. A run that embeds nothing exits 6, with why: an empty list, or every URL failing.
+func TestNothingEmbedded(t *testing.T) {
+	srv := newImageServer(t)
+	empty := writeList(t, nil)
+	os.WriteFile(empty, nil, 0o644)
+	code, _, se := clipdRun(t, embedFlags(empty, t.TempDir())...)
+	if code != exitNothing {
+		t.Errorf("empty list: exit %d, want %d", code, exitNothing)
+	}
+	oneLine(t, "empty list", se, "no image was embedded")
+	bad := writeList(t, []string{srv.URL + "/missing", srv.URL + "/img/corrupt.jpg", srv.URL + "/missing?2"})
+	out := t.TempDir()
+	code, _, se = clipdRun(t, embedFlags(bad, out)...)
+	if code != exitNothing {
+		t.Errorf("all failing: exit %d, want %d", code, exitNothing)
+	}
+	oneLine(t, "all failing", se, "all 3 rows failed (http 404 2, corrupt jpeg 1)")
+	if _, err := os.Stat(embedFinal(out)); err != nil {
+		t.Errorf("the failures' file was not written: %v", err)
+	}
+}
+
+// More than half the rows failing finishes (exit 0) with a loud warning naming the reasons.
+func TestFailureRateWarning(t *testing.T) {
+	srv := newImageServer(t)
+	urls := []string{srv.URL + "/img/img_00.jpg", srv.URL + "/missing", srv.URL + "/missing?2", srv.URL + "/missing?3"}
+	code, _, se := clipdRun(t, embedFlags(writeList(t, urls), t.TempDir())...)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, se)
+	}
+	oneLine(t, "75% failed", se, "warning: 75% of the rows failed (http 404 3)")
+}
+
+// 7. --output names a folder; a file name is refused instead of becoming a folder.
+func TestOutputNamedLikeAFile(t *testing.T) {
+	srv := newImageServer(t)
+	out := filepath.Join(t.TempDir(), "result.h5")
+	code, _, se := clipdRun(t, embedFlags(writeList(t, []string{srv.URL + "/img/img_00.jpg"}), out)...)
+	if code != exitUsage {
+		t.Errorf("-o result.h5: exit %d, want %d", code, exitUsage)
+	}
+	oneLine(t, "-o result.h5", se, "names a file")
+	if _, err := os.Stat(out); err == nil {
+		t.Errorf("%s was created", out)
+	}
+}
