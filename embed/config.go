@@ -148,9 +148,7 @@ func (c Config) OutputDir() string {
 }
 
 // ShardDirName is the name of a shard's folder inside the output folder.
-func ShardDirName(s Shard) string {
-	return fmt.Sprintf("shard-%05d-of-%05d", s.Index, s.Count)
-}
+func ShardDirName(s Shard) string { return outfile.ShardDirName(s.Index, s.Count) }
 
 // resolveInput is the input's location as the run's identity records it: an absolute path
 // without links for local files and folders (so "urls.txt", "./urls.txt" and its absolute
