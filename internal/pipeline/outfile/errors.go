@@ -18,13 +18,14 @@ var (
 	// directory, an HDF5 write failure, a failed fsync or rename.
 	ErrOutput = errors.New("output write failed")
 	// ErrMismatch: files that must agree (to be merged) differ in model, weights, dtype,
-	// embed dim or normalization.
+	// embed dim or normalization, are runs of one input with other settings, or hold the
+	// same shard.
 	ErrMismatch = errors.New("inputs do not match")
 )
 
 // fileError is an error with its class: errors.Is matches the class and the cause.
 type fileError struct {
-	class error // ErrInput or ErrOutput
+	class error // ErrInput, ErrOutput or ErrMismatch
 	msg   string
 	cause error // nil when the message says it all
 }
@@ -84,6 +85,17 @@ func WrapRead(path string, err error) error {
 // wrong with it.
 func InputErrorf(format string, args ...any) error {
 	return &fileError{class: ErrInput, msg: fmt.Sprintf(format, args...)}
+}
+
+// MismatchErrorf is an ErrMismatch error with the message given: name both files and
+// what differs.
+func MismatchErrorf(format string, args ...any) error {
+	return &fileError{class: ErrMismatch, msg: fmt.Sprintf(format, args...)}
+}
+
+// UnfinishedRun is the ErrInput error of an output folder that holds chunk files only.
+func UnfinishedRun(dir string, chunks int) error {
+	return InputErrorf("%s holds an unfinished run (%d chunk files): rerun the same clipd embed to finish it", dir, chunks)
 }
 
 // Open opens a clipd file for reading. Its errors are ErrInput and one line each:
