@@ -58,6 +58,9 @@ type Manifest struct {
 	Verified string       `json:"verified"` // what the sha256 was checked against: "hub", "flag" or "none"
 	Fetched  time.Time    `json:"fetched"`
 	Extras   []FileRecord `json:"extras,omitempty"` // config files fetched beside the weights
+	// Adopted: placed in the cache by hand, not downloaded (adopt.go); URL is where fetch
+	// would have downloaded it from, and Fetched when it was adopted.
+	Adopted bool `json:"adopted,omitempty"`
 }
 
 // FileRecord is one extra file (config.json, open_clip_config.json) of a download.
@@ -242,13 +245,7 @@ func WeightsFile(p string) (string, error) {
 			return f, nil
 		}
 	}
-	found, _ := filepath.Glob(filepath.Join(p, "*.safetensors"))
-	var files []string
-	for _, f := range found {
-		if st, err := os.Stat(f); err == nil && st.Mode().IsRegular() {
-			files = append(files, f)
-		}
-	}
+	files := globFiles(p, "*.safetensors")
 	switch len(files) {
 	case 1:
 		return files[0], nil
@@ -258,12 +255,25 @@ func WeightsFile(p string) (string, error) {
 	return "", newErr(ErrMissing, nil, fmt.Sprintf("weights: directory %s holds %d .safetensors files and no model.safetensors; pass the path of the one to load", p, len(files)))
 }
 
+// globFiles lists the regular files in dir that match pattern.
+func globFiles(dir, pattern string) []string {
+	found, _ := filepath.Glob(filepath.Join(dir, pattern))
+	var files []string
+	for _, f := range found {
+		if st, err := os.Stat(f); err == nil && st.Mode().IsRegular() {
+			files = append(files, f)
+		}
+	}
+	return files
+}
+
 // Resolve turns what a user passed as weights into a path the engine opens: an existing
 // file or directory is returned as it is (a directory must hold a weights file); otherwise
 // pathOrName is a hub repository name or a URL looked up in the cache under cacheDir
 // (clipd's cache directory, "" for CacheDir("")), and the cached directory is returned.
 // "" means DefaultModel. A name not in the cache is an ErrMissing error that says to run
-// `clipd weights fetch`.
+// `clipd weights fetch` (or to resume one), or how to do without the network. Weights placed
+// in the cached folder by hand are adopted here (adopt.go).
 func Resolve(pathOrName string, cacheDir string) (string, error) {
 	if pathOrName != "" && !IsURL(pathOrName) {
 		if _, err := os.Stat(pathOrName); err == nil {
@@ -290,13 +300,45 @@ func Resolve(pathOrName string, cacheDir string) (string, error) {
 	if pathOrName != "" {
 		fetchCmd += " " + pathOrName
 	}
+	file := DefaultFile
+	if src, err := (&FetchOptions{Name: pathOrName}).source(); err == nil {
+		file = src.file
+	}
+	// Each state of the folder gets one line that says what to do.
+	notCached := displayName(pathOrName) + " is not in the cache"
+	if pathOrName != "" {
+		notCached = pathOrName + " is not a file or directory and is not in the cache"
+	}
+	howTo := fmt.Sprintf("run \"%s\" to download it, pass --weights PATH, or place %s and its config.json in %s by hand", fetchCmd, file, dir)
 	if _, err := os.Stat(dir); err != nil {
-		return "", newErr(ErrMissing, err, fmt.Sprintf("weights: %s is not a file or directory and is not in the cache (%s); run \"%s\" to download it", displayName(pathOrName), dir, fetchCmd))
+		return "", newErr(ErrMissing, err, fmt.Sprintf("weights: %s: %s", notCached, howTo))
 	}
 	if _, err := WeightsFile(dir); err != nil {
-		return "", newErr(ErrMissing, err, fmt.Sprintf("weights: the cache directory %s of %s holds no weights file (an interrupted download?); run \"%s\" to download it", dir, displayName(pathOrName), fetchCmd))
+		switch {
+		case hasResumablePart(dir):
+			return "", newErr(ErrMissing, err, fmt.Sprintf("weights: %s is an interrupted download in %s: run \"%s\" to resume it, or pass --weights PATH", displayName(pathOrName), dir, fetchCmd))
+		case len(globFiles(dir, "*.safetensors")) > 1:
+			return "", err // several candidates: WeightsFile's message says to pick one
+		}
+		return "", newErr(ErrMissing, err, fmt.Sprintf("weights: %s (its folder holds no weights file): %s", notCached, howTo))
+	}
+	if err := adopt(dir, pathOrName); err != nil {
+		return "", err
 	}
 	return dir, nil
+}
+
+// hasResumablePart says whether dir holds a partial download that fetch resumes: a
+// non-empty NAME.part with the NAME.part.meta that says what it is part of.
+func hasResumablePart(dir string) bool {
+	for _, p := range globFiles(dir, "*.part") {
+		if st, err := os.Stat(p); err == nil && st.Size() > 0 {
+			if _, err := os.Stat(p + ".meta"); err == nil {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func displayName(s string) string {

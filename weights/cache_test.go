@@ -100,12 +100,11 @@ func TestResolve(t *testing.T) {
 	local := t.TempDir()
 	writeFiles(t, local, "model.safetensors")
 	file := filepath.Join(local, "model.safetensors")
-	cached := filepath.Join(cache, "weights", "acme", "tiny")
-	writeFiles(t, cached, "model.safetensors", "config.json")
-	def := filepath.Join(cache, "weights", filepath.FromSlash(DefaultModel))
-	writeFiles(t, def, "model.safetensors")
-	empty := filepath.Join(cache, "weights", "acme", "interrupted")
-	writeFiles(t, empty, "model.safetensors.part")
+	cached, _ := placeByHand(t, cache, "acme/tiny", "tiny_hf_erf_f16")
+	def, _ := placeByHand(t, cache, DefaultModel, "tiny_openai_quick_f32")
+	writeFiles(t, filepath.Join(cache, "weights", "acme", "interrupted"), "model.safetensors.part", "model.safetensors.part.meta")
+	writeFiles(t, filepath.Join(cache, "weights", "acme", "unmarked"), "model.safetensors.part") // no .meta: not resumable
+	writeFiles(t, filepath.Join(cache, "weights", "acme", "two"), "a.safetensors", "b.safetensors")
 
 	for _, c := range []struct{ in, dir, want string }{
 		{file, "", file},
@@ -120,8 +119,10 @@ func TestResolve(t *testing.T) {
 		}
 	}
 	for _, c := range []struct{ in, want string }{
-		{"acme/missing", `run "clipd weights fetch acme/missing"`},
-		{"acme/interrupted", "holds no weights file"},
+		{"acme/missing", `run "clipd weights fetch acme/missing" to download it, pass --weights PATH, or place model.safetensors and its config.json in`},
+		{"acme/interrupted", `acme/interrupted is an interrupted download in ` + filepath.Join(cache, "weights", "acme", "interrupted") + `: run "clipd weights fetch acme/interrupted" to resume it, or pass --weights PATH`},
+		{"acme/unmarked", `(its folder holds no weights file): run "clipd weights fetch acme/unmarked" to download it`},
+		{"acme/two", "holds 2 .safetensors files"},
 		{filepath.Join(local, "nope.safetensors"), "does not exist"},
 		{"./nope", "does not exist"},
 		{t.TempDir(), "holds no .safetensors file"},

@@ -1,7 +1,8 @@
 // fetch.go: downloading weights into the cache: a HEAD probe (size, the hub's sha256 and
 // commit), a resumable GET into NAME.part (Range, checked against Content-Range), sha256
 // while downloading, verification, and an atomic install (fsync, rename) with the sha256
-// file and manifest beside it. Transient failures are retried, resuming from what is there.
+// file and manifest beside it. Transient failures are retried, resuming from what is there;
+// a host that cannot be reached at all only briefly. A failed fetch tidies what it leaves.
 
 package weights
 
@@ -59,6 +60,7 @@ type FetchOptions struct {
 	// Force downloads again even when the cache holds the file, and drops a partial file.
 	Force bool
 	// Retries is the number of consecutive failed attempts retried (default 4; -1 for none).
+	// A server that cannot be reached at all gets at most 2 quick ones (see unreachableRetries).
 	Retries int
 	// RetryBackoff is the first wait between attempts, doubled each time (default 1s).
 	RetryBackoff time.Duration
@@ -169,6 +171,7 @@ type fetcher struct {
 	log    *slog.Logger
 	client *http.Client
 	probe  *http.Client // the same transport, following no redirects (to read the hub's headers)
+	dir    string       // the cache directory the weights go to
 }
 
 // DefaultClient is an HTTP client with bounded connect, TLS and response-header waits and
@@ -242,15 +245,84 @@ func Fetch(ctx context.Context, o FetchOptions) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	f.dir = dir
+	created := missingDirs(dir)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, newErr(ErrDisk, err, fmt.Sprintf("weights: cannot create the cache directory %s: %v; pass --cache-dir or set CLIPD_CACHE", dir, err))
 	}
 	unlock, err := lockDir(dir)
 	if err != nil {
+		if !errors.Is(err, ErrBusy) {
+			removeEmptyDirs(created)
+		}
 		return nil, err
 	}
 	defer unlock()
-	return f.fetch(ctx, dir)
+	res, err := f.fetch(ctx, dir)
+	if err != nil {
+		tidyFailed(dir, created)
+	}
+	return res, err
+}
+
+// missingDirs lists dir and those of its parents that do not exist yet, deepest first:
+// the directories a fetch creates, and removes again when it fails with nothing in them.
+func missingDirs(dir string) []string {
+	var dirs []string
+	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
+		if _, err := os.Lstat(d); err == nil || d == filepath.Dir(d) {
+			return dirs
+		}
+		dirs = append(dirs, d)
+	}
+}
+
+// removeEmptyDirs removes each directory in turn while it is empty.
+func removeEmptyDirs(dirs []string) {
+	for _, d := range dirs {
+		if os.Remove(d) != nil {
+			return
+		}
+	}
+}
+
+// tidyFailed leaves a failed fetch's directory in a state later commands read right
+// (Resolve tells them apart): a partial download that can be resumed stays, with its
+// .meta; an empty one, a stray .meta, and a lock with nothing else to guard go, and so does
+// the directory when nothing is left in it, with the parents this fetch created. It runs
+// while the lock is held; a fetch that opened the lock file just before it is removed
+// finds it locked (ErrBusy), and one that opens it after creates it again (lockDir).
+func tidyFailed(dir string, created []string) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	left := map[string]bool{}
+	for _, e := range entries {
+		left[e.Name()] = true
+	}
+	for name := range left {
+		part, ok := strings.CutSuffix(name, ".part.meta")
+		if !ok {
+			continue
+		}
+		part += ".part"
+		if st, err := os.Stat(filepath.Join(dir, part)); err == nil && st.Size() > 0 {
+			continue
+		}
+		if os.Remove(filepath.Join(dir, part)) == nil || !left[part] {
+			delete(left, part)
+		}
+		if os.Remove(filepath.Join(dir, name)) == nil {
+			delete(left, name)
+		}
+	}
+	if len(left) != 1 || !left[".lock"] || os.Remove(filepath.Join(dir, ".lock")) != nil {
+		return
+	}
+	if os.Remove(dir) == nil && len(created) > 0 && created[0] == filepath.Clean(dir) {
+		removeEmptyDirs(created[1:])
+	}
 }
 
 // remote is what the HEAD probe learned.
@@ -265,12 +337,19 @@ func (f *fetcher) fetch(ctx context.Context, dir string) (*Result, error) {
 	final := filepath.Join(dir, src.file)
 	part := final + ".part"
 
+	if !f.o.Force {
+		// Weights placed here by hand are adopted before the network is touched, so that a
+		// machine without one finds them cached below.
+		if _, err := adoptLocked(dir, src); err != nil && !errors.Is(err, errNothingToAdopt) {
+			f.log.Warn("the weights placed in the cache by hand are not usable; downloading over them", "error", err)
+		}
+	}
 	rem, probeErr := f.head(ctx)
 	if probeErr != nil {
 		if errors.Is(probeErr, ErrNetwork) && !f.o.Force {
 			// Offline: what the cache holds for this very URL still serves.
 			if res, ok := f.cached(dir, final, &remote{size: -1}); ok {
-				f.log.Warn("cannot reach the server; using the cached weights", "dir", dir, "error", probeErr)
+				f.log.Warn("cannot reach the server; using the cached weights (not checked against it)", "dir", dir)
 				return res, nil
 			}
 		}
@@ -503,9 +582,9 @@ func (f *fetcher) newRequest(ctx context.Context, method, u string) (*http.Reque
 }
 
 // retry runs try until it succeeds, fails for good (retryable false), the context ends, or
-// o.Retries retries failed. try reports whether its error is transient.
+// the retry policy (retryState) gives up. try reports whether its error is transient.
 func (f *fetcher) retry(ctx context.Context, what string, try func(attempt int) (retryable bool, err error)) error {
-	wait := f.o.RetryBackoff
+	st := f.newRetryState()
 	for attempt := 0; ; attempt++ {
 		retryable, err := try(attempt)
 		if err == nil {
@@ -517,24 +596,122 @@ func (f *fetcher) retry(ctx context.Context, what string, try func(attempt int) 
 		if !retryable {
 			return err
 		}
-		if attempt >= f.o.Retries {
-			return f.gaveUp(what, attempt+1, err)
-		}
-		if err := f.backoff(ctx, what, attempt, &wait, err); err != nil {
+		if err := f.again(ctx, what, attempt, st, err, false); err != nil {
 			return err
 		}
 	}
 }
 
+// A server that cannot be reached at all (its name does not resolve, nothing listens, no
+// route) is almost always a machine without a network or a wrong host name, which waiting
+// does not fix: it gets at most unreachableRetries quick retries (under 2s in all) before
+// the error that says how to work offline. A server that answers but fails (5xx, 429,
+// timeouts, dropped connections) gets o.Retries retries with the longer backoff.
+const (
+	unreachableRetries = 2
+	unreachableBackoff = 300 * time.Millisecond
+)
+
+// retryState is one request's (or one download's) count of failed attempts.
+type retryState struct {
+	failures    int           // failed attempts in a row
+	unreachable int           // of those, the last ones in a row that reached no server
+	wait        time.Duration // the next backoff for a server that answered
+	quick       time.Duration // the next backoff for one that could not be reached
+}
+
+func (f *fetcher) newRetryState() *retryState {
+	return &retryState{wait: f.o.RetryBackoff, quick: min(f.o.RetryBackoff, unreachableBackoff)}
+}
+
+// again decides after a failed, retryable attempt: it waits before the next one and
+// returns nil, or returns the error to give up with. An attempt that received data
+// (progressed) starts the count again: a flaky link, not a dead one.
+func (f *fetcher) again(ctx context.Context, what string, attempt int, st *retryState, err error, progressed bool) error {
+	if progressed {
+		st.failures, st.unreachable, st.wait = 0, 0, f.o.RetryBackoff
+	} else {
+		st.failures++
+	}
+	if why := unreachable(err); why != "" {
+		st.unreachable++
+		if st.unreachable > min(f.o.Retries, unreachableRetries) {
+			return f.unreachableError(err, why)
+		}
+		return f.backoff(ctx, slog.LevelDebug, what, attempt, &st.quick, err)
+	}
+	st.unreachable = 0
+	if f.o.Retries == 0 || st.failures > f.o.Retries || attempt+1 >= maxAttempts {
+		return f.gaveUp(what, attempt+1, err)
+	}
+	return f.backoff(ctx, slog.LevelWarn, what, attempt, &st.wait, err)
+}
+
+// unreachable says why err means no server could be reached: "" when it is some other
+// failure (a timeout, a reset, an HTTP status).
+func unreachable(err error) string {
+	var dns *net.DNSError
+	switch {
+	case errors.As(err, &dns):
+		if dns.IsNotFound {
+			return "the host name cannot be resolved (no network access, or a wrong host name)"
+		}
+		return "the host name cannot be resolved (" + dns.Err + "; no network access?)"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "connection refused (no server there, or no network access)"
+	case errors.Is(err, syscall.ENETUNREACH):
+		return "network unreachable (no network access)"
+	case errors.Is(err, syscall.EHOSTUNREACH):
+		return "host unreachable (no network access)"
+	}
+	return ""
+}
+
+// unreachableError is the one line a user without a network reads: which host, why, and
+// the two ways to go on without it.
+func (f *fetcher) unreachableError(err error, why string) error {
+	host := ""
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		if u, perr := url.Parse(ue.URL); perr == nil {
+			host = u.Host
+		}
+	}
+	if host == "" {
+		if u, perr := url.Parse(f.src.url); perr == nil {
+			host = u.Host
+		}
+	}
+	config := "its config.json or open_clip_config.json"
+	if f.src.hub {
+		config = "the repository's config.json"
+	}
+	return newErr(ErrNetwork, err, fmt.Sprintf("weights: cannot reach %s: %s; to go on without it, pass --weights PATH (a local .safetensors file or a folder holding one), or place %s and %s in %s by hand", host, why, f.src.file, config, f.dir))
+}
+
 func (f *fetcher) gaveUp(what string, attempts int, err error) error {
-	return newErr(ErrNetwork, err, fmt.Sprintf("weights: %s %s failed after %d attempts: %v; check the network and run the command again (a partial download resumes)", what, f.src.url, attempts, err))
+	return newErr(ErrNetwork, err, fmt.Sprintf("weights: %s %s failed after %d attempts: %s; check the network and run the command again (a partial download resumes)", what, f.src.url, attempts, shortError(err)))
+}
+
+// shortError is err without the method and URL that net/http puts in front of it (the
+// messages around it name the URL once).
+func shortError(err error) string {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err.Error()
+	}
+	return err.Error()
 }
 
 // backoff sleeps before the next attempt: *wait plus up to half of it at random, then
-// doubles *wait (up to 30s).
-func (f *fetcher) backoff(ctx context.Context, what string, attempt int, wait *time.Duration, cause error) error {
+// doubles *wait (up to 30s). The line it logs is short: the host, not the whole URL.
+func (f *fetcher) backoff(ctx context.Context, level slog.Level, what string, attempt int, wait *time.Duration, cause error) error {
 	d := *wait + time.Duration(rand.Int64N(int64(*wait)/2+1))
-	f.log.Warn("retrying", "what", what, "url", f.src.url, "attempt", attempt+1, "after", d.Round(time.Millisecond), "error", cause)
+	host := f.src.url
+	if u, err := url.Parse(f.src.url); err == nil {
+		host = u.Host
+	}
+	f.log.Log(ctx, level, "retrying", "what", what, "host", host, "attempt", attempt+1, "after", d.Round(time.Millisecond), "error", shortError(cause))
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
@@ -560,8 +737,7 @@ const maxAttempts = 100
 // of failures (a flaky link, not a dead one); o.Retries failures in a row end it, and
 // with no retries the first failure does.
 func (f *fetcher) download(ctx context.Context, part string, total int64) (string, int64, error) {
-	wait := f.o.RetryBackoff
-	failures := 0
+	st := f.newRetryState()
 	for attempt := 0; ; attempt++ {
 		sum, size, got, retryable, err := f.attempt(ctx, part, &total)
 		if err == nil {
@@ -573,15 +749,7 @@ func (f *fetcher) download(ctx context.Context, part string, total int64) (strin
 		if !retryable {
 			return "", 0, err
 		}
-		if got > 0 {
-			failures, wait = 0, f.o.RetryBackoff
-		} else {
-			failures++
-		}
-		if f.o.Retries == 0 || failures > f.o.Retries || attempt+1 >= maxAttempts {
-			return "", 0, f.gaveUp("download", attempt+1, err)
-		}
-		if err := f.backoff(ctx, "download", attempt, &wait, err); err != nil {
+		if err := f.again(ctx, "download", attempt, st, err, got > 0); err != nil {
 			return "", 0, err
 		}
 	}
@@ -933,6 +1101,12 @@ func hashFile(p string) (string, error) {
 func lockDir(dir string) (func(), error) {
 	p := filepath.Join(dir, ".lock")
 	fh, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o644)
+	if errors.Is(err, os.ErrNotExist) {
+		// A failed fetch removed the directory (tidyFailed) after this one made it.
+		if os.MkdirAll(dir, 0o755) == nil {
+			fh, err = os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o644)
+		}
+	}
 	if err != nil {
 		return nil, newErr(ErrDisk, err, fmt.Sprintf("weights: cannot create %s: %v", p, err))
 	}
