@@ -69,11 +69,15 @@ bench: bench-cpu
 gpu-check:
 	bash bench/gpu-check.sh
 
-# The real job (needs internet): weights into the cache if missing (a no-op when cached),
-# then Open Images V7 validation -> OUTPUT/Images_Embedded.h5. EMBED_ARGS adds flags.
+# The real job (needs internet): weights into the cache unless EMBED_ARGS gives them
+# (--weights/-w) or the cache holds a usable file already (inspect --header-only: no network;
+# it adopts a model.safetensors placed there by hand), then Open Images V7 validation ->
+# OUTPUT/Images_Embedded.h5. EMBED_ARGS adds flags.
 EMBED_ARGS ?=
 embed: build
-	bin/clipd weights fetch
+ifeq ($(filter --weights --weights=% -w -w=%,$(EMBED_ARGS)),)
+	bin/clipd weights inspect --header-only >/dev/null 2>&1 || bin/clipd weights fetch
+endif
 	bin/clipd embed $(EMBED_ARGS)
 
 clean:
