@@ -208,6 +208,10 @@ func TestEvents(t *testing.T) {
 			t.Errorf("progress went back: %d then %d", progress[i-1].Done(), progress[i].Done())
 		}
 	}
+	// No limit, yet the total is known: the list is a local file, read to its end early.
+	if last := progress[len(progress)-1]; last.Total != 12 || !last.TotalExact {
+		t.Errorf("last progress: total %d exact %v, want 12 exact", last.Total, last.TotalExact)
+	}
 	mu.Unlock()
 	if !sum.Completed || sum.Rows != 12 || sum.Output != filepath.Join(out, embed.FinalName) {
 		t.Fatalf("summary %+v", sum)

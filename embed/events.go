@@ -42,6 +42,7 @@ type Progress struct {
 	ResumedRows     int64 // done by earlier runs of this Config
 	ResumedFailures int64
 	Total           int64 // rows the run will end with in all (done or resumed); 0 = unknown
+	TotalExact      bool  // Total is known, not estimated from the share of the input read
 	Bytes           int64 // encoded image bytes decoded by this run
 	FailureReasons  []ReasonCount
 	FetchesInFlight int64
@@ -90,6 +91,7 @@ type Summary struct {
 	MBPerSecond     float64       `json:"mb_per_s"`
 	Stages          StageSummary  `json:"stages"`
 	Warning         string        `json:"warning,omitempty"` // e.g. more than Config.WarnFailureRate of the rows failed
+	Plan            string        `json:"plan,omitempty"`    // the memory plan the run used
 }
 
 // FailureRate is the share of the rows (this run's and resumed ones) that failed.
@@ -107,24 +109,25 @@ func (s Summary) FailureRate() float64 {
 // engine worked (near 1: the engine is the bottleneck; low: it waited for downloads or
 // decoding).
 type StageSummary struct {
-	FetchOK          int64   `json:"fetch_ok"`
-	FetchFailed      int64   `json:"fetch_failed"`   // judged failures (http errors, timeouts, ...)
-	FetchCanceled    int64   `json:"fetch_canceled"` // stopped by an interruption: left for the next run
-	FetchRetries     int64   `json:"fetch_retries"`
-	FetchAvgInFlight float64 `json:"fetch_avg_in_flight"`
-	Connections      int     `json:"connections"`
-	ReadOK           int64   `json:"read_ok,omitempty"` // local files read
-	ReadFailed       int64   `json:"read_failed,omitempty"`
-	ReadBusy         float64 `json:"read_busy_s,omitempty"`
-	DecodeBusy       float64 `json:"decode_busy_s"`
-	DecodeWorkers    int     `json:"decode_workers"`
-	EngineBusy       float64 `json:"engine_busy_s"`
-	EngineBatches    int64   `json:"engine_batches"`
-	EngineAvgBatch   float64 `json:"engine_avg_batch"`
-	BatchSize        int     `json:"batch_size"`
-	WriteBusy        float64 `json:"write_busy_s"`
-	Merge            float64 `json:"merge_s"`
-	DecodedPeakBytes int64   `json:"decoded_peak_bytes"`
+	FetchOK          int64         `json:"fetch_ok"`
+	FetchFailed      int64         `json:"fetch_failed"`   // judged failures (http errors, timeouts, ...)
+	FetchCanceled    int64         `json:"fetch_canceled"` // stopped by an interruption: left for the next run
+	FetchRetries     int64         `json:"fetch_retries"`
+	FetchRetryWhy    []ReasonCount `json:"fetch_retry_reasons"` // retries by the reason of the retried attempt
+	FetchAvgInFlight float64       `json:"fetch_avg_in_flight"`
+	Connections      int           `json:"connections"`
+	ReadOK           int64         `json:"read_ok,omitempty"` // local files read
+	ReadFailed       int64         `json:"read_failed,omitempty"`
+	ReadBusy         float64       `json:"read_busy_s,omitempty"`
+	DecodeBusy       float64       `json:"decode_busy_s"`
+	DecodeWorkers    int           `json:"decode_workers"`
+	EngineBusy       float64       `json:"engine_busy_s"`
+	EngineBatches    int64         `json:"engine_batches"`
+	EngineAvgBatch   float64       `json:"engine_avg_batch"`
+	BatchSize        int           `json:"batch_size"`
+	WriteBusy        float64       `json:"write_busy_s"`
+	Merge            float64       `json:"merge_s"`
+	DecodedPeakBytes int64         `json:"decoded_peak_bytes"`
 }
 
 // counters are the run's own counts; every field is safe to update from any goroutine.
@@ -166,11 +169,16 @@ func ShortReason(r string) string {
 // reasons returns the failure counts, most frequent first.
 func (c *counters) reasons() []ReasonCount {
 	c.mu.Lock()
-	out := make([]ReasonCount, 0, len(c.byReason))
-	for k, v := range c.byReason {
+	defer c.mu.Unlock()
+	return sortedReasons(c.byReason)
+}
+
+// sortedReasons lists counts by reason, most frequent first, then by name.
+func sortedReasons(m map[string]int64) []ReasonCount {
+	out := make([]ReasonCount, 0, len(m))
+	for k, v := range m {
 		out = append(out, ReasonCount{k, v})
 	}
-	c.mu.Unlock()
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].Count != out[j].Count {
 			return out[i].Count > out[j].Count

@@ -41,8 +41,9 @@ func (r *run) progress() Progress {
 	rr, rf := r.w.Resumed()
 	p := Progress{
 		Elapsed: time.Since(r.started), Rows: r.count.rows.Load(), Failures: r.count.failures.Load(),
-		ResumedRows: rr, ResumedFailures: rf, Total: r.cfg.Limit, FailureReasons: r.count.reasons(),
+		ResumedRows: rr, ResumedFailures: rf, FailureReasons: r.count.reasons(),
 	}
+	p.Total, p.TotalExact = r.total()
 	if r.decode != nil {
 		p.Bytes = r.decode.Stats().Bytes
 	}
@@ -50,6 +51,31 @@ func (r *run) progress() Progress {
 		p.FetchesInFlight = r.fetch.Stats().InFlight
 	}
 	return p
+}
+
+// total is how many rows the run will end with (this shard's, resumed ones included):
+// exact once the input is read to its end or when it is a whole folder; else estimated from
+// the share of the input's bytes read so far; 0 when neither is known (standard input, a
+// server that sends no length). The limit caps it.
+func (r *run) total() (int64, bool) {
+	info, st := r.src.Info(), r.src.Stats()
+	emitted := st.Items + st.Failures
+	var n int64
+	exact := false
+	switch {
+	case r.src.Ended():
+		n, exact = emitted, true
+	case info.TotalRows > 0 && r.cfg.Shard.Count <= 1:
+		n, exact = info.TotalRows, true
+	case info.TotalRows > 0:
+		n = info.TotalRows / int64(r.cfg.Shard.Count)
+	case info.TotalBytes > 0 && st.Bytes > 0:
+		n = int64(float64(emitted) * float64(info.TotalBytes) / float64(st.Bytes))
+	}
+	if lim := r.cfg.Limit; lim > 0 && (n == 0 || n > lim) {
+		return lim, n > lim || exact
+	}
+	return n, exact
 }
 
 // summary is the run's report; final is the finished file, "" when the run did not finish.
@@ -75,6 +101,7 @@ func (r *run) summary(final string) Summary {
 		fs := r.fetch.Stats()
 		canceled := fs.Reasons[fetch.ReasonCanceled]
 		g.FetchOK, g.FetchFailed, g.FetchCanceled, g.FetchRetries = fs.OK, fs.Failed-canceled, canceled, fs.Retries
+		g.FetchRetryWhy = sortedReasons(fs.RetryReasons)
 	}
 	if n := r.count.inFlightSamples.Load(); n > 0 {
 		g.FetchAvgInFlight = float64(r.count.inFlightSum.Load()) / float64(n)
@@ -84,6 +111,7 @@ func (r *run) summary(final string) Summary {
 		g.ReadOK, g.ReadFailed, g.ReadBusy = rs.OK, rs.Failed, rs.Busy.Seconds()
 	}
 	g.Connections = r.plan.Connections
+	s.Plan = r.plan.String()
 	g.DecodeWorkers = r.plan.DecodeWorkers
 	if r.batch != nil {
 		bs := r.batch.Stats()

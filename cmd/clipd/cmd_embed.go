@@ -52,6 +52,7 @@ type embedOptions struct {
 	Memory     int64 // bytes; 0 = the plan's default share of available memory
 
 	Quiet    bool
+	Verbose  bool // also print the memory plan
 	JSON     bool // write the stats JSON beside the output
 	TTY      bool // stderr is a terminal: draw a live line
 	Logger   *slog.Logger
@@ -106,7 +107,8 @@ func newEmbedCommand() *cli.Command {
 			&cli.StringFlag{Name: "memory", Usage: "memory budget, e.g. 8GiB or 50% of available (default: a safe share of available memory)"},
 			&cli.StringFlag{Name: "url-column", Usage: "CSV/TSV: the column holding the URLs (default url, OriginalURL or Thumbnail300KURL)"},
 			&cli.StringFlag{Name: "url-kind", Usage: "openimages inputs: original, thumbnail or mirror (the CVDF S3 mirror)"},
-			&cli.BoolFlag{Name: "json", Usage: "also write the run's statistics to OUTPUT/Images_Embedded.stats.json"},
+			&cli.BoolFlag{Name: "json", Usage: "also write the run's statistics (and the memory plan) to OUTPUT/Images_Embedded.stats.json"},
+			&cli.BoolFlag{Name: "verbose", Usage: "print the memory plan before the run"},
 			&cli.DurationFlag{Name: "test-pause-before-merge", Hidden: true},
 			cacheDirFlag(),
 		},
@@ -147,6 +149,7 @@ func embedOptionsFrom(cCtx *cli.Context, g globals, getenv func(string) string) 
 		Normalize: cCtx.Bool("normalize"),
 		NoResume:  cCtx.Bool("no-resume"),
 		JSON:      cCtx.Bool("json"),
+		Verbose:   cCtx.Bool("verbose"),
 		Quiet:     g.quiet,
 		TTY:       g.tty,
 		Logger:    g.logger,
@@ -283,7 +286,7 @@ func runEmbed(ctx context.Context, o embedOptions) error {
 	live := newProgressPrinter(o)
 	sum, err := embed.Run(ctx, cfg, embed.Events{
 		Started: func(s embed.Started) {
-			if !o.Quiet {
+			if o.Verbose && !o.Quiet {
 				fmt.Fprintf(o.Stderr, "plan:\n%s\n", indent(s.Plan))
 			}
 		},

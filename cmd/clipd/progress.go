@@ -66,7 +66,11 @@ func progressLine(p embed.Progress) string {
 	done := p.Done()
 	var b strings.Builder
 	if p.Total > 0 {
-		fmt.Fprintf(&b, "%d/%d (%.0f%%)", done, p.Total, 100*float64(done)/float64(p.Total))
+		approx := "~"
+		if p.TotalExact {
+			approx = ""
+		}
+		fmt.Fprintf(&b, "%d/%s%d (%.0f%%)", done, approx, p.Total, 100*float64(done)/float64(p.Total))
 	} else {
 		fmt.Fprintf(&b, "%d done", done)
 	}
@@ -128,7 +132,11 @@ func printSummary(w io.Writer, s embed.Summary) {
 	g := s.Stages
 	el := max(s.ElapsedSeconds, 1e-9)
 	if g.FetchOK+g.FetchFailed+g.FetchCanceled > 0 || g.ReadOK+g.ReadFailed == 0 {
-		fmt.Fprintf(w, "  fetch:  %d ok, %d failed, %d retries, %.1f of %d connections busy on average\n", g.FetchOK, g.FetchFailed, g.FetchRetries, g.FetchAvgInFlight, g.Connections)
+		retries := fmt.Sprintf("%d retries", g.FetchRetries)
+		if len(g.FetchRetryWhy) > 0 {
+			retries += " (" + formatReasons(g.FetchRetryWhy, 4) + ")"
+		}
+		fmt.Fprintf(w, "  fetch:  %d ok, %d failed, %s, %.1f of %d connections busy on average\n", g.FetchOK, g.FetchFailed, retries, g.FetchAvgInFlight, g.Connections)
 	}
 	if g.FetchCanceled > 0 {
 		fmt.Fprintf(w, "          %d downloads stopped by the interruption (left for the next run)\n", g.FetchCanceled)

@@ -6,10 +6,18 @@ package main
 import (
 	"bytes"
 	"context"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/clipd/clipd/embed"
 )
 
 // clipdRun runs the CLI with args and returns the exit code, stdout and stderr.
@@ -166,5 +174,51 @@ func TestOutputNamedLikeAFile(t *testing.T) {
 	oneLine(t, "-o result.h5", se, "names a file")
 	if _, err := os.Stat(out); err == nil {
 		t.Errorf("%s was created", out)
+	}
+}
+
+// 11. Progress has a total and an ETA without --limit (a local list's size is known), and the
+// summary says why URLs were retried.
+func TestProgressTotalAndRetryReasons(t *testing.T) {
+	srv := newImageServer(t)
+	var flaky atomic.Int64
+	busy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if flaky.Add(1) == 1 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		w.Write(srv.files["img_00.jpg"])
+	}))
+	defer busy.Close()
+	urls := append(manyURLs(srv.URL, goodFiles(t), 30), busy.URL+"/a.jpg")
+	srv.delay.Store(int64(100 * time.Millisecond)) // long enough for an ETA of a second or more
+	o := testEmbedOptions(writeList(t, urls), t.TempDir())
+	o.Retries = 2
+	o.Conns = 2
+	var log, stdout bytes.Buffer
+	o.Quiet, o.Logger, o.Stdout, o.LogEvery = false, slog.New(slog.NewTextHandler(&log, nil)), &stdout, time.Millisecond
+	if err := runEmbed(testCtx(t), o); err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`status="[0-9]+/31 \([0-9]+%\) .*\| ETA [0-9]`).MatchString(log.String()) {
+		t.Errorf("no progress line with a total and an ETA:\n%s", log.String())
+	}
+	if !strings.Contains(stdout.String(), "1 retries (http 503 1)") {
+		t.Errorf("the summary does not say why it retried:\n%s", stdout.String())
+	}
+	if strings.Contains(log.String()+stdout.String(), "memory plan") {
+		t.Errorf("the memory plan printed without --verbose")
+	}
+}
+
+// An estimated total is marked as one.
+func TestProgressLineEstimate(t *testing.T) {
+	p := embed.Progress{Elapsed: 10 * time.Second, Rows: 90, Failures: 10, Total: 1000}
+	if got := progressLine(p); !strings.HasPrefix(got, "100/~1000 (10%)") || !strings.Contains(got, "ETA 1m30s") {
+		t.Errorf("progress line %q", got)
+	}
+	p.TotalExact = true
+	if got := progressLine(p); !strings.HasPrefix(got, "100/1000 (10%)") {
+		t.Errorf("progress line %q", got)
 	}
 }

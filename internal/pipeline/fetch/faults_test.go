@@ -76,7 +76,7 @@ func TestConnectionRefused(t *testing.T) {
 	f := New(testOptions())
 	r := runItems(t, f, []item.Item{{URL: "http://" + addr + "/a.jpg"}})[0]
 	wantFailure(t, r, ReasonConnRefused)
-	if st := f.Stats(); st.Retries != 3 || st.Reasons[ReasonConnRefused] != 1 {
+	if st := f.Stats(); st.Retries != 3 || st.Reasons[ReasonConnRefused] != 1 || st.RetryReasons[ReasonConnRefused] != 3 {
 		t.Fatalf("stats %+v", st)
 	}
 }

@@ -234,7 +234,7 @@ func (r *run) fetch(req *fasthttp.Request, it item.Item) *Result {
 			fasthttp.ReleaseResponse(resp)
 			return failWith(ReasonCanceled, 0)
 		}
-		f.stats.retries.Add(1)
+		f.stats.retry(reason, status)
 	}
 }
 

@@ -81,8 +81,8 @@ func TestServerErrorThenSuccess(t *testing.T) {
 	r := runItems(t, f, []item.Item{{URL: s.URL + "/x"}})[0]
 	wantBody(t, r, img)
 	wantRequests(t, s.requests.Load(), 2)
-	if r.Attempts != 2 || f.Stats().Retries != 1 {
-		t.Fatalf("attempts %d, stats %+v", r.Attempts, f.Stats())
+	if st := f.Stats(); r.Attempts != 2 || st.Retries != 1 || len(st.RetryReasons) != 1 || st.RetryReasons["http 500"] != 1 {
+		t.Fatalf("attempts %d, stats %+v", r.Attempts, st)
 	}
 }
 

@@ -73,18 +73,24 @@ type Stats struct {
 	BytesReceived int64            // body bytes read off the network over all attempts, before decoding
 	BytesOK       int64            // body bytes delivered in successful results, after decoding
 	Reasons       map[string]int64 // failures by reason; only reasons seen so far
+	RetryReasons  map[string]int64 // retries by the reason of the attempt that was retried
 }
 
 type counters struct {
 	started, inFlight, ok, failed, retries, redirects atomic.Int64
 	bytesReceived, bytesOK                            atomic.Int64
-	byReason                                          [32]atomic.Int64 // indexed like reasons
-	byStatus                                          [600]atomic.Int64
-	other                                             atomic.Int64 // statuses outside 100..599
+	failures                                          reasonCounts // why items failed
+	retried                                           reasonCounts // why attempts were retried
 }
 
-func (c *counters) fail(reason string, status int) {
-	c.failed.Add(1)
+// reasonCounts counts by reason without a lock or a map on the hot path.
+type reasonCounts struct {
+	byReason [32]atomic.Int64 // indexed like reasons
+	byStatus [600]atomic.Int64
+	other    atomic.Int64 // statuses outside 100..599
+}
+
+func (c *reasonCounts) add(reason string, status int) {
 	if i, ok := reasonIndex[reason]; ok {
 		c.byReason[i].Add(1)
 		return
@@ -96,8 +102,36 @@ func (c *counters) fail(reason string, status int) {
 	c.other.Add(1)
 }
 
+func (c *reasonCounts) snapshot() map[string]int64 {
+	m := map[string]int64{}
+	for i, r := range reasons {
+		if n := c.byReason[i].Load(); n > 0 {
+			m[r] = n
+		}
+	}
+	for code := range c.byStatus {
+		if n := c.byStatus[code].Load(); n > 0 {
+			m[HTTPReason(code)] = n
+		}
+	}
+	if n := c.other.Load(); n > 0 {
+		m["http other"] = n
+	}
+	return m
+}
+
+func (c *counters) fail(reason string, status int) {
+	c.failed.Add(1)
+	c.failures.add(reason, status)
+}
+
+func (c *counters) retry(reason string, status int) {
+	c.retries.Add(1)
+	c.retried.add(reason, status)
+}
+
 func (c *counters) snapshot() Stats {
-	s := Stats{
+	return Stats{
 		Started:       c.started.Load(),
 		InFlight:      c.inFlight.Load(),
 		OK:            c.ok.Load(),
@@ -106,20 +140,7 @@ func (c *counters) snapshot() Stats {
 		Redirects:     c.redirects.Load(),
 		BytesReceived: c.bytesReceived.Load(),
 		BytesOK:       c.bytesOK.Load(),
-		Reasons:       map[string]int64{},
+		Reasons:       c.failures.snapshot(),
+		RetryReasons:  c.retried.snapshot(),
 	}
-	for i, r := range reasons {
-		if n := c.byReason[i].Load(); n > 0 {
-			s.Reasons[r] = n
-		}
-	}
-	for code := range c.byStatus {
-		if n := c.byStatus[code].Load(); n > 0 {
-			s.Reasons[HTTPReason(code)] = n
-		}
-	}
-	if n := c.other.Load(); n > 0 {
-		s.Reasons["http other"] = n
-	}
-	return s
 }

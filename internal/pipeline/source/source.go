@@ -217,6 +217,16 @@ func (s *Source) Err() error {
 	}
 }
 
+// Ended reports whether the stream has ended (the input is read to its end, or failed).
+func (s *Source) Ended() bool {
+	select {
+	case <-s.done:
+		return true
+	default:
+		return false
+	}
+}
+
 // Stats returns the counts so far.
 func (s *Source) Stats() Stats {
 	return Stats{Rows: s.rows.Load(), Items: s.items.Load(), Failures: s.failures.Load(), OtherShards: s.others.Load(), Bytes: s.counted.n.Load()}
