@@ -410,10 +410,12 @@ func (f *fetcher) fetch(ctx context.Context, dir string) (*Result, error) {
 
 // cached reports whether dir already holds the weights of this source: a manifest for the
 // same URL and a file whose sha256 (hashed again now) is the recorded one, and the
-// expected one when there is one; and its config files when from the hub.
+// expected one when there is one; and its config files when from the hub. Adopted weights
+// match any URL of their cache name (theirs is only where fetch would have looked; the
+// user put them in this folder): the hub's sha256, when it is reachable, still decides.
 func (f *fetcher) cached(dir, final string, rem *remote) (*Result, bool) {
 	m, err := ReadManifest(dir)
-	if err != nil || m.URL != f.src.url || m.File != f.src.file || !isSHA256(m.SHA256) {
+	if err != nil || (m.URL != f.src.url && !m.Adopted) || m.File != f.src.file || !isSHA256(m.SHA256) {
 		return nil, false
 	}
 	if rem.sha256 != "" && rem.sha256 != m.SHA256 {

@@ -250,17 +250,27 @@ func TestResolveAdoptsHandPlacedWeights(t *testing.T) {
 		t.Fatal("the sha256 is not recorded")
 	}
 
-	// A fetch with no network uses the adopted weights (they match its URL).
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	res, err := Fetch(ctx, FetchOptions{CacheDir: cache, Endpoint: "https://hub.invalid"})
-	if err == nil {
-		t.Fatal("a fetch from another endpoint found the cache entry of the default one")
+	// A fetch with no network uses the adopted weights, from whichever endpoint (a mirror).
+	for _, o := range []FetchOptions{
+		{CacheDir: cache, Client: unreachableClient()},
+		{CacheDir: cache, Client: unreachableClient(), Endpoint: "https://mirror.invalid"},
+	} {
+		res, err := Fetch(testCtx(t), o)
+		if err != nil || !res.Cached || res.Path != filepath.Join(dir, "model.safetensors") {
+			t.Fatalf("offline fetch from %q = %+v, %v; want the adopted weights", o.Endpoint, res, err)
+		}
 	}
-	res, err = Fetch(ctx, FetchOptions{CacheDir: cache, Client: unreachableClient()})
-	if err != nil || !res.Cached || res.Path != filepath.Join(dir, "model.safetensors") {
-		t.Fatalf("offline fetch = %+v, %v; want the adopted weights", res, err)
+
+	// Online, the hub's sha256 decides: other bytes there are downloaded over them.
+	hubModel := tinyModel(t)
+	hub := weightstest.NewHub(t, map[string]*weightstest.Repo{
+		DefaultModel: {Revision: DefaultRevision(DefaultModel), Files: map[string][]byte{"model.safetensors": hubModel}},
+	})
+	res, err := Fetch(testCtx(t), FetchOptions{CacheDir: cache, Endpoint: hub.URL, RetryBackoff: time.Millisecond})
+	if err != nil || res.Cached || res.Manifest.Adopted || res.Manifest.Verified != "hub" {
+		t.Fatalf("online fetch = %+v, %v; want a download verified against the hub", res, err)
 	}
+	mustFile(t, res.Path, hubModel)
 }
 
 // unreachableClient fails every request as a lookup that finds no such host.
