@@ -65,7 +65,10 @@ func newWeightsFetchCommand() *cli.Command {
 			"when a download was interrupted, and are verified against --sha256 or the sha256 the\n" +
 			"hub gives. " + weights.DefaultModel + " has no model.safetensors on its main branch, so\n" +
 			"its default revision is " + weights.DefaultRevision(weights.DefaultModel) + " (refs/pr/66, a safetensors conversion).\n" +
-			"HF_TOKEN, when set, is sent to the hub (gated repositories).",
+			"HF_TOKEN, when set, is sent to the hub (gated repositories).\n\n" +
+			"Without a network: copy model.safetensors and its config.json into CACHE/weights/NAME/ by\n" +
+			"hand; fetch and every command that reads the cache adopt it (check it is a CLIP checkpoint,\n" +
+			"record its sha256 in a manifest) with no network access. Or give clipd embed --weights PATH.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "revision", Aliases: []string{"r"}, Usage: "hub revision: branch, tag or commit (default: a pinned commit with model.safetensors for known repositories, else main)"},
 			&cli.StringFlag{Name: "file", Usage: "weights file in the hub repository", Value: weights.DefaultFile},
@@ -74,7 +77,7 @@ func newWeightsFetchCommand() *cli.Command {
 			cacheDirFlag(),
 			&cli.StringFlag{Name: "hf-endpoint", EnvVars: []string{"CLIPD_HF_ENDPOINT", "HF_ENDPOINT"}, Value: weights.DefaultEndpoint, Usage: "Hugging Face hub base URL (a mirror)"},
 			&cli.BoolFlag{Name: "force", Usage: "download again even when the cache holds the weights"},
-			&cli.IntFlag{Name: "retries", Value: 4, Usage: "retries of a failed request (connection errors, timeouts, 5xx); 0 for none"},
+			&cli.IntFlag{Name: "retries", Value: 4, Usage: "retries of a failed request (timeouts, dropped connections, 5xx); a host that cannot be reached gets at most 2 quick ones; 0 for none"},
 		},
 		Action: func(cCtx *cli.Context) error {
 			if err := checkArgs(cCtx, 0, 1); err != nil {
@@ -299,7 +302,9 @@ func printInspect(w io.Writer, r *inspectReport) {
 	} else {
 		fmt.Fprintf(w, "sha256:   not recorded (sha256sum the file to get it)\n")
 	}
-	if r.Source != nil {
+	if r.Source != nil && r.Source.Adopted {
+		fmt.Fprintf(w, "source:   placed in the cache by hand, adopted %s (sha256 computed then, not checked against %s)\n", r.Source.Fetched.Format(time.RFC3339), r.Source.URL)
+	} else if r.Source != nil {
 		src := r.Source.URL
 		if r.Source.Commit != "" {
 			src += " (commit " + r.Source.Commit + ")"

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -231,5 +232,72 @@ func TestExitCodeMapping(t *testing.T) {
 	}
 	if errorLine(errors.New("a\nb  c\n")) != "a; b c" {
 		t.Errorf("errorLine = %q", errorLine(errors.New("a\nb  c\n")))
+	}
+}
+
+// TestWeightsFetchOffline: with no network (a host that never resolves, RFC 2606; a closed
+// port), fetch gives up after a few quick tries, exits 1 (a network failure) and prints
+// one line that says how to go on without the network; the cache holds nothing after it
+// that a later command reads as an interrupted download.
+func TestWeightsFetchOffline(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := "http://" + l.Addr().String()
+	l.Close()
+	for _, endpoint := range []string{"https://hub.invalid", closed} {
+		cache := t.TempDir()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		var out, errb bytes.Buffer
+		code := run(ctx, []string{"clipd", "weights", "fetch", "--cache-dir", cache, "--hf-endpoint", endpoint}, &out, &errb)
+		cancel()
+		if code != exitFailure {
+			t.Errorf("%s: exit %d, want %d\n%s", endpoint, code, exitFailure, errb.String())
+		}
+		dir := filepath.Join(cache, "weights", filepath.FromSlash(weights.DefaultModel))
+		lines := strings.Split(strings.TrimSuffix(errb.String(), "\n"), "\n")
+		if len(lines) != 1 || !strings.HasPrefix(lines[0], "clipd: weights: cannot reach ") ||
+			!strings.Contains(lines[0], "--weights PATH") || !strings.Contains(lines[0], dir) || out.Len() != 0 {
+			t.Errorf("%s: stderr is not the one line that says what to do:\n%s", endpoint, errb.String())
+		}
+		t.Logf("%s", lines[0])
+		_, err := weights.Resolve("", cache)
+		if exitCode(err) != exitInput || strings.Contains(err.Error(), "interrupted") || !strings.Contains(err.Error(), "--weights PATH") {
+			t.Errorf("%s: after the failed fetch, Resolve says %v", endpoint, err)
+		}
+	}
+}
+
+// TestWeightsInspectAdoptsHandPlaced: a model copied into the default model's cache folder
+// by hand is adopted by inspect with no server anywhere: checked, hashed and recorded.
+func TestWeightsInspectAdoptsHandPlaced(t *testing.T) {
+	cache := t.TempDir()
+	dir := filepath.Join(cache, "weights", filepath.FromSlash(weights.DefaultModel))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	model := readFile(t, filepath.Join(golden, "tiny_hf_erf_f16", "model.safetensors"))
+	os.WriteFile(filepath.Join(dir, "model.safetensors"), model, 0o644)
+	os.WriteFile(filepath.Join(dir, "config.json"), readFile(t, filepath.Join(golden, "tiny_hf_erf_f16", "config.json")), 0o644)
+
+	var out bytes.Buffer
+	if err := runWeightsInspect(testCtx(t), weightsInspectOptions{CacheDir: cache, Stdout: &out}); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"file:     " + filepath.Join(dir, "model.safetensors"),
+		"sha256:   " + weightstest.SHA256(model) + " (recorded)",
+		"source:   placed in the cache by hand, adopted ",
+		"naming:   Hugging Face (vision_model.*)",
+		"config:   config.json",
+		"model:    image ",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("inspect output lacks %q:\n%s", want, out.String())
+		}
+	}
+	if m, err := weights.ReadManifest(dir); err != nil || !m.Adopted || m.SHA256 != weightstest.SHA256(model) {
+		t.Fatalf("manifest %+v, %v", m, err)
 	}
 }
