@@ -1,5 +1,6 @@
-// cmd_inspect.go: `clipd inspect FILE.h5`: rows, dims, dtype, attributes, failures by
-// reason and the first rows of an output file, as text or JSON.
+// cmd_inspect.go: `clipd inspect FILE.h5|FOLDER`: rows, dims, dtype, attributes, failures
+// by reason and the first rows of an output file (a folder's Images_Embedded.h5), as text or
+// JSON.
 package main
 
 import (
@@ -7,6 +8,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 
@@ -27,7 +30,11 @@ func newInspectCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "inspect",
 		Usage:     "show what an output HDF5 file holds",
-		ArgsUsage: "FILE.h5",
+		ArgsUsage: "FILE.h5|FOLDER",
+		Description: "A folder is clipd embed's output folder: its Images_Embedded.h5 is inspected. A folder of a\n" +
+			"sharded run without it (only shard-*-of-*/Images_Embedded.h5) is refused with the shard files\n" +
+			"it holds and the merge that joins them; a folder with chunk files only is an unfinished run.\n" +
+			"Exit codes: 3 when the file is missing or not a clipd output file, or the folder holds none.",
 		Flags: []cli.Flag{
 			&cli.IntFlag{Name: "rows", Aliases: []string{"n"}, Value: 5, Usage: "first rows to show"},
 			&cli.BoolFlag{Name: "json", Usage: "print JSON"},
@@ -47,7 +54,11 @@ func newInspectCommand() *cli.Command {
 const inspectHead = 6 // embedding values shown per row
 
 func runInspect(_ context.Context, opt inspectOptions) error {
-	info, err := outfile.Inspect(opt.Path, opt.Rows, inspectHead)
+	path, err := inspectTarget(opt.Path)
+	if err != nil {
+		return err
+	}
+	info, err := outfile.Inspect(path, opt.Rows, inspectHead)
 	if err != nil {
 		return err
 	}
@@ -68,6 +79,12 @@ func runInspect(_ context.Context, opt inspectOptions) error {
 	fmt.Fprintln(w, "attributes:")
 	for _, k := range names {
 		fmt.Fprintf(w, "  %-15s %v\n", k, info.Attrs[k])
+	}
+	if len(info.Inputs) > 0 {
+		fmt.Fprintln(w, "inputs (input_index):")
+		for i, in := range info.Inputs {
+			fmt.Fprintf(w, "  %d  %s  shards %s  limit %d  url_kind %q  %s\n", i, in.Input, in.Shards, in.Limit, in.URLKind, in.Fingerprint)
+		}
 	}
 	if len(info.FailuresByReason) > 0 {
 		fmt.Fprintln(w, "failures by reason:")
@@ -90,4 +107,58 @@ func runInspect(_ context.Context, opt inspectOptions) error {
 		}
 	}
 	return nil
+}
+
+// inspectTarget is the file to inspect for path: path itself, or the final file of an output
+// folder. A folder without one is an ErrInput error that says what it holds and what to do.
+func inspectTarget(path string) (string, error) {
+	if st, err := os.Stat(path); err != nil || !st.IsDir() {
+		return path, nil // Inspect reports a missing file
+	}
+	c, err := outfile.ScanDir(path)
+	if err != nil {
+		return "", err
+	}
+	if c.Final != "" {
+		return c.Final, nil
+	}
+	var done []string
+	unfinished := 0
+	for _, s := range c.Shards {
+		if s.Final != "" {
+			done = append(done, filepath.Base(s.Path))
+		} else {
+			unfinished++
+		}
+	}
+	switch {
+	case len(done) > 0:
+		more := ""
+		if unfinished > 0 {
+			more = fmt.Sprintf(", %d unfinished", unfinished)
+		}
+		return "", outfile.InputErrorf("%s has no %s but %d shard %s (%s%s): join them with \"clipd merge %s\", or inspect one: clipd inspect %s",
+			path, outfile.FinalName, len(done), countNoun(len(done), "file", "files"), shortList(done), more, path, filepath.Join(path, done[0]))
+	case unfinished > 0:
+		return "", outfile.InputErrorf("%s holds an unfinished sharded run (%d shard folders, none finished): rerun their clipd embed tasks to finish them",
+			path, unfinished)
+	case c.Chunks > 0:
+		return "", outfile.UnfinishedRun(path, c.Chunks)
+	}
+	return "", outfile.InputErrorf("%s: no clipd output in this folder (no %s); give a clipd output file or folder", path, outfile.FinalName)
+}
+
+// shortList is names joined, or the first and last of many.
+func shortList(names []string) string {
+	if len(names) <= 3 {
+		return strings.Join(names, ", ")
+	}
+	return names[0] + " ... " + names[len(names)-1]
+}
+
+func countNoun(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }
