@@ -6,10 +6,12 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -220,5 +222,59 @@ func TestProgressLineEstimate(t *testing.T) {
 	p.TotalExact = true
 	if got := progressLine(p); !strings.HasPrefix(got, "100/1000 (10%)") {
 		t.Errorf("progress line %q", got)
+	}
+}
+
+// 2. A 4-task Slurm array with one shared --output, as `sbatch --array=0-3` runs it: every task
+// writes its own shard folder (none reports the others' work as complete), `clipd merge
+// OUTPUT` joins them, and the result equals a single run's, every URL accounted once.
+func TestSlurmArrayThenMerge(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	srv := newImageServer(t)
+	urls := append(manyURLs(srv.URL, goodFiles(t), 80), srv.URL+"/missing", srv.URL+"/img/corrupt.jpg")
+	list := writeList(t, urls)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+
+	ref := t.TempDir()
+	cmd, out := startClipd(t, ctx, nil, embedArgs(list, ref)...)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("single run: %v\n%s", err, out)
+	}
+	want := readH5(t, filepath.Join(ref, embed.FinalName))
+
+	shared := t.TempDir()
+	type task struct {
+		cmd *exec.Cmd
+		out *bytes.Buffer
+	}
+	var tasks []task
+	for i := range 4 {
+		env := []string{fmt.Sprintf("SLURM_ARRAY_TASK_ID=%d", i), "SLURM_ARRAY_TASK_COUNT=4", "SLURM_ARRAY_TASK_MIN=0"}
+		cmd, out := startClipd(t, ctx, env, embedArgs(list, shared)...)
+		tasks = append(tasks, task{cmd, out})
+	}
+	for i, tk := range tasks {
+		if err := tk.cmd.Wait(); err != nil {
+			t.Fatalf("task %d: %v\n%s", i, err, tk.out)
+		}
+	}
+	// A task run again finds its own shard complete, not another's.
+	env := []string{"SLURM_ARRAY_TASK_ID=2", "SLURM_ARRAY_TASK_COUNT=4"}
+	cmd, out = startClipd(t, ctx, env, embedArgs(list, shared)...)
+	if err := cmd.Wait(); err != nil || !strings.Contains(out.String(), "shard-00002-of-00004") {
+		t.Fatalf("task 2 again: %v\n%s", err, out)
+	}
+
+	code, so, se := clipdRun(t, "merge", shared)
+	if code != 0 {
+		t.Fatalf("clipd merge %s: exit %d\n%s%s", shared, code, so, se)
+	}
+	got := readH5(t, filepath.Join(shared, embed.FinalName))
+	sameResult(t, "4 shards merged", want, got)
+	if len(got.URLs)+len(got.FailedURLs) != len(urls) {
+		t.Errorf("%d rows + %d failures, want %d URLs accounted once", len(got.URLs), len(got.FailedURLs), len(urls))
 	}
 }
