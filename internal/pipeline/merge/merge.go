@@ -45,7 +45,7 @@ type MissingShardsError struct {
 }
 
 func (e *MissingShardsError) Error() string {
-	return fmt.Sprintf("%s: %s %s of %d missing (have %s): run those shards again (clipd embed --shard %d/%d with the run's flags) and merge again",
+	return fmt.Sprintf("%s: %s %s of %d missing (have %s): finish them (rerun those array tasks, or clipd embed --shard %d/%d with the run's flags) and merge again",
 		e.Input, plural(len(e.Missing), "shard", "shards"), joinInts(e.Missing), e.Count, joinInts(e.Have), e.Missing[0], e.Count)
 }
 

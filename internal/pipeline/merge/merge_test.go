@@ -154,7 +154,7 @@ func TestMergeRefusesOtherRuns(t *testing.T) {
 		{[]string{s0, lim}, "merge: " + s0 + " and " + lim + " are runs of list.txt with different limit (0 vs 100): merge the shards of one run only (rerun the odd one with the run's flags)"},
 		{[]string{s0, chg}, "merge: " + s0 + " and " + chg + " are runs of list.txt with different input_fingerprint (sha256:00 size:1 vs sha256:11 size:2): the input changed between the runs; rerun every shard on one version of it"},
 		{[]string{s0, eight}, "merge: " + s0 + " and " + eight + " are runs of list.txt with different shard counts (3 vs 8): merge the shards of one run only (rerun the odd one with the run's flags)"},
-		{[]string{s0}, "list.txt: shards 1, 2 of 3 missing (have 0): run those shards again (clipd embed --shard 1/3 with the run's flags) and merge again"},
+		{[]string{s0}, "list.txt: shards 1, 2 of 3 missing (have 0): finish them (rerun those array tasks, or clipd embed --shard 1/3 with the run's flags) and merge again"},
 	} {
 		_, err := merge.Files(context.Background(), c.files, out, merge.Options{})
 		if !errors.Is(err, outfile.ErrMismatch) || err.Error() != c.want {
