@@ -74,7 +74,7 @@ func runMerge(ctx context.Context, opt mergeOptions) error {
 	defaultOut := false
 	if opt.Output == "" {
 		if st, err := os.Stat(opt.Inputs[0]); len(opt.Inputs) != 1 || err != nil || !st.IsDir() {
-			return usageErrorf("merge needs --output OUT.h5 (before the inputs) unless its one argument is an output folder; run \"clipd merge --help\"")
+			return usageErrorf("merge needs --output OUT.h5 unless its one argument is an output folder; run \"clipd merge --help\"")
 		}
 		opt.Output, defaultOut = filepath.Join(opt.Inputs[0], outfile.FinalName), true
 	}

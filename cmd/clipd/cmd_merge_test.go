@@ -28,16 +28,17 @@ func testRunAttrs(input, shard string) outfile.Attrs {
 		InputFingerprint: "sha256:0f size:9", Shard: shard, Version: "test"}
 }
 
-// writeOutput writes a final file of input in.txt with one row per line in lines (failing
-// lines%4 == 0).
+// writeOutput writes a final file with one row per line in lines (failing lines%4 == 0):
+// a whole run of its own input, named after dir (dir a: a.txt), so that the files of two
+// folders merge as two inputs.
 func writeOutput(t *testing.T, dir string, lines []int64) string {
 	t.Helper()
-	return writeRun(t, dir, lines, testRunAttrs("in.txt", "0/1"), true)
+	return writeRun(t, dir, lines, testRunAttrs(filepath.Base(dir)+".txt", "0/1"), true)
 }
 
 func writeOutputDtype(t *testing.T, dir string, lines []int64, dtype string) string {
 	t.Helper()
-	a := testRunAttrs("in.txt", "0/1")
+	a := testRunAttrs(filepath.Base(dir)+".txt", "0/1")
 	a.Dtype = dtype
 	return writeRun(t, dir, lines, a, true)
 }
@@ -156,8 +157,8 @@ func TestMergeInspectExitCodes(t *testing.T) {
 		{[]string{"merge", "-o", out, good, notes}, exitInput, "clipd: " + notes + ": not an HDF5 file (or unreadable); give a clipd output file"},
 		{[]string{"merge", "-o", out, good, half}, exitInput, "...inputs do not match: " + good + " has dtype float32, " + half + " has float16"},
 		{[]string{"merge", "-o", underFile, good}, exitOutput, "clipd: writing " + notes + ": not a directory"},
-		{[]string{"merge", missing, "-o", out}, exitUsage, `...clipd: "-o" after the arguments: flags go before them`},
-		{[]string{"merge", good}, exitUsage, "...merge needs --output OUT.h5 (before the inputs) unless its one argument is an output folder"},
+		{[]string{"merge", missing, "-o", out}, exitInput, "clipd: " + missing + ": no such file or directory"},
+		{[]string{"merge", good}, exitUsage, "...merge needs --output OUT.h5 unless its one argument is an output folder"},
 		{[]string{"merge", "-o", out, good, filepath.Join(tmp, "[")}, exitUsage, "...syntax error in pattern; quote a glob such as 'OUTPUT/shard-*'"},
 		{[]string{"merge", "-o", out, good, filepath.Join(tmp, "*.parquet")}, exitInput, "clipd: " + filepath.Join(tmp, "*.parquet") + ": the pattern matches nothing; give clipd embed's output folder or its files"},
 	} {
@@ -382,7 +383,7 @@ func TestMergeMissingShards(t *testing.T) {
 	}
 	code, stdout, stderr := runClipd("merge", out)
 	checkOneErrorLine(t, "merge with shard 2 missing", code, exitInput, stderr,
-		"clipd: merge: in.txt: shard 2 of 4 missing (have 0, 1, 3): finish them (rerun those array tasks, or clipd embed --shard 2/4 with the run's flags) and merge again"+
+		"clipd: merge: in.txt: shard 2 of 4 missing (have 0, 1, 3): finish it (rerun that array task, or clipd embed --shard 2/4 with the run's flags) and merge again"+
 			" (unfinished: shard-00002-of-00004 has 1 chunk files), or pass --allow-missing to merge the 3 present")
 	if stdout != "" {
 		t.Errorf("stdout %q", stdout)

@@ -45,8 +45,9 @@ type MissingShardsError struct {
 }
 
 func (e *MissingShardsError) Error() string {
-	return fmt.Sprintf("%s: %s %s of %d missing (have %s): finish them (rerun those array tasks, or clipd embed --shard %d/%d with the run's flags) and merge again",
-		e.Input, plural(len(e.Missing), "shard", "shards"), joinInts(e.Missing), e.Count, joinInts(e.Have), e.Missing[0], e.Count)
+	return fmt.Sprintf("%s: %s %s of %d missing (have %s): finish %s (rerun %s, or clipd embed --shard %d/%d with the run's flags) and merge again",
+		e.Input, plural(len(e.Missing), "shard", "shards"), joinInts(e.Missing), e.Count, joinInts(e.Have),
+		plural(len(e.Missing), "it", "them"), plural(len(e.Missing), "that array task", "those array tasks"), e.Missing[0], e.Count)
 }
 
 func (e *MissingShardsError) Unwrap() error { return outfile.ErrMismatch }
