@@ -45,7 +45,8 @@ func newMergeCommand() *cli.Command {
 			"Files of different inputs are concatenated in the order given; their inputs are recorded,\n" +
 			"never mixed: the datasets inputs, inputs_fingerprint, inputs_shards, inputs_limit and\n" +
 			"inputs_url_kind hold one row per input, input_index (per row) and failed_input_index (per\n" +
-			"failure) point into them, and the input attribute reads \"merge of N inputs\".\n" +
+			"failure) point into them; the input attribute reads \"merge of N inputs\" (limit -1 and\n" +
+			"url_kind \"mixed\" when those differ, shard \"partial\" when an input lacks shards).\n" +
 			"Every dataset is kept: a row from a file without image ids gets an empty image_id.\n" +
 			"A URL embedded in several files keeps its first embedding; a URL that failed in one file but\n" +
 			"was embedded in another is not listed as failed. All files must agree on model, weights,\n" +
