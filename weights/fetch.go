@@ -605,10 +605,11 @@ func (f *fetcher) retry(ctx context.Context, what string, try func(attempt int) 
 }
 
 // A server that cannot be reached at all (its name does not resolve, nothing listens, no
-// route) is almost always a machine without a network or a wrong host name, which waiting
-// does not fix: it gets at most unreachableRetries quick retries (under 2s in all) before
-// the error that says how to work offline. A server that answers but fails (5xx, 429,
-// timeouts, dropped connections) gets o.Retries retries with the longer backoff.
+// route, the connect times out) is almost always a machine without a network or a wrong
+// host name, which waiting does not fix: it gets at most unreachableRetries quick retries
+// (under 2s of waiting in all) before the error that says how to work offline. A server
+// that answers but fails (5xx, 429, timeouts, dropped connections) gets o.Retries retries
+// with the longer backoff.
 const (
 	unreachableRetries = 2
 	unreachableBackoff = 300 * time.Millisecond
@@ -665,6 +666,12 @@ func unreachable(err error) string {
 		return "network unreachable (no network access)"
 	case errors.Is(err, syscall.EHOSTUNREACH):
 		return "host unreachable (no network access)"
+	}
+	// A connect that times out reached no server either (packets dropped: no route out, a
+	// firewall); a timeout after connecting is a slow server and keeps the longer policy.
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" && op.Timeout() {
+		return "the connection timed out (no network access, or a firewall)"
 	}
 	return ""
 }

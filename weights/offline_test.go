@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -311,4 +312,36 @@ func TestResolveRefusesHandPlacedNonCLIP(t *testing.T) {
 		t.Fatalf("err = %v, want ErrBadWeights about the file placed by hand", err)
 	}
 	mustNotExist(t, filepath.Join(dir, ManifestFile))
+}
+
+// timeoutError is a net.Error that timed out, as a dialer's deadline reports it.
+type timeoutError struct{}
+
+func (timeoutError) Error() string   { return "i/o timeout" }
+func (timeoutError) Timeout() bool   { return true }
+func (timeoutError) Temporary() bool { return true }
+
+func TestUnreachableKinds(t *testing.T) {
+	wrap := func(err error) error {
+		return &url.Error{Op: "Head", URL: "https://huggingface.co/x", Err: err}
+	}
+	for _, c := range []struct {
+		err  error
+		want string // "" for a failure of a server that was reached
+	}{
+		{wrap(&net.OpError{Op: "dial", Net: "tcp", Err: &net.DNSError{Err: "no such host", Name: "x.invalid", IsNotFound: true}}), "cannot be resolved"},
+		{wrap(&net.OpError{Op: "dial", Net: "tcp", Err: &net.DNSError{Err: "server misbehaving", Name: "x"}}), "server misbehaving"},
+		{wrap(&net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}), "connection refused"},
+		{wrap(&net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ENETUNREACH)}), "network unreachable"},
+		{wrap(&net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.EHOSTUNREACH)}), "host unreachable"},
+		{wrap(&net.OpError{Op: "dial", Net: "tcp", Err: timeoutError{}}), "timed out"},
+		{wrap(&net.OpError{Op: "read", Net: "tcp", Err: timeoutError{}}), ""},
+		{wrap(&net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", syscall.ECONNRESET)}), ""},
+		{errors.New("HTTP 503 Service Unavailable"), ""},
+	} {
+		got := unreachable(c.err)
+		if (c.want == "") != (got == "") || !strings.Contains(got, c.want) {
+			t.Errorf("unreachable(%v) = %q, want %q", c.err, got, c.want)
+		}
+	}
 }
