@@ -1,5 +1,6 @@
 // main.go: clipd's entry point: the app, its global flags (--quiet, --log-level), the list
-// of commands, and the path from an error to one line on stderr and an exit code.
+// of commands (and `clipd version`), and the path from an error to one line on stderr and an
+// exit code.
 package main
 
 import (
@@ -26,6 +27,7 @@ var commands = []func() *cli.Command{
 	newBenchCommand,
 	newMergeCommand,
 	newInspectCommand,
+	newVersionCommand,
 }
 
 func main() {
@@ -36,7 +38,8 @@ func main() {
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	err := newApp(stdout, stderr).RunContext(ctx, args)
+	app := newApp(stdout, stderr)
+	err := app.RunContext(ctx, normalizeArgs(app, args))
 	if err == nil {
 		return exitOK
 	}
@@ -59,7 +62,9 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress bars and no informational messages"},
 			&cli.StringFlag{Name: "log-level", Value: "info", EnvVars: []string{"CLIPD_LOG_LEVEL"}, Usage: "debug, info, warn or error"},
 		},
-		HideHelpCommand: true,
+		// `clipd help [COMMAND...]` is listed by urfave/cli; normalizeArgs makes it
+		// `clipd [COMMAND...] --help`, so it reaches subcommands and refuses unknown names as usage errors.
+		HideHelpCommand: false,
 		Before: func(cCtx *cli.Context) error {
 			if _, err := parseLevel(cCtx.String("log-level")); err != nil {
 				return err
@@ -81,20 +86,38 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 	}
 	app.OnUsageError = onUsageError
 	setUsageErrorHandlers(app.Commands)
-	addQuietFlag(app.Commands)
+	addGlobalOptionsHelp(app.Commands, app.Flags)
 	return app
 }
 
-// addQuietFlag gives every command its own --quiet/-q, so `clipd embed --quiet` works as
-// well as `clipd --quiet embed` (globalsFrom honours either).
-func addQuietFlag(cmds []*cli.Command) {
+// newVersionCommand is `clipd version`, the same as `clipd --version`.
+func newVersionCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "version",
+		Usage: "print clipd's version",
+		Action: func(cCtx *cli.Context) error {
+			if err := checkArgs(cCtx, 0, 0); err != nil {
+				return err
+			}
+			cli.ShowVersion(cCtx)
+			return nil
+		},
+	}
+}
+
+// addGlobalOptionsHelp lists the app's global flags in each command's help: normalizeArgs
+// lets them come after the command too (`clipd embed --log-level debug`).
+func addGlobalOptionsHelp(cmds []*cli.Command, global []cli.Flag) {
+	text := "\nGLOBAL OPTIONS (before or after the command):\n"
+	for _, f := range global {
+		text += "   " + f.String() + "\n"
+	}
 	for _, c := range cmds {
 		if len(c.Subcommands) > 0 {
-			addQuietFlag(c.Subcommands)
-			continue
+			addGlobalOptionsHelp(c.Subcommands, global)
+		} else if c.CustomHelpTemplate == "" {
+			c.CustomHelpTemplate = cli.CommandHelpTemplate + text
 		}
-		c.Flags = append(c.Flags, &cli.BoolFlag{Name: "quiet", Aliases: []string{"q"},
-			Usage: "no progress bars and no informational messages"})
 	}
 }
 
@@ -125,12 +148,8 @@ type globals struct {
 
 func globalsFrom(cCtx *cli.Context) globals {
 	g := globals{stdout: cCtx.App.Writer, stderr: cCtx.App.ErrWriter}
-	// --quiet may be given to the app or to the command: each context answers for its own.
-	for _, c := range cCtx.Lineage() {
-		if c.Command != nil || c.App != nil {
-			g.quiet = g.quiet || c.Bool("quiet")
-		}
-	}
+	// Global flags given after the command were moved before it by normalizeArgs.
+	g.quiet = cCtx.Bool("quiet")
 	level, _ := parseLevel(cCtx.String("log-level"))
 	if g.quiet && !cCtx.IsSet("log-level") {
 		level = slog.LevelWarn
@@ -164,14 +183,12 @@ func parseLevel(s string) (slog.Level, error) {
 	return 0, usageErrorf("--log-level %q: want debug, info, warn or error", s)
 }
 
-// checkArgs requires between min and max positional arguments (max < 0: any number) and
-// catches flags written after them, which the flag parser would take as arguments.
+// checkArgs requires between min and max positional arguments (max < 0: any number). Flags
+// may come after the arguments: normalizeArgs moved them before.
 func checkArgs(cCtx *cli.Context, min, max int) error {
 	args := cCtx.Args().Slice()
-	for _, a := range args {
-		if strings.HasPrefix(a, "-") && len(a) > 1 {
-			return usageErrorf("%q after the arguments: flags go before them (%s [flags] %s)", a, cCtx.Command.HelpName, cCtx.Command.ArgsUsage)
-		}
+	if max == 0 && len(args) > 0 {
+		return usageErrorf("%s takes no arguments, got %q; run \"%s --help\"", cCtx.Command.HelpName, strings.Join(args, " "), cCtx.Command.HelpName)
 	}
 	if len(args) < min || (max >= 0 && len(args) > max) {
 		return usageErrorf("%s takes %s, got %d argument(s); run \"%s --help\"", cCtx.Command.HelpName, cCtx.Command.ArgsUsage, len(args), cCtx.Command.HelpName)
