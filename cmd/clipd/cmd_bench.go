@@ -68,7 +68,7 @@ func newBenchCommand() *cli.Command {
 			&cli.StringSliceFlag{Name: "batch-size", Aliases: []string{"b"}, Value: cli.NewStringSlice("8", "32"), Usage: "images per engine call; repeat the flag or give a comma list (8,32)"},
 			&cli.StringFlag{Name: "precision", Value: "auto", Usage: "auto, fp32, fp16 or bf16 (auto: fp16 on CUDA, fp32 on the CPU)"},
 			&cli.IntFlag{Name: "threads", Usage: "CPU backend threads (0: all cores)"},
-			&cli.Float64Flag{Name: "duration", Aliases: []string{"d"}, Value: 10, Usage: "seconds timed per configuration, after a warm-up batch"},
+			durationFlag("duration", []string{"d"}, 10*time.Second, "time per configuration, after a warm-up batch"),
 			&cli.StringFlag{Name: "input", Value: "pixels", Usage: "engine-only input: pixels (preprocessed) or images (1024x768 RGB8)"},
 			&cli.StringFlag{Name: "pipeline", Usage: "directory of image files: time decode + preprocess + engine on them"},
 			&cli.IntFlag{Name: "decode-workers", Usage: "--pipeline: decoding goroutines (0: from the memory plan, as embed chooses)"},
@@ -98,11 +98,9 @@ func newBenchCommand() *cli.Command {
 			if o.BatchSizes, err = parseBatchSizes(cCtx.StringSlice("batch-size")); err != nil {
 				return err
 			}
-			d := cCtx.Float64("duration")
-			if !(d > 0) || d > 24*3600 {
-				return usageErrorf("--duration %g: want seconds, more than 0", d)
+			if o.Duration = durationFrom(cCtx, "duration"); o.Duration > 24*time.Hour {
+				return usageErrorf("--duration %v: want at most 24h", o.Duration)
 			}
-			o.Duration = time.Duration(d * float64(time.Second))
 			return runBench(cCtx.Context, o)
 		},
 	}

@@ -1,12 +1,59 @@
-// flags.go: how clipd's command line is read beyond what urfave/cli does itself: flags
-// anywhere on the line (normalizeArgs).
+// flags.go: how clipd's command line is read beyond what urfave/cli does itself: one syntax
+// for every duration flag (durationFlag), and flags anywhere on the line (normalizeArgs).
 package main
 
 import (
+	"fmt"
+	"math"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/urfave/cli/v2"
 )
+
+// durationSyntax is how every duration flag's help and errors say a duration is written.
+const durationSyntax = "e.g. 30s or 30"
+
+// durationFlag is a flag holding a positive duration: a Go duration (30s, 1m30s, 250ms) or
+// a bare number of seconds (30, 2.5). Read it with durationFrom.
+func durationFlag(name string, aliases []string, value time.Duration, usage string) *cli.GenericFlag {
+	return &cli.GenericFlag{Name: name, Aliases: aliases, Value: &durationValue{d: value},
+		Usage: usage + " (" + durationSyntax + ")"}
+}
+
+// durationFrom is the value of the durationFlag called name.
+func durationFrom(cCtx *cli.Context, name string) time.Duration {
+	if v, ok := cCtx.Generic(name).(*durationValue); ok {
+		return v.d
+	}
+	return 0
+}
+
+// durationValue is a durationFlag's cli.Generic value. A refused value becomes a usage error
+// naming the flag (onUsageError).
+type durationValue struct{ d time.Duration }
+
+func (v *durationValue) String() string { return v.d.String() }
+
+func (v *durationValue) Set(s string) error {
+	notDuration := fmt.Errorf("not a duration; want a Go duration or seconds, %s", durationSyntax)
+	var d time.Duration
+	if secs, err := strconv.ParseFloat(s, 64); err == nil {
+		ns := math.Round(secs * float64(time.Second))
+		if math.IsNaN(ns) || math.Abs(ns) >= math.MaxInt64 {
+			return notDuration
+		}
+		d = time.Duration(ns)
+	} else if d, err = time.ParseDuration(s); err != nil {
+		return notDuration
+	}
+	if d <= 0 {
+		return fmt.Errorf("want a duration more than 0, %s", durationSyntax)
+	}
+	v.d = d
+	return nil
+}
 
 // normalizeArgs rewrites a command line (args[0] is the program) into the order urfave/cli
 // v2 parses, which stops reading a command's flags at its first argument:

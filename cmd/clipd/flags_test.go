@@ -1,11 +1,114 @@
-// flags_test.go: the order in which flags and arguments may come (normalizeArgs).
+// flags_test.go: the duration flag's syntax and limits, and the order in which flags and
+// arguments may come (normalizeArgs).
 package main
 
 import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/clipd/clipd/embed"
 )
+
+func TestDurationValue(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want time.Duration
+	}{
+		{"30s", 30 * time.Second},
+		{"1m30s", 90 * time.Second},
+		{"250ms", 250 * time.Millisecond},
+		{"30", 30 * time.Second},
+		{"2.5", 2500 * time.Millisecond},
+		{"0.05", 50 * time.Millisecond},
+		{"1h", time.Hour},
+	} {
+		var d durationValue
+		if err := d.Set(c.in); err != nil || d.d != c.want {
+			t.Errorf("Set(%q) = %v, %v; want %v", c.in, d.d, err, c.want)
+		}
+	}
+	for _, in := range []string{"", "0", "0s", "-1", "-5s", "-0.5", "abc", "30x", "NaN", "Inf", "1e300", "s"} {
+		var d durationValue
+		if err := d.Set(in); err == nil {
+			t.Errorf("Set(%q) = %v, want an error", in, d.d)
+		} else if !strings.Contains(err.Error(), "e.g. 30s or 30") {
+			t.Errorf("Set(%q): %v does not say how to write a duration", in, err)
+		}
+	}
+}
+
+// TestDurationFlags: every duration flag takes both syntaxes through the real command line,
+// and refuses zero, negatives and junk with a usage error that names the flag.
+func TestDurationFlags(t *testing.T) {
+	// embed: the flags as embedOptionsFrom reads them, without running the pipeline.
+	var got embedOptions
+	orig := commands
+	t.Cleanup(func() { commands = orig })
+	commands = append([]func() *cli.Command(nil), orig...)
+	for i := range commands {
+		if commands[i]().Name == "embed" {
+			commands[i] = func() *cli.Command {
+				c := newEmbedCommand()
+				c.Action = func(cCtx *cli.Context) error {
+					var err error
+					got, err = embedOptionsFrom(cCtx, globalsFrom(cCtx), func(string) string { return "" })
+					return err
+				}
+				return c
+			}
+		}
+	}
+	for _, c := range []struct {
+		args []string
+		want time.Duration
+	}{
+		{[]string{"embed"}, embed.DefaultTimeout},
+		{[]string{"embed", "--timeout", "30"}, 30 * time.Second},
+		{[]string{"embed", "--timeout", "2.5"}, 2500 * time.Millisecond},
+		{[]string{"embed", "--timeout=1m30s"}, 90 * time.Second},
+		{[]string{"embed", "--timeout", "250ms"}, 250 * time.Millisecond},
+	} {
+		got = embedOptions{}
+		if code, _, stderr := runCLI(c.args...); code != exitOK || got.Timeout != c.want {
+			t.Errorf("clipd %v: exit %d, timeout %v, want %v; stderr %q", c.args, code, got.Timeout, c.want, stderr)
+		}
+	}
+	if _, stdout, _ := runCLI("embed", "--help"); !strings.Contains(stdout, "(e.g. 30s or 30) (default: "+embed.DefaultTimeout.String()+")") {
+		t.Errorf("embed --help: --timeout's text:\n%s", stdout)
+	}
+
+	// bench: a real (short) run in either syntax.
+	bench := []string{"bench", "--weights", tinyModel, "--backend", "cpu", "--threads", "1", "-b", "1", "--json"}
+	for _, d := range []string{"50ms", "0.05"} {
+		for _, name := range []string{"--duration", "-d"} {
+			args := append(append([]string{}, bench...), name, d)
+			if code, stdout, stderr := runCLI(args...); code != exitOK || !strings.Contains(stdout, `"results"`) {
+				t.Errorf("clipd %v: exit %d\nstdout: %s\nstderr: %s", args, code, stdout, stderr)
+			}
+		}
+	}
+
+	for _, c := range []struct{ flag, value string }{
+		{"--timeout", "0"}, {"--timeout", "-5s"}, {"--timeout", "soon"}, {"--timeout", "30x"},
+		{"--duration", "0"}, {"-d", "-1"}, {"--duration", "0s"}, {"--duration", "ten"},
+	} {
+		cmd := "embed"
+		if c.flag != "--timeout" {
+			cmd = "bench"
+		}
+		args := []string{cmd, c.flag, c.value}
+		code, stdout, stderr := runCLI(args...)
+		if code != exitUsage || stdout != "" || !strings.Contains(stderr, "flag -"+strings.TrimLeft(c.flag, "-")) ||
+			!strings.Contains(stderr, "e.g. 30s or 30") {
+			t.Errorf("clipd %v: exit %d, want %d naming the flag\nstderr: %s", args, code, exitUsage, stderr)
+		}
+		oneErrorLine(t, args, stderr)
+	}
+}
 
 func TestFlagOrder(t *testing.T) {
 	app := newApp(nil, nil)

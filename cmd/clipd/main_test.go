@@ -242,6 +242,9 @@ func TestHelpAndVersionCommands(t *testing.T) {
 	if _, stdout, _ := runCLI("help"); stdout != appHelp {
 		t.Errorf("clipd help differs from clipd --help:\n%s\n---\n%s", stdout, appHelp)
 	}
+	if _, stdout, _ := runCLI("help", "embed"); !strings.Contains(stdout, "(e.g. 30s or 30)") {
+		t.Errorf("clipd help embed: --timeout does not say how durations are written:\n%s", stdout)
+	}
 	for _, args := range [][]string{{"help", "frobnicate"}, {"help", "weights", "nope"}, {"version", "extra"}} {
 		code, stdout, stderr := runCLI(args...)
 		if code != exitUsage || stdout != "" {
