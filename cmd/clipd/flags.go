@@ -101,7 +101,7 @@ func normalizeArgs(app *cli.App, args []string) []string {
 			rest = nil
 		} else { // a parent: its own flags, then a subcommand's name
 			var lead []string
-			lead, rest = leadingFlags(cmd.Flags, rest)
+			lead, rest = leadingFlags(append(cmd.Flags[:len(cmd.Flags):len(cmd.Flags)], app.Flags...), rest)
 			h, own, _, cut = splitFlags(app.Flags, cmd.Flags, lead)
 		}
 		hoisted = append(hoisted, h...)

@@ -132,6 +132,9 @@ func TestFlagOrder(t *testing.T) {
 		{"embed --log-level debug -i x", "--log-level debug embed -i x"},
 		{"inspect f.h5 -q --log-level=warn", "-q --log-level=warn inspect f.h5"},
 		{"--quiet weights fetch a/b --log-level error", "--quiet --log-level error weights fetch a/b"},
+		{"weights -q fetch a/b", "-q weights fetch a/b"},
+		{"weights --log-level debug fetch a/b", "--log-level debug weights fetch a/b"},
+		{"weights --log-level", "--log-level"},
 		// help COMMAND... is COMMAND... --help.
 		{"help", "--help"},
 		{"help embed", "embed --help"},

@@ -102,6 +102,12 @@ func TestBinary(t *testing.T) {
 		{[]string{"weights", "fetch", "--revision", "v1", "--sha256", strings.Repeat("1", 64), "acme/tiny"}, exitBadWeights, "", "--sha256"},
 		{[]string{"-q", "weights", "fetch", "--revision", "v1", "acme/tiny"}, exitOK, filepath.Join(cache, "weights", "acme", "tiny"), ""},
 		{[]string{"weights", "inspect", "--json", "acme/tiny"}, exitOK, `"sha256": "` + weightstest.SHA256(model) + `"`, ""},
+		{[]string{"weights", "inspect", "acme/tiny", "--json", "--log-level", "warn"}, exitOK, `"sha256": "` + weightstest.SHA256(model) + `"`, ""},
+		{[]string{"version"}, exitOK, "clipd version 9.9.9-test", ""},
+		{[]string{"help", "weights", "fetch"}, exitOK, "clipd weights fetch", ""},
+		{[]string{"help"}, exitOK, "EXIT CODES:", ""},
+		{[]string{"help", "nope"}, exitUsage, "", `clipd: unknown command "nope"`},
+		{[]string{"weights", "fetch", "acme/tiny", "--retries", "-1"}, exitUsage, "", "--retries -1"},
 	} {
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		cmd := exec.CommandContext(ctx, bin, c.args...)
