@@ -51,14 +51,15 @@ type embedOptions struct {
 	NoResume   bool
 	Memory     int64 // bytes; 0 = the plan's default share of available memory
 
-	Quiet    bool
-	Verbose  bool // also print the memory plan
-	JSON     bool // write the stats JSON beside the output
-	TTY      bool // stderr is a terminal: draw a live line
-	Logger   *slog.Logger
-	Stdout   io.Writer
-	Stderr   io.Writer
-	LogEvery time.Duration // progress log interval without a terminal; 0 = 10 s
+	Quiet           bool
+	Verbose         bool    // also print the memory plan
+	WarnFailureRate float64 // embed.Config.WarnFailureRate
+	JSON            bool    // write the stats JSON beside the output
+	TTY             bool    // stderr is a terminal: draw a live line
+	Logger          *slog.Logger
+	Stdout          io.Writer
+	Stderr          io.Writer
+	LogEvery        time.Duration // progress log interval without a terminal; 0 = 10 s
 
 	// PauseBeforeMerge holds the run this long before the final merge (the hidden flag
 	// --test-pause-before-merge: the kill -9 test kills the process there).
@@ -87,7 +88,7 @@ func newEmbedCommand() *cli.Command {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "input", Aliases: []string{"i"}, Value: defaultInput, Usage: "URL list (a path or an http(s) URL), - (stdin), openimages:SPLIT, or a folder of images"},
 			&cli.StringFlag{Name: "weights", Aliases: []string{"w"}, Usage: "safetensors file or directory, or a hub name in the cache (default " + weights.DefaultModel + " from the cache; see \"clipd weights fetch\")"},
-			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "OUTPUT", Usage: "output directory"},
+			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "OUTPUT", Usage: "output folder: FOLDER/Images_Embedded.h5, or FOLDER/shard-<i>-of-<n>/Images_Embedded.h5 for a shard (join them with clipd merge FOLDER)"},
 			&cli.Int64Flag{Name: "limit", Usage: "embed at most this many URLs (of the shard); 0 for all"},
 			&cli.StringFlag{Name: "shard", Usage: "i/n: process only shard i (0-based) of n"},
 			&cli.IntFlag{Name: "shard-count", EnvVars: []string{"CLIPD_SHARD_COUNT"}, Usage: "the number of shards when the index comes from JOB_COMPLETION_INDEX"},
@@ -109,6 +110,7 @@ func newEmbedCommand() *cli.Command {
 			&cli.StringFlag{Name: "url-kind", Usage: "openimages inputs: original, thumbnail or mirror (the CVDF S3 mirror)"},
 			&cli.BoolFlag{Name: "json", Usage: "also write the run's statistics (and the memory plan) to OUTPUT/Images_Embedded.stats.json"},
 			&cli.BoolFlag{Name: "verbose", Usage: "print the memory plan before the run"},
+			&cli.Float64Flag{Name: "warn-failure-rate", Value: embed.DefaultWarnFailureRate, Usage: "warn, with the top reasons, when more than this share of the URLs fails (0 to never warn)"},
 			&cli.DurationFlag{Name: "test-pause-before-merge", Hidden: true},
 			cacheDirFlag(),
 		},
@@ -172,6 +174,14 @@ func embedOptionsFrom(cCtx *cli.Context, g globals, getenv func(string) string) 
 		o.Retries = r
 	}
 	o.PauseBeforeMerge = cCtx.Duration("test-pause-before-merge")
+	switch r := cCtx.Float64("warn-failure-rate"); {
+	case !(r >= 0 && r <= 1):
+		return o, usageErrorf("--warn-failure-rate %g: want a share from 0 to 1, e.g. 0.5", r)
+	case r == 0:
+		o.WarnFailureRate = -1
+	default:
+		o.WarnFailureRate = r
+	}
 	if s := cCtx.String("memory"); s != "" {
 		if o.Memory, err = embed.ParseMemory(s); err != nil {
 			return o, usageErrorf("--memory: %v", err)
@@ -276,7 +286,7 @@ func runEmbed(ctx context.Context, o embedOptions) error {
 		Backend: o.Backend, Device: o.Device, Threads: o.Threads,
 		Output: o.Output, NoResume: o.NoResume, Dtype: o.Dtype, Normalize: o.Normalize, Preprocess: o.Preprocess,
 		Memory: o.Memory, BatchSize: o.BatchSize, ChunkSize: o.ChunkSize, Connections: o.Conns, Decoders: o.Decoders,
-		Timeout: o.Timeout, Retries: o.Retries,
+		Timeout: o.Timeout, Retries: o.Retries, WarnFailureRate: o.WarnFailureRate,
 		UserAgent: "clipd/" + version, Version: version,
 		Hooks: embed.Hooks{AfterBatch: o.afterBatch},
 	}

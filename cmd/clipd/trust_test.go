@@ -163,6 +163,15 @@ func TestFailureRateWarning(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, se)
 	}
 	oneLine(t, "75% failed", se, "warning: 75% of the rows failed (http 404 3)")
+	code, _, se = clipdRun(t, embedFlags(writeList(t, urls), t.TempDir(), "--warn-failure-rate", "0")...)
+	if code != 0 || strings.Contains(se, "warning") {
+		t.Errorf("--warn-failure-rate 0: exit %d, %q", code, se)
+	}
+	code, _, se = clipdRun(t, embedFlags(writeList(t, urls), t.TempDir(), "--warn-failure-rate", "50")...)
+	if code != exitUsage {
+		t.Errorf("--warn-failure-rate 50: exit %d, %q", code, se)
+	}
+	oneLine(t, "--warn-failure-rate 50", se, "want a share from 0 to 1")
 }
 
 // 7. --output names a folder; a file name is refused instead of becoming a folder.
