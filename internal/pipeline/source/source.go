@@ -57,6 +57,9 @@ type Options struct {
 	// Shard keeps only this shard's rows (the zero value keeps all). A row's shard is decided by
 	// its URL, or, for a malformed row without one, by the row's text.
 	Shard Shard
+	// Columns are the input columns to carry to the output with each row (Item.Columns), by
+	// name: CSV/TSV/parquet header names (case-insensitive), a tar shard's "caption" and "key".
+	Columns []string
 
 	OpenImagesURL     URLKind // which URL openimages: rows yield; "" = OriginalURL
 	OpenImagesBaseURL string  // where the metadata CSVs live; "" = $CLIPD_OPENIMAGES_BASE_URL or DefaultOpenImagesBaseURL
@@ -78,6 +81,9 @@ type Options struct {
 type Record struct {
 	Item    item.Item
 	Failure *item.Failure
+	// Body holds the row's encoded image when the input carries the bytes itself (a tar
+	// shard's member); nil when the image is to be fetched or read from Item.URL.
+	Body []byte
 }
 
 // Stats counts what a Source has read so far; safe to call at any time.
