@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -40,7 +41,9 @@ type rowConfig struct {
 	urlColumn    string
 	mirrorPrefix string // non-empty: URL = mirrorPrefix + ImageID + ".jpg"
 	cached       string
-	localFiles   bool // rows are absolute paths of local files (a folder input), not URLs
+	localFiles   bool   // rows are absolute paths of local files (a folder input), not URLs
+	baseDir      string // a local list's folder: rows may name files (absolute, file://, or relative to it)
+	stdinPaths   bool   // standard input: rows may name files (relative to the working folder)
 	fingerprint  string
 	totalBytes   int64 // of the raw input; -1 unknown
 	totalRows    int64 // exact data rows; 0 unknown
@@ -58,6 +61,10 @@ type parser struct {
 	emptyReason                    string
 	mirrorPrefix                   string
 	localFiles                     bool
+	pathRows                       bool   // rows may name local files besides http(s) URLs
+	baseDir                        string // what relative paths are relative to
+	colNames                       []string
+	colIdx                         []int
 	maxURL                         int
 	pending                        []byte
 }
@@ -105,10 +112,16 @@ func start(ctx context.Context, rc io.ReadCloser, spec, name string, opt Options
 		urlIdx: -1, idIdx: -1, md5Idx: -1, sizeIdx: -1,
 		mirrorPrefix: cfg.mirrorPrefix,
 		localFiles:   cfg.localFiles,
+		pathRows:     cfg.baseDir != "" || cfg.stdinPaths,
+		baseDir:      cfg.baseDir,
+		colNames:     opt.Columns,
 	}
 	p.sp.sep, p.sp.quotes = ',', true
 	if format == FormatTSV {
 		p.sp.sep, p.sp.quotes = '\t', false
+	}
+	if format == FormatText && len(opt.Columns) > 0 {
+		return fail(fmt.Errorf("source %s: a plain list has no columns to save (%s); give a CSV, TSV or parquet list, or tar shards", spec, strings.Join(opt.Columns, ", ")))
 	}
 	info := Info{Spec: spec, Format: format, Gzip: gz, Cached: cfg.cached,
 		Fingerprint: cfg.fingerprint, TotalBytes: cfg.totalBytes, TotalRows: cfg.totalRows}
@@ -242,6 +255,13 @@ func (p *parser) readHeader(column string, info *Info) error {
 	}
 	p.urlColumn = cols[p.urlIdx]
 	info.URLColumn = p.urlColumn
+	for _, name := range p.colNames {
+		i := find(name)
+		if i < 0 {
+			return fmt.Errorf("line %d: no column %q to save in the header; the columns are %s", l.no, name, listColumns(cols))
+		}
+		p.colIdx = append(p.colIdx, i)
+	}
 	if p.idIdx = find(idColumnNames...); p.idIdx >= 0 {
 		info.IDColumn = cols[p.idIdx]
 	}
@@ -427,11 +447,26 @@ func (p *parser) row(l line) (Record, string, error) {
 		return r, k, nil
 	}
 	r, k := p.item(l.no, field(p.urlIdx), id, field(p.md5Idx), field(p.sizeIdx))
+	if r.Failure == nil && len(p.colIdx) > 0 {
+		r.Item.Columns = make(map[string]string, len(p.colIdx))
+		for i, idx := range p.colIdx {
+			r.Item.Columns[p.colNames[i]] = strings.ToValidUTF8(string(field(idx)), "\uFFFD")
+		}
+	}
 	return r, k, nil
 }
 
 // item checks a URL and builds the Record for it: an Item, or a Failure saying what is wrong.
 func (p *parser) item(lineNo int64, rawURL, id, md5, size []byte) (Record, string) {
+	if p.pathRows {
+		if path, isPath, reason := p.localPath(rawURL); isPath {
+			if reason != "" {
+				return p.failure(lineNo, string(rawURL), string(rawURL), string(id), reason)
+			}
+			it := item.Item{Line: lineNo, URL: path, ImageID: string(id)}
+			return Record{Item: it}, it.URL
+		}
+	}
 	if reason := p.checkURL(rawURL); reason != "" {
 		return p.failure(lineNo, string(rawURL), string(rawURL), string(id), reason)
 	}
@@ -568,4 +603,37 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.n.Add(int64(n))
 	return n, err
+}
+
+// localPath reads a row of a local list (or of standard input) that names a local file: a
+// file:// URL, an absolute path, or a relative path ending in an image extension (relative to
+// the list's folder; to the working folder for standard input). isPath is false for anything
+// else (URLs, and lines that are neither, which checkURL then judges); reason says why a
+// file:// URL cannot name a local file.
+func (p *parser) localPath(raw []byte) (path string, isPath bool, reason string) {
+	s := string(raw)
+	switch {
+	case !utf8.ValidString(s):
+		return "", false, ""
+	case len(s) >= 7 && strings.EqualFold(s[:7], "file://"):
+		u, err := url.Parse(s)
+		switch {
+		case err != nil:
+			return "", true, "bad file URL: " + err.Error()
+		case u.Host != "" && !strings.EqualFold(u.Host, "localhost"):
+			return "", true, fmt.Sprintf("file URL names another host %q; give a local path", u.Host)
+		case u.Path == "":
+			return "", true, "file URL without a path"
+		}
+		return filepath.Clean(u.Path), true, ""
+	case strings.HasPrefix(s, "/"):
+		return filepath.Clean(s), true, ""
+	case strings.Contains(s, "://") || !isImageName(s):
+		return "", false, ""
+	}
+	abs, err := filepath.Abs(filepath.Join(p.baseDir, s))
+	if err != nil {
+		return "", true, "bad path: " + err.Error()
+	}
+	return abs, true, ""
 }

@@ -515,3 +515,60 @@ func TestFolder(t *testing.T) {
 		}
 	}
 }
+
+// A local list may mix http(s) URLs with local files: absolute paths, file:// URLs and paths
+// relative to the list's folder (with an image extension); each row's URL is then the file's
+// absolute path.
+func TestListOfLocalPaths(t *testing.T) {
+	dir := t.TempDir()
+	list := filepath.Join(dir, "list.txt")
+	os.WriteFile(list, []byte(strings.Join([]string{
+		"https://x/1.jpg",
+		"/data/a.jpg",
+		"file:///data/b%20c.png",
+		"file://localhost/data/d.webp",
+		"imgs/e.jpg",
+		"file://server/share/f.jpg",
+		"notes",
+	}, "\n")+"\n"), 0o644)
+	s, err := Open(testContext(t), list, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	items, fails := drainErr(s)
+	var got []string
+	for _, it := range items {
+		got = append(got, it.URL)
+	}
+	want := []string{"https://x/1.jpg", "/data/a.jpg", "/data/b c.png", "/data/d.webp", filepath.Join(dir, "imgs/e.jpg")}
+	if !slices.Equal(got, want) {
+		t.Errorf("rows %q, want %q", got, want)
+	}
+	if len(fails) != 2 || !strings.Contains(fails[0].Reason, `another host "server"`) || !strings.Contains(fails[1].Reason, "not an absolute http(s) URL") {
+		t.Errorf("failures %+v", fails)
+	}
+}
+
+// Columns asked for are carried with each row; one the header lacks is an error from Open,
+// and so is a plain list (it has no columns).
+func TestSaveColumns(t *testing.T) {
+	dir := t.TempDir()
+	csv := filepath.Join(dir, "l.csv")
+	os.WriteFile(csv, []byte("url,caption,KEY\nhttps://x/1,a cat,k1\nhttps://x/2,\"a dog, running\",k2\n"), 0o644)
+	s, err := Open(testContext(t), csv, Options{Columns: []string{"caption", "key"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	items, _ := drainErr(s)
+	if len(items) != 2 || items[1].Columns["caption"] != "a dog, running" || items[0].Columns["key"] != "k1" {
+		t.Fatalf("items %+v", items)
+	}
+	if _, err := Open(testContext(t), csv, Options{Columns: []string{"width"}}); err == nil || !strings.Contains(err.Error(), `no column "width" to save`) {
+		t.Errorf("a missing column: %v", err)
+	}
+	txt := filepath.Join(dir, "l.txt")
+	os.WriteFile(txt, []byte("https://x/1\n"), 0o644)
+	if _, err := Open(testContext(t), txt, Options{Columns: []string{"caption"}}); err == nil || !strings.Contains(err.Error(), "no columns to save") {
+		t.Errorf("a plain list: %v", err)
+	}
+}

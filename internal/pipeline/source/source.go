@@ -11,6 +11,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -174,7 +175,7 @@ func Open(ctx context.Context, spec string, opt Options) (*Source, error) {
 		}
 		return start(ctx, body, spec, urlName(spec), opt, rowConfig{fingerprint: httpFingerprint(header, length), totalBytes: length})
 	case spec == "-":
-		return start(ctx, io.NopCloser(os.Stdin), "stdin", "", opt, rowConfig{totalBytes: -1})
+		return start(ctx, io.NopCloser(os.Stdin), "stdin", "", opt, rowConfig{totalBytes: -1, stdinPaths: true})
 	case strings.Contains(spec, "://"):
 		return nil, fmt.Errorf("source %s: unsupported scheme; give a local path, an http(s) URL, - for stdin, or openimages:<split>", spec)
 	}
@@ -191,7 +192,12 @@ func Open(ctx context.Context, spec string, opt Options) (*Source, error) {
 		f.Close()
 		return nil, fmt.Errorf("source: %w", err)
 	}
-	return start(ctx, f, spec, spec, opt, rowConfig{fingerprint: fingerprint, totalBytes: size})
+	abs, err := filepath.Abs(spec)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("source: %w", err)
+	}
+	return start(ctx, f, spec, spec, opt, rowConfig{fingerprint: fingerprint, totalBytes: size, baseDir: filepath.Dir(abs)})
 }
 
 // New streams Records from r, as Open does for a file called name (name only serves the
