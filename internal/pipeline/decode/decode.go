@@ -122,8 +122,11 @@ func (e *Error) Is(target error) bool { return target == e.Kind }
 type Image struct {
 	RGB           []byte
 	Width, Height int
-	buf           *[]byte // the pooled backing array; nil once released
-	class         int
+	// OrigWidth and OrigHeight are the encoded image's size (Width and Height are smaller
+	// after a Fast, DCT-scaled JPEG decode).
+	OrigWidth, OrigHeight int
+	buf                   *[]byte // the pooled backing array; nil once released
+	class                 int
 }
 
 // Release hands the pixels back to the pool; the Image must not be used afterwards.
@@ -138,7 +141,7 @@ func (im *Image) Release() {
 
 func newImage(w, h int) *Image {
 	b, c := getBuf(w * h * 3)
-	return &Image{RGB: (*b)[:w*h*3], Width: w, Height: h, buf: b, class: c}
+	return &Image{RGB: (*b)[:w*h*3], Width: w, Height: h, OrigWidth: w, OrigHeight: h, buf: b, class: c}
 }
 
 // Decoder decodes one image at a time; it holds a TurboJPEG handle, so give each goroutine

@@ -32,6 +32,7 @@ func (d *Decoder) decodeJPEG(data []byte) (*Image, error) {
 	}
 	cmyk := h.Colorspace == turbojpeg.ColorspaceCMYK || h.Colorspace == turbojpeg.ColorspaceYCCK
 	im := newImage(w, ht)
+	im.OrigWidth, im.OrigHeight = h.Width, h.Height
 	if !cmyk {
 		err = d.tj.Decompress(data, im.RGB, w, w*3, ht, turbojpeg.PixelRGB, jpegFlags)
 	} else {

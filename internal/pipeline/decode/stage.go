@@ -89,6 +89,7 @@ func Start(ctx context.Context, in <-chan *item.Encoded, fails chan<- item.Failu
 						continue
 					}
 				}
+				it.Width, it.Height = image.OrigWidth, image.OrigHeight
 				s.out <- Output{Item: it, Image: image}
 			}
 		})

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -98,7 +99,7 @@ func fetchItem(t *testing.T, opt Options, it item.Item) *Result {
 		t.Fatalf("got %d results for one item, want 1", len(results))
 	}
 	r := results[0]
-	if r.Item != it {
+	if !reflect.DeepEqual(r.Item, it) {
 		t.Fatalf("result carries item %+v, want %+v", r.Item, it)
 	}
 	return r
@@ -122,7 +123,7 @@ func wantFailure(t *testing.T, r *Result, reason string) {
 	if r.Body != nil {
 		t.Fatalf("%s: failure %q carries a body", r.Item.URL, r.Failure.Reason)
 	}
-	if r.Failure.Reason != reason || r.Failure.Stage != "fetch" || r.Failure.Item != r.Item {
+	if r.Failure.Reason != reason || r.Failure.Stage != "fetch" || !reflect.DeepEqual(r.Failure.Item, r.Item) {
 		t.Fatalf("%s: failure %+v, want stage fetch reason %q", r.Item.URL, r.Failure, reason)
 	}
 }

@@ -21,6 +21,8 @@ type Item struct {
 	ImageID string // the input's ImageID/id column; empty when there is none
 	MD5     string // expected MD5 of the body, base64 (Open Images OriginalMD5); empty if unknown
 	Size    int64  // expected body size in bytes (Open Images OriginalSize); 0 if unknown
+	// Width and Height are the image's size as encoded, set by the decode stage.
+	Width, Height int
 	// Columns are the values of the input columns the run carries to the output
 	// (source.Options.Columns), by the name asked for; nil when none are asked for.
 	Columns map[string]string

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -142,11 +143,12 @@ func Files(ctx context.Context, inputs []string, out string, opt Options) (Stats
 	seed := maphash.MakeSeed()
 	embedded := newURLSet(seed)
 	kind, dim := ins[0].kind, ins[0].dim
-	outE, err := f.CreateTable(withIndex(outfile.EmbeddedTable(hasIDs, false, kind, dim)), 0, 1024, outfile.FinalCache)
+	saved := attrs.Columns // every input's saved columns; rows of a file without one get ""
+	outE, err := f.CreateTable(outfile.WithRowInfo(withIndex(outfile.EmbeddedTable(hasIDs, false, kind, dim)), saved), 0, 1024, outfile.FinalCache)
 	if err != nil {
 		return fail(err)
 	}
-	readE := outfile.WithInputIndex(outfile.EmbeddedTable(true, false, kind, dim))
+	readE := outfile.WithRowInfo(outfile.WithInputIndex(outfile.EmbeddedTable(true, false, kind, dim)), saved)
 	st.Rows, st.DuplicateRows, err = mergeTable(ctx, ins, segs, readE, outE, indexed, embedded, nil, nil, f.Tmp())
 	if err != nil {
 		return fail(err)
@@ -349,6 +351,7 @@ func sameRun(g *group, in *input, p outfile.InputEntry, n int) error {
 func mergedAttrs(ins []*input, groups []*group, version string) outfile.Attrs {
 	attrs := ins[0].attrs
 	attrs.Version = version
+	attrs.Columns = savedColumns(ins)
 	for _, in := range ins {
 		if attrs.WeightsSHA256 == "" {
 			attrs.WeightsSHA256 = in.attrs.WeightsSHA256
@@ -613,3 +616,16 @@ func plural(n int, one, many string) string {
 }
 
 func quoted(s string) string { return strconv.Quote(s) }
+
+// savedColumns is the union of the inputs' saved input columns, in the order met.
+func savedColumns(ins []*input) []string {
+	var cols []string
+	for _, in := range ins {
+		for _, c := range in.attrs.Columns {
+			if !slices.Contains(cols, c) {
+				cols = append(cols, c)
+			}
+		}
+	}
+	return cols
+}

@@ -3,6 +3,7 @@ package outfile
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/clipd/clipd/internal/cgo/h5"
@@ -18,10 +19,11 @@ type Attrs struct {
 	Normalized                                       bool
 	Dtype                                            string // "float32" or "float16"
 
-	InputFingerprint string // e.g. "sha256:<hex> size:<n>"; "" when the input cannot be fingerprinted
-	Shard            string // "i/n"; "0/1" for the whole input; "i,j,k/n" for a merge of some shards (ParseShards)
-	Limit            int64  // rows of the shard asked for; 0 = all
-	URLKind          string // openimages inputs: original, thumbnail or mirror
+	InputFingerprint string   // e.g. "sha256:<hex> size:<n>"; "" when the input cannot be fingerprinted
+	Shard            string   // "i/n"; "0/1" for the whole input; "i,j,k/n" for a merge of some shards (ParseShards)
+	Limit            int64    // rows of the shard asked for; 0 = all
+	URLKind          string   // openimages inputs: original, thumbnail or mirror
+	Columns          []string // input columns saved with each row (datasets named by SavedName)
 }
 
 // Kind is the element kind of the embeddings Dtype names ("" is float32).
@@ -52,6 +54,7 @@ func writeAttrs(f *h5.File, a Attrs) error {
 		{"normalized", a.Normalized}, {"dtype", dtype}, {"preprocess", a.Preprocess},
 		{"clipd_version", a.Version}, {"created", time.Now().UTC().Format(time.RFC3339)}, {"input", a.Input},
 		{"input_fingerprint", a.InputFingerprint}, {"shard", shard}, {"limit", a.Limit}, {"url_kind", a.URLKind},
+		{"saved_columns", strings.Join(a.Columns, ",")},
 	} {
 		if err := f.SetAttr(kv.k, kv.v); err != nil {
 			return err
@@ -88,6 +91,10 @@ func ReadAttrs(f *h5.File) (Attrs, error) {
 			a.Shard = s
 		case "url_kind":
 			a.URLKind = s
+		case "saved_columns":
+			if s != "" {
+				a.Columns = strings.Split(s, ",")
+			}
 		case "limit":
 			if v, ok := x.Value.(int64); ok {
 				a.Limit = v

@@ -29,6 +29,10 @@ const (
 	ColValues = 4 // embeddings / failed_reasons
 	ColStages = 5 // failed_stages
 	ColInput  = 6 // input_index / failed_input_index: merged files of several inputs only (WithInputIndex)
+	// The embedded table's per-row image information (WithRowInfo):
+	ColWidths  = 7 // widths: the images' width as encoded (0 in files from before it was kept)
+	ColHeights = 8 // heights
+	ColSaved   = 9 // the input columns saved on request (Attrs.Columns), one dataset each, from here on
 )
 
 // stringDeflate is the deflate level of string datasets.
@@ -68,6 +72,42 @@ func WithInputIndex(t Table) Table {
 	prefix, _ := strings.CutSuffix(t.Cols[ColURLs].Name, "urls")
 	cols[ColInput] = Column{prefix + "input_index", h5.Int64, 0}
 	return Table{cols}
+}
+
+// WithRowInfo is the embedded table t with the images' widths and heights and a string
+// dataset for each saved input column (SavedName of each of saved).
+func WithRowInfo(t Table, saved []string) Table {
+	cols := append([]Column(nil), t.Cols...)
+	for len(cols) < ColWidths {
+		cols = append(cols, Column{Kind: h5.String})
+	}
+	cols = append(cols[:ColWidths], Column{"widths", h5.Int64, 0}, Column{"heights", h5.Int64, 0})
+	for _, name := range saved {
+		cols = append(cols, Column{SavedName(name), h5.String, 0})
+	}
+	return Table{cols}
+}
+
+// SavedName is the dataset that holds the saved input column name: the name in lower case,
+// characters other than letters, digits and _ replaced by _ ("TEXT" -> "text").
+func SavedName(name string) string {
+	b := []byte(strings.ToLower(name))
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_') {
+			b[i] = '_'
+		}
+	}
+	return string(b)
+}
+
+// ReservedName reports whether a saved column's dataset would clash with one of clipd's own.
+func ReservedName(name string) bool {
+	switch SavedName(name) {
+	case "urls", "image_ids", "lines", "seqs", "embeddings", "widths", "heights", "input_index",
+		"inputs", "inputs_fingerprint", "inputs_shards", "inputs_limit", "inputs_url_kind":
+		return true
+	}
+	return strings.HasPrefix(SavedName(name), "failed_")
 }
 
 func opt(on bool, name string) string {

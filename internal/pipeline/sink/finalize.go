@@ -58,7 +58,7 @@ func Finalize(dir string, attrs outfile.Attrs) (string, error) {
 			return "", outfile.WrapRead(c.Path, err)
 		}
 		for _, fail := range []bool{false, true} {
-			t := outfile.EmbeddedTable(hasIDs, true, kind, dim)
+			t := outfile.WithRowInfo(outfile.EmbeddedTable(hasIDs, true, kind, dim), attrs.Columns)
 			if fail {
 				t = outfile.FailedTable(hasIDs, true)
 			}
@@ -93,7 +93,7 @@ func Finalize(dir string, attrs outfile.Attrs) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	outE, err := f.CreateTable(outfile.EmbeddedTable(hasIDs, false, kind, dim), nRows, int(max(nRows, 1)), outfile.FinalCache)
+	outE, err := f.CreateTable(outfile.WithRowInfo(outfile.EmbeddedTable(hasIDs, false, kind, dim), attrs.Columns), nRows, int(max(nRows, 1)), outfile.FinalCache)
 	if err != nil {
 		f.Abort()
 		return "", err
@@ -110,7 +110,7 @@ func Finalize(dir string, attrs outfile.Attrs) (string, error) {
 			f.Abort()
 			return "", outfile.WrapRead(c.Path, err)
 		}
-		err = placeRows(in, outfile.EmbeddedTable(hasIDs, true, kind, dim), outE, &ok, &writtenE)
+		err = placeRows(in, outfile.WithRowInfo(outfile.EmbeddedTable(hasIDs, true, kind, dim), attrs.Columns), outE, &ok, &writtenE)
 		if err == nil {
 			err = placeRows(in, outfile.FailedTable(hasIDs, true), outF, &failed, &writtenF)
 		}

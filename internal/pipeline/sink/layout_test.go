@@ -46,6 +46,7 @@ const layoutAttrs = `@clipd_version str-utf-8 test
 @model str-utf-8 ViT-B/32
 @normalized bool True
 @preprocess str-utf-8 exact
+@saved_columns str-utf-8 
 @shard str-utf-8 0/1
 @url_kind str-utf-8 
 @weights_sha256 str-utf-8 abc`
@@ -57,9 +58,11 @@ failed_lines int64 shape=(184,) chunks=(184,) max=(None,) filter=None/None
 failed_reasons str-utf-8 shape=(184,) chunks=(184,) max=(None,) filter=gzip/4
 failed_stages str-utf-8 shape=(184,) chunks=(184,) max=(None,) filter=gzip/4
 failed_urls str-utf-8 shape=(184,) chunks=(184,) max=(None,) filter=gzip/4
+heights int64 shape=(916,) chunks=(916,) max=(None,) filter=None/None
 image_ids str-utf-8 shape=(916,) chunks=(916,) max=(None,) filter=gzip/4
 lines int64 shape=(916,) chunks=(916,) max=(None,) filter=None/None
 urls str-utf-8 shape=(916,) chunks=(916,) max=(None,) filter=gzip/4
+widths int64 shape=(916,) chunks=(916,) max=(None,) filter=None/None
 ` + layoutAttrs
 
 // A chunk file: HDF5 chunks of ChunkSize rows, seqs datasets.
@@ -70,10 +73,12 @@ failed_reasons str-utf-8 shape=(100,) chunks=(600,) max=(None,) filter=gzip/4
 failed_seqs int64 shape=(100,) chunks=(600,) max=(None,) filter=None/None
 failed_stages str-utf-8 shape=(100,) chunks=(600,) max=(None,) filter=gzip/4
 failed_urls str-utf-8 shape=(100,) chunks=(600,) max=(None,) filter=gzip/4
+heights int64 shape=(500,) chunks=(600,) max=(None,) filter=None/None
 image_ids str-utf-8 shape=(500,) chunks=(600,) max=(None,) filter=gzip/4
 lines int64 shape=(500,) chunks=(600,) max=(None,) filter=None/None
 seqs int64 shape=(500,) chunks=(600,) max=(None,) filter=None/None
 urls str-utf-8 shape=(500,) chunks=(600,) max=(None,) filter=gzip/4
+widths int64 shape=(500,) chunks=(600,) max=(None,) filter=None/None
 ` + layoutAttrs
 
 func TestFileLayout(t *testing.T) {

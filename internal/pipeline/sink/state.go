@@ -28,6 +28,7 @@ type RunKey struct {
 	Preprocess       string
 	Dtype            string
 	Normalized       bool
+	Columns          string // the saved input columns, comma-separated
 }
 
 // keyOf is the RunKey that attributes a record.
@@ -40,7 +41,8 @@ func keyOf(a outfile.Attrs) RunKey {
 		a.Dtype = "float32"
 	}
 	return RunKey{Input: a.Input, InputFingerprint: a.InputFingerprint, Shard: shard, Limit: a.Limit, URLKind: a.URLKind,
-		WeightsSHA256: a.WeightsSHA256, Preprocess: a.Preprocess, Dtype: a.Dtype, Normalized: a.Normalized}
+		WeightsSHA256: a.WeightsSHA256, Preprocess: a.Preprocess, Dtype: a.Dtype, Normalized: a.Normalized,
+		Columns: strings.Join(a.Columns, ",")}
 }
 
 // diffKeys says how key b differs from a, the earlier run's ("" when they are the same).

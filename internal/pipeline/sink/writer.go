@@ -307,6 +307,7 @@ type chunkWriter struct {
 	k         int
 	f         *outfile.File
 	emb, fail *outfile.TableFile
+	saved     []string // the input columns saved with each row (Attrs.Columns)
 }
 
 func (w *Writer) run() {
@@ -373,8 +374,9 @@ func (w *Writer) startChunk() (*chunkWriter, error) {
 		return nil, err
 	}
 	c.f = f
-	et := outfile.EmbeddedTable(w.opt.HasImageIDs, true, w.kind, w.opt.Attrs.EmbedDim)
+	et := outfile.WithRowInfo(outfile.EmbeddedTable(w.opt.HasImageIDs, true, w.kind, w.opt.Attrs.EmbedDim), w.opt.Attrs.Columns)
 	ft := outfile.FailedTable(w.opt.HasImageIDs, true)
+	c.saved = w.opt.Attrs.Columns
 	if c.emb, err = f.CreateTable(et, 0, w.opt.ChunkSize, writerCache); err == nil {
 		c.fail, err = f.CreateTable(ft, 0, w.opt.ChunkSize, writerCache)
 	}
@@ -392,6 +394,11 @@ func (c *chunkWriter) addRow(r Row) {
 	b.Ints[outfile.ColLines] = append(b.Ints[outfile.ColLines], r.Item.Line)
 	b.Ints[outfile.ColSeqs] = append(b.Ints[outfile.ColSeqs], r.Item.Seq)
 	b.Raw[outfile.ColValues] = appendEmbedding(b.Raw[outfile.ColValues], r.Embedding, c.emb.Table().Cols[outfile.ColValues].Kind)
+	b.Ints[outfile.ColWidths] = append(b.Ints[outfile.ColWidths], int64(r.Item.Width))
+	b.Ints[outfile.ColHeights] = append(b.Ints[outfile.ColHeights], int64(r.Item.Height))
+	for i, name := range c.saved {
+		b.Strs[outfile.ColSaved+i] = append(b.Strs[outfile.ColSaved+i], r.Item.Columns[name])
+	}
 	b.N++
 }
 
