@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -72,6 +73,9 @@ type Config struct {
 	URLColumn string
 	// URLKind picks the URL of openimages: rows; "" = OriginalURL.
 	URLKind URLKind
+	// SaveColumns are input columns stored with each row, one string dataset each (named in
+	// lower case): CSV/TSV/parquet columns by header name, a tar shard's "caption" and "key".
+	SaveColumns []string
 	// Limit stops after this many rows of the shard; 0 = all.
 	Limit int64
 	// Shard is the part of the input this run embeds.
@@ -225,6 +229,14 @@ func (c Config) check() error {
 		return bad("--dtype %q: want float32 or float16", c.Dtype)
 	case c.Preprocess != Exact && c.Preprocess != Fast:
 		return bad("--preprocess %d: want exact or fast", c.Preprocess)
+	}
+	for i, col := range c.SaveColumns {
+		switch {
+		case outfile.ReservedName(col):
+			return bad("--save-columns %s: the output has its own %q; leave it out", col, outfile.SavedName(col))
+		case slices.ContainsFunc(c.SaveColumns[:i], func(o string) bool { return outfile.SavedName(o) == outfile.SavedName(col) }):
+			return bad("--save-columns: %s is named twice", col)
+		}
 	}
 	if err := c.Shard.Validate(); err != nil {
 		return bad("--shard: %v", err)

@@ -120,6 +120,7 @@ func (r *run) run(ctx context.Context) (Summary, error) {
 		Shard:            cfg.Shard.String(),
 		Limit:            cfg.Limit,
 		URLKind:          string(cfg.URLKind),
+		Columns:          cfg.SaveColumns,
 	}
 	r.w, err = sink.Open(sink.Options{
 		Dir:         r.dir,
@@ -223,6 +224,7 @@ func (r *run) openSource(ctx context.Context) (*source.Source, error) {
 		Shard:         r.cfg.Shard,
 		OpenImagesURL: r.cfg.URLKind,
 		CacheDir:      r.cfg.CacheDir,
+		Columns:       r.cfg.SaveColumns,
 	}
 	if r.cfg.Input == "-" && r.cfg.Stdin != nil {
 		return source.New(ctx, r.cfg.Stdin, "stdin", opt)
@@ -256,12 +258,15 @@ func (r *run) pipeline(ctx context.Context, stop context.CancelFunc, eng batch.E
 		}
 	}()
 
-	// Source -> rows: skip what an earlier run did; remote rows to fetch, local ones to read.
+	// Source -> rows: skip what an earlier run did; remote rows to fetch, local ones to read,
+	// rows that came with their bytes (tar members) straight to the decoders.
 	remote := make(chan item.Item, max(p.FetchQueue, 1))
 	local := make(chan item.Item, max(p.DecodeWorkers, 1))
+	carried := make(chan *item.Encoded, max(p.DecodeWorkers, 1))
 	wg.Go(func() {
 		defer close(remote)
 		defer close(local)
+		defer close(carried)
 		for rec := range r.src.Records() {
 			seq := rec.Item.Seq
 			if rec.Failure != nil {
@@ -273,6 +278,14 @@ func (r *run) pipeline(ctx context.Context, stop context.CancelFunc, eng batch.E
 			}
 			if rec.Failure != nil {
 				fails <- *rec.Failure
+				continue
+			}
+			if rec.Body != nil {
+				select {
+				case carried <- item.NewEncoded(rec.Item, rec.Body, nil):
+				case <-ctx.Done():
+					return
+				}
 				continue
 			}
 			to := remote
@@ -297,7 +310,7 @@ func (r *run) pipeline(ctx context.Context, stop context.CancelFunc, eng batch.E
 		OutputBuffer:    max(p.FetchQueue, 1),
 	})
 	r.read = read.Start(ctx, local, fails, read.Options{MaxBodyBytes: p.MaxBodyBytes})
-	bodies := fanIn(r.fetch.Out(), r.read.Out())
+	bodies := fanIn(r.fetch.Out(), r.read.Out(), carried)
 
 	r.budget = batch.NewBudget(p.DecodedBudget)
 	r.decode = decode.Start(ctx, bodies, fails, decode.StageOptions{
@@ -335,7 +348,8 @@ func (r *run) pipeline(ctx context.Context, stop context.CancelFunc, eng batch.E
 	return r.err
 }
 
-// fanIn merges the bodies of the fetch and read stages into the decoders' input.
+// fanIn merges the bodies of the fetch and read stages (and those the source carried) into
+// the decoders' input.
 func fanIn(ins ...<-chan *item.Encoded) <-chan *item.Encoded {
 	out := make(chan *item.Encoded)
 	var wg sync.WaitGroup

@@ -27,29 +27,30 @@ const defaultInput = "openimages:validation"
 
 // embedOptions are the settings of one `clipd embed` run; tests fill them directly.
 type embedOptions struct {
-	Input      string
-	Weights    string // a path, hub name or URL for weights.Resolve; "" = the default model in the cache
-	CacheDir   string
-	Output     string
-	Limit      int64
-	Shard      embed.Shard
-	ShardFrom  string // where Shard came from, for the log: "--shard", "JOB_COMPLETION_INDEX", ...
-	URLColumn  string
-	URLKind    embed.URLKind // "" = the source's default
-	Backend    engine.Backend
-	Device     int
-	Threads    int // CPU backend threads; 0 = all cores
-	BatchSize  int // 0 = from the plan
-	ChunkSize  int // 0 = from the plan
-	Conns      int // 0 = from the plan
-	Decoders   int // 0 = from the plan
-	Timeout    time.Duration
-	Retries    int // retries of a failed URL; 0 = fetch's default, negative = none
-	Preprocess embed.Preprocess
-	Dtype      string // "float32" or "float16"
-	Normalize  bool
-	NoResume   bool
-	Memory     int64 // bytes; 0 = the plan's default share of available memory
+	Input       string
+	Weights     string // a path, hub name or URL for weights.Resolve; "" = the default model in the cache
+	CacheDir    string
+	Output      string
+	Limit       int64
+	Shard       embed.Shard
+	ShardFrom   string // where Shard came from, for the log: "--shard", "JOB_COMPLETION_INDEX", ...
+	URLColumn   string
+	SaveColumns []string
+	URLKind     embed.URLKind // "" = the source's default
+	Backend     engine.Backend
+	Device      int
+	Threads     int // CPU backend threads; 0 = all cores
+	BatchSize   int // 0 = from the plan
+	ChunkSize   int // 0 = from the plan
+	Conns       int // 0 = from the plan
+	Decoders    int // 0 = from the plan
+	Timeout     time.Duration
+	Retries     int // retries of a failed URL; 0 = fetch's default, negative = none
+	Preprocess  embed.Preprocess
+	Dtype       string // "float32" or "float16"
+	Normalize   bool
+	NoResume    bool
+	Memory      int64 // bytes; 0 = the plan's default share of available memory
 
 	Quiet           bool
 	Verbose         bool    // also print the memory plan
@@ -107,6 +108,7 @@ func newEmbedCommand() *cli.Command {
 			&cli.BoolFlag{Name: "no-resume", Usage: "start over: remove the chunks of an earlier run in --output"},
 			&cli.StringFlag{Name: "memory", Usage: "memory budget, e.g. 8GiB or 50% of available (default: a safe share of available memory)"},
 			&cli.StringFlag{Name: "url-column", Usage: "CSV/TSV: the column holding the URLs (default url, OriginalURL or Thumbnail300KURL)"},
+			&cli.StringSliceFlag{Name: "save-columns", Usage: "input columns to store with each row, e.g. caption,key (CSV/TSV/parquet header names; tar shards: caption, key)"},
 			&cli.StringFlag{Name: "url-kind", Usage: "openimages inputs: original, thumbnail or mirror (the CVDF S3 mirror)"},
 			&cli.BoolFlag{Name: "json", Usage: "also write the run's statistics (and the memory plan) to OUTPUT/Images_Embedded.stats.json"},
 			&cli.BoolFlag{Name: "verbose", Usage: "print the memory plan before the run"},
@@ -133,30 +135,31 @@ func newEmbedCommand() *cli.Command {
 // embedOptionsFrom reads and checks the flags; getenv supplies the scheduler's variables.
 func embedOptionsFrom(cCtx *cli.Context, g globals, getenv func(string) string) (embedOptions, error) {
 	o := embedOptions{
-		Input:     cCtx.String("input"),
-		Weights:   cCtx.String("weights"),
-		CacheDir:  cCtx.String("cache-dir"),
-		Output:    cCtx.String("output"),
-		Limit:     cCtx.Int64("limit"),
-		URLColumn: cCtx.String("url-column"),
-		URLKind:   embed.URLKind(cCtx.String("url-kind")),
-		Device:    cCtx.Int("device"),
-		Threads:   cCtx.Int("threads"),
-		BatchSize: cCtx.Int("batch-size"),
-		ChunkSize: cCtx.Int("chunk-size"),
-		Conns:     cCtx.Int("connections"),
-		Decoders:  cCtx.Int("decoders"),
-		Timeout:   durationFrom(cCtx, "timeout"),
-		Dtype:     cCtx.String("dtype"),
-		Normalize: cCtx.Bool("normalize"),
-		NoResume:  cCtx.Bool("no-resume"),
-		JSON:      cCtx.Bool("json"),
-		Verbose:   cCtx.Bool("verbose"),
-		Quiet:     g.quiet,
-		TTY:       g.tty,
-		Logger:    g.logger,
-		Stdout:    g.stdout,
-		Stderr:    g.stderr,
+		Input:       cCtx.String("input"),
+		Weights:     cCtx.String("weights"),
+		CacheDir:    cCtx.String("cache-dir"),
+		Output:      cCtx.String("output"),
+		Limit:       cCtx.Int64("limit"),
+		URLColumn:   cCtx.String("url-column"),
+		SaveColumns: splitList(cCtx.StringSlice("save-columns")),
+		URLKind:     embed.URLKind(cCtx.String("url-kind")),
+		Device:      cCtx.Int("device"),
+		Threads:     cCtx.Int("threads"),
+		BatchSize:   cCtx.Int("batch-size"),
+		ChunkSize:   cCtx.Int("chunk-size"),
+		Conns:       cCtx.Int("connections"),
+		Decoders:    cCtx.Int("decoders"),
+		Timeout:     durationFrom(cCtx, "timeout"),
+		Dtype:       cCtx.String("dtype"),
+		Normalize:   cCtx.Bool("normalize"),
+		NoResume:    cCtx.Bool("no-resume"),
+		JSON:        cCtx.Bool("json"),
+		Verbose:     cCtx.Bool("verbose"),
+		Quiet:       g.quiet,
+		TTY:         g.tty,
+		Logger:      g.logger,
+		Stdout:      g.stdout,
+		Stderr:      g.stderr,
 	}
 	var err error
 	if o.Backend, err = engine.ParseBackend(cCtx.String("backend")); err != nil {
@@ -281,7 +284,7 @@ func runEmbed(ctx context.Context, o embedOptions) error {
 		o.Logger.Info("shard", "shard", o.Shard.String(), "from", o.ShardFrom)
 	}
 	cfg := embed.Config{
-		Input: o.Input, URLColumn: o.URLColumn, URLKind: o.URLKind, Limit: o.Limit, Shard: o.Shard,
+		Input: o.Input, URLColumn: o.URLColumn, SaveColumns: o.SaveColumns, URLKind: o.URLKind, Limit: o.Limit, Shard: o.Shard,
 		Weights: o.Weights, CacheDir: o.CacheDir,
 		Backend: o.Backend, Device: o.Device, Threads: o.Threads,
 		Output: o.Output, NoResume: o.NoResume, Dtype: o.Dtype, Normalize: o.Normalize, Preprocess: o.Preprocess,
@@ -322,4 +325,17 @@ func runEmbed(ctx context.Context, o embedOptions) error {
 
 func indent(s string) string {
 	return "  " + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n  ")
+}
+
+// splitList reads a repeated or comma-separated list flag ("caption,key" or twice).
+func splitList(vals []string) []string {
+	var out []string
+	for _, v := range vals {
+		for _, f := range strings.Split(v, ",") {
+			if f = strings.TrimSpace(f); f != "" {
+				out = append(out, f)
+			}
+		}
+	}
+	return out
 }
