@@ -1,5 +1,6 @@
 // read.go: the read stage (see package item for the stage contract): local paths in, their
-// bytes out; a missing, unreadable, empty or oversized file is a failure of stage "read".
+// bytes out; a missing, unreadable, empty, oversized or truncated file is a failure of stage
+// "read".
 
 package read
 
@@ -109,6 +110,9 @@ func (s *Stage) load(path string) ([]byte, string) {
 		return nil, reasonOf(err)
 	case int64(len(body)) > s.opt.MaxBodyBytes:
 		return nil, fmt.Sprintf("too large (over %d bytes)", s.opt.MaxBodyBytes)
+	case int64(len(body)) < st.Size():
+		// the file shrank while it was read (being rewritten): not the image it was listed as
+		return nil, fmt.Sprintf("truncated (read %d of %d bytes)", len(body), st.Size())
 	}
 	return body, ""
 }
