@@ -165,6 +165,9 @@ func Open(ctx context.Context, spec string, opt Options) (*Source, error) {
 	if opt.OpenImagesURL != "" && opt.OpenImagesURL != OriginalURL && !strings.HasPrefix(lower, "openimages:") {
 		return nil, fmt.Errorf("source %s: the Open Images URL kind %q applies only to openimages:<split> inputs", spec, opt.OpenImagesURL)
 	}
+	if s, ok, err := openParquet(ctx, spec, opt); ok { // a local file starting with "PAR1"
+		return s, err
+	}
 	switch {
 	case strings.HasPrefix(lower, "openimages:"):
 		return openOpenImages(ctx, spec, opt)
