@@ -27,6 +27,7 @@ var commands = []func() *cli.Command{
 	newBenchCommand,
 	newMergeCommand,
 	newInspectCommand,
+	newExportCommand,
 	newVersionCommand,
 }
 
