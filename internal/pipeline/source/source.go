@@ -157,7 +157,17 @@ type Source struct {
 // column, empty URL, invalid UTF-8, a scheme other than http(s), no host, a space or control
 // character, a URL over MaxURLBytes, a line over 256 KiB), and reading goes on.
 // ctx bounds the whole stream: cancelling it ends Records and Err returns ctx's error.
+//
+// Tar shards (webdataset, as img2dataset writes them; checked first, see tar.go) are: an
+// existing file named *.tar, *.tar.gz or *.tgz; a spec that is no existing path and holds
+// braces or glob characters (shards/{00000..00099}.tar, shards/{a,b}.tar, 'shards/*.tar'),
+// expanded here in brace order, each glob sorted; a folder holding tar shards and no image
+// file (its shards, recursively, in lexical order); a folder with any image is a folder of
+// images as above. One Record per sample, its image in Record.Body.
 func Open(ctx context.Context, spec string, opt Options) (*Source, error) {
+	if s, ok, err := openTar(ctx, spec, opt); ok {
+		return s, err
+	}
 	if err := opt.validate(); err != nil {
 		return nil, err
 	}
