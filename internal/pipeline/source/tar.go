@@ -94,6 +94,9 @@ func openTar(ctx context.Context, spec string, opt Options) (s *Source, ok bool,
 	if err := opt.validate(); err != nil {
 		return nil, true, err
 	}
+	if opt.OpenImagesURL != "" && opt.OpenImagesURL != OriginalURL {
+		return nil, true, fmt.Errorf("source %s: the Open Images URL kind %q applies only to openimages:<split> inputs", spec, opt.OpenImagesURL)
+	}
 	if opt.Format != FormatAuto {
 		return nil, true, fmt.Errorf("source %s: tar shards have no format to choose; leave the format option empty", spec)
 	}
@@ -325,6 +328,8 @@ func (r *tarRows) next() (rec Record, key string, ok bool, err error) {
 			err = nil // the name is only read, never used as a path here
 		}
 		if err == io.EOF {
+			// Read the end-of-archive padding too (bounded), so Stats.Bytes reaches TotalBytes.
+			io.Copy(io.Discard, io.LimitReader(r.counted, 1<<20))
 			r.endShard(nil)
 			continue
 		}
