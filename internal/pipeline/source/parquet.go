@@ -217,64 +217,18 @@ func startParquet(ctx context.Context, f *os.File, spec string, opt Options) (*S
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	s := &Source{info: info, out: make(chan Record, buffer), done: make(chan struct{}), cancel: cancel, closer: closer, counted: counted}
-	go s.runParquet(ctx, r, opt)
+	go s.run(ctx, r, opt)
 	return s, nil
 }
 
 // runParquet ends the stream as run does for a list.
-func (s *Source) runParquet(ctx context.Context, r *parquetRows, opt Options) {
-	err := s.loopParquet(ctx, r, opt)
-	for _, c := range r.read {
-		c.close()
-	}
-	if err != nil && ctx.Err() != nil {
-		err = context.Cause(ctx)
-	}
-	if s.closed.Load() {
-		err = nil
-	}
-	s.err = err
-	s.closer.Close()
-	s.cancel()
-	close(s.done)
-	close(s.out)
+func (r *parquetRows) readError(spec string, err error) error {
+	return fmt.Errorf("source %s: reading row %d (row group %d): %w", spec, r.row+1, r.group, err)
 }
 
-// loopParquet numbers, shards and limits the rows exactly as loop does for a list.
-func (s *Source) loopParquet(ctx context.Context, r *parquetRows, opt Options) error {
-	var seq int64
-	for {
-		if r.row%256 == 0 && ctx.Err() != nil {
-			return ctx.Err()
-		}
-		rec, key, ok, err := r.next()
-		if err != nil {
-			return fmt.Errorf("source %s: reading row %d (row group %d): %w", s.info.Spec, r.row+1, r.group, err)
-		}
-		if !ok {
-			return nil
-		}
-		s.rows.Add(1)
-		if !opt.Shard.Contains(key) {
-			s.others.Add(1)
-			continue
-		}
-		if rec.Failure != nil {
-			rec.Failure.Seq = seq
-		} else {
-			rec.Item.Seq = seq
-		}
-		seq++
-		select {
-		case s.out <- rec:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-		if rec.Failure != nil {
-			s.failures.Add(1)
-		} else if items := s.items.Add(1); opt.Limit > 0 && items >= opt.Limit {
-			return nil
-		}
+func (r *parquetRows) close() {
+	for _, c := range r.read {
+		c.close()
 	}
 }
 

@@ -294,8 +294,22 @@ func listColumns(cols []string) string {
 	return strings.Join(q, ", ")
 }
 
-func (s *Source) run(ctx context.Context, p *parser, opt Options) {
-	err := s.loop(ctx, p, opt)
+// rowSource is what a Source numbers, shards and limits: a list's parser, a parquet file's
+// rows, tar shards' samples.
+type rowSource interface {
+	// next returns the next record and its shard key (the URL; for a malformed row, a key of
+	// its own); ok is false at the end of the input.
+	next() (rec Record, key string, ok bool, err error)
+	// readError says where in the input err happened.
+	readError(spec string, err error) error
+	// close releases what reading holds (not the input itself: Source.closer does that).
+	close()
+}
+
+// run streams rows into s.out until the end, an error, Close or ctx, then closes the Source.
+func (s *Source) run(ctx context.Context, rows rowSource, opt Options) {
+	err := s.loop(ctx, rows, opt)
+	rows.close()
 	if err != nil && ctx.Err() != nil {
 		err = context.Cause(ctx)
 	}
@@ -309,19 +323,18 @@ func (s *Source) run(ctx context.Context, p *parser, opt Options) {
 	close(s.out)
 }
 
-func (s *Source) loop(ctx context.Context, p *parser, opt Options) error {
+// loop numbers the rows of this shard 0, 1, 2, ... (Seq) in input order, items and failures
+// alike, and stops after Limit items.
+func (s *Source) loop(ctx context.Context, rows rowSource, opt Options) error {
 	var seq int64
 	var n uint
 	for {
 		if n++; n%256 == 0 && ctx.Err() != nil {
 			return ctx.Err()
 		}
-		rec, key, ok, err := p.next()
+		rec, key, ok, err := rows.next()
 		if err != nil {
-			if errors.Is(err, io.ErrUnexpectedEOF) {
-				return fmt.Errorf("source %s: the input ended in the middle (truncated file or lost connection) after line %d: %w", s.info.Spec, p.lr.no, err)
-			}
-			return fmt.Errorf("source %s: reading after line %d: %w", s.info.Spec, p.lr.no, err)
+			return rows.readError(s.info.Spec, err)
 		}
 		if !ok {
 			return nil
@@ -349,6 +362,15 @@ func (s *Source) loop(ctx context.Context, p *parser, opt Options) error {
 		}
 	}
 }
+
+func (p *parser) readError(spec string, err error) error {
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		return fmt.Errorf("source %s: the input ended in the middle (truncated file or lost connection) after line %d: %w", spec, p.lr.no, err)
+	}
+	return fmt.Errorf("source %s: reading after line %d: %w", spec, p.lr.no, err)
+}
+
+func (p *parser) close() {}
 
 // next reads up to the next data row and returns its Record and its shard key (the URL, or
 // for a row without one the row's text); ok is false at the end of the input.

@@ -171,63 +171,16 @@ func startTar(ctx context.Context, spec string, shards []tarShard, fingerprint s
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	s := &Source{info: info, out: make(chan Record, buffer), done: make(chan struct{}), cancel: cancel, closer: r.files, counted: r.counted}
-	go s.runTar(ctx, r, opt)
+	go s.run(ctx, r, opt)
 	return s, nil
 }
 
 // runTar ends the stream as run does for a list.
-func (s *Source) runTar(ctx context.Context, r *tarRows, opt Options) {
-	err := s.loopTar(ctx, r, opt)
-	if err != nil && ctx.Err() != nil {
-		err = context.Cause(ctx)
-	}
-	if s.closed.Load() {
-		err = nil
-	}
-	s.err = err
-	s.closer.Close()
-	s.cancel()
-	close(s.done)
-	close(s.out)
+func (r *tarRows) readError(spec string, err error) error {
+	return fmt.Errorf("source %s: %w", spec, err)
 }
 
-// loopTar numbers, shards and limits the samples exactly as loop does for a list's rows.
-func (s *Source) loopTar(ctx context.Context, r *tarRows, opt Options) error {
-	var seq int64
-	for {
-		if ctx.Err() != nil { // cheap next to reading an image
-			return ctx.Err()
-		}
-		rec, key, ok, err := r.next()
-		if err != nil {
-			return fmt.Errorf("source %s: %w", s.info.Spec, err)
-		}
-		if !ok {
-			return nil
-		}
-		s.rows.Add(1)
-		if !opt.Shard.Contains(key) {
-			s.others.Add(1)
-			continue
-		}
-		if rec.Failure != nil {
-			rec.Failure.Seq = seq
-		} else {
-			rec.Item.Seq = seq
-		}
-		seq++
-		select {
-		case s.out <- rec:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-		if rec.Failure != nil {
-			s.failures.Add(1)
-		} else if items := s.items.Add(1); opt.Limit > 0 && items >= opt.Limit {
-			return nil
-		}
-	}
-}
+func (r *tarRows) close() {}
 
 // tarFiles holds the shard being read so that Close can close it from another goroutine.
 type tarFiles struct {
