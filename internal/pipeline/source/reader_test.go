@@ -572,3 +572,26 @@ func TestSaveColumns(t *testing.T) {
 		t.Errorf("a plain list: %v", err)
 	}
 }
+
+// A quoted pattern of images reads the files it names, sorted, once each.
+func TestImagePattern(t *testing.T) {
+	dir := t.TempDir()
+	for _, name := range []string{"b.jpg", "a.jpg", "c.png", "notes.txt", "d.jpg"} {
+		os.WriteFile(filepath.Join(dir, name), []byte("x"), 0o644)
+	}
+	s, err := Open(testContext(t), filepath.Join(dir, "{*.jpg,c.png,a.jpg}"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	items, _ := drainErr(s)
+	var got []string
+	for _, it := range items {
+		got = append(got, filepath.Base(it.URL))
+	}
+	if strings.Join(got, " ") != "a.jpg b.jpg d.jpg c.png" || s.Info().TotalRows != 4 || !strings.HasPrefix(s.Info().Fingerprint, "files:4 ") {
+		t.Errorf("rows %v, info %+v", got, s.Info())
+	}
+	if _, err := Open(testContext(t), filepath.Join(dir, "*.webp"), Options{}); err == nil || !strings.Contains(err.Error(), "matches no image file") {
+		t.Errorf("a pattern matching nothing: %v", err)
+	}
+}

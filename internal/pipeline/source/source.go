@@ -138,6 +138,10 @@ type Source struct {
 //   - "-" for standard input;
 //   - a directory: its image files (ImageExtensions, any case), recursively, in lexical
 //     order; each row's URL is the file's absolute path;
+//   - a pattern of image files ('photos/*.jpg', 'img_{000..099}.png'): braces expanded, each
+//     glob sorted, as a folder's files;
+//   - a parquet file (recognised by its magic bytes "PAR1"; see parquet.go): its rows, read a
+//     row group at a time;
 //   - anything else is a local path of a list.
 //
 // Gzip is recognised by its magic bytes whatever the name. With FormatAuto the format is,
@@ -177,6 +181,11 @@ func Open(ctx context.Context, spec string, opt Options) (*Source, error) {
 	}
 	if s, ok, err := openParquet(ctx, spec, opt); ok { // a local file starting with "PAR1"
 		return s, err
+	}
+	if isImagePattern(spec) {
+		if _, err := os.Stat(spec); err != nil { // an existing file with such a name is a list
+			return openImagePattern(ctx, spec, opt)
+		}
 	}
 	switch {
 	case strings.HasPrefix(lower, "openimages:"):

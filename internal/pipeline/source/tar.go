@@ -84,6 +84,8 @@ func openTar(ctx context.Context, spec string, opt Options) (s *Source, ok bool,
 			return nil, false, nil
 		}
 		paths = []string{spec}
+	case isImagePattern(spec):
+		return nil, false, nil // a pattern of images ('photos/*.jpg'): openImagePattern's
 	case hasPattern(spec):
 		if paths, err = expandShardPattern(spec); err != nil {
 			return nil, true, err
