@@ -98,11 +98,12 @@ type listRow struct {
 	Width   int64  `parquet:"width"`
 }
 
-// A parquet URL list (img2dataset's input), several row groups: rows in order, the caption
-// column saved.
+// A parquet URL list (img2dataset's input), several row groups, one row a local file: rows in
+// order, the caption column saved.
 func TestParquetListEndToEnd(t *testing.T) {
 	srv := newImageServer(t)
-	urls := append(manyURLs(srv.URL, goodFiles(t), 30), srv.URL+"/missing")
+	local, _ := filepath.Abs(filepath.Join(e2eDir, "img_00.jpg")) // a local file's row, read, not fetched
+	urls := append(manyURLs(srv.URL, goodFiles(t), 30), local, srv.URL+"/missing")
 	p := filepath.Join(t.TempDir(), "list.parquet")
 	f, err := os.Create(p)
 	if err != nil {
@@ -125,7 +126,7 @@ func TestParquetListEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := readLocal(t, filepath.Join(out, embed.FinalName))
-	if strings.Join(r.URLs, "\n") != strings.Join(urls[:30], "\n") || len(r.Failed) != 1 || r.Failed[0] != srv.URL+"/missing" {
+	if strings.Join(r.URLs, "\n") != strings.Join(urls[:31], "\n") || len(r.Failed) != 1 || r.Failed[0] != srv.URL+"/missing" {
 		t.Fatalf("rows %d, failures %v", len(r.URLs), r.Failed)
 	}
 	for i := range r.URLs {

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -171,7 +172,13 @@ func startParquet(ctx context.Context, f *os.File, spec string, opt Options) (*S
 	if maxURL == 0 {
 		maxURL = DefaultMaxURLBytes
 	}
-	r := &parquetRows{file: pf, group: -1, p: &parser{maxURL: maxURL, urlIdx: -1, idIdx: -1, md5Idx: -1, sizeIdx: -1}}
+	// Rows may name local files, as a local list's rows may (relative to the file's folder).
+	baseDir := ""
+	if abs, err := filepath.Abs(spec); err == nil {
+		baseDir = filepath.Dir(abs)
+	}
+	r := &parquetRows{file: pf, group: -1, p: &parser{maxURL: maxURL, urlIdx: -1, idIdx: -1, md5Idx: -1, sizeIdx: -1,
+		pathRows: baseDir != "", baseDir: baseDir}}
 	if opt.URLColumn != "" {
 		if r.url, err = column(opt.URLColumn); err == nil && r.url == nil {
 			err = fmt.Errorf("no column %q; the columns are %s", opt.URLColumn, listColumns(cols))
