@@ -77,11 +77,13 @@ func newEmbedCommand() *cli.Command {
 			"OUTPUT/Images_Embedded_<k>.h5 chunk files as it goes; at the end of the input the chunks are\n" +
 			"merged into OUTPUT/Images_Embedded.h5 (urls, embeddings, image_ids, failed_urls,\n" +
 			"failed_reasons). Rerunning the same command after an interruption or a crash resumes it:\n" +
-			"no URL is embedded twice and none is lost. Ctrl-C stops cleanly (press it twice to stop at\n" +
-			"once). URLs that fail (404, timeouts, corrupt images, ...) are listed with their reason and\n" +
-			"do not make the run fail.\n\n" +
+			"no URL is embedded twice and none is lost; another command (another input or input content,\n" +
+			"--limit, --shard, --dtype, ...) on the same --output is refused (exit 2). Ctrl-C stops\n" +
+			"cleanly (press it twice to stop at once). URLs that fail (404, timeouts, corrupt images, ...)\n" +
+			"are listed with their reason and do not make the run fail, unless nothing at all is embedded\n" +
+			"(exit 6); past --warn-failure-rate a warning names the top reasons.\n\n" +
 			"--input is a list (text, CSV or TSV, optionally gzipped: a path, an http(s) URL of one, or -\n" +
-			"for stdin) of http(s) URLs or local files (paths, file:// URLs); a parquet list; \n" +
+			"for stdin) of http(s) URLs or local files (paths, file:// URLs); a parquet list;\n" +
 			"openimages:SPLIT (train, train-boxable, validation, test, all); a folder of image files\n" +
 			"(.jpg .jpeg .png .gif .webp .bmp, recursively) or a quoted pattern of them ('photos/*.jpg');\n" +
 			"or tar shards as img2dataset writes them (00000.tar, 'shards/{00000..00099}.tar', a folder\n" +
