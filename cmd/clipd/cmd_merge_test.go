@@ -316,7 +316,7 @@ func TestMergeShardFolder(t *testing.T) {
 	}
 	wantDS, wantAttrs := h5read(t, single)
 	gotDS, gotAttrs := h5read(t, merged)
-	if urls, _ := wantDS["urls"].([]any); len(urls) != 45 || len(wantDS) != 9 { // urls, embeddings, image_ids, lines and 5 failed_*
+	if urls, _ := wantDS["urls"].([]any); len(urls) != 45 || len(wantDS) != 11 { // urls, embeddings, image_ids, lines, widths, heights and 5 failed_*
 		t.Fatalf("the single run's datasets: %v (%d urls)", datasetNames(wantDS), len(urls))
 	}
 	if len(gotDS) != len(wantDS) {
