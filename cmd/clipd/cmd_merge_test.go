@@ -18,7 +18,7 @@ import (
 
 	"github.com/clipd/clipd/internal/pipeline/item"
 	"github.com/clipd/clipd/internal/pipeline/outfile"
-	"github.com/clipd/clipd/internal/pipeline/sink"
+	"github.com/clipd/clipd/internal/pipeline/sink/sinktest"
 	"github.com/clipd/clipd/internal/pipeline/source"
 )
 
@@ -47,32 +47,18 @@ func writeOutputDtype(t *testing.T, dir string, lines []int64, dtype string) str
 // (line L: URL http://h/L, image id idL when ids, failing when L%4 == 0).
 func writeRun(t *testing.T, dir string, lines []int64, attrs outfile.Attrs, ids bool) string {
 	t.Helper()
-	w, err := sink.Open(sink.Options{Dir: dir, ChunkSize: 2, Attrs: attrs, HasImageIDs: ids})
-	if err != nil {
-		t.Fatal(err)
-	}
+	var rows []sinktest.Row
 	for seq, l := range lines {
-		it := item.Item{Seq: int64(seq), Line: l, URL: fmt.Sprintf("http://h/%d", l)}
+		r := sinktest.Row{Item: item.Item{Seq: int64(seq), Line: l, URL: fmt.Sprintf("http://h/%d", l)}, Embedding: []float32{float32(l), 0.5, -1, 2}}
 		if ids {
-			it.ImageID = fmt.Sprintf("id%d", l)
+			r.Item.ImageID = fmt.Sprintf("id%d", l)
 		}
 		if l%4 == 0 {
-			err = w.AddFailure(item.Failure{Item: it, Stage: "fetch", Reason: "http 404"})
-		} else {
-			err = w.Add(sink.Row{Item: it, Embedding: []float32{float32(l), 0.5, -1, 2}})
+			r.Fail = "http 404"
 		}
-		if err != nil {
-			t.Fatal(err)
-		}
+		rows = append(rows, r)
 	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	p, err := sink.Finalize(dir, attrs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
+	return sinktest.WriteRun(t, dir, attrs, ids, 2, rows)
 }
 
 func TestMergeAndInspect(t *testing.T) {

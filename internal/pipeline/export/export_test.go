@@ -16,7 +16,7 @@ import (
 	"github.com/clipd/clipd/internal/cgo/h5"
 	"github.com/clipd/clipd/internal/pipeline/item"
 	"github.com/clipd/clipd/internal/pipeline/outfile"
-	"github.com/clipd/clipd/internal/pipeline/sink"
+	"github.com/clipd/clipd/internal/pipeline/sink/sinktest"
 )
 
 const testDim = 5
@@ -27,36 +27,23 @@ func writeRun(t *testing.T, dir string, lines int, dtype string, ids bool) strin
 	t.Helper()
 	attrs := outfile.Attrs{Model: "m", WeightsSHA256: "w", Preprocess: "exact", EmbedDim: testDim, Dtype: dtype,
 		Input: "in.txt", Shard: "0/1", Version: "test"}
-	w, err := sink.Open(sink.Options{Dir: dir, ChunkSize: 4, Attrs: attrs, HasImageIDs: ids})
-	if err != nil {
-		t.Fatal(err)
-	}
+	var rows []sinktest.Row
 	for l := 1; l <= lines; l++ {
-		it := item.Item{Seq: int64(l - 1), Line: int64(l), URL: fmt.Sprintf("http://h/%d.jpg", l)}
+		r := sinktest.Row{Item: item.Item{Seq: int64(l - 1), Line: int64(l), URL: fmt.Sprintf("http://h/%d.jpg", l)}}
 		if ids {
-			it.ImageID = fmt.Sprintf("id%d", l)
+			r.Item.ImageID = fmt.Sprintf("id%d", l)
 		}
 		if l%4 == 0 {
-			err = w.AddFailure(item.Failure{Item: it, Stage: "fetch", Reason: "http 404"})
+			r.Fail = "http 404"
 		} else {
-			emb := make([]float32, testDim)
-			for j := range emb {
-				emb[j] = float32(l) + float32(j)/3 - 1.1 // values that float16 rounds
+			r.Embedding = make([]float32, testDim)
+			for j := range r.Embedding {
+				r.Embedding[j] = float32(l) + float32(j)/3 - 1.1 // values that float16 rounds
 			}
-			err = w.Add(sink.Row{Item: it, Embedding: emb})
 		}
-		if err != nil {
-			t.Fatal(err)
-		}
+		rows = append(rows, r)
 	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	p, err := sink.Finalize(dir, attrs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
+	return sinktest.WriteRun(t, dir, attrs, ids, 4, rows)
 }
 
 // writeCarried writes a file with h5 directly: rows rows without image ids, with the carried

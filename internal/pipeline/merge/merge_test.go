@@ -17,7 +17,7 @@ import (
 	"github.com/clipd/clipd/internal/pipeline/item"
 	"github.com/clipd/clipd/internal/pipeline/merge"
 	"github.com/clipd/clipd/internal/pipeline/outfile"
-	"github.com/clipd/clipd/internal/pipeline/sink"
+	"github.com/clipd/clipd/internal/pipeline/sink/sinktest"
 )
 
 const testDim = 8
@@ -40,32 +40,18 @@ func embOf(l int64) []float32 {
 // fails when L%5 == 0), with image ids when ids.
 func writeShard(t *testing.T, dir string, lines []int64, attrs outfile.Attrs, ids bool) string {
 	t.Helper()
-	w, err := sink.Open(sink.Options{Dir: dir, ChunkSize: 3, Attrs: attrs, HasImageIDs: ids})
-	if err != nil {
-		t.Fatal(err)
-	}
+	var rows []sinktest.Row
 	for seq, l := range lines {
-		it := item.Item{Seq: int64(seq), Line: l, URL: fmt.Sprintf("http://h/u%d", l)}
+		r := sinktest.Row{Item: item.Item{Seq: int64(seq), Line: l, URL: fmt.Sprintf("http://h/u%d", l)}, Embedding: embOf(l)}
 		if ids {
-			it.ImageID = fmt.Sprint(l)
+			r.Item.ImageID = fmt.Sprint(l)
 		}
 		if l%5 == 0 {
-			err = w.AddFailure(item.Failure{Item: it, Stage: "fetch", Reason: "timeout"})
-		} else {
-			err = w.Add(sink.Row{Item: it, Embedding: embOf(l)})
+			r.Fail = "timeout"
 		}
-		if err != nil {
-			t.Fatal(err)
-		}
+		rows = append(rows, r)
 	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	p, err := sink.Finalize(dir, attrs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
+	return sinktest.WriteRun(t, dir, attrs, ids, 3, rows)
 }
 
 // table reads a whole table of path: urls, ids, lines, input index.
