@@ -56,7 +56,7 @@ func writeShard(t *testing.T, path string, first int, images []string, failedEve
 	return urls, failed
 }
 
-// Three shards by brace pattern: every sample accounted once (failed downloads with
+// Three shards by brace pattern (and by a list of them): every sample accounted once (failed downloads with
 // img2dataset's reason), json URLs and captions kept, embeddings equal to the engine's for
 // the same bytes.
 func TestTarShardsEndToEnd(t *testing.T) {
@@ -79,6 +79,16 @@ func TestTarShardsEndToEnd(t *testing.T) {
 	}
 	if strings.Join(r.Failed, "\n") != strings.Join(failed, "\n") || !strings.Contains(r.Reasons[0], "no image in the shard: HTTP Error 404") {
 		t.Fatalf("failures %v %v, want %v", r.Failed, r.Reasons, failed)
+	}
+	// The same shards named by a list (paths relative to it) give the same rows.
+	list := filepath.Join(dir, "shards.txt")
+	os.WriteFile(list, []byte("# img2dataset output\n00000.tar\n00001.tar\n"+filepath.Join(dir, "00002.tar")+"\n"), 0o644)
+	byList := t.TempDir()
+	if err := runEmbed(testCtx(t), testEmbedOptions(list, byList)); err != nil {
+		t.Fatal(err)
+	}
+	if l := readLocal(t, filepath.Join(byList, embed.FinalName)); strings.Join(l.URLs, "\n") != strings.Join(urls, "\n") || len(l.Failed) != len(failed) {
+		t.Errorf("a list of the shards: %d rows, %d failures", len(l.URLs), len(l.Failed))
 	}
 	want := expectedEmbeddings(t, files)
 	for i, u := range r.URLs {

@@ -167,7 +167,8 @@ type Source struct {
 // braces or glob characters (shards/{00000..00099}.tar, shards/{a,b}.tar, 'shards/*.tar'),
 // expanded here in brace order, each glob sorted; a folder holding tar shards and no image
 // file (its shards, recursively, in lexical order); a folder with any image is a folder of
-// images as above. One Record per sample, its image in Record.Body.
+// images as above; a text list whose first entry is a shard's name (then every entry must be
+// one; relative to the list's folder). One Record per sample, its image in Record.Body.
 func Open(ctx context.Context, spec string, opt Options) (*Source, error) {
 	if s, ok, err := openTar(ctx, spec, opt); ok {
 		return s, err

@@ -53,6 +53,54 @@ func isTarName(name string) bool {
 	return strings.HasSuffix(l, ".tar") || strings.HasSuffix(l, ".tar.gz") || strings.HasSuffix(l, ".tgz")
 }
 
+// maxTarList bounds a list of shards read whole (a shard holds thousands of samples, so a
+// million shards is far beyond any data set).
+const maxTarList = 1 << 20
+
+// tarList reads a text list of tar shards (one path a line, relative to the list's folder;
+// blank lines and # comments skipped). It returns nil, nil when the list's first entry is
+// not a tar shard's name: then it is an ordinary list of URLs or files. Every entry must be a
+// shard once the first is.
+func tarList(list string) ([]string, error) {
+	f, err := os.Open(list)
+	if err != nil {
+		return nil, nil // Open reports it as it does for any list
+	}
+	defer f.Close()
+	base := filepath.Dir(list)
+	var paths []string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 64<<10)
+	for n := 1; sc.Scan(); n++ {
+		l := strings.TrimSpace(sc.Text())
+		if l == "" || strings.HasPrefix(l, "#") {
+			continue
+		}
+		if !isTarName(l) || strings.Contains(l, "://") {
+			if paths == nil {
+				return nil, nil
+			}
+			return nil, fmt.Errorf("source %s: line %d: %q is not a tar shard, but the list's first entry is; a list of shards names shards only", list, n, l)
+		}
+		if !filepath.IsAbs(l) {
+			l = filepath.Join(base, l)
+		}
+		if st, err := os.Stat(l); err != nil || !st.Mode().IsRegular() {
+			return nil, fmt.Errorf("source %s: line %d: shard %s cannot be read (%v)", list, n, l, err)
+		}
+		if paths = append(paths, l); len(paths) > maxTarList {
+			return nil, fmt.Errorf("source %s: more than %d shards; split the list", list, maxTarList)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		if paths == nil {
+			return nil, nil // a line too long for a shard list: an ordinary list, read as such
+		}
+		return nil, fmt.Errorf("source %s: %w", list, err)
+	}
+	return paths, nil
+}
+
 // tarShard is one shard of the input.
 type tarShard struct {
 	path string // as opened
@@ -79,11 +127,12 @@ func openTar(ctx context.Context, spec string, opt Options) (s *Source, ok bool,
 		if paths == nil {
 			return nil, false, nil // a folder of images, or of neither: the folder input's
 		}
-	case statErr == nil:
-		if !st.Mode().IsRegular() || !isTarName(spec) {
-			return nil, false, nil
-		}
+	case statErr == nil && st.Mode().IsRegular() && isTarName(spec):
 		paths = []string{spec}
+	case statErr == nil && st.Mode().IsRegular():
+		if paths, err = tarList(spec); paths == nil || err != nil {
+			return nil, err != nil, err // nil, nil: not a list of shards, an ordinary list
+		}
 	case isImagePattern(spec):
 		return nil, false, nil // a pattern of images ('photos/*.jpg'): openImagePattern's
 	case hasPattern(spec):
