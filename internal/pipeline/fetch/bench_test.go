@@ -56,3 +56,47 @@ func BenchmarkFetch100KB(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkFetchManyHosts: 64 hosts (servers on 64 loopback ports) x 200 URLs each, handed
+// out interleaved, with the default Options: what per-host politeness costs when many hosts
+// share the work. One op is one URL; reports req/s.
+func BenchmarkFetchManyHosts(b *testing.B) {
+	const hosts, perHost = 64, 200
+	body := fakeImage(100<<10, 42)
+	var bases []string
+	for range hosts {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			b.Fatal(err)
+		}
+		srv := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+			ctx.SetContentType("image/jpeg")
+			ctx.SetBody(body)
+		}}
+		go srv.Serve(ln)
+		defer srv.Shutdown()
+		bases = append(bases, "http://"+ln.Addr().String())
+	}
+	opt := Options{Timeout: time.Minute}
+	b.SetBytes(int64(len(body)))
+	b.ResetTimer()
+	start := time.Now()
+	for done := 0; done < b.N; done += hosts * perHost {
+		f := New(opt)
+		in := make(chan item.Item, 256)
+		go func() {
+			defer close(in)
+			for i := range hosts * perHost {
+				in <- item.Item{Seq: int64(i), URL: bases[i%hosts] + "/img/" + strconv.Itoa(i) + ".jpg"}
+			}
+		}()
+		for r := range f.Run(context.Background(), in) {
+			if r.Failure != nil {
+				b.Fatalf("%s: %s", r.Item.URL, r.Failure.Reason)
+			}
+			r.Release()
+		}
+	}
+	b.StopTimer() // the servers' shutdown (deferred) is not fetching
+	b.ReportMetric(float64(max(b.N, hosts*perHost))/time.Since(start).Seconds(), "req/s")
+}
