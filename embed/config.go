@@ -117,8 +117,22 @@ type Config struct {
 	// Retries of a URL after timeouts, connection errors, 429 and 5xx: 0 = DefaultRetries,
 	// negative = none.
 	Retries int
-	// UserAgent sent with every request; "" = "clipd".
+	// UserAgent sent with every request; "" = fetch.DefaultUserAgent (names clipd, its
+	// version and the project's URL).
 	UserAgent string
+	// HostConnections caps the connections to one host; 0 = fetch.DefaultMaxConnsPerHost.
+	HostConnections int
+	// HostRate caps the requests per second to one host; 0 = no cap.
+	HostRate float64
+	// IgnoreOptOut fetches images whose response says X-Robots-Tag noai, noimageai, noml,
+	// noindex or noimageindex (by default they are failed unread); recorded in the output.
+	IgnoreOptOut bool
+	// RobotsTxt obeys each host's robots.txt for clipd's user agent.
+	RobotsTxt bool
+	// AllowPrivateNetworks lets the fetcher connect to loopback, private, link-local and other
+	// non-public addresses (refused by default: a URL list must not reach into the machine's
+	// own network). Local mirrors and tests need it.
+	AllowPrivateNetworks bool
 	// Version is recorded in the output's clipd_version attribute; "" = "dev".
 	Version string
 
@@ -192,9 +206,6 @@ func (c Config) withDefaults() Config {
 	} else if c.Retries < 0 {
 		c.Retries = -1
 	}
-	if c.UserAgent == "" {
-		c.UserAgent = "clipd"
-	}
 	if c.Version == "" {
 		c.Version = "dev"
 	}
@@ -223,6 +234,8 @@ func (c Config) check() error {
 		return bad("--limit %d: want 0 (no limit) or more", c.Limit)
 	case c.BatchSize < 0 || c.ChunkSize < 0 || c.Connections < 0 || c.Decoders < 0 || c.Threads < 0 || c.Device < 0 || c.Memory < 0:
 		return bad("--batch-size, --chunk-size, --connections, --decoders, --threads, --device and --memory must not be negative")
+	case c.HostConnections < 0 || c.HostRate < 0:
+		return bad("--host-connections and --host-rate must not be negative")
 	case c.Timeout < 0:
 		return bad("--timeout %v: want a positive duration such as 30s", c.Timeout)
 	case c.Dtype != "float32" && c.Dtype != "float16":

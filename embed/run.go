@@ -121,6 +121,7 @@ func (r *run) run(ctx context.Context) (Summary, error) {
 		Limit:            cfg.Limit,
 		URLKind:          string(cfg.URLKind),
 		Columns:          cfg.SaveColumns,
+		IgnoreOptOut:     cfg.IgnoreOptOut,
 	}
 	r.w, err = sink.Open(sink.Options{
 		Dir:         r.dir,

@@ -24,6 +24,7 @@ type Attrs struct {
 	Limit            int64    // rows of the shard asked for; 0 = all
 	URLKind          string   // openimages inputs: original, thumbnail or mirror
 	Columns          []string // input columns saved with each row (datasets named by SavedName)
+	IgnoreOptOut     bool     // images whose server opted out (X-Robots-Tag noai, ...) were fetched anyway
 }
 
 // Kind is the element kind of the embeddings Dtype names ("" is float32).
@@ -54,7 +55,7 @@ func writeAttrs(f *h5.File, a Attrs) error {
 		{"normalized", a.Normalized}, {"dtype", dtype}, {"preprocess", a.Preprocess},
 		{"clipd_version", a.Version}, {"created", time.Now().UTC().Format(time.RFC3339)}, {"input", a.Input},
 		{"input_fingerprint", a.InputFingerprint}, {"shard", shard}, {"limit", a.Limit}, {"url_kind", a.URLKind},
-		{"saved_columns", strings.Join(a.Columns, ",")},
+		{"saved_columns", strings.Join(a.Columns, ",")}, {"ignore_opt_out", a.IgnoreOptOut},
 	} {
 		if err := f.SetAttr(kv.k, kv.v); err != nil {
 			return err
@@ -106,6 +107,10 @@ func ReadAttrs(f *h5.File) (Attrs, error) {
 		case "normalized":
 			if v, ok := x.Value.(bool); ok {
 				a.Normalized = v
+			}
+		case "ignore_opt_out":
+			if v, ok := x.Value.(bool); ok {
+				a.IgnoreOptOut = v
 			}
 		}
 	}

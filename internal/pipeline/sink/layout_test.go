@@ -40,6 +40,7 @@ const layoutAttrs = `@clipd_version str-utf-8 test
 @created str-utf-8 <RFC3339>
 @dtype str-utf-8 float32
 @embed_dim int64 512
+@ignore_opt_out bool False
 @input str-utf-8 list.txt
 @input_fingerprint str-utf-8 
 @limit int64 0

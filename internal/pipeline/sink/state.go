@@ -29,6 +29,7 @@ type RunKey struct {
 	Dtype            string
 	Normalized       bool
 	Columns          string // the saved input columns, comma-separated
+	IgnoreOptOut     bool   `json:",omitempty"`
 }
 
 // keyOf is the RunKey that attributes a record.
@@ -42,7 +43,7 @@ func keyOf(a outfile.Attrs) RunKey {
 	}
 	return RunKey{Input: a.Input, InputFingerprint: a.InputFingerprint, Shard: shard, Limit: a.Limit, URLKind: a.URLKind,
 		WeightsSHA256: a.WeightsSHA256, Preprocess: a.Preprocess, Dtype: a.Dtype, Normalized: a.Normalized,
-		Columns: strings.Join(a.Columns, ",")}
+		Columns: strings.Join(a.Columns, ","), IgnoreOptOut: a.IgnoreOptOut}
 }
 
 // diffKeys says how key b differs from a, the earlier run's ("" when they are the same).
