@@ -34,6 +34,6 @@ done
 rm -rf "$WORK/out"
 echo "# $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $N URLs of $nf files"
 bin/clipd embed --input "$WORK/urls.txt" --weights "$W" --output "$WORK/out" \
-  --backend "$BACKEND" --json ${EMBED_ARGS:-}
+  --backend "$BACKEND" --json --allow-private-networks ${EMBED_ARGS:-}
 cat "$WORK/out/Images_Embedded.stats.json"
 echo

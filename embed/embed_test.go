@@ -40,7 +40,8 @@ func testCtx(t *testing.T) context.Context {
 
 func config(input, out string) embed.Config {
 	return embed.Config{Input: input, Weights: tinyWeights, Output: out, Backend: engine.BackendCPU,
-		Threads: 1, BatchSize: 4, ChunkSize: 5, Connections: 4, Memory: 1 << 30, Timeout: 5 * time.Second, Retries: -1}
+		Threads: 1, BatchSize: 4, ChunkSize: 5, Connections: 4, Memory: 1 << 30, Timeout: 5 * time.Second, Retries: -1,
+		AllowPrivateNetworks: true} // the test servers are on 127.0.0.1
 }
 
 // table is a final file's urls and embeddings as h5py reads them.

@@ -27,6 +27,9 @@ func Example() {
 		Weights: tinyWeights, // a .safetensors file or folder; "" = the cached CLIP B/32
 		Output:  filepath.Join(dir, "out"),
 		Backend: engine.BackendCPU,
+		// Only because this example's server is on 127.0.0.1: a real list must not reach
+		// into private networks, and clipd refuses them by default.
+		AllowPrivateNetworks: true,
 	}, embed.Events{})
 	if err != nil {
 		log.Fatal(err)

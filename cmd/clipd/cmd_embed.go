@@ -27,30 +27,36 @@ const defaultInput = "openimages:validation"
 
 // embedOptions are the settings of one `clipd embed` run; tests fill them directly.
 type embedOptions struct {
-	Input       string
-	Weights     string // a path, hub name or URL for weights.Resolve; "" = the default model in the cache
-	CacheDir    string
-	Output      string
-	Limit       int64
-	Shard       embed.Shard
-	ShardFrom   string // where Shard came from, for the log: "--shard", "JOB_COMPLETION_INDEX", ...
-	URLColumn   string
-	SaveColumns []string
-	URLKind     embed.URLKind // "" = the source's default
-	Backend     engine.Backend
-	Device      int
-	Threads     int // CPU backend threads; 0 = all cores
-	BatchSize   int // 0 = from the plan
-	ChunkSize   int // 0 = from the plan
-	Conns       int // 0 = from the plan
-	Decoders    int // 0 = from the plan
-	Timeout     time.Duration
-	Retries     int // retries of a failed URL; 0 = fetch's default, negative = none
-	Preprocess  embed.Preprocess
-	Dtype       string // "float32" or "float16"
-	Normalize   bool
-	NoResume    bool
-	Memory      int64 // bytes; 0 = the plan's default share of available memory
+	Input        string
+	Weights      string // a path, hub name or URL for weights.Resolve; "" = the default model in the cache
+	CacheDir     string
+	Output       string
+	Limit        int64
+	Shard        embed.Shard
+	ShardFrom    string // where Shard came from, for the log: "--shard", "JOB_COMPLETION_INDEX", ...
+	URLColumn    string
+	SaveColumns  []string
+	URLKind      embed.URLKind // "" = the source's default
+	Backend      engine.Backend
+	Device       int
+	Threads      int     // CPU backend threads; 0 = all cores
+	BatchSize    int     // 0 = from the plan
+	ChunkSize    int     // 0 = from the plan
+	Conns        int     // 0 = from the plan
+	Decoders     int     // 0 = from the plan
+	HostConns    int     // 0 = the fetcher's default
+	HostRate     float64 // requests/s per host; 0 = no cap
+	IgnoreOptOut bool
+	RobotsTxt    bool
+	AllowPrivate bool   // --allow-private-networks
+	UserAgent    string // "" = clipd/VERSION (+project URL)
+	Timeout      time.Duration
+	Retries      int // retries of a failed URL; 0 = fetch's default, negative = none
+	Preprocess   embed.Preprocess
+	Dtype        string // "float32" or "float16"
+	Normalize    bool
+	NoResume     bool
+	Memory       int64 // bytes; 0 = the plan's default share of available memory
 
 	Quiet           bool
 	Verbose         bool    // also print the memory plan
@@ -115,6 +121,12 @@ func newEmbedCommand() *cli.Command {
 			&cli.StringFlag{Name: "url-column", Usage: "CSV/TSV: the column holding the URLs (default url, OriginalURL or Thumbnail300KURL)"},
 			&cli.StringSliceFlag{Name: "save-columns", Usage: "input columns to store with each row, e.g. caption,key (CSV/TSV/parquet header names; tar shards: caption, key)"},
 			&cli.StringFlag{Name: "url-kind", Usage: "openimages inputs: original, thumbnail or mirror (the CVDF S3 mirror)"},
+			&cli.IntFlag{Name: "host-connections", Usage: "most connections to one host (default: 16)"},
+			&cli.Float64Flag{Name: "host-rate", Usage: "most requests per second to one host (0: no cap)"},
+			&cli.BoolFlag{Name: "ignore-opt-out", Usage: "also fetch images whose server says X-Robots-Tag noai, noimageai, noml, noindex or noimageindex (recorded in the output)"},
+			&cli.BoolFlag{Name: "robots-txt", Usage: "obey each host's robots.txt for clipd (one more request per host)"},
+			&cli.BoolFlag{Name: "allow-private-networks", Usage: "allow connections to loopback, private and link-local addresses (local mirrors; refused by default)"},
+			&cli.StringFlag{Name: "user-agent", Usage: "the User-Agent header (default: clipd/VERSION (+https://github.com/clipd/clipd))"},
 			&cli.BoolFlag{Name: "json", Usage: "also write the run's statistics (and the memory plan) to OUTPUT/Images_Embedded.stats.json"},
 			&cli.BoolFlag{Name: "verbose", Usage: "print the memory plan before the run"},
 			&cli.Float64Flag{Name: "warn-failure-rate", Value: embed.DefaultWarnFailureRate, Usage: "warn, with the top reasons, when more than this share of the URLs fails (0 to never warn)"},
@@ -140,31 +152,37 @@ func newEmbedCommand() *cli.Command {
 // embedOptionsFrom reads and checks the flags; getenv supplies the scheduler's variables.
 func embedOptionsFrom(cCtx *cli.Context, g globals, getenv func(string) string) (embedOptions, error) {
 	o := embedOptions{
-		Input:       cCtx.String("input"),
-		Weights:     cCtx.String("weights"),
-		CacheDir:    cCtx.String("cache-dir"),
-		Output:      cCtx.String("output"),
-		Limit:       cCtx.Int64("limit"),
-		URLColumn:   cCtx.String("url-column"),
-		SaveColumns: splitList(cCtx.StringSlice("save-columns")),
-		URLKind:     embed.URLKind(cCtx.String("url-kind")),
-		Device:      cCtx.Int("device"),
-		Threads:     cCtx.Int("threads"),
-		BatchSize:   cCtx.Int("batch-size"),
-		ChunkSize:   cCtx.Int("chunk-size"),
-		Conns:       cCtx.Int("connections"),
-		Decoders:    cCtx.Int("decoders"),
-		Timeout:     durationFrom(cCtx, "timeout"),
-		Dtype:       cCtx.String("dtype"),
-		Normalize:   cCtx.Bool("normalize"),
-		NoResume:    cCtx.Bool("no-resume"),
-		JSON:        cCtx.Bool("json"),
-		Verbose:     cCtx.Bool("verbose"),
-		Quiet:       g.quiet,
-		TTY:         g.tty,
-		Logger:      g.logger,
-		Stdout:      g.stdout,
-		Stderr:      g.stderr,
+		Input:        cCtx.String("input"),
+		Weights:      cCtx.String("weights"),
+		CacheDir:     cCtx.String("cache-dir"),
+		Output:       cCtx.String("output"),
+		Limit:        cCtx.Int64("limit"),
+		URLColumn:    cCtx.String("url-column"),
+		SaveColumns:  splitList(cCtx.StringSlice("save-columns")),
+		URLKind:      embed.URLKind(cCtx.String("url-kind")),
+		Device:       cCtx.Int("device"),
+		Threads:      cCtx.Int("threads"),
+		BatchSize:    cCtx.Int("batch-size"),
+		ChunkSize:    cCtx.Int("chunk-size"),
+		Conns:        cCtx.Int("connections"),
+		Decoders:     cCtx.Int("decoders"),
+		HostConns:    cCtx.Int("host-connections"),
+		HostRate:     cCtx.Float64("host-rate"),
+		IgnoreOptOut: cCtx.Bool("ignore-opt-out"),
+		RobotsTxt:    cCtx.Bool("robots-txt"),
+		AllowPrivate: cCtx.Bool("allow-private-networks"),
+		UserAgent:    cCtx.String("user-agent"),
+		Timeout:      durationFrom(cCtx, "timeout"),
+		Dtype:        cCtx.String("dtype"),
+		Normalize:    cCtx.Bool("normalize"),
+		NoResume:     cCtx.Bool("no-resume"),
+		JSON:         cCtx.Bool("json"),
+		Verbose:      cCtx.Bool("verbose"),
+		Quiet:        g.quiet,
+		TTY:          g.tty,
+		Logger:       g.logger,
+		Stdout:       g.stdout,
+		Stderr:       g.stderr,
 	}
 	var err error
 	if o.Backend, err = engine.ParseBackend(cCtx.String("backend")); err != nil {
@@ -295,8 +313,10 @@ func runEmbed(ctx context.Context, o embedOptions) error {
 		Output: o.Output, NoResume: o.NoResume, Dtype: o.Dtype, Normalize: o.Normalize, Preprocess: o.Preprocess,
 		Memory: o.Memory, BatchSize: o.BatchSize, ChunkSize: o.ChunkSize, Connections: o.Conns, Decoders: o.Decoders,
 		Timeout: o.Timeout, Retries: o.Retries, WarnFailureRate: o.WarnFailureRate,
-		UserAgent: "clipd/" + version, Version: version,
-		Hooks: embed.Hooks{AfterBatch: o.afterBatch},
+		UserAgent: o.userAgent(), Version: version,
+		HostConnections: o.HostConns, HostRate: o.HostRate, IgnoreOptOut: o.IgnoreOptOut, RobotsTxt: o.RobotsTxt,
+		AllowPrivateNetworks: o.AllowPrivate,
+		Hooks:                embed.Hooks{AfterBatch: o.afterBatch},
 	}
 	if o.PauseBeforeMerge > 0 {
 		cfg.Hooks.BeforeFinalize = func() { time.Sleep(o.PauseBeforeMerge) }
@@ -343,4 +363,12 @@ func splitList(vals []string) []string {
 		}
 	}
 	return out
+}
+
+// userAgent is --user-agent, or one that names clipd, its version and the project.
+func (o embedOptions) userAgent() string {
+	if o.UserAgent != "" {
+		return o.UserAgent
+	}
+	return "clipd/" + version + " (+https://github.com/clipd/clipd)"
 }

@@ -139,7 +139,8 @@ func testEmbedOptions(input, out string) embedOptions {
 		BatchSize: 4, ChunkSize: 7, Conns: 8,
 		Timeout: fetchLimit, Retries: -1,
 		Dtype: "float32", Memory: 1 << 30,
-		Quiet: true, Logger: quietLogger,
+		AllowPrivate: true, // the test servers are on 127.0.0.1
+		Quiet:        true, Logger: quietLogger,
 	}
 }
 
@@ -499,7 +500,7 @@ func clipdBinary(t *testing.T) string {
 func embedArgs(list, out string, extra ...string) []string {
 	return append([]string{"--quiet", "embed", "--input", list, "--weights", tinyWeights, "--output", out,
 		"--backend", "cpu", "--threads", "1", "--batch-size", "4", "--connections", "8",
-		"--timeout", fetchLimit.String(), "--retries", "0"}, extra...)
+		"--timeout", fetchLimit.String(), "--retries", "0", "--allow-private-networks"}, extra...)
 }
 
 // startClipd starts the binary; the returned wait reports its exit code.
@@ -686,7 +687,7 @@ func TestEmbedErrors(t *testing.T) {
 		{[]string{"--weights", filepath.Join(t.TempDir(), "missing.safetensors")}, exitInput, "missing.safetensors"},
 		{[]string{"--output", filepath.Join(notDir, "out")}, exitOutput, "file"},
 	} {
-		args := []string{"clipd", "--quiet", "embed", "--input", list, "--weights", tinyWeights, "--output", t.TempDir(), "--backend", "cpu"}
+		args := []string{"clipd", "--quiet", "embed", "--input", list, "--weights", tinyWeights, "--output", t.TempDir(), "--backend", "cpu", "--allow-private-networks"}
 		args = append(args, c.args...)
 		var so, se bytes.Buffer
 		code := run(testCtx(t), args, &so, &se)

@@ -41,7 +41,7 @@ func oneLine(t *testing.T, what, stderr, want string) {
 
 func embedFlags(list, out string, extra ...string) []string {
 	return append([]string{"--quiet", "embed", "-i", list, "-o", out, "--weights", tinyWeights, "--backend", "cpu",
-		"--threads", "1", "--batch-size", "4", "--chunk-size", "5", "--retries", "0"}, extra...)
+		"--threads", "1", "--batch-size", "4", "--chunk-size", "5", "--retries", "0", "--allow-private-networks"}, extra...)
 }
 
 // 1. A finished output answers only for the run that made it: another --limit, another
@@ -121,7 +121,7 @@ func TestSameFileOtherSpelling(t *testing.T) {
 	weights, _ := filepath.Abs(tinyWeights)
 	t.Chdir(dir)
 	flags := func(list string) []string {
-		return []string{"--quiet", "embed", "-i", list, "-o", out, "--weights", weights, "--backend", "cpu", "--threads", "1"}
+		return []string{"--quiet", "embed", "-i", list, "-o", out, "--weights", weights, "--backend", "cpu", "--threads", "1", "--allow-private-networks"}
 	}
 	if code, _, se := clipdRun(t, flags("slow_urls.txt")...); code != 0 {
 		t.Fatalf("relative: exit %d: %s", code, se)
