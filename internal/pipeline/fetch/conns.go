@@ -1,13 +1,17 @@
-// conns.go: the dialer of a run. It caches DNS through fasthttp's TCPDialer, bounds each
-// connect by ConnectTimeout, and remembers every open connection so that canceling the
-// run's context closes them and in-flight requests end at once (fasthttp takes no context).
+// conns.go: the dialer of a run. It resolves through the run's DNS cache (dns.go), refuses
+// private-network addresses (guard.go), bounds each connect by ConnectTimeout, and remembers
+// every open connection so that canceling the run's context closes them and in-flight
+// requests end at once (fasthttp takes no context).
 
 package fetch
 
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"net"
+	"net/netip"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -15,9 +19,12 @@ import (
 var errRunCanceled = errors.New("fetch: run canceled")
 
 type connTracker struct {
-	ctx     context.Context
-	dial    func(addr string, timeout time.Duration) (net.Conn, error)
-	connect time.Duration
+	ctx          context.Context
+	dns          *dnsCache
+	dial         func(ctx context.Context, network, addr string) (net.Conn, error)
+	connect      time.Duration
+	dualStack    bool
+	allowPrivate bool
 
 	mu     sync.Mutex
 	open   map[*trackedConn]struct{}
@@ -25,15 +32,24 @@ type connTracker struct {
 }
 
 func newConnTracker(ctx context.Context, f *Fetcher) *connTracker {
-	dial := f.dialer.DialTimeout
-	if f.opt.DualStack {
-		dial = f.dialer.DialDualStackTimeout
+	dial := f.opt.dial
+	if dial == nil {
+		dial = (&net.Dialer{}).DialContext
 	}
-	return &connTracker{ctx: ctx, dial: dial, connect: f.opt.ConnectTimeout, open: map[*trackedConn]struct{}{}}
+	return &connTracker{
+		ctx:          ctx,
+		dns:          newDNSCache(&f.opt),
+		dial:         dial,
+		connect:      f.opt.ConnectTimeout,
+		dualStack:    f.opt.DualStack,
+		allowPrivate: f.opt.AllowPrivateNetworks,
+		open:         map[*trackedConn]struct{}{},
+	}
 }
 
-// Dial is fasthttp's DialTimeout hook. timeout is what is left of the request's deadline
-// (0 when fasthttp has none); the connect never takes longer than ConnectTimeout.
+// Dial is fasthttp's DialTimeout hook, so every connection of the run, for a first request
+// or a redirect, comes through here. timeout is what is left of the request's deadline (0
+// when fasthttp has none); the lookup and connect never take longer than ConnectTimeout.
 func (t *connTracker) Dial(addr string, timeout time.Duration) (net.Conn, error) {
 	if t.ctx.Err() != nil {
 		return nil, errRunCanceled
@@ -41,39 +57,76 @@ func (t *connTracker) Dial(addr string, timeout time.Duration) (net.Conn, error)
 	if timeout <= 0 || timeout > t.connect {
 		timeout = t.connect
 	}
-	type dialed struct {
-		c   net.Conn
-		err error
-	}
-	done := make(chan dialed, 1)
-	go func() {
-		c, err := t.dial(addr, timeout)
-		done <- dialed{c, err}
-	}()
-	var d dialed
-	select {
-	case d = <-done:
-	case <-t.ctx.Done():
-		// Leave the connect to finish in the background and close what it yields.
-		go func() {
-			if d := <-done; d.c != nil {
-				d.c.Close()
-			}
-		}()
+	ctx, cancel := context.WithTimeout(t.ctx, timeout)
+	defer cancel()
+	c, err := t.dialChecked(ctx, addr)
+	if t.ctx.Err() != nil {
+		if c != nil {
+			c.Close()
+		}
 		return nil, errRunCanceled
 	}
-	if d.err != nil {
-		return nil, d.err
+	if err != nil {
+		return nil, err
 	}
-	tc := &trackedConn{Conn: d.c, t: t}
+	tc := &trackedConn{Conn: c, t: t}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.closed {
-		d.c.Close()
+		c.Close()
 		return nil, errRunCanceled
 	}
 	t.open[tc] = struct{}{}
 	return tc, nil
+}
+
+// dialChecked resolves addr's host, drops the addresses the guard refuses and those of a
+// family not dialed, and connects to the others in turn from a random one (spreading a
+// host's connections over its addresses) until one answers.
+func (t *connTracker) dialChecked(ctx context.Context, addr string) (net.Conn, error) {
+	host, portText, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, err
+	}
+	port, err := strconv.ParseUint(portText, 10, 16)
+	if err != nil {
+		return nil, &net.AddrError{Err: "invalid port", Addr: addr}
+	}
+	ips, err := t.dns.lookup(ctx, host)
+	if err != nil {
+		return nil, err
+	}
+	var (
+		usable  = make([]netip.Addr, 0, len(ips))
+		refused error
+	)
+	for _, ip := range ips {
+		if !t.allowPrivate {
+			if block := reservedBlockOf(ip); block != "" {
+				refused = &privateNetworkError{host: host, ip: ip, block: block}
+				continue
+			}
+		}
+		if ip.Is4() || t.dualStack {
+			usable = append(usable, ip)
+		}
+	}
+	if len(usable) == 0 {
+		if refused != nil {
+			return nil, refused
+		}
+		return nil, &net.DNSError{Err: "no IPv4 address (IPv6 needs DualStack)", Name: host, IsNotFound: true}
+	}
+	first := rand.N(len(usable))
+	for i := range usable {
+		ip := usable[(first+i)%len(usable)]
+		var c net.Conn
+		c, err = t.dial(ctx, "tcp", netip.AddrPortFrom(ip, uint16(port)).String())
+		if err == nil || ctx.Err() != nil {
+			return c, err
+		}
+	}
+	return nil, err
 }
 
 // closeAll ends every connection of the run and refuses new ones.

@@ -17,14 +17,16 @@ import (
 	"github.com/clipd/clipd/internal/pipeline/item"
 )
 
-// testOptions are small and quick: short back-offs so retry tests take milliseconds.
+// testOptions are small and quick: short back-offs so retry tests take milliseconds. They
+// allow private networks because the test servers listen on 127.0.0.1.
 func testOptions() Options {
 	return Options{
-		Concurrency: 4,
-		Retries:     3,
-		Timeout:     5 * time.Second,
-		BackoffBase: 5 * time.Millisecond,
-		BackoffMax:  20 * time.Millisecond,
+		Concurrency:          4,
+		Retries:              3,
+		Timeout:              5 * time.Second,
+		BackoffBase:          5 * time.Millisecond,
+		BackoffMax:           20 * time.Millisecond,
+		AllowPrivateNetworks: true,
 	}
 }
 

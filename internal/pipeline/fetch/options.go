@@ -4,6 +4,8 @@
 package fetch
 
 import (
+	"context"
+	"net"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -38,7 +40,17 @@ type Options struct {
 	AcceptHTML       bool          // deliver HTML bodies instead of failing them "not an image (text/html)"
 	OutputBuffer     int           // capacity of the output channel; default Concurrency
 
+	// DNSConcurrency bounds the host-name lookups in progress at once; default 32.
+	DNSConcurrency int
+	// AllowPrivateNetworks lets the fetcher connect to loopback, private, link-local and the
+	// other reserved addresses listed in guard.go, which it refuses by default (failure
+	// "private network"): for tests and local mirrors, never for untrusted URL lists.
+	AllowPrivateNetworks bool
+
 	resolver fasthttp.Resolver // tests replace DNS with this; nil: the system resolver
+	// dial replaces the TCP connect to an already resolved and checked "ip:port" in tests;
+	// nil: a net.Dialer.
+	dial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // Defaults of Options' zero fields.
@@ -56,6 +68,7 @@ const (
 	DefaultRetryAfterMax   = 30 * time.Second
 	DefaultMaxBodyBytes    = 32 << 20
 	DefaultDNSCache        = time.Minute
+	DefaultDNSConcurrency  = 32
 )
 
 // maxBodyLimit keeps MaxBodyBytes within what fasthttp's int limit and one slice can hold.
@@ -93,6 +106,9 @@ func (o Options) withDefaults() Options {
 	setDur(&o.BackoffMax, DefaultBackoffMax)
 	setDur(&o.RetryAfterMax, DefaultRetryAfterMax)
 	setDur(&o.DNSCacheDuration, DefaultDNSCache)
+	if o.DNSConcurrency <= 0 {
+		o.DNSConcurrency = DefaultDNSConcurrency
+	}
 	if o.MaxBodyBytes <= 0 {
 		o.MaxBodyBytes = DefaultMaxBodyBytes
 	}
