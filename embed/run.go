@@ -302,13 +302,14 @@ func (r *run) pipeline(ctx context.Context, stop context.CancelFunc, eng batch.E
 	})
 
 	r.fetch = fetch.Start(ctx, remote, fails, fetch.Options{
-		Concurrency:     p.Connections,
-		MaxConnsPerHost: p.Connections,
-		Retries:         cfg.Retries,
-		Timeout:         cfg.Timeout,
-		MaxBodyBytes:    p.MaxBodyBytes,
-		UserAgent:       cfg.UserAgent,
-		OutputBuffer:    max(p.FetchQueue, 1),
+		Concurrency:          p.Connections,
+		MaxConnsPerHost:      cfg.HostConnections, // 0: the fetcher's polite default
+		Retries:              cfg.Retries,
+		Timeout:              cfg.Timeout,
+		MaxBodyBytes:         p.MaxBodyBytes,
+		UserAgent:            cfg.UserAgent,
+		OutputBuffer:         max(p.FetchQueue, 1),
+		AllowPrivateNetworks: cfg.AllowPrivateNetworks,
 	})
 	r.read = read.Start(ctx, local, fails, read.Options{MaxBodyBytes: p.MaxBodyBytes})
 	bodies := fanIn(r.fetch.Out(), r.read.Out(), carried)

@@ -29,7 +29,7 @@ func BenchmarkFetch100KB(b *testing.B) {
 
 	for _, conns := range []int{64, 256, 1024} {
 		b.Run("conns="+strconv.Itoa(conns), func(b *testing.B) {
-			f := New(Options{Concurrency: conns, MaxConnsPerHost: conns, Timeout: time.Minute})
+			f := New(Options{Concurrency: conns, MaxConnsPerHost: conns, Timeout: time.Minute, AllowPrivateNetworks: true})
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			in := make(chan item.Item, conns)
@@ -77,7 +77,7 @@ func BenchmarkFetchManyHosts(b *testing.B) {
 		defer srv.Shutdown()
 		bases = append(bases, "http://"+ln.Addr().String())
 	}
-	opt := Options{Timeout: time.Minute}
+	opt := Options{Timeout: time.Minute, AllowPrivateNetworks: true}
 	b.SetBytes(int64(len(body)))
 	b.ResetTimer()
 	start := time.Now()

@@ -28,6 +28,8 @@ func classifyError(err error) (reason string, retry bool) {
 		brokenErr fasthttp.ErrBrokenChunk
 	)
 	switch {
+	case errors.Is(err, errPrivateNetwork):
+		return ReasonPrivateNetwork, false
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		return ReasonTooLarge, false
 	case errors.Is(err, io.ErrUnexpectedEOF), errors.As(err, &brokenErr):

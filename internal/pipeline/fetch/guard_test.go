@@ -49,11 +49,7 @@ func TestReservedBlocks(t *testing.T) {
 }
 
 // TestPrivateNetworkClassified: a refusal fails the URL at once with ReasonPrivateNetwork.
-// It needs the errPrivateNetwork case in classify.go's classifyError (issue 15).
 func TestPrivateNetworkClassified(t *testing.T) {
-	if !privateNetworkClassified() {
-		t.Skip("classifyError does not map errPrivateNetwork yet: refusals read \"connection error\"")
-	}
 	err := &privateNetworkError{host: "x.test", ip: netip.MustParseAddr("10.0.0.1"), block: "10/8"}
 	if reason, retry := classifyError(err); reason != ReasonPrivateNetwork || retry {
 		t.Fatalf("classifyError = %q, retry %v; want %q, no retry", reason, retry, ReasonPrivateNetwork)
@@ -199,18 +195,8 @@ func portOf(t *testing.T, rawURL string) string {
 	return port
 }
 
-func privateNetworkClassified() bool {
-	reason, _ := classifyError(&privateNetworkError{})
-	return reason == ReasonPrivateNetwork
-}
-
-// wantRefused: r failed on the guard. Until classifyError maps errPrivateNetwork (see
-// TestPrivateNetworkClassified) such a failure reads "connection error".
+// wantRefused: r failed on the guard.
 func wantRefused(t *testing.T, r *Result) {
 	t.Helper()
-	if privateNetworkClassified() {
-		wantFailure(t, r, ReasonPrivateNetwork)
-		return
-	}
-	wantFailure(t, r, ReasonConnError)
+	wantFailure(t, r, ReasonPrivateNetwork)
 }

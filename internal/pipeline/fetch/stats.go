@@ -34,7 +34,7 @@ var reasons = []string{
 	ReasonTimeout, ReasonConnRefused, ReasonConnClosed, ReasonConnError, ReasonDNS, ReasonTLS,
 	ReasonTooLarge, ReasonTruncated, ReasonRedirectLoop, ReasonTooManyRedirects, ReasonBadRedirect,
 	ReasonBadURL, ReasonBadEncoding, ReasonEmptyBody, ReasonNotImage, ReasonMD5Mismatch,
-	ReasonSizeMismatch, ReasonCanceled,
+	ReasonSizeMismatch, ReasonCanceled, ReasonPrivateNetwork,
 }
 
 var reasonIndex = func() map[string]int {
