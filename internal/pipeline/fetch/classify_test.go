@@ -137,7 +137,7 @@ func TestLooksLikeHTML(t *testing.T) {
 
 func TestOptionDefaults(t *testing.T) {
 	o := New(Options{}).Options()
-	if o.Concurrency != 256 || o.MaxConnsPerHost != 64 || o.Retries != 3 || o.MaxRedirects != 5 ||
+	if o.Concurrency != 256 || o.MaxConnsPerHost != 16 || o.Retries != 3 || o.MaxRedirects != 5 ||
 		o.MaxBodyBytes != 32<<20 || o.UserAgent != DefaultUserAgent || o.OutputBuffer != 256 ||
 		o.Timeout != time.Minute || o.RetryAfterMax != 30*time.Second {
 		t.Fatalf("defaults %+v", o)

@@ -4,8 +4,12 @@
 package fetch
 
 import (
+	"cmp"
 	"context"
+	"math"
+	"net/url"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/clipd/clipd/internal/pipeline/item"
@@ -76,9 +80,14 @@ func (f *Fetcher) Run(ctx context.Context, in <-chan item.Item) <-chan *Result {
 	out := make(chan *Result, f.opt.OutputBuffer)
 	conns := newConnTracker(ctx, f)
 	r := &run{
-		f:     f,
-		ctx:   ctx,
-		conns: conns,
+		f:         f,
+		ctx:       ctx,
+		conns:     conns,
+		hosts:     newHostTable(hostTableSize),
+		ready:     make(chan *task),
+		parkLimit: int64(8 * f.opt.Concurrency),
+		burst:     max(1, int(math.Ceil(f.opt.HostRate))),
+		drained:   make(chan struct{}),
 		client: &fasthttp.Client{
 			DialTimeout:               conns.Dial,
 			MaxConnsPerHost:           f.opt.MaxConnsPerHost,
@@ -111,129 +120,256 @@ type run struct {
 	ctx    context.Context
 	client *fasthttp.Client
 	conns  *connTracker
+	hosts  *hostTable
+	burst  int // rate tokens a host may spend at once: one second's worth
+
+	// Items whose host is backed off or rate-limited wait "parked", off the workers, so the
+	// workers go on with other hosts' items. ready hands a parked item back once its wait
+	// is over; at most parkLimit items are parked, past that a worker waits itself.
+	ready     chan *task
+	parked    atomic.Int64
+	parkLimit int64
+
+	mu      sync.Mutex
+	live    int           // items taken from in without a Result yet, parked ones included
+	idle    int           // workers that found in closed: they take no more items from it
+	drained chan struct{} // closed once every worker found in closed and live == 0
+}
+
+// task is one item on its way to a Result, carried across attempts and parking.
+type task struct {
+	it        item.Item
+	res       *Result
+	target    *url.URL
+	visited   []string
+	retries   int
+	deadline  time.Time
+	notBefore time.Time // the item's own back-off before its next attempt
+	hasToken  bool      // it holds a host rate token taken before it was parked
+	reason    string    // why the last attempt failed, if it did
+	status    int
 }
 
 func (r *run) worker(in <-chan item.Item, out chan<- *Result) {
 	req := fasthttp.AcquireRequest()
 	defer fasthttp.ReleaseRequest(req)
-	for it := range in {
-		out <- r.fetch(req, it)
+	for {
+		var t *task
+		select {
+		case t = <-r.ready:
+			r.parked.Add(-1)
+		case it, ok := <-in:
+			if !ok {
+				in = nil // a nil channel is never ready: wait for parked items or the end
+				r.inputClosed()
+				continue
+			}
+			t = r.begin(it)
+		case <-r.drained:
+			return
+		}
+		if res := r.fetch(req, t); res != nil {
+			out <- res
+			r.end()
+		}
 	}
 }
 
-// fetch takes one item to its Result.
-func (r *run) fetch(req *fasthttp.Request, it item.Item) *Result {
-	f, opt := r.f, &r.f.opt
-	f.stats.started.Add(1)
-	f.stats.inFlight.Add(1)
-	defer f.stats.inFlight.Add(-1)
+// begin starts an item's task; its deadline counts from now.
+func (r *run) begin(it item.Item) *task {
+	r.mu.Lock()
+	r.live++
+	r.mu.Unlock()
+	r.f.stats.started.Add(1)
+	r.f.stats.inFlight.Add(1)
+	return &task{it: it, res: &Result{Item: it, FinalURL: it.URL}, deadline: time.Now().Add(r.f.opt.Timeout)}
+}
 
-	res := &Result{Item: it, FinalURL: it.URL}
-	failWith := func(reason string, status int) *Result {
-		f.stats.fail(reason, status)
-		res.Failure = &item.Failure{Item: it, Stage: "fetch", Reason: reason}
-		return res
-	}
-	if r.ctx.Err() != nil {
-		return failWith(ReasonCanceled, 0)
-	}
-	target, ok := checkURL(it.URL)
-	if !ok {
-		return failWith(ReasonBadURL, 0)
-	}
+// end records that an item's Result is out.
+func (r *run) end() {
+	r.f.stats.inFlight.Add(-1)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.live--
+	r.checkDrained()
+}
 
-	deadline := time.Now().Add(opt.Timeout)
-	visited := []string{target.String()}
-	retries := 0
-	resp := fasthttp.AcquireResponse()
+// inputClosed records that a worker found in closed. Only when all have can no item be
+// between its receive and begin, so only then may live == 0 end the run.
+func (r *run) inputClosed() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.idle++
+	r.checkDrained()
+}
+
+func (r *run) checkDrained() {
+	if r.idle == r.f.opt.Concurrency && r.live == 0 {
+		close(r.drained)
+	}
+}
+
+// park has t wait off the workers until at (or until the run is canceled) and returns true,
+// or returns false when too many items wait already.
+func (r *run) park(t *task, at time.Time) bool {
+	if r.parked.Add(1) > r.parkLimit {
+		r.parked.Add(-1)
+		return false
+	}
+	go func() {
+		timer := time.NewTimer(time.Until(at))
+		defer timer.Stop()
+		select {
+		case <-timer.C:
+		case <-r.ctx.Done():
+		}
+		r.ready <- t
+	}()
+	return true
+}
+
+func (r *run) fail(t *task, reason string, status int) *Result {
+	r.f.stats.fail(reason, status)
+	t.res.Failure = &item.Failure{Item: t.it, Stage: "fetch", Reason: reason}
+	return t.res
+}
+
+// fetch takes a task on until its Result, which it returns, or until it is parked (nil).
+func (r *run) fetch(req *fasthttp.Request, t *task) *Result {
+	f, opt, res := r.f, &r.f.opt, t.res
+	if t.target == nil {
+		if r.ctx.Err() != nil {
+			return r.fail(t, ReasonCanceled, 0)
+		}
+		target, ok := checkURL(t.it.URL)
+		if !ok {
+			return r.fail(t, ReasonBadURL, 0)
+		}
+		t.target = target
+		t.visited = []string{target.String()}
+	}
 	for {
+		if r.ctx.Err() != nil {
+			return r.fail(t, ReasonCanceled, 0)
+		}
+		// The host's word first: given up, backed off, or out of rate tokens.
+		now := time.Now()
+		host := r.hosts.get(hostKey(t.target))
+		adm := host.admit(now, t.deadline, opt.HostRate, r.burst, t.hasToken)
+		if adm.fail != "" {
+			return r.fail(t, adm.fail, adm.status)
+		}
+		t.hasToken = adm.token
+		at := adm.at
+		if t.notBefore.After(at) {
+			at = t.notBefore
+		}
+		if at.After(now) {
+			if !at.Before(t.deadline) {
+				// The wait would eat the rest of the URL's time: fail now rather than later.
+				return r.fail(t, cmp.Or(t.reason, ReasonTimeout), t.status)
+			}
+			if r.park(t, at) {
+				return nil
+			}
+			if !sleep(r.ctx, at.Sub(now)) {
+				return r.fail(t, ReasonCanceled, 0)
+			}
+			continue // the host may have been backed off meanwhile
+		}
+		t.hasToken = false
+
 		req.Reset()
-		req.SetRequestURI(target.String())
+		req.SetRequestURI(t.target.String())
 		req.Header.SetUserAgent(opt.UserAgent)
 		req.Header.Set(fasthttp.HeaderAcceptEncoding, "gzip, deflate")
-		resp.Reset()
+		resp := fasthttp.AcquireResponse()
 		res.Attempts++
-		err := r.client.DoDeadline(req, resp, deadline)
+		err := r.client.DoDeadline(req, resp, t.deadline)
 		f.stats.bytesReceived.Add(int64(len(resp.Body())))
 
 		var (
-			reason string
-			status int
-			wait   = time.Duration(-1) // -1: back off; otherwise the server's Retry-After
+			reason    string
+			status    int
+			hostReady time.Time // after a 429/503: when the host may be asked again
 		)
 		switch {
 		case err != nil && r.ctx.Err() != nil:
 			fasthttp.ReleaseResponse(resp)
-			return failWith(ReasonCanceled, 0)
+			return r.fail(t, ReasonCanceled, 0)
 		case err != nil:
 			var retry bool
-			if reason, retry = classifyError(err); !retry {
+			reason, retry = classifyError(err)
+			if hostLevelFailure(reason) {
+				host.failed(reason, opt.HostMaxFailures)
+			}
+			if !retry {
 				fasthttp.ReleaseResponse(resp)
-				return failWith(reason, 0)
+				return r.fail(t, reason, 0)
 			}
 		default:
 			status = resp.StatusCode()
+			if status == fasthttp.StatusTooManyRequests || status == fasthttp.StatusServiceUnavailable {
+				wait, ok := retryAfter(resp.Header.Peek(fasthttp.HeaderRetryAfter), now)
+				hostReady = host.throttled(time.Now(), HTTPReason(status), status,
+					min(wait, opt.RetryAfterMax), ok, opt.BackoffBase, opt.BackoffMax)
+			} else {
+				host.answered()
+			}
 			switch {
 			case status >= 200 && status <= 299:
-				if reason := f.checkBody(resp, &it); reason != "" {
+				if reason := f.checkBody(resp, &t.it); reason != "" {
 					fasthttp.ReleaseResponse(resp)
-					return failWith(reason, 0)
+					return r.fail(t, reason, 0)
 				}
 				resp.Header.SetNoDefaultContentType(true)
 				res.Body = resp.Body()
 				res.ContentType = string(resp.Header.ContentType())
-				res.FinalURL = target.String()
+				res.FinalURL = t.target.String()
 				res.resp = resp
 				f.stats.ok.Add(1)
 				f.stats.bytesOK.Add(int64(len(res.Body)))
 				return res
 			case isRedirect(status):
-				next, ok := resolveRedirect(target, resp.Header.Peek(fasthttp.HeaderLocation))
+				next, ok := resolveRedirect(t.target, resp.Header.Peek(fasthttp.HeaderLocation))
+				fasthttp.ReleaseResponse(resp)
 				switch {
 				case !ok:
 					reason = ReasonBadRedirect
-				case contains(visited, next.String()):
+				case contains(t.visited, next.String()):
 					reason = ReasonRedirectLoop
-				case len(visited) > opt.MaxRedirects:
+				case len(t.visited) > opt.MaxRedirects:
 					reason = ReasonTooManyRedirects
 				}
 				if reason != "" {
-					fasthttp.ReleaseResponse(resp)
-					return failWith(reason, 0)
+					return r.fail(t, reason, 0)
 				}
 				f.stats.redirects.Add(1)
-				visited = append(visited, next.String())
-				target = next
+				t.visited = append(t.visited, next.String())
+				t.target = next
 				continue
 			case retryableStatus(status):
 				reason = HTTPReason(status)
-				if d, ok := retryAfter(resp.Header.Peek(fasthttp.HeaderRetryAfter), time.Now()); ok {
-					wait = min(d, opt.RetryAfterMax)
-				}
 			default:
 				fasthttp.ReleaseResponse(resp)
-				return failWith(HTTPReason(status), status)
+				return r.fail(t, HTTPReason(status), status)
 			}
 		}
+		fasthttp.ReleaseResponse(resp)
 
 		// A retryable failure: try again if retries and time are left.
-		if retries >= opt.Retries {
-			fasthttp.ReleaseResponse(resp)
-			return failWith(reason, status)
+		if t.retries >= opt.Retries {
+			return r.fail(t, reason, status)
 		}
-		retries++
-		if wait < 0 {
-			wait = backoff(retries, opt.BackoffBase, opt.BackoffMax)
+		t.retries++
+		next := hostReady
+		if next.IsZero() {
+			next = time.Now().Add(backoff(t.retries, opt.BackoffBase, opt.BackoffMax))
 		}
-		if !time.Now().Add(wait).Before(deadline) {
-			// The wait would eat the rest of the URL's time: fail now rather than later.
-			fasthttp.ReleaseResponse(resp)
-			return failWith(reason, status)
+		if !next.Before(t.deadline) {
+			return r.fail(t, reason, status)
 		}
-		if !sleep(r.ctx, wait) {
-			fasthttp.ReleaseResponse(resp)
-			return failWith(ReasonCanceled, 0)
-		}
+		t.notBefore, t.reason, t.status = next, reason, status
 		f.stats.retry(reason, status)
 	}
 }

@@ -18,7 +18,7 @@ const DefaultUserAgent = "clipd/0.1.0 (+https://github.com/clipd/clipd)"
 // Options configures a Fetcher. Zero fields take the defaults given in the comments.
 type Options struct {
 	Concurrency     int // workers, i.e. URLs in flight at once; default 256
-	MaxConnsPerHost int // connections to one host; default 64. Workers past it wait for a free one.
+	MaxConnsPerHost int // connections to one host (host:port); default 16. Workers past it wait for a free one.
 	Retries         int // retries after the first attempt (timeouts, connection errors, 429, 5xx); default 3, negative: none
 	MaxRedirects    int // redirects followed per URL; default 5, negative: none followed
 
@@ -40,6 +40,15 @@ type Options struct {
 	AcceptHTML       bool          // deliver HTML bodies instead of failing them "not an image (text/html)"
 	OutputBuffer     int           // capacity of the output channel; default Concurrency
 
+	// HostRate caps the requests per second to one host (a token bucket holding one second's
+	// worth); 0: no cap. A URL waits for its token off the workers, within its Timeout.
+	HostRate float64
+	// HostMaxFailures gives a host up after that many connection-level failures in a row
+	// (refused, DNS, timeout, reset, TLS) with no answer between them: its remaining URLs
+	// fail at once, "host given up (after N failures: <last reason>)". Default 8; negative:
+	// never.
+	HostMaxFailures int
+
 	// DNSConcurrency bounds the host-name lookups in progress at once; default 32.
 	DNSConcurrency int
 	// AllowPrivateNetworks lets the fetcher connect to loopback, private, link-local and the
@@ -56,7 +65,7 @@ type Options struct {
 // Defaults of Options' zero fields.
 const (
 	DefaultConcurrency     = 256
-	DefaultMaxConnsPerHost = 64
+	DefaultMaxConnsPerHost = 16 // what a polite crawler opens to one server; browsers open 6
 	DefaultRetries         = 3
 	DefaultMaxRedirects    = 5
 	DefaultTimeout         = 60 * time.Second
@@ -69,6 +78,7 @@ const (
 	DefaultMaxBodyBytes    = 32 << 20
 	DefaultDNSCache        = time.Minute
 	DefaultDNSConcurrency  = 32
+	DefaultHostMaxFailures = 8 // two URLs' worth of attempts with the default retries
 )
 
 // maxBodyLimit keeps MaxBodyBytes within what fasthttp's int limit and one slice can hold.
@@ -97,6 +107,10 @@ func (o Options) withDefaults() Options {
 		o.MaxConnsPerHost = DefaultMaxConnsPerHost
 	}
 	setInt(&o.Retries, DefaultRetries)
+	setInt(&o.HostMaxFailures, DefaultHostMaxFailures)
+	if o.HostRate < 0 {
+		o.HostRate = 0
+	}
 	setInt(&o.MaxRedirects, DefaultMaxRedirects)
 	setDur(&o.Timeout, DefaultTimeout)
 	setDur(&o.ConnectTimeout, DefaultConnectTimeout)

@@ -5,6 +5,7 @@ package fetch
 
 import (
 	"strconv"
+	"strings"
 	"sync/atomic"
 )
 
@@ -28,14 +29,22 @@ const (
 	ReasonMD5Mismatch      = "md5 mismatch" // body differs from Item.MD5: for Open Images originals, a placeholder
 	ReasonSizeMismatch     = "size mismatch"
 	ReasonCanceled         = "canceled" // the run's context ended first; the item was not judged, so do not record it as failed
+
+	// ReasonHostGivenUp begins the failure of every URL of a host that failed
+	// HostMaxFailures times in a row: "host given up (after 8 failures: connection refused)".
+	// Stats count these under ReasonHostGivenUp alone.
+	ReasonHostGivenUp = "host given up"
 )
 
 var reasons = []string{
 	ReasonTimeout, ReasonConnRefused, ReasonConnClosed, ReasonConnError, ReasonDNS, ReasonTLS,
 	ReasonTooLarge, ReasonTruncated, ReasonRedirectLoop, ReasonTooManyRedirects, ReasonBadRedirect,
 	ReasonBadURL, ReasonBadEncoding, ReasonEmptyBody, ReasonNotImage, ReasonMD5Mismatch,
-	ReasonSizeMismatch, ReasonCanceled, ReasonPrivateNetwork,
+	ReasonSizeMismatch, ReasonCanceled, ReasonPrivateNetwork, ReasonHostGivenUp,
 }
+
+// detailedReasons are reasons that carry details after them; Stats count them by the prefix.
+var detailedReasons = []string{ReasonHostGivenUp}
 
 var reasonIndex = func() map[string]int {
 	m := make(map[string]int, len(reasons))
@@ -94,6 +103,12 @@ func (c *reasonCounts) add(reason string, status int) {
 	if i, ok := reasonIndex[reason]; ok {
 		c.byReason[i].Add(1)
 		return
+	}
+	for _, prefix := range detailedReasons {
+		if strings.HasPrefix(reason, prefix) {
+			c.byReason[reasonIndex[prefix]].Add(1)
+			return
+		}
 	}
 	if status >= 100 && status < 600 {
 		c.byStatus[status].Add(1)
