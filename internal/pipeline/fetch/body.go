@@ -1,6 +1,7 @@
-// body.go: what happens to a 2xx body before it is delivered: gzip/deflate decoding bounded
-// by MaxBodyBytes (so a compression bomb stops at the limit), the HTML check, and the
-// expected MD5/size check.
+// body.go: what happens to a 2xx body before it is delivered: reading the streamed body
+// (fasthttp hands it over unread, so the headers can be judged first) within MaxBodyBytes,
+// gzip/deflate decoding bounded by MaxBodyBytes (so a compression bomb stops at the limit),
+// the HTML check, and the expected MD5/size check.
 
 package fetch
 
@@ -29,6 +30,51 @@ var decodePool = sync.Pool{New: func() any { b := make([]byte, 0, 256<<10); retu
 const pooledCap = 4 << 20
 
 var errTooLarge = errors.New("decoded body over the limit")
+
+// readBody reads resp's streamed body, at most MaxBodyBytes of it, into the response's own
+// body buffer, and returns the number of bytes read off the network and "" or the failure
+// reason (retry says whether another attempt may do better). A body over the limit is not
+// read at all when its Content-Length says so.
+func (f *Fetcher) readBody(resp *fasthttp.Response) (n int64, reason string, retry bool) {
+	stream := resp.BodyStream()
+	if stream == nil { // not streamed: already in the buffer
+		return int64(len(resp.Body())), "", false
+	}
+	if cl := resp.Header.ContentLength(); cl > 0 && int64(cl) > f.opt.MaxBodyBytes {
+		resp.CloseBodyStream() // unread: fasthttp closes the connection
+		return 0, ReasonTooLarge, false
+	}
+	bp := decodePool.Get().(*[]byte)
+	body, err := readLimited(stream, (*bp)[:0], f.opt.MaxBodyBytes)
+	n = int64(len(body))
+	if err != nil {
+		resp.CloseBodyStream()
+		putDecodeBuffer(bp, body)
+		if err == errTooLarge {
+			return n, ReasonTooLarge, false
+		}
+		reason, retry = classifyError(err)
+		return n, reason, retry
+	}
+	resp.CloseBodyStream() // read to its end: the connection goes back to the pool
+	putDecodeBuffer(bp, resp.SwapBody(body))
+	return n, "", false
+}
+
+// discardBody ends a body the fetcher has no use for (an error page, a redirect): a short
+// one of known length is read so the connection can be reused, any other is closed unread.
+func discardBody(resp *fasthttp.Response) int64 {
+	stream := resp.BodyStream()
+	if stream == nil {
+		return int64(len(resp.Body()))
+	}
+	var n int64
+	if cl := resp.Header.ContentLength(); cl >= 0 && cl <= 64<<10 {
+		n, _ = io.Copy(io.Discard, io.LimitReader(stream, int64(cl)+1))
+	}
+	resp.CloseBodyStream()
+	return n
+}
 
 // checkBody decodes resp's body in place when it is gzip/deflate encoded and returns ""
 // when the body may be delivered, or the failure reason.

@@ -87,6 +87,7 @@ func (f *Fetcher) Run(ctx context.Context, in <-chan item.Item) <-chan *Result {
 		ready:     make(chan *task),
 		parkLimit: int64(8 * f.opt.Concurrency),
 		burst:     max(1, int(math.Ceil(f.opt.HostRate))),
+		agent:     productToken(f.opt.UserAgent),
 		drained:   make(chan struct{}),
 		client: &fasthttp.Client{
 			DialTimeout:               conns.Dial,
@@ -121,7 +122,8 @@ type run struct {
 	client *fasthttp.Client
 	conns  *connTracker
 	hosts  *hostTable
-	burst  int // rate tokens a host may spend at once: one second's worth
+	burst  int    // rate tokens a host may spend at once: one second's worth
+	agent  string // our product token, as robots.txt and X-Robots-Tag name us
 
 	// Items whose host is backed off or rate-limited wait "parked", off the workers, so the
 	// workers go on with other hosts' items. ready hands a parked item back once its wait
@@ -284,9 +286,11 @@ func (r *run) fetch(req *fasthttp.Request, t *task) *Result {
 		req.Header.SetUserAgent(opt.UserAgent)
 		req.Header.Set(fasthttp.HeaderAcceptEncoding, "gzip, deflate")
 		resp := fasthttp.AcquireResponse()
+		// Do returns after the headers; the body is read (or not) below. The deadline still
+		// bounds the body: fasthttp keeps it on the connection while the stream is read.
+		resp.StreamBody = true
 		res.Attempts++
 		err := r.client.DoDeadline(req, resp, t.deadline)
-		f.stats.bytesReceived.Add(int64(len(resp.Body())))
 
 		var (
 			reason    string
@@ -316,8 +320,35 @@ func (r *run) fetch(req *fasthttp.Request, t *task) *Result {
 			} else {
 				host.answered()
 			}
+			if status < 200 || status > 299 {
+				f.stats.bytesReceived.Add(discardBody(resp))
+			}
 			switch {
 			case status >= 200 && status <= 299:
+				if !opt.IgnoreOptOut {
+					if reason := optOut(&resp.Header, r.agent); reason != "" {
+						fasthttp.ReleaseResponse(resp) // closes the connection, the body unread
+						return r.fail(t, reason, 0)
+					}
+				}
+				n, bodyReason, retry := f.readBody(resp)
+				f.stats.bytesReceived.Add(n)
+				reason = bodyReason
+				if reason != "" && r.ctx.Err() != nil {
+					fasthttp.ReleaseResponse(resp)
+					return r.fail(t, ReasonCanceled, 0)
+				}
+				if reason != "" && !retry {
+					fasthttp.ReleaseResponse(resp)
+					return r.fail(t, reason, 0)
+				}
+				if reason != "" {
+					if hostLevelFailure(reason) {
+						host.failed(reason, opt.HostMaxFailures)
+					}
+					status = 0
+					break // retried below
+				}
 				if reason := f.checkBody(resp, &t.it); reason != "" {
 					fasthttp.ReleaseResponse(resp)
 					return r.fail(t, reason, 0)

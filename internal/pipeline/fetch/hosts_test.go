@@ -112,14 +112,14 @@ func TestTooManyRequestsBacksTheHostOff(t *testing.T) {
 }
 
 func TestDeadHostGivenUp(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	img := fakeImage(700, 22)
+	alive := newServer(t, func(w http.ResponseWriter, r *http.Request) { w.Write(img) })
+	ln, err := net.Listen("tcp", "127.0.0.1:0") // after alive's, so it cannot take this port
 	if err != nil {
 		t.Fatal(err)
 	}
 	dead := "http://" + ln.Addr().String()
 	ln.Close()
-	img := fakeImage(700, 22)
-	alive := newServer(t, func(w http.ResponseWriter, r *http.Request) { w.Write(img) })
 
 	opt := testOptions()
 	opt.HostMaxFailures = 5

@@ -48,6 +48,10 @@ type Options struct {
 	// fail at once, "host given up (after N failures: <last reason>)". Default 8; negative:
 	// never.
 	HostMaxFailures int
+	// IgnoreOptOut fetches images whose response headers opt out (X-Robots-Tag noai,
+	// noimageai, noml, noindex, noimageindex or none, for all agents or for ours); by default
+	// they fail "opted out (X-Robots-Tag: ...)" with their body unread.
+	IgnoreOptOut bool
 
 	// DNSConcurrency bounds the host-name lookups in progress at once; default 32.
 	DNSConcurrency int

@@ -34,17 +34,20 @@ const (
 	// HostMaxFailures times in a row: "host given up (after 8 failures: connection refused)".
 	// Stats count these under ReasonHostGivenUp alone.
 	ReasonHostGivenUp = "host given up"
+	// ReasonOptedOut begins "opted out (X-Robots-Tag: noai)": the response's headers opt
+	// the image out (optout.go); its body was not read. Counted under ReasonOptedOut alone.
+	ReasonOptedOut = "opted out"
 )
 
 var reasons = []string{
 	ReasonTimeout, ReasonConnRefused, ReasonConnClosed, ReasonConnError, ReasonDNS, ReasonTLS,
 	ReasonTooLarge, ReasonTruncated, ReasonRedirectLoop, ReasonTooManyRedirects, ReasonBadRedirect,
 	ReasonBadURL, ReasonBadEncoding, ReasonEmptyBody, ReasonNotImage, ReasonMD5Mismatch,
-	ReasonSizeMismatch, ReasonCanceled, ReasonPrivateNetwork, ReasonHostGivenUp,
+	ReasonSizeMismatch, ReasonCanceled, ReasonPrivateNetwork, ReasonHostGivenUp, ReasonOptedOut,
 }
 
 // detailedReasons are reasons that carry details after them; Stats count them by the prefix.
-var detailedReasons = []string{ReasonHostGivenUp}
+var detailedReasons = []string{ReasonHostGivenUp, ReasonOptedOut}
 
 var reasonIndex = func() map[string]int {
 	m := make(map[string]int, len(reasons))
