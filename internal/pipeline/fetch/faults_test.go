@@ -148,3 +148,55 @@ func TestCancelMidRun(t *testing.T) {
 		t.Fatalf("stats %+v", st)
 	}
 }
+
+// TestTricklingBodyEndsAtTheDeadline: headers at once, then a byte every 50 ms forever.
+// Every read makes progress, so only the URL's total deadline can end it; the run's output
+// closes within Timeout of the last URL being handed out.
+func TestTricklingBodyEndsAtTheDeadline(t *testing.T) {
+	s := newRawServer(t, func(c net.Conn) {
+		defer c.Close()
+		if !readRequestHead(c) {
+			return
+		}
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nContent-Length: 1000000\r\n\r\n")
+		for {
+			if _, err := c.Write([]byte{0xFF}); err != nil {
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	})
+	opt := testOptions()
+	opt.Timeout = 700 * time.Millisecond
+	opt.ReadTimeout = time.Minute // no single read is slow
+	f := New(opt)
+	in := make(chan item.Item)
+	out := f.Run(context.Background(), in)
+	var lastHandedOut time.Time
+	go func() {
+		defer close(in)
+		for i := range 3 {
+			in <- item.Item{Seq: int64(i), URL: s.URL() + "/" + strconv.Itoa(i)}
+			lastHandedOut = time.Now()
+		}
+	}()
+	n := 0
+	guard := time.After(10 * time.Second)
+	for done := false; !done; {
+		select {
+		case r, ok := <-out:
+			if !ok {
+				done = true
+				break
+			}
+			n++
+			wantFailure(t, r, ReasonTimeout)
+		case <-guard:
+			t.Fatal("the run did not end within 10 s; the URL deadline is 0.7 s")
+		}
+	}
+	// Not a timing assertion: an output still open long after every deadline is a hang.
+	if n != 3 || time.Since(lastHandedOut) > opt.Timeout+2*time.Second {
+		t.Fatalf("%d results; output closed %v after the last URL was handed out", n, time.Since(lastHandedOut))
+	}
+}
