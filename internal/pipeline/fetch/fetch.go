@@ -257,6 +257,11 @@ func (r *run) fetch(req *fasthttp.Request, t *task) *Result {
 		// The host's word first: given up, backed off, or out of rate tokens.
 		now := time.Now()
 		host := r.hosts.get(hostKey(t.target))
+		if opt.RobotsTxt {
+			if reason := r.robotsVerdict(t, host); reason != "" {
+				return r.fail(t, reason, 0)
+			}
+		}
 		adm := host.admit(now, t.deadline, opt.HostRate, r.burst, t.hasToken)
 		if adm.fail != "" {
 			return r.fail(t, adm.fail, adm.status)

@@ -87,6 +87,8 @@ type hostState struct {
 	failures   int
 	lastReason string
 	givenUp    string // the failure reason of every later URL; "" while the host is tried
+
+	robots *robotsFile // nil until a URL of the host needs it
 }
 
 // admission is what a host says to a request that wants to go now.

@@ -73,4 +73,3 @@ func isValueDirective(s string) bool {
 	}
 	return false
 }
-

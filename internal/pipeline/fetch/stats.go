@@ -37,6 +37,12 @@ const (
 	// ReasonOptedOut begins "opted out (X-Robots-Tag: noai)": the response's headers opt
 	// the image out (optout.go); its body was not read. Counted under ReasonOptedOut alone.
 	ReasonOptedOut = "opted out"
+	// ReasonRobotsDisallowed: Options.RobotsTxt is set and the host's robots.txt disallows
+	// the URL for our product token.
+	ReasonRobotsDisallowed = "disallowed by robots.txt"
+	// ReasonRobotsUnreachable begins "robots.txt unreachable (http 503)": with RobotsTxt set,
+	// a host whose robots.txt answers 5xx or 429 or not at all is not crawled (RFC 9309).
+	ReasonRobotsUnreachable = "robots.txt unreachable"
 )
 
 var reasons = []string{
@@ -44,10 +50,11 @@ var reasons = []string{
 	ReasonTooLarge, ReasonTruncated, ReasonRedirectLoop, ReasonTooManyRedirects, ReasonBadRedirect,
 	ReasonBadURL, ReasonBadEncoding, ReasonEmptyBody, ReasonNotImage, ReasonMD5Mismatch,
 	ReasonSizeMismatch, ReasonCanceled, ReasonPrivateNetwork, ReasonHostGivenUp, ReasonOptedOut,
+	ReasonRobotsDisallowed, ReasonRobotsUnreachable,
 }
 
 // detailedReasons are reasons that carry details after them; Stats count them by the prefix.
-var detailedReasons = []string{ReasonHostGivenUp, ReasonOptedOut}
+var detailedReasons = []string{ReasonHostGivenUp, ReasonOptedOut, ReasonRobotsUnreachable}
 
 var reasonIndex = func() map[string]int {
 	m := make(map[string]int, len(reasons))
