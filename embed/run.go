@@ -310,6 +310,9 @@ func (r *run) pipeline(ctx context.Context, stop context.CancelFunc, eng batch.E
 		UserAgent:            cfg.UserAgent,
 		OutputBuffer:         max(p.FetchQueue, 1),
 		AllowPrivateNetworks: cfg.AllowPrivateNetworks,
+		HostRate:             cfg.HostRate,
+		IgnoreOptOut:         cfg.IgnoreOptOut,
+		RobotsTxt:            cfg.RobotsTxt,
 	})
 	r.read = read.Start(ctx, local, fails, read.Options{MaxBodyBytes: p.MaxBodyBytes})
 	bodies := fanIn(r.fetch.Out(), r.read.Out(), carried)
