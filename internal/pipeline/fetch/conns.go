@@ -1,4 +1,4 @@
-// conns.go: the dialer of a run. It resolves through the run's DNS cache (dns.go), refuses
+// conns.go: the dialer of a run. It resolves through the Fetcher's DNS cache (dns.go), refuses
 // private-network addresses (guard.go), bounds each connect by ConnectTimeout, and remembers
 // every open connection so that canceling the run's context closes them and in-flight
 // requests end at once (fasthttp takes no context).
@@ -38,7 +38,7 @@ func newConnTracker(ctx context.Context, f *Fetcher) *connTracker {
 	}
 	return &connTracker{
 		ctx:          ctx,
-		dns:          newDNSCache(&f.opt),
+		dns:          f.dns,
 		dial:         dial,
 		connect:      f.opt.ConnectTimeout,
 		dualStack:    f.opt.DualStack,

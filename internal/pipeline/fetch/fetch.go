@@ -46,18 +46,16 @@ func (r *Result) Release() {
 // Fetcher downloads items' URLs. One Fetcher may serve several runs, one after another or at
 // once; its DNS cache and counters are shared by them.
 type Fetcher struct {
-	opt    Options
-	dialer *fasthttp.TCPDialer
-	stats  counters
+	opt   Options
+	dns   *dnsCache
+	stats counters
 }
 
 // New returns a Fetcher with opt's zero fields set to their defaults.
 func New(opt Options) *Fetcher {
-	opt = opt.withDefaults()
-	return &Fetcher{
-		opt:    opt,
-		dialer: &fasthttp.TCPDialer{DNSCacheDuration: opt.DNSCacheDuration, Resolver: opt.resolver},
-	}
+	f := &Fetcher{opt: opt.withDefaults()}
+	f.dns = newDNSCache(&f.opt)
+	return f
 }
 
 // Options returns the options in force, defaults filled in.
