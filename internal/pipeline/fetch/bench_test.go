@@ -15,17 +15,7 @@ import (
 
 func BenchmarkFetch100KB(b *testing.B) {
 	body := fakeImage(100<<10, 42)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	srv := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
-		ctx.SetContentType("image/jpeg")
-		ctx.SetBody(body)
-	}}
-	go srv.Serve(ln)
-	defer srv.Shutdown()
-	url := "http://" + ln.Addr().String() + "/img.jpg"
+	url := serveBody(b, body) + "/img.jpg"
 
 	for _, conns := range []int{64, 256, 1024} {
 		b.Run("conns="+strconv.Itoa(conns), func(b *testing.B) {
@@ -65,17 +55,7 @@ func BenchmarkFetchManyHosts(b *testing.B) {
 	body := fakeImage(100<<10, 42)
 	var bases []string
 	for range hosts {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			b.Fatal(err)
-		}
-		srv := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
-			ctx.SetContentType("image/jpeg")
-			ctx.SetBody(body)
-		}}
-		go srv.Serve(ln)
-		defer srv.Shutdown()
-		bases = append(bases, "http://"+ln.Addr().String())
+		bases = append(bases, serveBody(b, body))
 	}
 	opt := Options{Timeout: time.Minute, AllowPrivateNetworks: true}
 	b.SetBytes(int64(len(body)))
@@ -99,4 +79,20 @@ func BenchmarkFetchManyHosts(b *testing.B) {
 	}
 	b.StopTimer() // the servers' shutdown (deferred) is not fetching
 	b.ReportMetric(float64(max(b.N, hosts*perHost))/time.Since(start).Seconds(), "req/s")
+}
+
+// serveBody starts a fasthttp server on a loopback port that answers every request with body
+// as image/jpeg, stopped when the benchmark ends; it returns its base URL.
+func serveBody(b *testing.B, body []byte) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+		ctx.SetContentType("image/jpeg")
+		ctx.SetBody(body)
+	}}
+	go srv.Serve(ln)
+	b.Cleanup(func() { srv.Shutdown() })
+	return "http://" + ln.Addr().String()
 }
