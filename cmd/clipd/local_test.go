@@ -173,6 +173,11 @@ func TestMixedListAndSavedColumns(t *testing.T) {
 		}
 		byName[name] = r.Embeddings[i]
 	}
+	// inspect lists the sizes and the saved column among the datasets.
+	code, so, se := clipdRun(t, "inspect", out)
+	if code != 0 || !strings.Contains(so, "widths, heights") || !strings.Contains(so, "caption") {
+		t.Errorf("clipd inspect: exit %d\n%s%s", code, so, se)
+	}
 }
 
 // kill -9 in the middle of a folder run, then the same command: equal to a clean run.

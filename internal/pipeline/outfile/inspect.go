@@ -4,6 +4,7 @@ package outfile
 
 import (
 	"sort"
+	"strings"
 
 	"github.com/clipd/clipd/internal/cgo/h5"
 )
@@ -51,8 +52,14 @@ func Inspect(path string, n, headValues int) (*Info, error) {
 	for _, a := range attrs {
 		info.Attrs[a.Name] = a.Value
 	}
-	for _, name := range []string{"urls", "embeddings", "image_ids", "lines", "seqs", "failed_urls", "failed_reasons", "failed_stages", "failed_image_ids", "failed_lines", "failed_seqs",
-		"input_index", "failed_input_index", "inputs", "inputs_fingerprint", "inputs_shards", "inputs_limit", "inputs_url_kind"} {
+	names := []string{"urls", "embeddings", "image_ids", "lines", "seqs", "widths", "heights", "failed_urls", "failed_reasons", "failed_stages", "failed_image_ids", "failed_lines", "failed_seqs",
+		"input_index", "failed_input_index", "inputs", "inputs_fingerprint", "inputs_shards", "inputs_limit", "inputs_url_kind"}
+	if saved, ok := info.Attrs["saved_columns"].(string); ok && saved != "" {
+		for _, c := range strings.Split(saved, ",") {
+			names = append(names, SavedName(c))
+		}
+	}
+	for _, name := range names {
 		if ok, _ := f.Has(name); ok {
 			info.Datasets = append(info.Datasets, name)
 		}
