@@ -193,7 +193,11 @@ func nothingEmbedded(s Summary) error {
 	if failed == 0 {
 		return fmt.Errorf("no image was embedded: %s has no rows (of this shard); check --input, --shard and --limit", s.Input)
 	}
-	return fmt.Errorf("no image was embedded: all %d rows failed (%s); the reasons are listed in %s", failed, topReasons(s.FailureReasons, 3), s.Output)
+	hint := ""
+	if len(s.FailureReasons) > 0 && s.FailureReasons[0].Reason == "private network" {
+		hint = " (a local mirror? pass --allow-private-networks)"
+	}
+	return fmt.Errorf("no image was embedded: all %d rows failed (%s)%s; the reasons are listed in %s", failed, topReasons(s.FailureReasons, 3), hint, s.Output)
 }
 
 // topReasons is "http 404 5, timeout 4, ..." for the n most frequent reasons.

@@ -18,7 +18,7 @@ func TestPrivateNetworksRefusedByDefault(t *testing.T) {
 	if code != exitNothing || srv.requests.Load() != 0 {
 		t.Errorf("without --allow-private-networks: exit %d, %d requests reached the server; want exit %d and none", code, srv.requests.Load(), exitNothing)
 	}
-	oneLine(t, "refused", se, "all 5 rows failed (private network 5)")
+	oneLine(t, "refused", se, "all 5 rows failed (private network 5) (a local mirror? pass --allow-private-networks)")
 	code, _, se = clipdRun(t, append(flags, "-o", t.TempDir(), "--allow-private-networks")...)
 	if code != 0 || srv.requests.Load() != 5 {
 		t.Errorf("with --allow-private-networks: exit %d, %d requests: %s", code, srv.requests.Load(), strings.TrimSpace(se))
