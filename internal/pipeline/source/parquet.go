@@ -7,6 +7,7 @@ package source
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"os"
@@ -135,7 +136,7 @@ func startParquet(ctx context.Context, f *os.File, spec string, opt Options) (*S
 		return fail(fmt.Errorf("source: %w", err))
 	}
 	counted := &countingReader{}
-	pf, err := parquet.OpenFile(countingReaderAt{f, counted}, size, parquet.SkipPageIndex(true), parquet.SkipBloomFilters(true))
+	pf, err := openParquetFile(countingReaderAt{f, counted}, size)
 	if err != nil {
 		return fail(fmt.Errorf("source %s: starts like parquet but cannot be read: %w", spec, err))
 	}
@@ -228,12 +229,42 @@ func startParquet(ctx context.Context, f *os.File, spec string, opt Options) (*S
 	return s, nil
 }
 
+// openParquetFile reads the footer and schema of a parquet file of size bytes. The footer's
+// length is checked against the file first: parquet-go allocates whatever length the last
+// bytes declare (up to 4 GiB for a 2 KB file, found by FuzzParquet).
+func openParquetFile(r io.ReaderAt, size int64) (pf *parquet.File, err error) {
+	defer recoverParquet(&err)
+	var tail [8]byte // the footer's length, then the magic
+	if _, err := r.ReadAt(tail[:], size-8); err != nil {
+		return nil, fmt.Errorf("reading the footer: %w", err)
+	}
+	if n := int64(binary.LittleEndian.Uint32(tail[:4])); n > size-int64(len(parquetMagic))-8 {
+		return nil, fmt.Errorf("the footer's length %d is larger than the file (%d bytes); truncated or corrupt", n, size)
+	}
+	pf, err = parquet.OpenFile(r, size, parquet.SkipPageIndex(true), parquet.SkipBloomFilters(true))
+	if err == nil {
+		pf.Root().Columns() // walks the schema, which a corrupt footer can break
+	}
+	return pf, err
+}
+
+// recoverParquet turns a panic inside parquet-go into *err: some corrupt files make it panic
+// rather than return an error (a data page declaring a negative size, found by FuzzParquet),
+// and on the reading goroutine a panic would end the whole program.
+func recoverParquet(err *error) {
+	if r := recover(); r != nil {
+		*err = fmt.Errorf("corrupt parquet data (the parquet reader failed: %v)", r)
+	}
+}
+
 // runParquet ends the stream as run does for a list.
 func (r *parquetRows) readError(spec string, err error) error {
 	return fmt.Errorf("source %s: reading row %d (row group %d): %w", spec, r.row+1, r.group, err)
 }
 
 func (r *parquetRows) close() {
+	var err error
+	defer recoverParquet(&err) // nothing to report: the stream has ended already
 	for _, c := range r.read {
 		c.close()
 	}
@@ -242,6 +273,7 @@ func (r *parquetRows) close() {
 // next reads one row and returns its Record and shard key (the URL; for a row without one,
 // "row N"); ok is false after the last row.
 func (r *parquetRows) next() (rec Record, key string, ok bool, err error) {
+	defer recoverParquet(&err)
 	for r.left == 0 {
 		groups := r.file.RowGroups()
 		if r.group+1 >= len(groups) {
