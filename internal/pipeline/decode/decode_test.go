@@ -253,34 +253,3 @@ func TestStageCancel(t *testing.T) {
 		}
 	}
 }
-
-func FuzzDecode(f *testing.F) {
-	ents, _ := os.ReadDir("testdata")
-	for _, e := range ents {
-		b := readFixture(f, e.Name())
-		if len(b) > 64<<10 {
-			continue // keep the seed corpus quick
-		}
-		f.Add(b)
-		f.Add(b[:len(b)*2/3])
-	}
-	f.Fuzz(func(t *testing.T, data []byte) {
-		opt := Options{MaxPixels: 1 << 18, ApplyEXIFOrientation: len(data)%3 == 0}
-		if len(data)%2 == 1 {
-			opt.Mode = Fast
-			opt.MinSide = 16
-		}
-		im, err := Decode(data, opt)
-		if err != nil {
-			var de *Error
-			if !errors.As(err, &de) {
-				t.Fatalf("error of type %T: %v", err, err)
-			}
-			return
-		}
-		if im.Width <= 0 || im.Height <= 0 || len(im.RGB) != im.Width*im.Height*3 {
-			t.Fatalf("%dx%d with %d bytes", im.Width, im.Height, len(im.RGB))
-		}
-		im.Release()
-	})
-}

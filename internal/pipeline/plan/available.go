@@ -88,8 +88,8 @@ func parseMeminfo(b []byte) (int64, error) {
 			continue
 		}
 		n, err := strconv.ParseInt(f[0], 10, 64)
-		if err != nil {
-			return 0, fmt.Errorf("meminfo: %s: %q is not a number", key, f[0])
+		if err != nil || n < 0 || n > 1<<40 { // over 1 PiB in kB: not a real machine, and would overflow
+			return 0, fmt.Errorf("meminfo: %s: %q is not a size in kB", key, f[0])
 		}
 		if len(f) > 1 && f[1] == "kB" {
 			n <<= 10
