@@ -8,7 +8,7 @@ PYTHON     ?= /usr/bin/python3
 JOBS       ?= $(shell nproc)
 VERSION    ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: all deps build lib clipd test tidy-check bench bench-cpu install gpu-check embed clean
+.PHONY: all deps build lib clipd test tidy-check fuzz bench bench-cpu install gpu-check embed clean
 
 all: build
 
@@ -51,6 +51,17 @@ test: deps build tidy-check
 	cd $(BUILD) && ctest --output-on-failure -j 1
 	$(GO_ENV) go test $(GO_TAGS) ./...
 	bash tests/install/check.sh
+	$(MAKE) fuzz FUZZTIME=$(TEST_FUZZTIME)
+
+# Every fuzz target for FUZZTIME each (scripts/fuzz.sh): the Go ones (each `func FuzzX` in a
+# _test.go file, found by name, so new targets such as the HDF5 readers' join by themselves)
+# and the libFuzzer + ASan/UBSan harnesses of engine/fuzz, built with clang in FUZZ_BUILD.
+# `make test` runs them for TEST_FUZZTIME each so they cannot rot. FUZZ_ONLY=REGEX picks some.
+FUZZTIME      ?= 60s
+TEST_FUZZTIME ?= 3s
+FUZZ_BUILD    ?= build-fuzz
+fuzz: lib
+	$(GO_ENV) GO_TEST_FLAGS="$(GO_TAGS)" FUZZTIME=$(FUZZTIME) FUZZ_BUILD=$(FUZZ_BUILD) bash scripts/fuzz.sh
 
 # Fails (showing the diff) when `go mod tidy` would change go.mod or go.sum.
 tidy-check:
@@ -81,4 +92,4 @@ endif
 	bin/clipd embed $(EMBED_ARGS)
 
 clean:
-	rm -rf $(BUILD) bin
+	rm -rf $(BUILD) $(FUZZ_BUILD) bin

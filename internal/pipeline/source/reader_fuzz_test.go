@@ -196,7 +196,7 @@ func FuzzOpenImagesCSV(f *testing.F) {
 			if rec.Body != nil {
 				t.Fatalf("item %q of a list carries a body", it.URL)
 			}
-			if cfg.mirrorPrefix != "" && it.URL != mirror+it.ImageID+".jpg" || checkID([]byte(it.ImageID)) != "" {
+			if cfg.mirrorPrefix != "" && (it.URL != mirror+it.ImageID+".jpg" || checkID([]byte(it.ImageID)) != "") {
 				t.Fatalf("mirror item %q for ImageID %q", it.URL, it.ImageID)
 			}
 		}
