@@ -473,7 +473,8 @@ func (r *tarRows) flush() {
 	meta := parseSampleJSON(s.json)
 	u := meta.url
 	if u == "" {
-		u = r.shards[r.cur].name + "/" + s.key
+		// Member and file names are bytes; the URL is stored as a UTF-8 string.
+		u = strings.ToValidUTF8(r.shards[r.cur].name+"/"+s.key, "\uFFFD")
 	}
 	it := item.Item{Line: r.ordinal, URL: u}
 	if s.image == nil {

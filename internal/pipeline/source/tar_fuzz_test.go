@@ -53,6 +53,9 @@ func FuzzTarShard(f *testing.F) {
 	f.Add(gzipBytes(f, shard))
 	f.Add(shard[:len(shard)*2/3])
 	f.Add(tarSeed(f, []member{{"a/b.c.jpg", img}, {"a/b.c.jpg", png}, {"k.json", []byte("{")}}))
+	// A member name that is not UTF-8: the sample's fallback URL must still be (it is stored
+	// as a string in the output).
+	f.Add(tarSeed(f, []member{{"a\xffb.jpg", img}}))
 
 	dir := f.TempDir()
 	path := filepath.Join(dir, "000000.tar")
