@@ -606,13 +606,20 @@ func parseSize(b []byte) int64 {
 	return n
 }
 
-// printable makes s safe to store as a failed URL or ID: valid UTF-8, at most 1 KiB.
+// printable makes s safe to store as a failed URL or ID: valid UTF-8, at most 1 KiB (and
+// "..." when cut). Invalid bytes are replaced before the cut, since each replacement takes
+// three bytes, and the cut falls between runes.
 func printable(s string) string {
 	const most = 1024
+	s = strings.ToValidUTF8(s, "\uFFFD")
 	if len(s) > most {
-		s = s[:most] + "..."
+		cut := most
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		s = s[:cut] + "..."
 	}
-	return strings.ToValidUTF8(s, "\uFFFD")
+	return s
 }
 
 // countingReader counts the raw bytes read from the input (before gzip), for progress.
