@@ -46,7 +46,12 @@ for entry in "${targets[@]}"; do
   go test "${GO_TEST_FLAGS[@]}" -run '^$' -fuzz "^${name}\$" -fuzztime "${secs}s" "./$dir" >"$log" 2>&1
   rc=$?
   execs=$(grep -o 'execs: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)
-  if [ $rc -ne 0 ]; then
+  if [ $rc -ne 0 ] && grep -q '^    context deadline exceeded$' "$log" && ! grep -q 'Failing input written' "$log"; then
+    # Go 1.26's coordinator can report its own -fuzztime deadline as a failure when a worker
+    # is busy (often minimizing) as time runs out: golang/go#75804, fixed in Go 1.27. No
+    # input failed; the target ran its time.
+    note "$dir $name" "${execs:-?}" $((SECONDS - start)) "ok (go#75804: the fuzztime deadline reported as a failure)"
+  elif [ $rc -ne 0 ]; then
     failed=1
     tail -30 "$log"
     note "$dir $name" "${execs:-?}" $((SECONDS - start)) "FAILED (input in $dir/testdata/fuzz/$name/)"
