@@ -90,6 +90,7 @@ func (f *Fetcher) Run(ctx context.Context, in <-chan item.Item) <-chan *Result {
 		client: &fasthttp.Client{
 			DialTimeout:               conns.Dial,
 			MaxConnsPerHost:           f.opt.MaxConnsPerHost,
+			MaxIdleConnDuration:       f.opt.MaxIdleConnDuration,
 			MaxConnWaitTimeout:        f.opt.Timeout, // a full pool waits; the URL's deadline still bounds the wait
 			MaxIdemponentCallAttempts: 1,             // retries are ours, with back-off
 			ReadTimeout:               f.opt.ReadTimeout,
@@ -138,16 +139,17 @@ type run struct {
 
 // task is one item on its way to a Result, carried across attempts and parking.
 type task struct {
-	it        item.Item
-	res       *Result
-	target    *url.URL
-	visited   []string
-	retries   int
-	deadline  time.Time
-	notBefore time.Time // the item's own back-off before its next attempt
-	hasToken  bool      // it holds a host rate token taken before it was parked
-	reason    string    // why the last attempt failed, if it did
-	status    int
+	it           item.Item
+	res          *Result
+	target       *url.URL
+	visited      []string
+	retries      int
+	staleResends int // requests sent again because a reused connection was found closed
+	deadline     time.Time
+	notBefore    time.Time // the item's own back-off before its next attempt
+	hasToken     bool      // it holds a host rate token taken before it was parked
+	reason       string    // why the last attempt failed, if it did
+	status       int
 }
 
 func (r *run) worker(in <-chan item.Item, out chan<- *Result) {
@@ -307,6 +309,15 @@ func (r *run) fetch(req *fasthttp.Request, t *task) *Result {
 		case err != nil:
 			var retry bool
 			reason, retry = classifyError(err)
+			if reason == ReasonConnClosed && t.staleResends < opt.MaxConnsPerHost && r.conns.takeStale(resp.LocalAddr()) {
+				// A pooled connection the server had closed while idle: send again at once
+				// (fasthttp dropped that connection), at most once per connection the pool
+				// can hold, without counting a retry or a host failure.
+				fasthttp.ReleaseResponse(resp)
+				t.staleResends++
+				f.stats.staleConns.Add(1)
+				continue
+			}
 			if hostLevelFailure(reason) {
 				host.failed(reason, opt.HostMaxFailures)
 			}
