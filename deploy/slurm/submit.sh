@@ -41,6 +41,15 @@ if [ -e "$input" ]; then input=$(realpath "$input"); fi
 output=$(realpath -m "$output")
 mkdir -p "$output/logs"
 
+# Two tasks must never write one shard folder at once (clipd does not lock it): while jobs
+# of this output are still queued or running, submitting again is refused.
+tag="clipd-output=$output"
+queued=$(squeue --me -h -o '%i|%k' 2>/dev/null | awk -F'|' -v t="$tag" '$2 == t {print $1}' | sort -u | tr '\n' ' ')
+if [ -n "$queued" ]; then
+  echo "submit: jobs of $output are still queued or running (${queued% }): wait for them to end, or scancel them, then submit again" >&2
+  exit 1
+fi
+
 missing=()
 for ((i = 0; i < shards; i++)); do
   printf -v final '%s/shard-%05d-of-%05d/Images_Embedded.h5' "$output" "$i" "$shards"
@@ -54,14 +63,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   list=$(IFS=,; echo "${missing[*]}")
   if [ ${#missing[@]} -eq "$shards" ]; then list="0-$((shards - 1))"; fi
   echo "submit: $((shards - ${#missing[@]})) of $shards shards finished; submitting --array=$list"
-  array_job=$(sbatch --parsable --array="$list${throttle:+%$throttle}" --export=ALL \
+  array_job=$(sbatch --parsable --array="$list${throttle:+%$throttle}" --export=ALL --comment="$tag" \
     --output="$output/logs/embed-%A_%a.log" "$@" "$here/embed.sbatch")
   array_job=${array_job%%;*}
   deps=(--dependency="afterok:$array_job" --kill-on-invalid-dep=yes)
 else
   echo "submit: all $shards shards finished; submitting the merge only"
 fi
-merge_job=$(sbatch --parsable "${deps[@]}" --export=ALL \
+merge_job=$(sbatch --parsable "${deps[@]}" --export=ALL --comment="$tag" \
   --output="$output/logs/merge-%j.log" "$here/merge.sbatch")
 merge_job=${merge_job%%;*}
 echo "submit: merge job $merge_job writes $output/Images_Embedded.h5${array_job:+ after array job $array_job succeeds}"

@@ -202,6 +202,9 @@ submit=(deploy/slurm/submit.sh -i "$list" -o "$tmp/out" -n $SHARDS --cpus-per-ta
 run "${submit[@]}" || fail "submit.sh failed"
 read -r array1 merge1 < <(sed -n 's/^ARRAY_JOB=\([0-9]*\) MERGE_JOB=\([0-9]*\)$/\1 \2/p' "$tmp/run.out")
 [ -n "${array1:-}" ] && [ -n "${merge1:-}" ] || fail "submit.sh printed no job ids"
+# Submitting again while those jobs are queued is refused: two tasks on one shard folder.
+if run "${submit[@]}"; then fail "a second submission while the first is queued was accepted"; fi
+grep -q "still queued or running" "$tmp/run.out" || fail "the refused submission does not say why"
 
 # 5. Task 1's clipd, killed with SIGKILL once it wrote a chunk file (and before it finished).
 shard1=$(printf '%s/out/shard-%05d-of-%05d' "$tmp" $KILLED $SHARDS)
@@ -211,7 +214,8 @@ task_pid() {
     p=${e#/proc/}; p=${p%/environ}
     [ "$(cat "/proc/$p/comm" 2>/dev/null)" = clipd ] || continue
     env=$({ tr '\0' '\n' <"$e"; } 2>/dev/null) || continue
-    if grep -qx "SLURM_ARRAY_JOB_ID=$array1" <<<"$env" && grep -qx "SLURM_ARRAY_TASK_ID=$KILLED" <<<"$env"; then
+    if grep -qxF "SLURM_CONF=$SLURM_CONF" <<<"$env" && grep -qx "SLURM_ARRAY_JOB_ID=$array1" <<<"$env" &&
+      grep -qx "SLURM_ARRAY_TASK_ID=$KILLED" <<<"$env"; then
       echo "$p"
       return 0
     fi
