@@ -15,6 +15,7 @@
 #
 # Everything it starts is stopped at the end, on failure too; it gives up after a few minutes.
 set -euo pipefail
+if [ -n "${SLURM_TRANSCRIPT:-}" ]; then SLURM_TRANSCRIPT=$(realpath -m "$SLURM_TRANSCRIPT"); fi
 cd "$(dirname "$0")/../.."
 root=$PWD
 CLIPD=${CLIPD:-$root/bin/clipd}
@@ -53,7 +54,9 @@ server_pid=""
 say() { echo "$*" | tee -a "$transcript"; }
 run() {
   local rc=0
-  echo "\$ $*" | tee -a "$transcript"
+  local a line="\$"
+  for a in "$@"; do [[ $a =~ [[:space:]] ]] && line+=" '$a'" || line+=" $a"; done
+  echo "$line" | tee -a "$transcript"
   "$@" >"$tmp/run.out" 2>&1 || rc=$?
   tee -a "$transcript" <"$tmp/run.out"
   [ $rc = 0 ] || echo "(exit $rc)" | tee -a "$transcript"
@@ -101,7 +104,9 @@ cleanup() {
     [ "$p" = $$ ] && continue
     if { tr '\0' '\n' <"$e"; } 2>/dev/null | grep -qxF "SLURM_CONF=$SLURM_CONF"; then kill -KILL "$p" 2>/dev/null; fi
   done
-  if [ -n "${SLURM_TRANSCRIPT:-}" ] && [ -f "$transcript" ]; then cp "$transcript" "$SLURM_TRANSCRIPT"; fi
+  if [ -n "${SLURM_TRANSCRIPT:-}" ] && [ -f "$transcript" ]; then
+    sed "s|$tmp|\$TMP|g; s|$root/||g" "$transcript" >"$SLURM_TRANSCRIPT" # paths as a reader's
+  fi
   if [ "${KEEP_TMP:-0}" = 1 ]; then echo "slurm test: kept $tmp"; else rm -rf "$tmp"; fi
 }
 trap cleanup EXIT
@@ -129,10 +134,10 @@ base="http://127.0.0.1:$(cat "$tmp/server.port")"
 mapfile -t good < <(tr -s " \t" "\n\n" <"$IMAGES/GOOD" | grep .)
 list=$tmp/urls.txt
 : >"$list"
-for ((k = 0; k < 98; k++)); do echo "$base/${good[k % ${#good[@]}]}?n=$k" >>"$list"; done
+for ((k = 0; k < 198; k++)); do echo "$base/${good[k % ${#good[@]}]}?n=$k" >>"$list"; done
 echo "$base/missing" >>"$list"
 echo "$base/corrupt.jpg" >>"$list"
-say "# $(wc -l <"$list") URLs on $base (96 images to embed, a 404, a corrupt JPEG)"
+say "# $(wc -l <"$list") URLs on $base (198 images, a 404, a corrupt JPEG: about 50 a shard)"
 
 # 2. The reference: one process, the whole list.
 args=(--weights "$WEIGHTS" --backend cpu --threads 1 --batch-size 1 --chunk-size 5 --retries 0 --timeout 20s --allow-private-networks)
