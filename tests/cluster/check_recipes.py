@@ -15,7 +15,8 @@ fails an index at once only on exit codes the README calls mistakes; the merge J
 reads; every path is on the one ReadWriteMany claim, mounted in every pod; every pod runs the
 image that deploy/Dockerfile's header builds. The Dockerfile is multi-stage, builds on a CUDA
 devel image with a Go at least go.mod's, runs on the CUDA runtime image of the same version.
-Slurm (deploy/slurm/*.sbatch): the clipd command lines. For both: every flag passed to clipd
+Slurm (deploy/slurm/*.sbatch): the clipd command lines, and the shard, memory and refusals of
+embed.sbatch run with Slurm's array variables (clipd replaced by echo). For both: every flag passed to clipd
 is one `clipd <command> --help` lists. The README names every recipe file.
 Prints one line per problem and exits 1 if there is any, else one line saying what it checked.
 """
@@ -345,6 +346,8 @@ def main(clipd):
     for path in sorted(glob.glob(os.path.join(ROOT, "deploy", "slurm", "*.sbatch"))):
         slurm += check_sbatch(path, {"embed": embed_flags, "merge": merge_flags})
 
+    check_sbatch_env(os.path.join(ROOT, "deploy", "slurm", "embed.sbatch"))
+
     # The README names the recipe files.
     readme = open(os.path.join(ROOT, "README.md")).read()
     for f in sorted(glob.glob(os.path.join(ROOT, "deploy", "*", "*")) + [os.path.join(ROOT, "deploy", "Dockerfile")]):
@@ -416,6 +419,35 @@ def check_sbatch(path, flags):
     if n == 0:
         problem(f"{rel}: no clipd command line found")
     return n
+
+
+def check_sbatch_env(path):
+    """Runs the task script with Slurm's array variables and CLIPD=echo: the shard and memory it
+    gives clipd, and its refusals, without a cluster."""
+    rel = os.path.relpath(path, ROOT)
+    base = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "CLIPD": "echo",
+            "CLIPD_INPUT": "/shared/urls.txt", "CLIPD_OUTPUT": "/shared/OUT"}
+
+    def task(what, env, code, want, unwanted=()):
+        r = subprocess.run(["bash", path], env={**base, **env}, capture_output=True, text=True, timeout=30)
+        got = (r.stdout.splitlines() or [""])[-1] if code == 0 else r.stderr
+        if r.returncode != code or any(w not in got for w in want) or any(u in got for u in unwanted):
+            problem(f"{rel}, {what}: exit {r.returncode} (want {code}), {got.strip()!r}: want {want}")
+
+    full = {"SLURM_ARRAY_JOB_ID": "7", "SLURM_ARRAY_TASK_ID": "2", "SLURM_ARRAY_TASK_MIN": "0",
+            "SLURM_ARRAY_TASK_MAX": "3", "SLURM_ARRAY_TASK_COUNT": "4"}
+    part = {"SLURM_ARRAY_JOB_ID": "8", "SLURM_ARRAY_TASK_ID": "1", "SLURM_ARRAY_TASK_MIN": "1",
+            "SLURM_ARRAY_TASK_MAX": "1", "SLURM_ARRAY_TASK_COUNT": "1"}
+    task("task 2 of --array=0-3", {**full, "SLURM_MEM_PER_NODE": "32768"}, 0,
+         ["embed --input /shared/urls.txt --output /shared/OUT --shard 2/4 --backend cuda", "--memory 27852MiB"])
+    task("a resubmitted --array=1 without CLIPD_SHARDS", part, 2, ["set CLIPD_SHARDS"])
+    task("a resubmitted --array=1 with CLIPD_SHARDS=4", {**part, "CLIPD_SHARDS": "4"}, 0, ["--shard 1/4"])
+    task("CLIPD_ARGS with --memory", {**full, "SLURM_MEM_PER_NODE": "32768", "CLIPD_ARGS": "--memory 8GiB --dtype float16",
+                                      "CLIPD_BACKEND": "cpu", "CLIPD_WEIGHTS": "/w"}, 0,
+         ["--backend cpu --weights /w --memory 8GiB --dtype float16"], ["27852MiB"])
+    task("task 4 of CLIPD_SHARDS=4", {**part, "SLURM_ARRAY_TASK_ID": "4", "CLIPD_SHARDS": "4"}, 2, ["past CLIPD_SHARDS"])
+    task("no CLIPD_INPUT", {**full, "CLIPD_INPUT": ""}, 2, ["CLIPD_INPUT is not set"])
+    task("not an array task", {}, 2, ["not an array task"])
 
 
 if __name__ == "__main__":

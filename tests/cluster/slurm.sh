@@ -131,7 +131,7 @@ $PY tests/cluster/imgserver.py "$IMAGES" 0.2 "$tmp/requests.log" >"$tmp/server.p
 server_pid=$!
 wait_until 15 "the image server" test -s "$tmp/server.port"
 base="http://127.0.0.1:$(cat "$tmp/server.port")"
-mapfile -t good < <(tr -s " \t" "\n\n" <"$IMAGES/GOOD" | grep .)
+mapfile -t good < <(tr -s ' \t' '\n' <"$IMAGES/GOOD" | grep .)
 list=$tmp/urls.txt
 : >"$list"
 for ((k = 0; k < 198; k++)); do echo "$base/${good[k % ${#good[@]}]}?n=$k" >>"$list"; done
@@ -209,7 +209,7 @@ run sinfo -N -o '%N %T %c CPUs %G'
 export CLIPD CLIPD_WEIGHTS=$WEIGHTS CLIPD_BACKEND=cpu
 export CLIPD_ARGS="--threads 1 --batch-size 1 --chunk-size 5 --connections 2 --retries 0 --timeout 20s --allow-private-networks"
 say "# CLIPD_BACKEND=$CLIPD_BACKEND CLIPD_WEIGHTS=testdata/golden/tiny_openai_quick_f32 CLIPD_ARGS=\"$CLIPD_ARGS\""
-submit=(deploy/slurm/submit.sh -i "$list" -o "$tmp/out" -n $SHARDS --cpus-per-task=1 --mem=512M --time=10)
+submit=(deploy/slurm/submit.sh -i "$list" -o "$tmp/out" -n "$SHARDS" --cpus-per-task=1 --mem=512M --time=10)
 run "${submit[@]}" || fail "submit.sh failed"
 read -r array1 merge1 < <(sed -n 's/^ARRAY_JOB=\([0-9]*\) MERGE_JOB=\([0-9]*\)$/\1 \2/p' "$tmp/run.out")
 [ -n "${array1:-}" ] && [ -n "${merge1:-}" ] || fail "submit.sh printed no job ids"
