@@ -44,7 +44,11 @@ mkdir -p "$output/logs"
 # Two tasks must never write one shard folder at once (clipd does not lock it): while jobs
 # of this output are still queued or running, submitting again is refused.
 tag="clipd-output=$output"
-queued=$(squeue --me -h -o '%i|%k' 2>/dev/null | awk -F'|' -v t="$tag" '$2 == t {print $1}' | sort -u | tr '\n' ' ')
+if ! jobs=$(squeue --me -h -o '%i|%k'); then
+  echo "submit: squeue failed (above): is the Slurm controller reachable from here?" >&2
+  exit 1
+fi
+queued=$(awk -F'|' -v t="$tag" '$2 == t {print $1}' <<<"$jobs" | sort -u | tr '\n' ' ')
 if [ -n "$queued" ]; then
   echo "submit: jobs of $output are still queued or running (${queued% }): wait for them to end, or scancel them, then submit again" >&2
   exit 1
@@ -60,8 +64,14 @@ export CLIPD_INPUT=$input CLIPD_OUTPUT=$output CLIPD_SHARDS=$shards
 array_job=""
 deps=()
 if [ ${#missing[@]} -gt 0 ]; then
-  list=$(IFS=,; echo "${missing[*]}")
-  if [ ${#missing[@]} -eq "$shards" ]; then list="0-$((shards - 1))"; fi
+  # The missing indexes as ranges: 0-3,7,9-12.
+  list="" start=${missing[0]} prev=${missing[0]}
+  for i in "${missing[@]:1}" -1; do
+    if [ "$i" = $((prev + 1)) ]; then prev=$i; continue; fi
+    if [ "$start" = "$prev" ]; then list+=",$start"; else list+=",$start-$prev"; fi
+    start=$i prev=$i
+  done
+  list=${list#,}
   echo "submit: $((shards - ${#missing[@]})) of $shards shards finished; submitting --array=$list"
   array_job=$(sbatch --parsable --array="$list${throttle:+%$throttle}" --export=ALL --comment="$tag" \
     --output="$output/logs/embed-%A_%a.log" "$@" "$here/embed.sbatch")
