@@ -220,7 +220,7 @@ grep -q "still queued or running" "$tmp/run.out" || fail "the refused submission
 # 5. Task 1's clipd, killed with SIGKILL once it wrote a chunk file (and before it finished).
 shard1=$(printf '%s/out/shard-%05d-of-%05d' "$tmp" $KILLED $SHARDS)
 task_pid() {
-  local e p
+  local e p env
   for e in /proc/[0-9]*/environ; do
     p=${e#/proc/}; p=${p%/environ}
     [ "$(cat "/proc/$p/comm" 2>/dev/null)" = clipd ] || continue
