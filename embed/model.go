@@ -1,5 +1,6 @@
-// model.go: the model side of a run: the weights located, the memory plan made for the
-// model's shapes and the backend, and the engine opened with the plan's batch size.
+// model.go: the model side of a run: the weights located and hashed (their identity), the
+// memory plan made for the model's shapes and the backend, and the engine opened with the
+// plan's batch size.
 
 package embed
 
@@ -20,6 +21,20 @@ func (r *run) openEngine() (*engine.Engine, engine.ModelInfo, error) {
 		return nil, engine.ModelInfo{}, err
 	}
 	r.weightsPath = wpath
+	// The weights' identity from their bytes, before the engine maps them; checked again
+	// after, so that the weights used are the weights hashed.
+	wfile, err := weights.WeightsFile(wpath)
+	if err != nil {
+		return nil, engine.ModelInfo{}, err
+	}
+	if r.weights, err = weights.FileSHA256(wfile, cfg.CacheDir); err != nil {
+		return nil, engine.ModelInfo{}, err
+	}
+	r.log.Info("weights", "file", wfile, "sha256", r.weights.SHA256, "hashed", r.weights.Hashed)
+	if rec := r.weights.Recorded; rec != "" && rec != r.weights.SHA256 {
+		r.log.Info("the weights file is not the one its recorded sha256 describes (replaced or damaged since it was fetched); the run records the sha256 of its bytes",
+			"file", wfile, "sha256", r.weights.SHA256, "recorded", rec)
+	}
 	// The model's shapes from the library's own loader, without building an engine.
 	info, err := engine.Probe(wpath)
 	if err != nil {
@@ -48,6 +63,10 @@ func (r *run) openEngine() (*engine.Engine, engine.ModelInfo, error) {
 		MaxBatch: r.plan.BatchSize, Threads: cfg.Threads, Precision: cfg.Precision})
 	if err != nil {
 		return nil, engine.ModelInfo{}, fmt.Errorf("weights %s: %w", wpath, err)
+	}
+	if err := r.weights.Unchanged(); err != nil {
+		eng.Close()
+		return nil, engine.ModelInfo{}, err
 	}
 	r.log.Info("engine", "backend", eng.BackendName(), "device", device, "image_size", info.ImageSize, "embed_dim", info.EmbedDim)
 	return eng, eng.Info(), nil

@@ -55,8 +55,9 @@ type run struct {
 	log     *slog.Logger
 	started time.Time
 
-	weightsPath string // the resolved weights (a file or a folder)
-	dir         string // the output folder: Config.OutputDir()
+	weightsPath string           // the resolved weights (a file or a folder)
+	weights     weights.Identity // the weights file and its sha256, from its bytes
+	dir         string           // the output folder: Config.OutputDir()
 
 	plan  plan.Plan
 	w     *sink.Writer
@@ -84,14 +85,6 @@ func (r *run) run(ctx context.Context) (Summary, error) {
 		return Summary{}, err
 	}
 	defer eng.Close()
-	wfile, err := weights.WeightsFile(r.weightsPath)
-	if err != nil {
-		return Summary{}, err
-	}
-	sum, err := weights.SHA256(wfile)
-	if err != nil {
-		return Summary{}, err
-	}
 
 	// The source: a bad path, URL or header fails here.
 	runCtx, stopRun := context.WithCancel(ctx)
@@ -109,7 +102,7 @@ func (r *run) run(ctx context.Context) (Summary, error) {
 	// or finds it complete; any other is refused (see sink.Open).
 	attrs := outfile.Attrs{
 		Model:            modelName(r.weightsPath),
-		WeightsSHA256:    sum,
+		WeightsSHA256:    r.weights.SHA256,
 		Preprocess:       cfg.Preprocess.String(),
 		Version:          cfg.Version,
 		Input:            resolveInput(cfg.Input),
