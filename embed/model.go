@@ -5,9 +5,11 @@
 package embed
 
 import (
+	"bytes"
 	"fmt"
 
 	"github.com/clipd/clipd/cgo/engine"
+	"github.com/clipd/clipd/internal/pipeline/batch"
 	"github.com/clipd/clipd/internal/pipeline/plan"
 	"github.com/clipd/clipd/weights"
 )
@@ -68,6 +70,27 @@ func (r *run) openEngine() (*engine.Engine, engine.ModelInfo, error) {
 		eng.Close()
 		return nil, engine.ModelInfo{}, err
 	}
+	if err := probe(eng, wpath); err != nil {
+		eng.Close()
+		return nil, engine.ModelInfo{}, err
+	}
 	r.log.Info("engine", "backend", eng.BackendName(), "device", device, "image_size", info.ImageSize, "embed_dim", info.EmbedDim)
 	return eng, eng.Info(), nil
+}
+
+// probe embeds one plain mid-gray image, before the output folder is created: weights that
+// embed even that to NaN or Inf (a NaN among them, or values that overflow) are refused
+// here, with nothing written.
+func probe(eng *engine.Engine, wpath string) error {
+	info := eng.Info()
+	s := info.ImageSize
+	gray := bytes.Repeat([]byte{128}, s*s*3)
+	out := make([]float32, info.EmbedDim)
+	if err := eng.EmbedImages([]engine.Image{{RGB: gray, Width: s, Height: s}}, out); err != nil {
+		return fmt.Errorf("weights %s: embedding a test image: %w", wpath, err)
+	}
+	if !batch.AllFinite(out) {
+		return withKind(ErrBadWeights, fmt.Errorf("weights %s: the embedding of a plain gray test image is not finite (NaN or Inf): the weights are broken; nothing was written; check --weights", wpath))
+	}
+	return nil
 }

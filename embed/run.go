@@ -116,6 +116,8 @@ func (r *run) run(ctx context.Context) (Summary, error) {
 		Columns:          cfg.SaveColumns,
 		IgnoreOptOut:     cfg.IgnoreOptOut,
 	}
+	_, statErr := os.Stat(r.dir)
+	fresh := errors.Is(statErr, os.ErrNotExist)
 	r.w, err = sink.Open(sink.Options{
 		Dir:         r.dir,
 		ChunkSize:   r.plan.ChunkSize,
@@ -144,7 +146,17 @@ func (r *run) run(ctx context.Context) (Summary, error) {
 	stopProgress := r.startProgress()
 	runErr := r.pipeline(runCtx, stopRun, eng, info)
 	closeStart := time.Now()
-	closeErr := r.w.Close()
+	var closeErr error
+	if errors.Is(runErr, ErrBadWeights) {
+		// Broken weights write nothing: not even the failures of other rows, which would
+		// make a rerun with good weights a "run with other settings".
+		closeErr = r.w.Discard()
+		if fresh {
+			os.Remove(r.dir) // only when empty: nothing of anyone else's goes
+		}
+	} else {
+		closeErr = r.w.Close()
+	}
 	r.count.writeBusy.Add(int64(time.Since(closeStart)))
 	stopProgress()
 
@@ -323,31 +335,71 @@ func (r *run) pipeline(ctx context.Context, stop context.CancelFunc, eng batch.E
 	})
 	r.batch = batch.Start(ctx, eng, r.decode.Out(), batch.Options{BatchSize: p.BatchSize, Normalize: cfg.Normalize, Released: r.budget.Release})
 
-	// Engine -> rows -> sink, here.
+	// Engine -> rows -> sink, here. An image whose embedding is not finite fails alone; but
+	// until the output has one finite embedding, such images are held back, and when a whole
+	// first batch (the plan's batch size, or all the images when fewer) is non-finite the
+	// weights are broken: the run stops with ErrBadWeights and none of them is recorded.
+	resumedRows, _ := w.Resumed()
+	sane := resumedRows > 0
+	var held []item.Item
+	broken := false
+	nonFinite := func(it item.Item) {
+		fails <- item.Failure{Item: it, Stage: "embed", Reason: batch.ReasonNonFinite}
+	}
 	for b := range r.batch.Out() {
 		if b.Err != nil {
 			r.fail(stop, fmt.Errorf("%w (the rows written so far are saved: rerun to resume)", b.Err))
 			continue
 		}
+		if broken {
+			continue
+		}
+		bad := b.CountNonFinite()
+		if !sane && bad == len(b.Items) {
+			if held = append(held, b.Items...); len(held) >= p.BatchSize {
+				broken = true
+				r.fail(stop, brokenWeights(len(held)))
+			}
+			continue
+		}
+		if !sane {
+			sane = true
+			for _, it := range held {
+				nonFinite(it)
+			}
+			held = nil
+		}
 		t := time.Now()
 		for i := range b.Items {
 			it, emb := b.Row(i)
+			if !b.Finite(i) {
+				nonFinite(it)
+				continue
+			}
 			if err := w.Add(sink.Row{Item: it, Embedding: emb}); err != nil {
 				r.fail(stop, withKind(ErrOutput, err))
 				break
 			}
 		}
 		r.count.writeBusy.Add(int64(time.Since(t)))
-		rows := r.count.rows.Add(int64(len(b.Items)))
+		rows := r.count.rows.Add(int64(len(b.Items) - bad))
 		if cfg.Hooks.AfterBatch != nil {
 			cfg.Hooks.AfterBatch(rows)
 		}
+	}
+	if !broken && len(held) > 0 && ctx.Err() == nil {
+		r.fail(stop, brokenWeights(len(held))) // the input ended within the first batch
 	}
 	wg.Wait()
 	// Every stage upstream of the batch has closed its output, so no failure is in flight.
 	close(fails)
 	<-failsDone
 	return r.err
+}
+
+// brokenWeights is the error of a run whose first n images all embedded to NaN or Inf.
+func brokenWeights(n int) error {
+	return withKind(ErrBadWeights, fmt.Errorf("weights: the embeddings of the first %d images are all non-finite (NaN or Inf): the weights are broken or overflow for these images; nothing was written for them; check --weights", n))
 }
 
 // fanIn merges the bodies of the fetch and read stages (and those the source carried) into
