@@ -23,7 +23,13 @@ func (r *run) openEngine() (*engine.Engine, engine.ModelInfo, error) {
 		return nil, engine.ModelInfo{}, err
 	}
 	r.weightsPath = wpath
-	// The weights' identity from their bytes, before the engine maps them; checked again
+	// The model's shapes from the library's own loader, without building an engine.
+	info, err := engine.Probe(wpath)
+	if err != nil {
+		return nil, engine.ModelInfo{}, fmt.Errorf("weights %s: %w", wpath, err)
+	}
+	// The weights' identity from their bytes, before the engine maps them (after the header
+	// proved them weights, so a broken file is not read whole first); checked again
 	// after, so that the weights used are the weights hashed.
 	wfile, err := weights.WeightsFile(wpath)
 	if err != nil {
@@ -36,11 +42,6 @@ func (r *run) openEngine() (*engine.Engine, engine.ModelInfo, error) {
 	if rec := r.weights.Recorded; rec != "" && rec != r.weights.SHA256 {
 		r.log.Info("the weights file is not the one its recorded sha256 describes (replaced or damaged since it was fetched); the run records the sha256 of its bytes",
 			"file", wfile, "sha256", r.weights.SHA256, "recorded", rec)
-	}
-	// The model's shapes from the library's own loader, without building an engine.
-	info, err := engine.Probe(wpath)
-	if err != nil {
-		return nil, engine.ModelInfo{}, fmt.Errorf("weights %s: %w", wpath, err)
 	}
 	backend, device, deviceMemory, err := engine.ResolveBackend(cfg.Backend, cfg.Device)
 	if err != nil {

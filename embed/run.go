@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/clipd/clipd/cgo/engine"
+	"github.com/clipd/clipd/internal/echo"
 	"github.com/clipd/clipd/internal/pipeline/batch"
 	"github.com/clipd/clipd/internal/pipeline/decode"
 	"github.com/clipd/clipd/internal/pipeline/fetch"
@@ -216,7 +217,7 @@ func topReasons(rs []ReasonCount, n int) string {
 		if i > 0 {
 			b.WriteString(", ")
 		}
-		fmt.Fprintf(&b, "%s %d", r.Reason, r.Count)
+		fmt.Fprintf(&b, "%s %d", echo.Short(r.Reason), r.Count)
 	}
 	return b.String()
 }

@@ -115,5 +115,14 @@ func errorLine(err error) string {
 	}
 	msg := strings.TrimSpace(err.Error())
 	msg = strings.Join(strings.Fields(strings.ReplaceAll(msg, "\n", "; ")), " ")
+	// The messages cut what they echo (internal/echo); this is the net under them: a line
+	// stays readable, and its end, which says what to do, is kept.
+	if len(msg) > maxErrorLine {
+		head, tail := msg[:maxErrorLine*2/3], msg[len(msg)-maxErrorLine/3:]
+		msg = strings.ToValidUTF8(head, "") + " ... " + strings.ToValidUTF8(tail, "")
+	}
 	return msg
 }
+
+// maxErrorLine is the most bytes of a message errorLine prints.
+const maxErrorLine = 2048
