@@ -23,7 +23,8 @@ extern "C" {
    arguments. */
 #define CLIP_ECHO_MAX 160
 #define CLIP_ECHO_FMT "%.*s%s"
-#define CLIP_ECHO(s) clip_echo_len(s), (s), (strnlen((s), CLIP_ECHO_MAX + 1) > CLIP_ECHO_MAX ? "..." : "")
+#define CLIP_ECHO(s) \
+  clip_echo_len(s), (s), (strnlen((s), CLIP_ECHO_MAX + 1) > CLIP_ECHO_MAX ? "..." : "")
 static inline int clip_echo_len(const char *s) {
   size_t n = strnlen(s, CLIP_ECHO_MAX + 1);
   return (int)(n > CLIP_ECHO_MAX ? CLIP_ECHO_MAX : n);
