@@ -107,11 +107,27 @@ func FileSHA256(file, cacheDir string) (Identity, error) {
 	if recPath != "" && time.Since(time.Unix(0, max(v.MtimeNS, v.CtimeNS))) >= racyWindow {
 		abs, _ := filepath.Abs(file)
 		b, _ := json.Marshal(hashRecord{Path: abs, Version: v, SHA256: sum})
-		if os.MkdirAll(filepath.Dir(recPath), 0o755) == nil {
-			writeFileAtomic(recPath, append(b, '\n')) // best effort: a read-only cache only costs time
-		}
+		remember(recPath, append(b, '\n')) // best effort: a cache that cannot be written only costs time
 	}
 	return id, nil
+}
+
+// remember writes a hash record atomically through a temporary file of its own, so that two
+// runs hashing at once never mix their writes.
+func remember(recPath string, b []byte) {
+	dir := filepath.Dir(recPath)
+	if os.MkdirAll(dir, 0o755) != nil {
+		return
+	}
+	tmp, err := os.CreateTemp(dir, filepath.Base(recPath)+".*.tmp")
+	if err != nil {
+		return
+	}
+	_, err = tmp.Write(b)
+	if cerr := tmp.Close(); err == nil && cerr == nil && os.Rename(tmp.Name(), recPath) == nil {
+		return
+	}
+	os.Remove(tmp.Name())
 }
 
 // rememberedHash is the sha256 remembered at recPath when it was taken from version v of
