@@ -117,8 +117,7 @@ func (r *run) run(ctx context.Context) (Summary, error) {
 		Columns:          cfg.SaveColumns,
 		IgnoreOptOut:     cfg.IgnoreOptOut,
 	}
-	_, statErr := os.Stat(r.dir)
-	fresh := errors.Is(statErr, os.ErrNotExist)
+	created := missingDirs(r.dir) // what sink.Open creates, removed again if the weights prove broken
 	r.w, err = sink.Open(sink.Options{
 		Dir:         r.dir,
 		ChunkSize:   r.plan.ChunkSize,
@@ -152,8 +151,10 @@ func (r *run) run(ctx context.Context) (Summary, error) {
 		// Broken weights write nothing: not even the failures of other rows, which would
 		// make a rerun with good weights a "run with other settings".
 		closeErr = r.w.Discard()
-		if fresh {
-			os.Remove(r.dir) // only when empty: nothing of anyone else's goes
+		for _, d := range created {
+			if os.Remove(d) != nil { // only when empty: nothing of anyone else's goes
+				break
+			}
 		}
 	} else {
 		closeErr = r.w.Close()
@@ -396,6 +397,20 @@ func (r *run) pipeline(ctx context.Context, stop context.CancelFunc, eng batch.E
 	close(fails)
 	<-failsDone
 	return r.err
+}
+
+// missingDirs lists dir and those of its parents that do not exist, deepest first.
+func missingDirs(dir string) []string {
+	var out []string
+	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
+		if _, err := os.Stat(d); !errors.Is(err, os.ErrNotExist) {
+			return out
+		}
+		out = append(out, d)
+		if filepath.Dir(d) == d {
+			return out
+		}
+	}
 }
 
 // brokenWeights is the error of a run whose first n images all embedded to NaN or Inf.

@@ -170,7 +170,7 @@ func TestNonFiniteEmbeddingFailsItsImageOnly(t *testing.T) {
 func TestFirstBatchAllNonFiniteStopsTheRun(t *testing.T) {
 	srv := newImageServer(t)
 	w := overflowingWeights(t)
-	for _, n := range []int{3, 6} { // fewer than a batch (the input ends), and more
+	for _, n := range []int{3, 24} { // fewer than a batch (the input ends), and more
 		colors := make([]color.RGBA, n)
 		for i := range colors {
 			colors[i] = red
@@ -178,18 +178,24 @@ func TestFirstBatchAllNonFiniteStopsTheRun(t *testing.T) {
 		list, _ := imageList(t, colors)
 		b, _ := os.ReadFile(list)
 		os.WriteFile(list, append([]byte(srv.URL+"/missing\n"), b...), 0o644)
-		out := filepath.Join(t.TempDir(), "out")
-		code, _, se := clipdRun(t, withWeights(embedFlags(list, out), w)...)
+		// A shard's folder inside an output folder that does not exist yet: neither is left.
+		top := filepath.Join(t.TempDir(), "out")
+		out := top
+		extra := []string{"--shard", "0/2"} // out/shard-0-of-2: some of the 24 (all but surely)
+		if n == 3 {
+			extra = nil
+		}
+		code, _, se := clipdRun(t, withWeights(embedFlags(list, out, extra...), w)...)
 		if code != exitBadWeights {
 			t.Errorf("%d red images: exit %d, want %d: %s", n, code, exitBadWeights, se)
 		}
 		oneLine(t, fmt.Sprintf("%d red images", n), se, "are all non-finite (NaN or Inf)")
-		if _, err := os.Stat(out); err == nil {
-			ents, _ := os.ReadDir(out)
+		if _, err := os.Stat(top); err == nil {
+			ents, _ := os.ReadDir(top)
 			t.Errorf("%d red images: the output folder was left behind (%d entries)", n, len(ents))
 		}
 		// The same command with good weights then runs as a first run.
-		if code, _, se := clipdRun(t, embedFlags(list, out)...); code != exitOK {
+		if code, _, se := clipdRun(t, embedFlags(list, out, extra...)...); code != exitOK {
 			t.Errorf("%d red images, rerun with good weights: exit %d: %s", n, code, se)
 		}
 	}
