@@ -152,3 +152,33 @@ func TestFileSHA256ReadOnlyCache(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkFileSHA256 is the cost of a run's weights identity for a 256 MiB file: hashed
+// (a first run, or a changed file) and remembered (every later run).
+func BenchmarkFileSHA256(b *testing.B) {
+	old := racyWindow
+	racyWindow = 0
+	b.Cleanup(func() { racyWindow = old })
+	file := filepath.Join(b.TempDir(), "model.safetensors")
+	if err := os.WriteFile(file, make([]byte, 256<<20), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	b.Run("hashed", func(b *testing.B) {
+		b.SetBytes(256 << 20)
+		for i := 0; i < b.N; i++ {
+			if id, err := FileSHA256(file, b.TempDir()); err != nil || !id.Hashed {
+				b.Fatal(err, id.Hashed)
+			}
+		}
+	})
+	b.Run("remembered", func(b *testing.B) {
+		cache := b.TempDir()
+		FileSHA256(file, cache)
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			if id, err := FileSHA256(file, cache); err != nil || id.Hashed {
+				b.Fatal(err, id.Hashed)
+			}
+		}
+	})
+}
