@@ -385,7 +385,9 @@ clip_status clip_jpeg_decode_to_input(clip_engine *e, cuda_state *st, const uint
   /* 1. Headers and routes, on the pool. */
   int threads = e->threads < HOST_THREADS_MAX ? e->threads : HOST_THREADS_MAX;
   if (threads < 1) threads = 1;
-  const size_t desc_one = clip_align_up(sizeof(clip_resize_desc), 16);
+  /* A chunk of one image: its descriptor and tables, then the image (as the chunking below
+     lays it out). */
+  const size_t desc_one = clip_align_up(sizeof(clip_resize_desc), ALIGN);
   st->pool->parallel_for(n, threads, [&](int i) {
     image_job &jb = jobs[i];
     jb.route = ROUTE_FAILED;
@@ -476,6 +478,13 @@ clip_status clip_jpeg_decode_to_input(clip_engine *e, cuda_state *st, const uint
   for (int i = 0; i < n; i++)
     if (jobs[i].planned) clip_image_plan_free(&jobs[i].plan);
   if (s != CLIP_OK) return s;
+  if (device_ok) {
+    /* Whatever the decode stream still holds (a chunk whose every image nvJPEG refused has
+       no resize to wait for it) is done before the compute stream goes on: the caller's
+       bytes must not be read after the call returns, which syncs the compute stream. */
+    CU_TRY(e, cudaEventRecord(j->decoded, j->stream));
+    CU_TRY(e, cudaStreamWaitEvent(st->compute, j->decoded, 0));
+  }
 
   /* 3. The CPU list, decoded while the device works, then resized through staging. */
   std::vector<int> cpu;
