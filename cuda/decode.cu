@@ -8,9 +8,11 @@
           cpu       everything else (CMYK/YCCK/Adobe RGB, a missing end marker, which the CPU
                     decoder calls truncated, EXIF orientation to apply, a huge image);
           failed    the header already failed (corrupt, too many pixels, not a JPEG).
-        Device images the hardware engines take (nvjpegDecodeBatchedSupported: baseline,
-        not 4:1:0/4:1:1) go to the batched hardware decode, the rest to the decoupled
-        hybrid decoder.
+        In auto mode on a GPU with hardware JPEG engines, device images they take
+        (nvjpegDecodeBatchedSupported: baseline, not 4:1:0/4:1:1) go to the batched
+        hardware decode and the rest to the CPU decoder (all the engine's threads, exact);
+        on a GPU without them, to nvJPEG's decoupled GPU-hybrid decoder. The other modes
+        (clip_cuda_set_jpeg_decoder) force one decoder, for measuring.
      2. device, in chunks that fit the arena: nvJPEG decodes into the arena (interleaved RGB,
         full size) on the decode stream; the resize tables follow on the same stream; the
         compute stream waits for both and runs the device resize (cuda/resize.cu) straight
@@ -178,8 +180,9 @@ static clip_status init_nvjpeg(clip_engine *e, clip_jpeg_dev *j) {
   }
   NJ_TRY(e, nvjpegDecodeParamsCreate(j->h, &j->params));
   NJ_TRY(e, nvjpegDecodeParamsSetOutputFormat(j->params, NVJPEG_OUTPUT_RGBI));
-  NJ_TRY(e, nvjpegDecodeParamsSetAllowCMYK(j->params, 0));
-  NJ_TRY(e, nvjpegDecodeParamsSetExifOrientation(j->params, NVJPEG_ORIENTATION_NORMAL));
+  /* Best effort: CMYK never reaches nvJPEG (routed to the CPU), and NORMAL is the default. */
+  nvjpegDecodeParamsSetAllowCMYK(j->params, 0);
+  nvjpegDecodeParamsSetExifOrientation(j->params, NVJPEG_ORIENTATION_NORMAL);
   return CLIP_OK;
 }
 
@@ -308,7 +311,9 @@ static clip_status decode_chunk(clip_engine *e, cuda_state *st, const uint8_t *c
       }
     }
   }
-  const int which = st->jpeg_mode == CLIP_JPEG_GPU_HYBRID ? 1 : 0;
+  /* The decoupled decoder: hybrid when asked for, or for a failed hardware batch's retry;
+     GPU-hybrid when asked for, or in auto mode on a GPU without hardware engines. */
+  const int which = st->jpeg_mode == CLIP_JPEG_GPU_HYBRID || (st->jpeg_mode == CLIP_JPEG_AUTO && !j->hw) ? 1 : 0;
   for (size_t k = 0; k < hy_idx.size(); k++) {
     const int i = hy_idx[k], b = (int)(k & 1);
     nvjpegImage_t out;
@@ -422,18 +427,23 @@ clip_status clip_jpeg_decode_to_input(clip_engine *e, cuda_state *st, const uint
       return;
     jb.route = ROUTE_HYBRID;
   });
-  /* Hardware or hybrid: the hardware check parses the header once more (nvJPEG's own
-     parser), on this thread (one parse stream). */
+  /* Auto with hardware engines: what they take goes to them, the rest (progressive, 4:1:1,
+     an EXIF orientation: the batched call takes no decode parameters) to the CPU decoder,
+     which runs on all the engine's threads and is exact, where the hybrid decoder's host
+     phase runs on this one thread. The hardware check parses the header once more
+     (nvJPEG's own parser), on this thread (one parse stream). Auto without hardware
+     engines keeps the GPU-hybrid decoder. */
   if (device_ok && j->hw && st->jpeg_mode == CLIP_JPEG_AUTO) {
     for (int i = 0; i < n; i++) {
-      /* The batched hardware call takes no decode parameters: an image with an EXIF
-         orientation stays on the decoupled decoder, told to ignore it. */
-      if (jobs[i].route != ROUTE_HYBRID || jobs[i].orientation > 1) continue;
+      if (jobs[i].route != ROUTE_HYBRID) continue;
       int unsupported = 1;
-      if (nvjpegJpegStreamParseHeader(j->hw, data[i], sizes[i], j->hw_parse) == NVJPEG_STATUS_SUCCESS &&
+      if (jobs[i].orientation <= 1 &&
+          nvjpegJpegStreamParseHeader(j->hw, data[i], sizes[i], j->hw_parse) == NVJPEG_STATUS_SUCCESS &&
           nvjpegDecodeBatchedSupported(j->hw, j->hw_parse, &unsupported) == NVJPEG_STATUS_SUCCESS &&
           unsupported == 0)
         jobs[i].route = ROUTE_HW;
+      else
+        jobs[i].route = ROUTE_CPU;
     }
   }
 

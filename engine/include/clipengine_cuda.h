@@ -53,10 +53,11 @@ CLIP_API clip_status clip_cuda_debug_graphs(clip_engine *e, int enable, char *bu
 
 /* The JPEG decoder clip_engine_embed_encoded uses on this engine (for the GPU check's
    comparisons and per-backend timings; the default, 0, is what users want):
-     0  auto: nvJPEG, the GPU's hardware JPEG engines (A100/A30/H100/H200...) for the
-        baseline JPEGs they take, nvJPEG's hybrid decoder (Huffman on the CPU, IDCT and colour
-        on the GPU) for the rest (progressive, 4:1:1, an EXIF orientation to ignore); hybrid
-        alone on a GPU without hardware engines
+     0  auto: on a GPU with hardware JPEG engines (A100/A30/H100/H200...), nvJPEG's
+        hardware decoder for the baseline JPEGs they take and libjpeg-turbo on the CPU (all
+        the engine's threads) for the rest (progressive, 4:1:1, an EXIF orientation tag); on a
+        GPU without them, nvJPEG's GPU-hybrid decoder (a failed hardware batch is retried
+        image by image on the hybrid decoder)
      1  nvJPEG's hybrid decoder for every device-decodable JPEG
      2  nvJPEG's GPU-hybrid decoder (Huffman on the GPU too) for every device-decodable JPEG
      3  libjpeg-turbo on the CPU for every JPEG (then the device resize): the CPU backend's
@@ -67,8 +68,10 @@ CLIP_API clip_status clip_cuda_debug_graphs(clip_engine *e, int enable, char *bu
    truncation as the Go decoder does), an EXIF orientation to apply
    (clip_decode_options.apply_exif_orientation), an image too large for the decode arena,
    and anything nvJPEG refuses. A device-decoded image can differ from the CPU decoder's by
-   nvJPEG's IDCT, upsampling and colour-conversion rounding. CLIP_ERR_INVALID_ARGUMENT for
-   another mode. */
+   nvJPEG's IDCT, upsampling and colour-conversion rounding; and a JPEG whose entropy-coded
+   data is damaged while its headers and end marker are intact may be decoded by nvJPEG where
+   the CPU decoder refuses it (or the reverse: then it falls back and fails alike).
+   CLIP_ERR_INVALID_ARGUMENT for another mode. */
 CLIP_API clip_status clip_cuda_set_jpeg_decoder(clip_engine *e, int mode);
 
 /* The JPEG half of clip_engine_embed_encoded alone, for timing the decoders: decodes the n
