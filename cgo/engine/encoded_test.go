@@ -343,8 +343,15 @@ func TestEmbedEncodedIsolatesFailures(t *testing.T) {
 	if _, err := e.EmbedEncoded(make([][]byte, 17), make([]float32, 17*D)); !errors.Is(err, ErrInvalidArgument) {
 		t.Errorf("17 images with MaxBatch 16: %v", err)
 	}
-	if n, err := DecodeDeviceBytes(64); err != nil || n < 0 {
-		t.Errorf("DecodeDeviceBytes: %d, %v", n, err)
+	// The device memory of JPEG decoding: 0 without the CUDA backend, else growing with the
+	// batch (the arena), never negative; a negative batch is refused.
+	small, err1 := DecodeDeviceBytes(64)
+	large, err2 := DecodeDeviceBytes(1024)
+	if err1 != nil || err2 != nil || small < 0 || large < small {
+		t.Errorf("DecodeDeviceBytes: 64 -> %d (%v), 1024 -> %d (%v)", small, err1, large, err2)
+	}
+	if _, err := DecodeDeviceBytes(-1); !errors.Is(err, ErrInvalidArgument) {
+		t.Errorf("DecodeDeviceBytes(-1): %v", err)
 	}
 	e.Close()
 	if _, err := e.EmbedEncoded(blobs, got); !errors.Is(err, ErrClosed) {
