@@ -87,11 +87,14 @@ struct clip_jpeg_dev {
   cudaStream_t stream;          /* decodes and table uploads */
   cudaEvent_t decoded;          /* a chunk's decodes and tables are on the device */
   cudaEvent_t arena_free;       /* the resize reading a chunk's arena finished */
-  cudaEvent_t tables_copied;    /* the pinned tables were uploaded: host may rewrite them */
+  cudaEvent_t tables_copied[2]; /* tables_host[k] was uploaded: the host may rewrite it */
   uint8_t *arena;               /* device: [descs | tables | decoded images] of one chunk */
   size_t arena_cap;
-  uint8_t *tables_host;         /* pinned, arena_tables_cap bytes */
+  uint8_t *tables_host[2];      /* pinned, tables_cap bytes each, alternated between chunks so
+                                   the host packs chunk k+1 while chunk k's upload waits for
+                                   its decodes */
   size_t tables_cap;
+  unsigned chunks;              /* chunks so far: which tables_host is next */
 };
 
 static const char *nvjpeg_status_name(nvjpegStatus_t s) {
@@ -139,10 +142,12 @@ void clip_jpeg_destroy(cuda_state *st) {
   if (j->h) nvjpegDestroy(j->h);
   if (j->decoded) cudaEventDestroy(j->decoded);
   if (j->arena_free) cudaEventDestroy(j->arena_free);
-  if (j->tables_copied) cudaEventDestroy(j->tables_copied);
+  for (int k = 0; k < 2; k++) {
+    if (j->tables_copied[k]) cudaEventDestroy(j->tables_copied[k]);
+    if (j->tables_host[k]) cudaFreeHost(j->tables_host[k]);
+  }
   if (j->stream) cudaStreamDestroy(j->stream);
   if (j->arena) cudaFree(j->arena);
-  if (j->tables_host) cudaFreeHost(j->tables_host);
   cudaGetLastError();
   delete j;
   st->jpeg = NULL;
@@ -205,20 +210,24 @@ clip_status clip_jpeg_init(clip_engine *e, cuda_state *st) {
   for (int k = 0; k < 2; k++) CU_TRY(e, cudaEventCreateWithFlags(&j->pinned_free[k], cudaEventDisableTiming));
   CU_TRY(e, cudaEventCreateWithFlags(&j->decoded, cudaEventDisableTiming));
   CU_TRY(e, cudaEventCreateWithFlags(&j->arena_free, cudaEventDisableTiming));
-  CU_TRY(e, cudaEventCreateWithFlags(&j->tables_copied, cudaEventDisableTiming));
+  for (int k = 0; k < 2; k++) CU_TRY(e, cudaEventCreateWithFlags(&j->tables_copied[k], cudaEventDisableTiming));
   j->arena_cap = clip_jpeg_arena_bytes(e->max_batch);
-  /* The tables of a chunk: a descriptor and at most 2 * (S*2 + S*taps) int32 per image; the
-     taps of a resize by r are ~4r+1, and an image that fits the arena is resized by at most
-     sqrt(arena/3)/S. A quarter of the arena, at least 8 MB, is plenty; a chunk is closed
-     early when its tables would not fit. */
-  j->tables_cap = clip_align_up(j->arena_cap / 4 > ((size_t)8 << 20) ? j->arena_cap / 4 : ((size_t)8 << 20), ALIGN);
+  /* The tables of a chunk: a descriptor and 2 * (S*2 + S*taps) int32 per image, taps ~ 4r+1
+     for a downscale by r: ~30 KB for a 1024x768 photo at S = 224, ~100 KB for 4000x3000.
+     64 KB an image of max_batch, at least 8 MB, at most a quarter of the arena; a chunk is
+     closed early when its tables would not fit. */
+  size_t tables = (size_t)(e->max_batch > 0 ? e->max_batch : 64) * ((size_t)64 << 10);
+  if (tables < ((size_t)8 << 20)) tables = (size_t)8 << 20;
+  if (tables > j->arena_cap / 4) tables = j->arena_cap / 4;
+  j->tables_cap = clip_align_up(tables, ALIGN);
   cudaError_t err = cudaMalloc((void **)&j->arena, j->arena_cap);
-  if (err == cudaSuccess) err = cudaHostAlloc((void **)&j->tables_host, j->tables_cap, cudaHostAllocDefault);
+  for (int k = 0; k < 2 && err == cudaSuccess; k++)
+    err = cudaHostAlloc((void **)&j->tables_host[k], j->tables_cap, cudaHostAllocDefault);
   if (err != cudaSuccess) {
     cudaGetLastError();
     return clip_set_error(e, err == cudaErrorMemoryAllocation ? CLIP_ERR_OUT_OF_MEMORY : CLIP_ERR_BACKEND,
-                          "cuda: the JPEG decode arena (%zu device bytes, %zu pinned) cannot be "
-                          "allocated: %s (lower max_batch)",
+                          "cuda: the JPEG decode arena (%zu device bytes, 2 x %zu pinned) cannot "
+                          "be allocated: %s (lower max_batch)",
                           j->arena_cap, j->tables_cap, cudaGetErrorString(err));
   }
   snprintf(st->jpeg_note, sizeof st->jpeg_note, "nvjpeg %s + hybrid, arena %zu MB",
@@ -233,7 +242,7 @@ void clip_jpeg_describe(cuda_state *st, char *buf, size_t len) {
     snprintf(buf, len, "mode %s; %s", modes[st->jpeg_mode & 3], st->jpeg_note[0] ? st->jpeg_note : "nvjpeg off");
     return;
   }
-  snprintf(buf, len, "mode %s; hardware engines %u (cores %u); arena %zu MB; tables %zu MB",
+  snprintf(buf, len, "mode %s; hardware engines %u (cores %u); arena %zu MB; tables 2 x %zu MB",
            modes[st->jpeg_mode & 3], j->hw ? j->hw_engines : 0u, j->hw ? j->hw_cores : 0u,
            j->arena_cap >> 20, j->tables_cap >> 20);
 }
@@ -345,14 +354,16 @@ static clip_status resize_chunk(clip_engine *e, cuda_state *st, std::vector<imag
                                 const int *chunk, int m, size_t desc_bytes) {
   clip_jpeg_dev *j = st->jpeg;
   const int S = e->w.cfg.image_size;
-  CU_TRY(e, cudaEventSynchronize(j->tables_copied)); /* the previous chunk's upload read them */
+  const int t = (int)(j->chunks++ & 1);
+  uint8_t *tables_host = j->tables_host[t];
+  CU_TRY(e, cudaEventSynchronize(j->tables_copied[t])); /* the upload two chunks ago read it */
   size_t off = desc_bytes, mid = 0, max_mid_pixels = 0;
   int nd = 0;
-  clip_resize_desc *descs = (clip_resize_desc *)j->tables_host;
+  clip_resize_desc *descs = (clip_resize_desc *)tables_host;
   for (int k = 0; k < m; k++) {
     image_job &jb = jobs[chunk[k]];
     if (jb.route != ROUTE_HW && jb.route != ROUTE_HYBRID) continue;
-    clip_image_plan_pack_tables(&jb.plan, S, j->tables_host, &off, &mid);
+    clip_image_plan_pack_tables(&jb.plan, S, tables_host, &off, &mid);
     clip_resize_desc d = jb.plan.d;
     /* The source is the whole decoded image in the arena: rows from y0, pitch width*3. */
     d.x0 = 0;
@@ -362,8 +373,8 @@ static clip_status resize_chunk(clip_engine *e, cuda_state *st, std::vector<imag
     if ((size_t)d.ny * S > max_mid_pixels) max_mid_pixels = (size_t)d.ny * S;
   }
   if (nd == 0) return CLIP_OK;
-  CU_TRY(e, cudaMemcpyAsync(j->arena, j->tables_host, off, cudaMemcpyHostToDevice, j->stream));
-  CU_TRY(e, cudaEventRecord(j->tables_copied, j->stream));
+  CU_TRY(e, cudaMemcpyAsync(j->arena, tables_host, off, cudaMemcpyHostToDevice, j->stream));
+  CU_TRY(e, cudaEventRecord(j->tables_copied[t], j->stream));
   CU_TRY(e, cudaEventRecord(j->decoded, j->stream));
   CU_TRY(e, cudaStreamWaitEvent(st->compute, j->decoded, 0));
   cudaError_t err = clip_resize_launch((const clip_resize_desc *)j->arena, nd, j->arena, st->mid, S,
