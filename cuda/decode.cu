@@ -507,18 +507,22 @@ clip_status clip_jpeg_decode_to_input(clip_engine *e, cuda_state *st, const uint
     CU_TRY(e, cudaStreamWaitEvent(st->compute, j->decoded, 0));
   }
 
-  /* 3. The CPU list, decoded while the device works, then resized through staging. */
+  /* 3. The CPU list, decoded while the device works, then resized through staging; in
+        windows, so that only a window's decoded images are in host memory at once (the
+        staging path copies them into pinned buffers before it returns). */
   std::vector<int> cpu;
   for (int i = 0; i < n; i++)
     if (jobs[i].route == ROUTE_CPU) cpu.push_back(i);
-  if (!cpu.empty()) {
-    const int m = (int)cpu.size();
+  const int window = 2 * threads > 32 ? 2 * threads : 32;
+  for (size_t w0 = 0; w0 < cpu.size(); w0 += (size_t)window) {
+    const int m = (int)(cpu.size() - w0 < (size_t)window ? cpu.size() - w0 : (size_t)window);
+    const int *idx = cpu.data() + w0;
     std::vector<uint8_t *> rgb(m, nullptr);
     std::vector<int> w(m), h(m), slots;
     std::vector<clip_image> imgs;
-    clip_decode_cpu(e, data, sizes, cpu.data(), m, per_image, rgb.data(), w.data(), h.data());
+    clip_decode_cpu(e, data, sizes, idx, m, per_image, rgb.data(), w.data(), h.data());
     for (int k = 0; k < m; k++) {
-      const int i = cpu[k];
+      const int i = idx[k];
       if (per_image[i] != CLIP_OK) continue;
       const clip_image im = {rgb[k], w[k], h[k], 0};
       clip_image_plan probe;
@@ -534,7 +538,6 @@ clip_status clip_jpeg_decode_to_input(clip_engine *e, cuda_state *st, const uint
     }
     if (!imgs.empty())
       s = clip_cuda_preprocess_images(e, st, imgs.data(), (int)imgs.size(), NULL, slots.data());
-    /* The images were packed into pinned staging (copied) before the call returned. */
     for (int k = 0; k < m; k++) free(rgb[k]);
     if (s != CLIP_OK) return s;
   }
