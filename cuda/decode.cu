@@ -264,13 +264,6 @@ static clip_jpeg_decoder *my_decoder() {
   return tl_decoder.d;
 }
 
-static int ends_with_eoi(const uint8_t *data, size_t size) {
-  const size_t from = size > 32 ? size - 32 : 0;
-  for (size_t i = from; i + 1 < size; i++)
-    if (data[i] == 0xFF && data[i + 1] == 0xD9) return 1;
-  return 0;
-}
-
 struct image_job {
   int route;
   int width, height;
@@ -425,8 +418,7 @@ clip_status clip_jpeg_decode_to_input(clip_engine *e, cuda_state *st, const uint
     }
     jb.route = ROUTE_CPU;
     if (!device_ok) return;
-    const int ycc_or_gray = cs == 1 /* TJCS_YCbCr */ || cs == 2 /* TJCS_GRAY */;
-    if (!ycc_or_gray || !ends_with_eoi(data[i], sizes[i])) return;
+    if (!clip_jpeg_is_ycc_or_gray(cs) || !clip_jpeg_has_eoi(data[i], sizes[i])) return;
     jb.orientation = clip_jpeg_orientation(data[i], sizes[i]);
     if (e->decode_opt.apply_exif_orientation && jb.orientation > 1) return;
     const clip_image shape = {NULL, jb.width, jb.height, 0};
