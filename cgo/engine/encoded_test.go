@@ -135,6 +135,49 @@ func decodeFixtures(t *testing.T) []fixture {
 	return out
 }
 
+// damagedJPEGs derives broken files from good JPEGs, one per branch of the decoders' error
+// handling: a warning libjpeg recovers from with the end marker present (accepted), damaged
+// entropy-coded data, premature ends with and without an end marker, padding after the end
+// marker, a broken marker length, a header cut short.
+func damagedJPEGs(t *testing.T, fixtures []fixture) []fixture {
+	t.Helper()
+	var out []fixture
+	for _, f := range fixtures {
+		base := filepath.Base(f.name)
+		if base != "s420.jpg" && base != "progressive.jpg" && base != "photo_1024x768_q90.jpg" && base != "gray.jpg" && base != "cmyk.jpg" {
+			continue
+		}
+		d := f.data
+		n := len(d)
+		mut := func(name string, b []byte) { out = append(out, fixture{name: f.name + "#" + name, data: b}) }
+		// Three stray bytes before the second marker: "extraneous bytes before marker".
+		if m := 2 + 2 + int(d[4])<<8 | int(d[5]); m+2 < n {
+			mut("extraneous", append(append(append([]byte{}, d[:m]...), 0, 0, 0), d[m:]...))
+		}
+		zeroed := append([]byte{}, d...)
+		for i := n * 6 / 10; i < n*6/10+64 && i < n-2; i++ {
+			zeroed[i] = 0
+		}
+		mut("zeroed-scan", zeroed)
+		flipped := append([]byte{}, d...)
+		for i := n / 2; i < n-2; i += 97 {
+			flipped[i] ^= 0x5A
+		}
+		mut("flipped-scan", flipped)
+		mut("cut-70-with-eoi", append(append([]byte{}, d[:n*7/10]...), 0xFF, 0xD9))
+		mut("cut-50", append([]byte{}, d[:n/2]...))
+		mut("cut-header", append([]byte{}, d[:min(n, 40)]...))
+		mut("padded", append(append([]byte{}, d...), bytes.Repeat([]byte{0x20}, 100)...))
+		badLen := append([]byte{}, d...)
+		badLen[4], badLen[5] = 0, 1 // APP0 length 1
+		mut("bad-length", badLen)
+	}
+	if len(out) < 30 {
+		t.Fatalf("only %d damaged variants", len(out))
+	}
+	return out
+}
+
 func isJPEG(b []byte) bool { return len(b) >= 3 && b[0] == 0xFF && b[1] == 0xD8 && b[2] == 0xFF }
 
 // sameKind: the library's per-image failure matches the Go decoder's.
@@ -153,6 +196,7 @@ func sameKind(goErr, cErr error) bool {
 func TestEmbedEncodedMatchesGoDecoder(t *testing.T) {
 	weights := writeTinyModel(t)
 	fixtures := decodeFixtures(t)
+	fixtures = append(fixtures, damagedJPEGs(t, fixtures)...)
 	const maxBatch = 24
 	e, err := Open(Options{WeightsPath: weights, Backend: BackendCPU, Threads: 2, MaxBatch: maxBatch})
 	if err != nil {

@@ -268,8 +268,12 @@ clip_status clip_jpeg_decode(clip_jpeg_decoder *d, const uint8_t *data, size_t s
   if (s != CLIP_OK) return s;
   const int cmyk = cs == TJCS_CMYK || cs == TJCS_YCCK;
   const size_t pixels = (size_t)w * (size_t)h;
-  uint8_t *out = (uint8_t *)malloc(pixels * 3);
-  uint8_t *tmp = cmyk ? (uint8_t *)malloc(pixels * 4) : NULL;
+  /* Zeroed: when libjpeg fails fatally after a warning, TurboJPEG reports a warning (its
+     error code keeps the earlier warning), the rows after the failure are never written, and
+     the image is accepted as the Go decoder accepts it; zeros there, as in the Go decoder's
+     freshly allocated buffers, keep the result deterministic. */
+  uint8_t *out = (uint8_t *)calloc(pixels, 3);
+  uint8_t *tmp = cmyk ? (uint8_t *)calloc(pixels, 4) : NULL;
   if (!out || (cmyk && !tmp)) {
     free(out);
     free(tmp);
