@@ -29,7 +29,11 @@ import (
 // writeTinyModel writes a random (fixed seed) OpenAI-named vision tower with CLIP's input
 // geometry (224 px, patch 32) but a narrow width, so the resize from the decoded image
 // matters as in B/32 while the forward stays cheap.
-func writeTinyModel(t *testing.T) string {
+func writeTinyModel(t *testing.T) string { return writeTinyModelTB(t) }
+
+func writeTinyModelB(b *testing.B) string { return writeTinyModelTB(b) }
+
+func writeTinyModelTB(t testing.TB) string {
 	t.Helper()
 	const S, P, W, L, M, E = 224, 32, 64, 1, 128, 16
 	T := (S/P)*(S/P) + 1
@@ -422,4 +426,76 @@ func equalBits(a, b []float32) bool {
 		}
 	}
 	return true
+}
+
+// benchPhotos makes n photo-like 1024x768 q90 JPEGs with make_images.py (skips without
+// Debian's Python).
+func benchPhotos(b *testing.B, n int) [][]byte {
+	b.Helper()
+	if _, err := os.Stat("/usr/bin/python3"); err != nil {
+		b.Skip("needs /usr/bin/python3 with PIL and numpy")
+	}
+	dir := b.TempDir()
+	if out, err := exec.Command("/usr/bin/python3", "../../tests/reference/make_images.py", "bench", dir, fmt.Sprint(n)).CombinedOutput(); err != nil {
+		b.Fatalf("make_images.py: %v\n%s", err, out)
+	}
+	paths, _ := filepath.Glob(filepath.Join(dir, "*.jpg"))
+	var blobs [][]byte
+	for _, p := range paths {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			b.Fatal(err)
+		}
+		blobs = append(blobs, data)
+	}
+	return blobs
+}
+
+// The CPU backend's decode path against the Go decoder + EmbedImages on the same photos
+// (one thread each, the tiny model, so decoding and preprocessing dominate).
+func BenchmarkEmbedEncodedCPU(b *testing.B) {
+	photos := benchPhotos(b, 8)
+	e, err := Open(Options{WeightsPath: writeTinyModelB(b), Backend: BackendCPU, Threads: 1, MaxBatch: len(photos)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer e.Close()
+	out := make([]float32, len(photos)*e.Info().EmbedDim)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := e.EmbedEncoded(photos, out); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N*len(photos))/b.Elapsed().Seconds(), "images/s")
+}
+
+func BenchmarkGoDecodeThenEmbedImages(b *testing.B) {
+	photos := benchPhotos(b, 8)
+	e, err := Open(Options{WeightsPath: writeTinyModelB(b), Backend: BackendCPU, Threads: 1, MaxBatch: len(photos)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer e.Close()
+	out := make([]float32, len(photos)*e.Info().EmbedDim)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		imgs := make([]Image, len(photos))
+		decoded := make([]*decode.Image, len(photos))
+		for k, p := range photos {
+			im, err := decode.Decode(p, decode.Options{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			decoded[k] = im
+			imgs[k] = Image{RGB: im.RGB, Width: im.Width, Height: im.Height}
+		}
+		if err := e.EmbedImages(imgs, out); err != nil {
+			b.Fatal(err)
+		}
+		for _, im := range decoded {
+			im.Release()
+		}
+	}
+	b.ReportMetric(float64(b.N*len(photos))/b.Elapsed().Seconds(), "images/s")
 }
