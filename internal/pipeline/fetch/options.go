@@ -50,7 +50,8 @@ type Options struct {
 	// worth); 0: no cap. A URL waits for its token off the workers, within its Timeout.
 	HostRate float64
 	// HostMaxFailures gives a host up after that many connection-level failures in a row
-	// (refused, DNS, timeout, reset, TLS) with no answer between them: its remaining URLs
+	// (refused, DNS, timeout, reset, TLS) before any answer, with no answer between them (a
+	// body that breaks off after its headers is an answer, and the URL's own failure): its remaining URLs
 	// fail at once, "host given up (after N failures: <last reason>)". Default 8; negative:
 	// never.
 	HostMaxFailures int
