@@ -11,12 +11,14 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/clipd/clipd/cgo/engine"
 	"github.com/clipd/clipd/internal/pipeline/batch"
+	"github.com/clipd/clipd/internal/pipeline/budget"
 	"github.com/clipd/clipd/internal/pipeline/decode"
 	"github.com/clipd/clipd/internal/pipeline/fetch"
 	"github.com/clipd/clipd/internal/pipeline/item"
@@ -30,6 +32,12 @@ import (
 
 // FinalName is the name of the finished file in Config.Output.
 const FinalName = outfile.FinalName
+
+// MemoryMargin is how far a run's peak RSS may go past Config.Memory: what the plan's model
+// does not bound exactly (the Go runtime's own structures and the collector's slack past its
+// soft limit, the C libraries' allocations, freed pages not yet returned to the system).
+// Measured on the tests of cmd/clipd/memory_test.go; see the README's "Memory" section.
+const MemoryMargin = 64 << 20
 
 // Run embeds cfg.Input into cfg.Output and returns the run's summary. It returns when the
 // input is done (the final file is written), when ctx ends (ErrInterrupted: the rows done
@@ -67,7 +75,8 @@ type run struct {
 	read   *read.Stage
 	decode *decode.Stage
 	batch  *batch.Stage
-	budget *batch.Budget
+	budget *budget.Budget // the decoders' pool (plan.DecodedBudget)
+	bodies *budget.Budget // the encoded bodies' pool (plan.BodyBudget)
 
 	mergeTime time.Duration
 
@@ -84,6 +93,11 @@ func (r *run) run(ctx context.Context) (Summary, error) {
 		return Summary{}, err
 	}
 	defer eng.Close()
+	// The Go heap's share of the budget (unless the user set GOMEMLIMIT): the collector
+	// returns the bytes the budgets free before the heap outgrows them.
+	if os.Getenv("GOMEMLIMIT") == "" && r.plan.GoMemoryLimit > 0 {
+		defer debug.SetMemoryLimit(debug.SetMemoryLimit(r.plan.GoMemoryLimit))
+	}
 	wfile, err := weights.WeightsFile(r.weightsPath)
 	if err != nil {
 		return Summary{}, err
@@ -263,8 +277,13 @@ func (r *run) pipeline(ctx context.Context, stop context.CancelFunc, eng batch.E
 		}
 	}()
 
+	// The two byte budgets the plan divides the pipeline's memory into (see package plan).
+	r.bodies = budget.New("bodies", p.BodyBudget)
+	r.budget = budget.New("decoding", p.DecodedBudget)
+
 	// Source -> rows: skip what an earlier run did; remote rows to fetch, local ones to read,
-	// rows that came with their bytes (tar members) straight to the decoders.
+	// rows that came with their bytes (tar members) straight to the decoders, once the
+	// bytes fit the body budget.
 	remote := make(chan item.Item, max(p.FetchQueue, 1))
 	local := make(chan item.Item, max(p.DecodeWorkers, 1))
 	carried := make(chan *item.Encoded, max(p.DecodeWorkers, 1))
@@ -286,9 +305,18 @@ func (r *run) pipeline(ctx context.Context, stop context.CancelFunc, eng batch.E
 				continue
 			}
 			if rec.Body != nil {
+				held := int64(cap(rec.Body))
+				if err := r.bodies.Acquire(ctx, held); err != nil {
+					if ctx.Err() != nil {
+						return
+					}
+					fails <- item.Failure{Item: rec.Item, Stage: "read", Reason: fmt.Sprintf("too large for --memory (%v)", err)}
+					continue
+				}
 				select {
-				case carried <- item.NewEncoded(rec.Item, rec.Body, nil):
+				case carried <- item.NewEncoded(rec.Item, rec.Body, func() { r.bodies.Release(held) }):
 				case <-ctx.Done():
+					r.bodies.Release(held)
 					return
 				}
 				continue
@@ -317,11 +345,11 @@ func (r *run) pipeline(ctx context.Context, stop context.CancelFunc, eng batch.E
 		HostRate:             cfg.HostRate,
 		IgnoreOptOut:         cfg.IgnoreOptOut,
 		RobotsTxt:            cfg.RobotsTxt,
+		Budget:               r.bodies,
 	})
-	r.read = read.Start(ctx, local, fails, read.Options{MaxBodyBytes: p.MaxBodyBytes})
+	r.read = read.Start(ctx, local, fails, read.Options{MaxBodyBytes: p.MaxBodyBytes, Budget: r.bodies})
 	bodies := fanIn(r.fetch.Out(), r.read.Out(), carried)
 
-	r.budget = batch.NewBudget(p.DecodedBudget)
 	r.decode = decode.Start(ctx, bodies, fails, decode.StageOptions{
 		Options: decode.Options{Mode: cfg.Preprocess, MaxPixels: p.MaxPixels, MinSide: info.ImageSize},
 		Workers: p.DecodeWorkers,

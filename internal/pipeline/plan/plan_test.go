@@ -136,14 +136,14 @@ func TestTooSmallMessage(t *testing.T) {
 		t.Fatal("200 MiB accepted")
 	}
 	msg := err.Error()
-	for _, want := range []string{"200 MiB is too small", "engine alone needs ~", "use --memory 500MiB or more"} {
+	for _, want := range []string{"200 MiB is too small", "engine alone needs ~", "use --memory 700MiB or more"} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("message %q lacks %q", msg, want)
 		}
 	}
 	// The advised budget works.
-	if _, err := Make(Inputs{Backend: "cpu", MemoryBudget: 500 << 20, Available: 8 << 30}); err != nil {
-		t.Errorf("the advised 500 MiB fails: %v", err)
+	if _, err := Make(Inputs{Backend: "cpu", MemoryBudget: 700 << 20, Available: 8 << 30}); err != nil {
+		t.Errorf("the advised 700 MiB fails: %v", err)
 	}
 	_, err = Make(Inputs{Backend: "cpu", BatchSize: 512, MemoryBudget: 1 << 30, Available: 8 << 30})
 	if err == nil || !strings.Contains(err.Error(), "--batch-size 512") {
