@@ -49,6 +49,14 @@ func TestMakeFitsAndIsMonotone(t *testing.T) {
 					tc.in.Connections > 0 && p.Connections != tc.in.Connections {
 					t.Fatalf("budget %s: a value given in Inputs was changed: %+v", FormatBytes(budget), p)
 				}
+				// The pools hold one worst-case item each, and the Go heap's limit leaves the
+				// engine's C memory out of the budget.
+				if p.BodyBudget <= p.MaxBodyBytes || p.DecodedBudget < p.MaxPixels*DecodeBytesPerPixel ||
+					p.GoMemoryLimit <= p.BodyBudget+p.DecodedBudget || p.GoMemoryLimit > p.MemoryBudget {
+					t.Fatalf("budget %s: pools %s (bodies up to %s), %s (images up to %d px), Go limit %s",
+						FormatBytes(budget), FormatBytes(p.BodyBudget), FormatBytes(p.MaxBodyBytes),
+						FormatBytes(p.DecodedBudget), p.MaxPixels, FormatBytes(p.GoMemoryLimit))
+				}
 				if p.MaxPixels > PillowMaxPixels {
 					t.Fatalf("MaxPixels %d above Pillow's limit", p.MaxPixels)
 				}
