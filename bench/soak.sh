@@ -37,6 +37,14 @@ while kill -0 $pid 2>/dev/null; do
 done
 wait $pid && code=0 || code=$?
 echo "clipd exit $code after $(echo "$(date +%s.%N) - $start" | bc | xargs printf %.1f) s"
+[ "$code" -eq 0 ] || exit "$code"
+$PY - "$WORK/out/Images_Embedded.stats.json" <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1])); g = s["stages"]
+retries = ", ".join("%s %d" % (r["reason"], r["count"]) for r in g["fetch_retry_reasons"])
+print("%.0f images/s over %.1f s; fetch retries %d (%s); merge %.1f s" % (s["images_per_s"], s["elapsed_s"], g["fetch_retries"], retries, g["merge_s"]))
+print(s["plan"])
+PY
 # The RSS curve at the start, the middle and the end (and the peak).
 $PY - "$WORK/rss.csv" <<'PY'
 import csv, sys
