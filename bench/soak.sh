@@ -5,7 +5,7 @@
 # process's RSS every second (WORK/rss.csv), then checks the final file: every input URL
 # exactly once (embedded + failed = input, no duplicates), every faulty URL failed (slow ones
 # embedded), every good one embedded. Usage: bench/soak.sh [N] [FAULTS]; EMBED_ARGS adds
-# flags (e.g. "--memory 400MiB").
+# flags (e.g. "--memory 400MiB"), CLIPD another binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-200000}
@@ -15,7 +15,8 @@ WORK=${WORK:-build/soak}
 W=testdata/golden/tiny_openai_quick_f32
 mkdir -p "$WORK/img"
 cp cmd/clipd/testdata/e2e/img_*.jpg "$WORK/img/"
-[ -x bin/clipd ] || make -s clipd
+CLIPD=${CLIPD:-bin/clipd}
+[ -x "$CLIPD" ] || make -s clipd
 go build -o "$WORK/soakserver" ./bench/soakserver
 "$WORK/soakserver" -dir "$WORK/img" -faults "$FAULTS" > "$WORK/addr" &
 srv=$!
@@ -26,7 +27,7 @@ awk -v n="$N" -v a="$addr" 'BEGIN { for (i = 0; i < n; i++) printf "http://%s/im
 rm -rf "$WORK/out"
 echo "# $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, load $(cut -d' ' -f1-3 /proc/loadavg), $N URLs, $FAULTS% faults"
 start=$(date +%s.%N)
-bin/clipd --quiet embed --input "$WORK/urls.txt" --weights "$W" --output "$WORK/out" --backend cpu \
+"$CLIPD" --quiet embed --input "$WORK/urls.txt" --weights "$W" --output "$WORK/out" --backend cpu \
   --allow-private-networks --host-connections 256 --json ${EMBED_ARGS:-} &
 pid=$!
 echo "seconds,rss_kib,hwm_kib" > "$WORK/rss.csv"

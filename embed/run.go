@@ -107,6 +107,10 @@ func (r *run) run(ctx context.Context) (Summary, error) {
 		return Summary{}, err
 	}
 
+	// The two byte budgets the plan divides the pipeline's memory into (see package plan).
+	r.bodies = budget.New("bodies", r.plan.BodyBudget)
+	r.budget = budget.New("decoding", r.plan.DecodedBudget)
+
 	// The source: a bad path, URL or header fails here.
 	runCtx, stopRun := context.WithCancel(ctx)
 	defer stopRun()
@@ -244,6 +248,7 @@ func (r *run) openSource(ctx context.Context) (*source.Source, error) {
 		OpenImagesURL: r.cfg.URLKind,
 		CacheDir:      r.cfg.CacheDir,
 		Columns:       r.cfg.SaveColumns,
+		Budget:        r.bodies,
 	}
 	if r.cfg.Input == "-" && r.cfg.Stdin != nil {
 		return source.New(ctx, r.cfg.Stdin, "stdin", opt)
@@ -277,13 +282,8 @@ func (r *run) pipeline(ctx context.Context, stop context.CancelFunc, eng batch.E
 		}
 	}()
 
-	// The two byte budgets the plan divides the pipeline's memory into (see package plan).
-	r.bodies = budget.New("bodies", p.BodyBudget)
-	r.budget = budget.New("decoding", p.DecodedBudget)
-
 	// Source -> rows: skip what an earlier run did; remote rows to fetch, local ones to read,
-	// rows that came with their bytes (tar members) straight to the decoders, once the
-	// bytes fit the body budget.
+	// rows that came with their bytes (tar members) straight to the decoders.
 	remote := make(chan item.Item, max(p.FetchQueue, 1))
 	local := make(chan item.Item, max(p.DecodeWorkers, 1))
 	carried := make(chan *item.Encoded, max(p.DecodeWorkers, 1))
@@ -297,6 +297,7 @@ func (r *run) pipeline(ctx context.Context, stop context.CancelFunc, eng batch.E
 				seq = rec.Failure.Seq
 			}
 			if w.Done(seq) {
+				rec.Release()
 				r.count.skipped.Add(1)
 				continue
 			}
@@ -305,18 +306,11 @@ func (r *run) pipeline(ctx context.Context, stop context.CancelFunc, eng batch.E
 				continue
 			}
 			if rec.Body != nil {
-				held := int64(cap(rec.Body))
-				if err := r.bodies.Acquire(ctx, held); err != nil {
-					if ctx.Err() != nil {
-						return
-					}
-					fails <- item.Failure{Item: rec.Item, Stage: "read", Reason: fmt.Sprintf("too large for --memory (%v)", err)}
-					continue
-				}
+				// The source took the bytes from the body budget (source.Options.Budget).
 				select {
-				case carried <- item.NewEncoded(rec.Item, rec.Body, func() { r.bodies.Release(held) }):
+				case carried <- item.NewEncoded(rec.Item, rec.Body, rec.Release):
 				case <-ctx.Done():
-					r.bodies.Release(held)
+					rec.Release()
 					return
 				}
 				continue
