@@ -153,18 +153,25 @@ func png16(t *testing.T, w, h int) []byte {
 }
 
 // A 16-bit RGBA PNG within the pixel limit decodes through an 8 B/px intermediate: a run of
-// several at once stays within the budget (they wait for each other's memory), and one whose
-// decode cannot fit the budget at all fails with the reason instead of being decoded.
+// several stays within the budget (they wait for each other's memory), and one whose decode
+// cannot fit the budget at all fails with the reason instead of being decoded.
 func TestMemoryBudgetHolds16BitPNG(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary")
 	}
 	const budget = 400 << 20
-	// 4000 x 4000: 16 MP (within the smallest plan's 24 MP), 128 MB decoding as NRGBA64.
+	// 4000 x 4000: 16 MP (within the plan's 24 MP at 400 MiB), 122 MiB decoding as NRGBA64
+	// plus 46 MiB of RGB: two at once would not fit the decoders' 192 MiB, so they take turns.
 	big := png16(t, 4000, 4000)
-	// 6000 x 4000 = 24 MP: 192 MB of NRGBA64 + 72 MB of RGB.
+	// 6000 x 4000 = 24 MP, still within the pixel limit, but 183 MiB of NRGBA64 + 69 MiB of
+	// RGB: more than the decoders' whole budget.
+	huge := png16(t, 6000, 4000)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "image/png")
+		if r.URL.Path == "/huge.png" {
+			w.Write(huge)
+			return
+		}
 		w.Write(big)
 	}))
 	defer srv.Close()
@@ -175,12 +182,15 @@ func TestMemoryBudgetHolds16BitPNG(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	out := t.TempDir()
-	peak, log := runSampled(t, ctx, embedArgs(writeList(t, urls), out, "--memory", "400MiB", "--decoders", "2", "--timeout", "60s")...)
+	peak, log := runSampled(t, ctx, embedArgs(writeList(t, append(urls, srv.URL+"/huge.png")), out, "--memory", "400MiB", "--decoders", "2", "--timeout", "60s")...)
 	r := readH5(t, filepath.Join(out, embed.FinalName))
 	t.Logf("peak RSS %s with --memory %s (margin %s), %d rows, failures %v", plan.FormatBytes(peak), plan.FormatBytes(budget),
 		plan.FormatBytes(memoryMargin), len(r.URLs), r.Reasons)
 	if len(r.URLs) != len(urls) {
 		t.Errorf("%d of %d 16-bit PNGs embedded: %v\n%s", len(r.URLs), len(urls), r.Reasons, log)
+	}
+	if len(r.Reasons) != 1 || !strings.HasPrefix(r.Reasons[0], "too large for --memory (decoding needs 264 MiB, over the ") {
+		t.Errorf("the 6000x4000 16-bit PNG: failures %v, want one \"too large for --memory (decoding needs 264 MiB, ...)\"", r.Reasons)
 	}
 	if peak > budget+memoryMargin {
 		t.Errorf("peak RSS %s is over --memory %s + margin %s", plan.FormatBytes(peak), plan.FormatBytes(budget), plan.FormatBytes(memoryMargin))
