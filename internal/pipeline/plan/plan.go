@@ -91,10 +91,11 @@ const (
 	typicalFootprint    = 1024 * 768 * DecodeBytesPerPixel // a typical image while it decodes
 	connOverhead        = 32 << 10                         // fasthttp read/write buffers and state per connection
 	rowOverhead         = 256                              // URL, image ID and bookkeeping per chunk row, beyond the embedding
-	// goRuntime is the process's baseline, measured (VmHWM, RssFile and RssAnon of clipd
-	// on the tiny test model, Debian 12 x86-64): ~68 MiB of file-backed pages (the binary,
-	// OpenBLAS, libhdf5, libjpeg-turbo) and ~50 MiB of anonymous memory before the pipeline
-	// holds anything (the Go runtime and its stacks, OpenBLAS's buffers, libhdf5's caches).
+	// goRuntime is the process's baseline, measured (RssFile and RssAnon of clipd with the
+	// tiny test model, Debian 12 x86-64): idle with the engine loaded, 57 MiB of file-backed
+	// pages (the binary, OpenBLAS, libhdf5, libjpeg-turbo) and 42 MiB anonymous (the Go
+	// runtime and its stacks, OpenBLAS's buffers, libhdf5's caches); 67 MiB file-backed once
+	// every stage has run. Rounded up to 72 + 56 MiB.
 	goRuntime    = goFiles + goHeapBase
 	goFiles      = 72 << 20   // file-backed: not Go memory, outside its soft limit
 	goHeapBase   = 56 << 20   // the runtime's and the C libraries' own anonymous memory
