@@ -77,7 +77,10 @@ CLIP_API const char *clip_version(void);
 
 /* n images of any size -> CLIP preprocessing (shorter side to image_size with PIL-exact
    antialiased bicubic, center crop, /255, normalize with CLIP mean/std) -> forward ->
-   out[n * embed_dim] float32, NOT L2-normalized (same as model.encode_image). */
+   out[n * embed_dim] float32, NOT L2-normalized (same as model.encode_image).
+   Every backend writes the forward's values as they come out: where the weights overflow
+   for an image, its row holds NaN or Inf and the call still returns CLIP_OK, so that one
+   image never costs the batch; the caller checks each row (clipd fails that image). */
 CLIP_API clip_status clip_engine_embed_images(clip_engine *e, const clip_image *images, int n,
                                               float *out);
 /* n preprocessed images, float32 [n,3,S,S] already normalized -> out[n * embed_dim] */

@@ -31,11 +31,32 @@ type Input = decode.Output
 
 // Batch is the outcome of one engine call: Items[i]'s embedding is
 // Embeddings[i*Dim:(i+1)*Dim]. Err is the engine's error; the items then have no embedding.
+// NonFinite[i] is set when item i's embedding holds a NaN or an Inf (the weights overflowed
+// for that image): it has no usable embedding and fails alone, with ReasonNonFinite; nil
+// when every embedding is finite.
 type Batch struct {
 	Items      []item.Item
 	Embeddings []float32
 	Dim        int
 	Err        error
+	NonFinite  []bool
+}
+
+// ReasonNonFinite is the failure reason of an image whose embedding is not finite.
+const ReasonNonFinite = "non-finite embedding"
+
+// Finite reports whether item i has a finite embedding.
+func (b *Batch) Finite(i int) bool { return b.NonFinite == nil || !b.NonFinite[i] }
+
+// CountNonFinite is how many items have no finite embedding.
+func (b *Batch) CountNonFinite() int {
+	n := 0
+	for _, bad := range b.NonFinite {
+		if bad {
+			n++
+		}
+	}
+	return n
 }
 
 // Row returns item i and its embedding (a sub-slice of Embeddings).
@@ -64,6 +85,8 @@ type Stats struct {
 	Busy     time.Duration // total time inside EmbedImages
 	Waiting  int64         // images queued in the collector now (not yet in a call)
 	MaxBatch int64         // largest batch passed so far
+	// NonFinite counts the images (among Images) whose embedding was not finite.
+	NonFinite int64
 }
 
 // Stage is a running batch stage.
@@ -72,7 +95,7 @@ type Stage struct {
 	opt Options
 	out chan Batch
 
-	batches, images, dropped, busyNS, waiting, maxBatch atomic.Int64
+	batches, images, dropped, busyNS, waiting, maxBatch, nonFinite atomic.Int64
 }
 
 // Start starts the stage (see package item for the stage contract; an engine error is not
@@ -103,6 +126,7 @@ func (s *Stage) Stats() Stats {
 	return Stats{
 		Batches: s.batches.Load(), Images: s.images.Load(), Dropped: s.dropped.Load(),
 		Busy: time.Duration(s.busyNS.Load()), Waiting: s.waiting.Load(), MaxBatch: s.maxBatch.Load(),
+		NonFinite: s.nonFinite.Load(),
 	}
 }
 
@@ -196,14 +220,31 @@ func (s *Stage) embedLoop(ctx context.Context, ready <-chan []Input) {
 			b.Embeddings = nil
 		} else {
 			s.images.Add(int64(len(xs)))
-			if s.opt.Normalize {
-				for i := range b.Items {
-					Normalize(b.Embeddings[i*dim : (i+1)*dim])
+			for i := range b.Items {
+				row := b.Embeddings[i*dim : (i+1)*dim]
+				if !AllFinite(row) {
+					if b.NonFinite == nil {
+						b.NonFinite = make([]bool, len(xs))
+					}
+					b.NonFinite[i] = true
+					s.nonFinite.Add(1)
+				} else if s.opt.Normalize {
+					Normalize(row)
 				}
 			}
 		}
 		s.out <- b
 	}
+}
+
+// AllFinite reports whether v holds neither NaN nor ±Inf.
+func AllFinite(v []float32) bool {
+	for _, x := range v {
+		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+			return false
+		}
+	}
+	return true
 }
 
 // Normalize scales v to unit L2 norm in place (a zero vector stays zero). The sum runs in
