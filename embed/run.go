@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"github.com/clipd/clipd/cgo/engine"
 	"github.com/clipd/clipd/internal/echo"
 	"github.com/clipd/clipd/internal/pipeline/batch"
+	"github.com/clipd/clipd/internal/pipeline/budget"
 	"github.com/clipd/clipd/internal/pipeline/decode"
 	"github.com/clipd/clipd/internal/pipeline/fetch"
 	"github.com/clipd/clipd/internal/pipeline/item"
@@ -31,6 +33,12 @@ import (
 
 // FinalName is the name of the finished file in Config.Output.
 const FinalName = outfile.FinalName
+
+// MemoryMargin is how far a run's peak RSS may go past Config.Memory: what the plan's model
+// does not bound exactly (the Go runtime's own structures and the collector's slack past its
+// soft limit, the C libraries' allocations, freed pages not yet returned to the system).
+// Measured on the tests of cmd/clipd/memory_test.go; see the README's "Memory" section.
+const MemoryMargin = 64 << 20
 
 // Run embeds cfg.Input into cfg.Output and returns the run's summary. It returns when the
 // input is done (the final file is written), when ctx ends (ErrInterrupted: the rows done
@@ -69,7 +77,8 @@ type run struct {
 	read   *read.Stage
 	decode *decode.Stage
 	batch  *batch.Stage
-	budget *batch.Budget
+	budget *budget.Budget // the decoders' pool (plan.DecodedBudget)
+	bodies *budget.Budget // the encoded bodies' pool (plan.BodyBudget)
 
 	mergeTime time.Duration
 
@@ -86,6 +95,15 @@ func (r *run) run(ctx context.Context) (Summary, error) {
 		return Summary{}, err
 	}
 	defer eng.Close()
+	// The Go heap's share of the budget (unless the user set GOMEMLIMIT): the collector
+	// returns the bytes the budgets free before the heap outgrows them.
+	if os.Getenv("GOMEMLIMIT") == "" && r.plan.GoMemoryLimit > 0 {
+		defer debug.SetMemoryLimit(debug.SetMemoryLimit(r.plan.GoMemoryLimit))
+	}
+
+	// The two byte budgets the plan divides the pipeline's memory into (see package plan).
+	r.bodies = budget.New("bodies", r.plan.BodyBudget)
+	r.budget = budget.New("decoding", r.plan.DecodedBudget)
 
 	// The source: a bad path, URL or header fails here.
 	runCtx, stopRun := context.WithCancel(ctx)
@@ -237,6 +255,7 @@ func (r *run) openSource(ctx context.Context) (*source.Source, error) {
 		OpenImagesURL: r.cfg.URLKind,
 		CacheDir:      r.cfg.CacheDir,
 		Columns:       r.cfg.SaveColumns,
+		Budget:        r.bodies,
 	}
 	if r.cfg.Input == "-" && r.cfg.Stdin != nil {
 		return source.New(ctx, r.cfg.Stdin, "stdin", opt)
@@ -285,6 +304,7 @@ func (r *run) pipeline(ctx context.Context, stop context.CancelFunc, eng batch.E
 				seq = rec.Failure.Seq
 			}
 			if w.Done(seq) {
+				rec.Release()
 				r.count.skipped.Add(1)
 				continue
 			}
@@ -293,9 +313,11 @@ func (r *run) pipeline(ctx context.Context, stop context.CancelFunc, eng batch.E
 				continue
 			}
 			if rec.Body != nil {
+				// The source took the bytes from the body budget (source.Options.Budget).
 				select {
-				case carried <- item.NewEncoded(rec.Item, rec.Body, nil):
+				case carried <- item.NewEncoded(rec.Item, rec.Body, rec.Release):
 				case <-ctx.Done():
+					rec.Release()
 					return
 				}
 				continue
@@ -324,11 +346,11 @@ func (r *run) pipeline(ctx context.Context, stop context.CancelFunc, eng batch.E
 		HostRate:             cfg.HostRate,
 		IgnoreOptOut:         cfg.IgnoreOptOut,
 		RobotsTxt:            cfg.RobotsTxt,
+		Budget:               r.bodies,
 	})
-	r.read = read.Start(ctx, local, fails, read.Options{MaxBodyBytes: p.MaxBodyBytes})
+	r.read = read.Start(ctx, local, fails, read.Options{MaxBodyBytes: p.MaxBodyBytes, Budget: r.bodies})
 	bodies := fanIn(r.fetch.Out(), r.read.Out(), carried)
 
-	r.budget = batch.NewBudget(p.DecodedBudget)
 	r.decode = decode.Start(ctx, bodies, fails, decode.StageOptions{
 		Options: decode.Options{Mode: cfg.Preprocess, MaxPixels: p.MaxPixels, MinSide: info.ImageSize},
 		Workers: p.DecodeWorkers,

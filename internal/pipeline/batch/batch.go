@@ -180,7 +180,7 @@ func (s *Stage) release(im *decode.Image) {
 	if im == nil {
 		return
 	}
-	n := int64(len(im.RGB))
+	n := im.Held()
 	im.Release()
 	if s.opt.Released != nil {
 		s.opt.Released(n)

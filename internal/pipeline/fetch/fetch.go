@@ -31,14 +31,20 @@ type Result struct {
 	Attempts    int           // requests made for the item, redirects included
 
 	resp *fasthttp.Response
+	hold bodyHold // what Body holds of Options.Budget
 }
 
-// Release returns the body's buffer to the pool; Body is nil afterwards.
+// Release returns the body's buffer to the pool, and its bytes to Options.Budget; Body is nil
+// afterwards.
 func (r *Result) Release() {
 	if r == nil || r.resp == nil {
 		return
 	}
+	r.hold.release()
 	r.Body = nil
+	if cap(r.resp.Body()) > pooledCap {
+		r.resp.SwapBody(nil) // a large body becomes garbage, not a pooled buffer outside the budget
+	}
 	fasthttp.ReleaseResponse(r.resp)
 	r.resp = nil
 }
@@ -386,7 +392,8 @@ func (r *run) fetch(req *fasthttp.Request, t *task) *Result {
 						return r.fail(t, reason, 0)
 					}
 				}
-				n, bodyReason, retry := f.readBody(resp)
+				var hold bodyHold
+				n, bodyReason, retry := f.readBody(r.ctx, t.deadline, resp, &hold)
 				f.stats.bytesReceived.Add(n)
 				reason = bodyReason
 				if reason != "" && r.ctx.Err() != nil {
@@ -403,7 +410,7 @@ func (r *run) fetch(req *fasthttp.Request, t *task) *Result {
 					status = 0
 					break // retried below
 				}
-				if reason := f.checkBody(resp, &t.it); reason != "" {
+				if reason := f.checkBody(r.ctx, t.deadline, resp, &t.it, &hold); reason != "" {
 					fasthttp.ReleaseResponse(resp)
 					return r.fail(t, reason, 0)
 				}
@@ -411,7 +418,7 @@ func (r *run) fetch(req *fasthttp.Request, t *task) *Result {
 				res.Body = resp.Body()
 				res.ContentType = string(resp.Header.ContentType())
 				res.FinalURL = t.target.String()
-				res.resp = resp
+				res.resp, res.hold = resp, hold
 				f.stats.ok.Add(1)
 				f.stats.bytesOK.Add(int64(len(res.Body)))
 				return res

@@ -8,6 +8,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/clipd/clipd/internal/pipeline/budget"
 	"github.com/valyala/fasthttp"
 )
 
@@ -72,6 +73,13 @@ type Options struct {
 	// other reserved addresses listed in guard.go, which it refuses by default (failure
 	// "private network"): for tests and local mirrors, never for untrusted URL lists.
 	AllowPrivateNetworks bool
+
+	// Budget, when set, bounds the bytes of the bodies alive at once: each body takes its
+	// buffer's size (its Content-Length, or MaxBodyBytes when the length is unknown, trimmed
+	// to what it used once read) before its first byte is read, waiting within its URL's
+	// Timeout while that does not fit, and Result.Release gives it back. nil: each body is
+	// only bounded by MaxBodyBytes.
+	Budget *budget.Budget
 
 	resolver fasthttp.Resolver // tests replace DNS with this; nil: the system resolver
 	// dial replaces the TCP connect to an already resolved and checked "ip:port" in tests;

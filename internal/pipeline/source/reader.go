@@ -347,6 +347,7 @@ func (s *Source) loop(ctx context.Context, rows rowSource, opt Options) error {
 		s.rows.Add(1)
 		if !opt.Shard.Contains(key) {
 			s.others.Add(1)
+			rec.Release()
 			continue
 		}
 		if rec.Failure != nil {
@@ -358,6 +359,7 @@ func (s *Source) loop(ctx context.Context, rows rowSource, opt Options) error {
 		select {
 		case s.out <- rec:
 		case <-ctx.Done():
+			rec.Release()
 			return ctx.Err()
 		}
 		if rec.Failure != nil {

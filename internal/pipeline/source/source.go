@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/clipd/clipd/internal/pipeline/budget"
 	"github.com/clipd/clipd/internal/pipeline/item"
 )
 
@@ -73,6 +74,12 @@ type Options struct {
 	ReadIdleTimeout time.Duration // an http(s) read that waits this long for a byte fails; 0 = DefaultReadIdleTimeout
 	HTTPClient      *http.Client  // for http(s) inputs and metadata downloads; nil = one with bounded connect/header timeouts
 	Buffer          int           // capacity of the Records channel; 0 = DefaultBuffer
+	// Budget, when set, bounds the bytes of the image members a tar input has read and not
+	// yet handed over: a member takes its size before it is read (waiting while that does
+	// not fit; one larger than the whole budget fails its sample "too large for --memory"),
+	// and the Record's receiver gives it back with Record.Release. nil: each member is only
+	// bounded by MaxTarMemberBytes.
+	Budget *budget.Budget
 }
 
 // Record is one row's outcome: an item to fetch, or (Failure != nil) a malformed row. Failure.Item
@@ -85,7 +92,17 @@ type Record struct {
 	// Body holds the row's encoded image when the input carries the bytes itself (a tar
 	// shard's member); nil when the image is to be fetched or read from Item.URL.
 	Body []byte
+
+	held   int64 // bytes of Options.Budget that Body holds
+	budget *budget.Budget
 }
+
+// Held is the bytes of Options.Budget that the Record's Body holds until Release.
+func (r Record) Held() int64 { return r.held }
+
+// Release gives the bytes Body holds back to Options.Budget; call it once, when Body is no
+// longer needed (or the Record is dropped). A no-op for Records without a held Body.
+func (r Record) Release() { r.budget.Release(r.held) }
 
 // Stats counts what a Source has read so far; safe to call at any time.
 type Stats struct {
