@@ -123,6 +123,15 @@ func (r *run) run(ctx context.Context) (Summary, error) {
 		Columns:          cfg.SaveColumns,
 		IgnoreOptOut:     cfg.IgnoreOptOut,
 	}
+	// One process writes a folder at a time: another would delete this one's temporaries and
+	// overwrite its final file. The kernel drops the lock when the process ends, kill -9 too.
+	lock, err := outfile.LockDir(r.dir)
+	if errors.Is(err, outfile.ErrLocked) {
+		return Summary{}, withKind(ErrConfig, err)
+	} else if err != nil {
+		return Summary{}, withKind(ErrOutput, err)
+	}
+	defer lock.Unlock()
 	r.w, err = sink.Open(sink.Options{
 		Dir:         r.dir,
 		ChunkSize:   r.plan.ChunkSize,
