@@ -281,7 +281,19 @@ func (r *run) pipeline(ctx context.Context, stop context.CancelFunc, eng batch.E
 		defer close(remote)
 		defer close(local)
 		defer close(carried)
-		for rec := range r.src.Records() {
+		for {
+			// A source blocked on its input (stdin or a FIFO held open) must not hold the
+			// run past ctx: the rows done are saved without waiting for it.
+			var rec source.Record
+			var ok bool
+			select {
+			case rec, ok = <-r.src.Records():
+			case <-ctx.Done():
+				return
+			}
+			if !ok {
+				return
+			}
 			seq := rec.Item.Seq
 			if rec.Failure != nil {
 				seq = rec.Failure.Seq

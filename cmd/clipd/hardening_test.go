@@ -119,3 +119,117 @@ func TestMergeRefusesLockedFolder(t *testing.T) {
 		t.Fatalf("merge after the lock was released: exit %d: %s", code, stderr)
 	}
 }
+
+// chunkRows is the rows and failures in out's finished chunk files, read with h5py.
+func chunkRows(t *testing.T, out string) (rows, failures int) {
+	t.Helper()
+	chunks, _ := filepath.Glob(filepath.Join(out, "Images_Embedded_*.h5"))
+	for _, c := range chunks {
+		r := readH5(t, c)
+		rows += len(r.URLs)
+		failures += len(r.FailedURLs)
+	}
+	return rows, failures
+}
+
+// Ctrl-C (SIGINT) while the input blocks: standard input, or a FIFO, that a writer keeps open
+// after 50 URLs. The run used to print "stopping..." and never stop (a second Ctrl-C lost the
+// 50 embedded images, only a .tmp chunk was on disk). Now the blocked read is abandoned, the
+// 50 rows are written as a finished chunk, the exit is 130 within seconds, and a rerun
+// resumes them without fetching anything.
+func TestEmbedInterruptWhileInputBlocks(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	srv := newImageServer(t)
+	urls := manyURLs(srv.URL, goodFiles(t), 50)
+	body := strings.Join(urls, "\n") + "\n"
+	for _, via := range []string{"stdin", "fifo"} {
+		t.Run(via, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			out := t.TempDir()
+			input := "-"
+			var w *os.File
+			var err error
+			if via == "fifo" {
+				input = filepath.Join(t.TempDir(), "urls.fifo")
+				if err := syscall.Mkfifo(input, 0o600); err != nil {
+					t.Fatal(err)
+				}
+				// O_RDWR does not wait for a reader; the test holds the write end open.
+				if w, err = os.OpenFile(input, os.O_RDWR, 0); err != nil {
+					t.Fatal(err)
+				}
+			}
+			cmd := exec.CommandContext(ctx, clipdBinary(t), embedArgs(input, out, "--chunk-size", "1000")...)
+			var log strings.Builder
+			cmd.Stdout, cmd.Stderr = &log, &log
+			if via == "stdin" {
+				var r *os.File
+				if r, w, err = os.Pipe(); err != nil {
+					t.Fatal(err)
+				}
+				cmd.Stdin = r
+				defer r.Close()
+			}
+			defer w.Close()
+			if _, err := w.WriteString(body); err != nil {
+				t.Fatal(err)
+			}
+			before := srv.requests.Load()
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			exited := make(chan struct{})
+			go func() { cmd.Wait(); close(exited) }()
+			if !waitFor(ctx, exited, func() bool { return srv.requests.Load()-before >= 50 }) {
+				t.Fatalf("the run ended before fetching the 50 URLs\n%s", log.String())
+			}
+			time.Sleep(2 * time.Second) // the tiny model embeds 50 images in well under this
+			cmd.Process.Signal(syscall.SIGINT)
+			sent := time.Now()
+			select {
+			case <-exited:
+				t.Logf("%s: exited %v after SIGINT", via, time.Since(sent).Round(time.Millisecond))
+			case <-time.After(15 * time.Second):
+				cmd.Process.Kill()
+				<-exited
+				t.Fatalf("still running 15 s after SIGINT while the input blocks\n%s", log.String())
+			}
+			if code := exitStatus(cmd); code != exitInterrupted {
+				t.Fatalf("exit %d after SIGINT, want %d\n%s", code, exitInterrupted, log.String())
+			}
+			if tmps, _ := filepath.Glob(filepath.Join(out, "*.tmp")); len(tmps) != 0 {
+				t.Errorf("temporaries left: %v", tmps)
+			}
+			if rows, fails := chunkRows(t, out); rows != 50 || fails != 0 {
+				t.Fatalf("finished chunks hold %d rows and %d failures after SIGINT, want 50 and 0\n%s", rows, fails, log.String())
+			}
+
+			// The rerun, with the input complete this time, fetches nothing and finishes.
+			w.Close()
+			rerun := exec.CommandContext(ctx, clipdBinary(t), embedArgs(input, out, "--chunk-size", "1000")...)
+			if via == "stdin" {
+				rerun.Stdin = strings.NewReader(body)
+			} else {
+				go func() { // a writer that sends the list and closes
+					if f, err := os.OpenFile(input, os.O_WRONLY, 0); err == nil {
+						f.WriteString(body)
+						f.Close()
+					}
+				}()
+			}
+			before = srv.requests.Load()
+			if b, err := rerun.CombinedOutput(); err != nil {
+				t.Fatalf("rerun: %v\n%s", err, b)
+			}
+			if n := srv.requests.Load() - before; n != 0 {
+				t.Errorf("the rerun fetched %d URLs; the 50 embedded before SIGINT should be resumed", n)
+			}
+			if r := readH5(t, filepath.Join(out, embed.FinalName)); len(r.URLs) != 50 {
+				t.Errorf("rerun: %d rows, want 50", len(r.URLs))
+			}
+		})
+	}
+}
