@@ -53,12 +53,12 @@ func newInspectCommand() *cli.Command {
 
 const inspectHead = 6 // embedding values shown per row
 
-func runInspect(_ context.Context, opt inspectOptions) error {
+func runInspect(ctx context.Context, opt inspectOptions) error {
 	path, err := inspectTarget(opt.Path)
 	if err != nil {
 		return err
 	}
-	info, err := outfile.Inspect(path, opt.Rows, inspectHead)
+	info, err := outfile.Inspect(ctx, path, opt.Rows, inspectHead)
 	if err != nil {
 		return err
 	}

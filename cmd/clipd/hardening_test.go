@@ -233,3 +233,66 @@ func TestEmbedInterruptWhileInputBlocks(t *testing.T) {
 		})
 	}
 }
+
+// craftFiles is the trial's crafted files, made with h5py: a file without urls, urls shorter
+// than embeddings, files of a few KB declaring 60 x 2^40 and 60 x 2^27 floats (both ways).
+const craftFiles = `
+import sys, h5py, numpy as np
+d = sys.argv[1]
+def base(name):
+    f = h5py.File(d + "/" + name, "w")
+    for k, v in {"model": "m", "dtype": "float32", "embed_dim": 4, "normalized": False, "input": "in.txt", "shard": "0/1"}.items():
+        f.attrs[k] = v
+    return f
+s = h5py.string_dtype()
+f = base("no_urls.h5"); f["embeddings"] = np.ones((3, 4), "f4"); f.close()
+f = base("short_urls.h5"); f["urls"] = np.array(["http://a/1"], dtype=object).astype(s); f["embeddings"] = np.ones((3, 4), "f4"); f.close()
+for name, shape in [("huge_2p40.h5", (2**40, 60)), ("wide_2p40.h5", (60, 2**40)), ("huge_2p27.h5", (2**27, 60)), ("wide_2p27.h5", (60, 2**27))]:
+    f = base(name)
+    f.create_dataset("urls", shape=(shape[0],), dtype=s, chunks=(min(shape[0], 1024),))
+    f.create_dataset("embeddings", shape=shape, dtype="f4", chunks=(1, min(shape[1], 1024)))
+    f.close()
+`
+
+// The trial's crafted files given to inspect and merge: each is exit 3 and one line, with no
+// Go panic, no out-of-memory and no hang (inspect used to panic on the first two and run out of
+// memory on the others).
+func TestHostileHDF5Crafted(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	if _, err := os.Stat("/usr/bin/python3"); err != nil {
+		t.Skip("needs Debian's /usr/bin/python3 with h5py")
+	}
+	dir := t.TempDir()
+	if b, err := exec.Command("/usr/bin/python3", "-c", craftFiles, dir).CombinedOutput(); err != nil {
+		t.Fatalf("making the files: %v\n%s", err, b)
+	}
+	good := writeOutput(t, filepath.Join(dir, "good"), []int64{1, 2, 3})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	for _, name := range []string{"no_urls.h5", "short_urls.h5", "huge_2p40.h5", "wide_2p40.h5", "huge_2p27.h5", "wide_2p27.h5"} {
+		p := filepath.Join(dir, name)
+		if st, err := os.Stat(p); err != nil || st.Size() > 64<<10 {
+			t.Fatalf("%s: %v (size %d)", name, err, st.Size())
+		}
+		for _, args := range [][]string{{"inspect", p}, {"merge", "-o", filepath.Join(dir, "out.h5"), p, good}} {
+			cmd := exec.CommandContext(ctx, clipdBinary(t), args...)
+			var stdout, stderr strings.Builder
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			start := time.Now()
+			cmd.Run()
+			what := "clipd " + strings.Join(args, " ")
+			checkOneErrorLine(t, what, exitStatus(cmd), exitInput, stderr.String(), "...clipd: ")
+			if e := stderr.String(); !strings.Contains(e, p) || !strings.Contains(e, "the file is damaged") && !strings.Contains(e, "not a clipd output file") {
+				t.Errorf("%s: stderr %q does not name the file and say it is damaged", what, e)
+			}
+			if took := time.Since(start); took > 20*time.Second {
+				t.Errorf("%s took %v", what, took)
+			}
+			if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok && ru.Maxrss > 512<<10 {
+				t.Errorf("%s: peak RSS %d MB", what, ru.Maxrss>>10)
+			}
+		}
+	}
+}

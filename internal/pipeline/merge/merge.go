@@ -228,7 +228,7 @@ func openInput(p string) (*input, error) {
 	}
 	if err == nil {
 		var d *h5.Dataset
-		if d, err = f.OpenDataset("embeddings", 0); err == nil {
+		if d, err = outfile.OpenDataset(f, "embeddings", 0); err == nil {
 			in.kind, in.dim = d.Kind(), d.Cols()
 			d.Close()
 		}
