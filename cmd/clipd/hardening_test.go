@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/clipd/clipd/embed"
+	"github.com/clipd/clipd/internal/cgo/h5"
 	"github.com/clipd/clipd/internal/pipeline/outfile"
 )
 
@@ -235,7 +236,8 @@ func TestEmbedInterruptWhileInputBlocks(t *testing.T) {
 }
 
 // craftFiles is the trial's crafted files, made with h5py: a file without urls, urls shorter
-// than embeddings, files of a few KB declaring 60 x 2^40 and 60 x 2^27 floats (both ways).
+// than embeddings, files of a few KB declaring 60 x 2^40 and 60 x 2^27 floats (both ways), and
+// one declaring 2^52 failures.
 const craftFiles = `
 import sys, h5py, numpy as np
 d = sys.argv[1]
@@ -252,6 +254,10 @@ for name, shape in [("huge_2p40.h5", (2**40, 60)), ("wide_2p40.h5", (60, 2**40))
     f.create_dataset("urls", shape=(shape[0],), dtype=s, chunks=(min(shape[0], 1024),))
     f.create_dataset("embeddings", shape=shape, dtype="f4", chunks=(1, min(shape[1], 1024)))
     f.close()
+f = base("failures_2p52.h5"); f["urls"] = np.array(["http://a/1"], dtype=object).astype(s); f["embeddings"] = np.ones((1, 4), "f4")
+for name in ["failed_urls", "failed_reasons"]:
+    f.create_dataset(name, shape=(2**52,), dtype=s, chunks=(1024,))
+f.close()
 `
 
 // The trial's crafted files given to inspect and merge: each is exit 3 and one line, with no
@@ -271,7 +277,7 @@ func TestHostileHDF5Crafted(t *testing.T) {
 	good := writeOutput(t, filepath.Join(dir, "good"), []int64{1, 2, 3})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	for _, name := range []string{"no_urls.h5", "short_urls.h5", "huge_2p40.h5", "wide_2p40.h5", "huge_2p27.h5", "wide_2p27.h5"} {
+	for _, name := range []string{"no_urls.h5", "short_urls.h5", "huge_2p40.h5", "wide_2p40.h5", "huge_2p27.h5", "wide_2p27.h5", "failures_2p52.h5"} {
 		p := filepath.Join(dir, name)
 		if st, err := os.Stat(p); err != nil || st.Size() > 64<<10 {
 			t.Fatalf("%s: %v (size %d)", name, err, st.Size())
@@ -293,6 +299,109 @@ func TestHostileHDF5Crafted(t *testing.T) {
 			if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok && ru.Maxrss > 512<<10 {
 				t.Errorf("%s: peak RSS %d MB", what, ru.Maxrss>>10)
 			}
+		}
+	}
+}
+
+// writeManyFailures writes a clipd output file of one row and n failures (empty URLs, reason
+// "timeout"): a file that inspect and merge take seconds to read through.
+func writeManyFailures(t *testing.T, path string, n int) {
+	t.Helper()
+	f, err := outfile.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	emb, err := f.CreateTable(outfile.WithRowInfo(outfile.EmbeddedTable(false, false, h5.Float32, 4), nil), 0, 1, 0)
+	if err == nil {
+		b := emb.Pending()
+		b.Strs[outfile.ColURLs] = append(b.Strs[outfile.ColURLs], "http://h/1")
+		b.Ints[outfile.ColLines] = append(b.Ints[outfile.ColLines], 1)
+		b.Ints[outfile.ColWidths] = append(b.Ints[outfile.ColWidths], 1)
+		b.Ints[outfile.ColHeights] = append(b.Ints[outfile.ColHeights], 1)
+		b.Raw[outfile.ColValues] = make([]byte, 16)
+		b.N = 1
+	}
+	var fails *outfile.TableFile
+	if err == nil {
+		fails, err = f.CreateTable(outfile.FailedTable(false, false), 0, 1<<16, 0)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	const block = 1 << 16
+	urls, reasons, stages, lines := make([]string, block), make([]string, block), make([]string, block), make([]int64, block)
+	for i := range reasons {
+		reasons[i], stages[i] = "timeout", "fetch"
+	}
+	for done := 0; done < n; done += block {
+		b := fails.Pending()
+		b.Strs[outfile.ColURLs], b.Strs[outfile.ColValues], b.Strs[outfile.ColStages], b.Ints[outfile.ColLines] = urls, reasons, stages, lines
+		b.N = block
+		if err := fails.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := f.Commit(testRunAttrs("in.txt", "0/1")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// inspect and merge stop on SIGINT and SIGTERM (exit 130) in the middle of a long file: they
+// used to ignore both (a file declaring 2^52 failures kept `timeout 5 clipd inspect` running
+// for over 10 minutes). The file here really holds 4M failures (a declared count the file
+// cannot hold is refused at once: TestHostileHDF5Crafted).
+func TestInspectMergeStopOnSignal(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	dir := t.TempDir()
+	big := filepath.Join(dir, "big.h5")
+	start := time.Now()
+	writeManyFailures(t, big, 4<<20)
+	t.Logf("wrote 4M failures in %v", time.Since(start).Round(time.Millisecond))
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	for _, c := range []struct {
+		args []string
+		sig  syscall.Signal
+	}{
+		{[]string{"inspect", big}, syscall.SIGINT},
+		{[]string{"inspect", big}, syscall.SIGTERM},
+		{[]string{"merge", "-o", filepath.Join(dir, "out.h5"), big}, syscall.SIGINT},
+	} {
+		what := "clipd " + strings.Join(c.args, " ") + " + " + c.sig.String()
+		// How long it takes to the end, unless stopped: the signal must come well before.
+		cmd := exec.CommandContext(ctx, clipdBinary(t), c.args...)
+		start := time.Now()
+		if b, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("%s without a signal: %v\n%s", what, err, b)
+		}
+		whole := time.Since(start)
+		os.Remove(filepath.Join(dir, "out.h5"))
+
+		cmd = exec.CommandContext(ctx, clipdBinary(t), c.args...)
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		exited := make(chan struct{})
+		go func() { cmd.Wait(); close(exited) }()
+		time.Sleep(whole / 5)
+		cmd.Process.Signal(c.sig)
+		sent := time.Now()
+		<-exited
+		took := time.Since(sent)
+		t.Logf("%s: %v to the end without it, exited %v after the signal", what, whole.Round(time.Millisecond), took.Round(time.Millisecond))
+		checkOneErrorLine(t, what, exitStatus(cmd), exitInterrupted, stderr.String(), "clipd: interrupted")
+		if took > whole/2 {
+			t.Errorf("%s: exited %v after the signal, the whole run takes %v", what, took, whole)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "out.h5")); !os.IsNotExist(err) {
+			t.Errorf("%s: the interrupted merge left out.h5 (%v)", what, err)
+		}
+		if tmps, _ := filepath.Glob(filepath.Join(dir, "*.tmp")); len(tmps) > 0 {
+			t.Errorf("%s: left %v", what, tmps)
 		}
 	}
 }
