@@ -46,6 +46,9 @@ func newInspectCommand() *cli.Command {
 			if cCtx.Int("rows") < 0 {
 				return usageErrorf("--rows %d: want 0 or more", cCtx.Int("rows"))
 			}
+			if ok, err := contained(cCtx, cCtx.Args().First()+": libhdf5 crashed reading it ({signal}): the file is damaged; clipd cannot read it"); ok {
+				return err
+			}
 			return runInspect(cCtx.Context, inspectOptions{Path: cCtx.Args().First(), Rows: cCtx.Int("rows"), JSON: cCtx.Bool("json"), Stdout: cCtx.App.Writer})
 		},
 	}

@@ -64,6 +64,13 @@ func newMergeCommand() *cli.Command {
 			if err := checkArgs(cCtx, 1, -1); err != nil {
 				return err
 			}
+			out := cCtx.String("output")
+			if out == "" && cCtx.NArg() == 1 {
+				out = filepath.Join(cCtx.Args().First(), outfile.FinalName)
+			}
+			if ok, err := contained(cCtx, "libhdf5 crashed reading one of the inputs ({signal}): a file is damaged; find it with clipd inspect on each input", out+".tmp"); ok {
+				return err
+			}
 			g := globalsFrom(cCtx)
 			return runMerge(cCtx.Context, mergeOptions{Inputs: cCtx.Args().Slice(), Output: cCtx.String("output"),
 				AllowMissing: cCtx.Bool("allow-missing"), Quiet: g.quiet, Stdout: g.stdout, Logger: g.logger})

@@ -5,6 +5,10 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -403,5 +407,181 @@ func TestInspectMergeStopOnSignal(t *testing.T) {
 		if tmps, _ := filepath.Glob(filepath.Join(dir, "*.tmp")); len(tmps) > 0 {
 			t.Errorf("%s: left %v", what, tmps)
 		}
+	}
+}
+
+// flipBit writes a copy of src to dst with bit b of byte at flipped.
+func flipBit(t *testing.T, src []byte, dst string, at, b int) {
+	t.Helper()
+	c := append([]byte(nil), src...)
+	c[at] ^= 1 << b
+	if err := os.WriteFile(dst, c, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// sweepFlips is the number of bit flips of each sweep: $CLIPD_TEST_FLIPS, or n.
+func sweepFlips(n int) int {
+	if v, err := strconv.Atoi(os.Getenv("CLIPD_TEST_FLIPS")); err == nil && v > 0 {
+		return v
+	}
+	return n
+}
+
+// A bounded, seeded sweep of bit flips over a real output file, given to inspect and merge
+// (real processes): each ends with exit 0 or exit 3 and one line, never a Go panic, a crash
+// or a hang. (The trial: over 300 flips inspect crashed 12 times and hung twice, merge crashed
+// 16 times.) The flips are reproducible: the seed and offsets are in the log.
+func TestHostileHDF5BitFlips(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	srv := newImageServer(t)
+	dir := t.TempDir()
+	o := testEmbedOptions(writeList(t, append(manyURLs(srv.URL, goodFiles(t), 12), srv.URL+"/missing")), filepath.Join(dir, "run"))
+	if err := runEmbed(testCtx(t), o); err != nil {
+		t.Fatal(err)
+	}
+	orig := readFile(t, filepath.Join(dir, "run", embed.FinalName))
+	n := sweepFlips(40) // CLIPD_TEST_FLIPS=300: the trial's count (passed: 0 failures)
+	const seed = 16
+	rng := rand.New(rand.NewSource(seed))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	var codes [256]int
+	for i := 0; i < n; i++ {
+		at, b := rng.Intn(len(orig)), rng.Intn(8)
+		p := filepath.Join(dir, "flipped.h5")
+		flipBit(t, orig, p, at, b)
+		for _, args := range [][]string{{"inspect", p}, {"merge", "-o", filepath.Join(dir, "out.h5"), p}} {
+			what := fmt.Sprintf("flip %d (seed %d: byte %d bit %d of %d): clipd %s", i, seed, at, b, len(orig), args[0])
+			runCtx, stop := context.WithTimeout(ctx, 30*time.Second)
+			cmd := exec.CommandContext(runCtx, clipdBinary(t), args...)
+			var stderr strings.Builder
+			cmd.Stdout, cmd.Stderr = io.Discard, &stderr
+			cmd.Run()
+			hung := runCtx.Err() != nil
+			stop()
+			if hung {
+				t.Errorf("%s: still running after 30 s", what)
+				continue
+			}
+			code := exitStatus(cmd)
+			if code >= 0 && code < len(codes) {
+				codes[code]++
+			}
+			switch {
+			case code == exitOK:
+			case code == exitInput:
+				checkOneErrorLine(t, what, code, exitInput, stderr.String(), "...clipd: ")
+			default:
+				t.Errorf("%s: exit %d, want 0 or 3\n%.600s", what, code, stderr.String())
+			}
+			os.Remove(filepath.Join(dir, "out.h5"))
+		}
+	}
+	t.Logf("%d flips, inspect and merge: exit 0 %d times, exit 3 %d times", n, codes[0], codes[3])
+}
+
+// libhdf5 1.10.8 can crash on a corrupted heap. inspect and merge run in a child process of
+// clipd, so a crash there is one line and exit 3 (CLIPD_TEST_CHILD_CRASH=1 makes the child die
+// of SIGSEGV as libhdf5 does), and an interrupt still reaches the child.
+func TestContainedCrash(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	dir := t.TempDir()
+	good := writeOutput(t, filepath.Join(dir, "a"), []int64{1, 2, 3})
+	for _, c := range []struct {
+		args []string
+		line string
+	}{
+		{[]string{"inspect", good}, "clipd: " + good + ": libhdf5 crashed reading it (SIGSEGV): the file is damaged; clipd cannot read it"},
+		{[]string{"merge", "-o", filepath.Join(dir, "out.h5"), good}, "clipd: libhdf5 crashed reading one of the inputs (SIGSEGV): a file is damaged; find it with clipd inspect on each input"},
+	} {
+		cmd := exec.Command(clipdBinary(t), c.args...)
+		cmd.Env = append(os.Environ(), "CLIPD_TEST_CHILD_CRASH=1")
+		var stdout, stderr strings.Builder
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		cmd.Run()
+		checkOneErrorLine(t, "crashing clipd "+c.args[0], exitStatus(cmd), exitInput, stderr.String(), c.line)
+		// without the hook the same command works
+		cmd = exec.Command(clipdBinary(t), c.args...)
+		if b, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("clipd %s: %v\n%s", c.args[0], err, b)
+		}
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, "*.tmp")); len(left) > 0 {
+		t.Errorf("left %v", left)
+	}
+}
+
+// copyFiles copies the regular files of folder from into folder to.
+func copyFiles(t *testing.T, from, to string) {
+	t.Helper()
+	ents, err := os.ReadDir(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		if e.Type().IsRegular() {
+			if err := os.WriteFile(filepath.Join(to, e.Name()), readFile(t, filepath.Join(from, e.Name())), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
+// A bounded, seeded sweep of bit flips over the chunk files of an interrupted run: every
+// resume finishes (exit 0) with exactly the uninterrupted run's file, the damaged chunk
+// discarded (said in the log) and its rows redone. (The trial: over 40 flipped chunk files a
+// resume exited 0 with a wrong final file 3 times: URL bytes corrupted, a row twice, one missing.)
+func TestResumeBitFlips(t *testing.T) {
+	srv := newImageServer(t)
+	urls := append(manyURLs(srv.URL, goodFiles(t), 40), srv.URL+"/missing", srv.URL+"/img/corrupt.jpg")
+	list := writeList(t, urls)
+	refDir := t.TempDir()
+	if err := runEmbed(testCtx(t), testEmbedOptions(list, refDir)); err != nil {
+		t.Fatal(err)
+	}
+	ref := readH5(t, filepath.Join(refDir, embed.FinalName))
+
+	// An interrupted run: chunk files of 7 items on disk.
+	stopped := t.TempDir()
+	ctx, cancel := context.WithCancel(testCtx(t))
+	o := testEmbedOptions(list, stopped)
+	o.afterBatch = func(rows int64) {
+		if rows >= 24 {
+			cancel()
+		}
+	}
+	if err := runEmbed(ctx, o); exitCode(err) != exitInterrupted {
+		t.Fatalf("interrupted run: %v", err)
+	}
+	chunks, _ := filepath.Glob(filepath.Join(stopped, "Images_Embedded_*.h5"))
+	if len(chunks) < 2 {
+		t.Fatalf("%d chunks after the interruption, want >= 2", len(chunks))
+	}
+	n := sweepFlips(24)
+	const seed = 16
+	rng := rand.New(rand.NewSource(seed))
+	for i := 0; i < n; i++ {
+		dir := t.TempDir()
+		copyFiles(t, stopped, dir)
+		chunk := filepath.Join(dir, filepath.Base(chunks[rng.Intn(len(chunks))]))
+		orig := readFile(t, chunk)
+		at, b := rng.Intn(len(orig)), rng.Intn(8)
+		flipBit(t, orig, chunk, at, b)
+		what := fmt.Sprintf("flip %d (seed %d): %s byte %d bit %d", i, seed, filepath.Base(chunk), at, b)
+		var log strings.Builder
+		o := testEmbedOptions(list, dir)
+		o.Logger = slog.New(slog.NewTextHandler(&log, nil))
+		if err := runEmbed(testCtx(t), o); err != nil {
+			t.Fatalf("%s: the resume failed: %v", what, err)
+		}
+		if !strings.Contains(log.String(), "damaged chunk file discarded; its rows will be redone") {
+			t.Errorf("%s: the log does not say the chunk was discarded:\n%s", what, log.String())
+		}
+		sameResult(t, what, ref, readH5(t, filepath.Join(dir, embed.FinalName)))
 	}
 }
