@@ -34,7 +34,10 @@ func newInspectCommand() *cli.Command {
 		Description: "A folder is clipd embed's output folder: its Images_Embedded.h5 is inspected. A folder of a\n" +
 			"sharded run without it (only shard-*-of-*/Images_Embedded.h5) is refused with the shard files\n" +
 			"it holds and the merge that joins them; a folder with chunk files only is an unfinished run.\n" +
-			"Exit codes: 3 when the file is missing or not a clipd output file, or the folder holds none.",
+			"The file is checked before it is read and read in a child process, so that a damaged or crafted\n" +
+			"file (even one that crashes libhdf5) is one line.\n" +
+			"Exit codes: 3 when the file is missing, damaged or not a clipd output file, or the folder holds\n" +
+			"none; 130 when interrupted (Ctrl-C, SIGTERM).",
 		Flags: []cli.Flag{
 			&cli.IntFlag{Name: "rows", Aliases: []string{"n"}, Value: 5, Usage: "first rows to show"},
 			&cli.BoolFlag{Name: "json", Usage: "print JSON"},
