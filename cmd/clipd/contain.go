@@ -68,8 +68,11 @@ func contained(cCtx *cli.Context, crashMsg string, temps ...string) (handled boo
 	}
 	code := cmd.ProcessState.ExitCode()
 	ws, _ := cmd.ProcessState.Sys().(syscall.WaitStatus)
-	if ws.Signaled() && (ws.Signal() == syscall.SIGINT || ws.Signal() == syscall.SIGTERM || ws.Signal() == syscall.SIGHUP) {
+	switch {
+	case ws.Signaled() && (ws.Signal() == syscall.SIGINT || ws.Signal() == syscall.SIGTERM || ws.Signal() == syscall.SIGHUP):
 		return true, context.Canceled // stopped before it could handle the signal itself
+	case ws.Signaled() && ws.Signal() == syscall.SIGPIPE:
+		return true, &childExited{code: 128 + int(syscall.SIGPIPE)} // its reader went away (clipd inspect | head)
 	}
 	m := crashRe.FindSubmatch(stderr.Bytes())
 	if ws.Signaled() || (code == exitUsage && m != nil) {
