@@ -135,7 +135,16 @@ func (r *run) run(ctx context.Context) (Summary, error) {
 		Columns:          cfg.SaveColumns,
 		IgnoreOptOut:     cfg.IgnoreOptOut,
 	}
-	created := missingDirs(r.dir) // what sink.Open creates, removed again if the weights prove broken
+	created := missingDirs(r.dir) // what LockDir and sink.Open create, removed again if the weights prove broken
+	// One process writes a folder at a time: another would delete this one's temporaries and
+	// overwrite its final file. The kernel drops the lock when the process ends, kill -9 too.
+	lock, err := outfile.LockDir(r.dir)
+	if errors.Is(err, outfile.ErrLocked) {
+		return Summary{}, withKind(ErrConfig, err)
+	} else if err != nil {
+		return Summary{}, withKind(ErrOutput, err)
+	}
+	defer lock.Unlock()
 	r.w, err = sink.Open(sink.Options{
 		Dir:         r.dir,
 		ChunkSize:   r.plan.ChunkSize,
@@ -169,6 +178,9 @@ func (r *run) run(ctx context.Context) (Summary, error) {
 		// Broken weights write nothing: not even the failures of other rows, which would
 		// make a rerun with good weights a "run with other settings".
 		closeErr = r.w.Discard()
+		if len(created) > 0 { // this run made the folder: its lock file goes with it
+			os.Remove(filepath.Join(r.dir, outfile.LockName))
+		}
 		for _, d := range created {
 			if os.Remove(d) != nil { // only when empty: nothing of anyone else's goes
 				break
@@ -298,7 +310,19 @@ func (r *run) pipeline(ctx context.Context, stop context.CancelFunc, eng batch.E
 		defer close(remote)
 		defer close(local)
 		defer close(carried)
-		for rec := range r.src.Records() {
+		for {
+			// A source blocked on its input (stdin or a FIFO held open) must not hold the
+			// run past ctx: the rows done are saved without waiting for it.
+			var rec source.Record
+			var ok bool
+			select {
+			case rec, ok = <-r.src.Records():
+			case <-ctx.Done():
+				return
+			}
+			if !ok {
+				return
+			}
 			seq := rec.Item.Seq
 			if rec.Failure != nil {
 				seq = rec.Failure.Seq
