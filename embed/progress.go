@@ -47,6 +47,9 @@ func (r *run) progress() Progress {
 	if r.decode != nil {
 		p.Bytes = r.decode.Stats().Bytes
 	}
+	if r.split != nil {
+		p.Bytes += r.split.Stats().Bytes
+	}
 	if r.fetch != nil {
 		p.FetchesInFlight = r.fetch.Stats().InFlight
 	}
@@ -95,6 +98,17 @@ func (r *run) summary(final string) Summary {
 		s.MBytes = float64(ds.Bytes) / 1e6
 		g.DecodeBusy = ds.Busy.Seconds()
 	}
+	if r.split != nil {
+		ss := r.split.Stats()
+		s.MBytes += float64(ss.Bytes) / 1e6
+		g.JPEGHeaderBusy = ss.Busy.Seconds()
+	}
+	if r.engines != nil {
+		g.Decode = "cpu"
+		if r.engines.decodes {
+			g.Decode = decodeName(true, r.engines.backend)
+		}
+	}
 	s.ImagesPerSecond = float64(s.Rows) / max(el, 1e-9)
 	s.MBPerSecond = s.MBytes / max(el, 1e-9)
 	if r.fetch != nil {
@@ -119,6 +133,11 @@ func (r *run) summary(final string) Summary {
 		g.EngineBatches = bs.Batches
 		if bs.Batches > 0 {
 			g.EngineAvgBatch = float64(bs.Images) / float64(bs.Batches)
+		}
+		g.EngineDecoded, g.EngineDecodeBusy = bs.Encoded, bs.EncodedBusy.Seconds()
+		g.EngineFallbacks, g.EngineFallback = bs.Fallbacks, bs.FallbackBusy.Seconds()
+		for i, e := range bs.PerEngine {
+			g.Engines = append(g.Engines, EngineShare{Device: r.engines.devices[i], Batches: e.Batches, Images: e.Images, Busy: e.Busy.Seconds()})
 		}
 	}
 	g.BatchSize = r.plan.BatchSize

@@ -39,13 +39,15 @@ type embedOptions struct {
 	URLKind      embed.URLKind // "" = the source's default
 	Backend      engine.Backend
 	Device       int
-	Threads      int     // CPU backend threads; 0 = all cores
-	BatchSize    int     // 0 = from the plan
-	ChunkSize    int     // 0 = from the plan
-	Conns        int     // 0 = from the plan
-	Decoders     int     // 0 = from the plan
-	HostConns    int     // 0 = the fetcher's default
-	HostRate     float64 // requests/s per host; 0 = no cap
+	Devices      []int        // --devices: one engine per device; nil = Device alone
+	Decode       embed.Decode // where JPEGs are decoded
+	Threads      int          // CPU backend threads; 0 = all cores
+	BatchSize    int          // 0 = from the plan
+	ChunkSize    int          // 0 = from the plan
+	Conns        int          // 0 = from the plan
+	Decoders     int          // 0 = from the plan
+	HostConns    int          // 0 = the fetcher's default
+	HostRate     float64      // requests/s per host; 0 = no cap
 	IgnoreOptOut bool
 	RobotsTxt    bool
 	AllowPrivate bool   // --allow-private-networks
@@ -106,6 +108,8 @@ func newEmbedCommand() *cli.Command {
 			&cli.IntFlag{Name: "shard-count", EnvVars: []string{"CLIPD_SHARD_COUNT"}, Usage: "the number of shards when the index comes from JOB_COMPLETION_INDEX"},
 			&cli.StringFlag{Name: "backend", Value: "auto", Usage: "auto, cpu or cuda"},
 			&cli.IntFlag{Name: "device", Usage: "CUDA device ordinal"},
+			&cli.StringFlag{Name: "devices", Usage: "CUDA devices to run one engine each on, e.g. 0,1,2,3 (batches go to whichever is free)"},
+			&cli.StringFlag{Name: "decode", Value: "auto", Usage: "where JPEGs are decoded: auto (gpu with the CUDA backend, else cpu), cpu, or gpu (nvJPEG in the engine; needs the CUDA backend)"},
 			&cli.IntFlag{Name: "threads", Usage: "CPU backend threads (0: all cores)"},
 			&cli.IntFlag{Name: "batch-size", Usage: "images per engine call (default: from the memory plan)"},
 			&cli.IntFlag{Name: "chunk-size", Usage: "URLs per chunk file (default: from the memory plan)"},
@@ -190,6 +194,14 @@ func embedOptionsFrom(cCtx *cli.Context, g globals, getenv func(string) string) 
 	}
 	if o.Preprocess, err = embed.ParsePreprocess(cCtx.String("preprocess")); err != nil {
 		return o, usageErrorf("--preprocess: %v", err)
+	}
+	if o.Decode, err = embed.ParseDecode(cCtx.String("decode")); err != nil {
+		return o, usageErrorf("--decode: %v", err)
+	}
+	if cCtx.IsSet("devices") {
+		if o.Devices, err = embed.ParseDevices(cCtx.String("devices")); err != nil {
+			return o, usageErrorf("--devices: %v", err)
+		}
 	}
 	switch r := cCtx.Int("retries"); {
 	case r < 0:
@@ -309,7 +321,7 @@ func runEmbed(ctx context.Context, o embedOptions) error {
 	cfg := embed.Config{
 		Input: o.Input, URLColumn: o.URLColumn, SaveColumns: o.SaveColumns, URLKind: o.URLKind, Limit: o.Limit, Shard: o.Shard,
 		Weights: o.Weights, CacheDir: o.CacheDir,
-		Backend: o.Backend, Device: o.Device, Threads: o.Threads,
+		Backend: o.Backend, Device: o.Device, Devices: o.Devices, Decode: o.Decode, Threads: o.Threads,
 		Output: o.Output, NoResume: o.NoResume, Dtype: o.Dtype, Normalize: o.Normalize, Preprocess: o.Preprocess,
 		Memory: o.Memory, BatchSize: o.BatchSize, ChunkSize: o.ChunkSize, Connections: o.Conns, Decoders: o.Decoders,
 		Timeout: o.Timeout, Retries: o.Retries, WarnFailureRate: o.WarnFailureRate,

@@ -29,6 +29,13 @@ type Inputs struct {
 	// Additions beyond the shared contract; zero values keep the behaviour it describes.
 	Available     int64 // available memory; 0 = measure it with Available()
 	WeightsParams int64 // parameters in the weights (weights.Header.Params()); 0 = ViT-B/32's 88M
+	// Engines is the number of engines (one per device, --devices); 0 = 1. Each holds its
+	// own weights and batch; DeviceMemory is then the smallest device's.
+	Engines int
+	// EngineDecodes: the engine decodes JPEGs itself (--decode gpu): on CUDA each engine
+	// keeps nvJPEG's state and, per batch image, the encoded bytes and a decoded image for
+	// the batch being decoded while the previous one runs, in device memory.
+	EngineDecodes bool
 }
 
 // Plan is the pipeline's sizing. Every count is at least 1.
@@ -49,10 +56,13 @@ type Plan struct {
 	DecodedBudget int64
 
 	// Additions beyond the shared contract.
-	Source      string // where Available came from (see Available)
-	Backend     string // "cpu" or "cuda": what the plan was made for
-	EngineBytes int64  // host memory modelled for the engine and the runtimes (weights, scratch, Go, CUDA)
-	Peak        int64  // the modelled peak RSS of this plan; never above MemoryBudget
+	Source        string // where Available came from (see Available)
+	Backend       string // "cpu" or "cuda": what the plan was made for
+	Engines       int    // engines planned for (one per device)
+	EngineDecodes bool   // the engine decodes JPEGs (device memory counted for nvJPEG on CUDA)
+	DeviceBytes   int64  // CUDA: modelled device memory per engine (weights, reserve, nvJPEG, batch); 0 on the CPU
+	EngineBytes   int64  // host memory modelled for the engine and the runtimes (weights, scratch, Go, CUDA)
+	Peak          int64  // the modelled peak RSS of this plan; never above MemoryBudget
 }
 
 // Defaults and model constants. The typical sizes are Open Images' mirror: JPEGs of about
@@ -69,6 +79,7 @@ const (
 	cudaRuntime    = 512 << 20      // host memory of a CUDA context, cuBLASLt and pinned staging
 	cudaReserve    = 1 << 30        // device memory kept free for the context and GEMM workspaces
 	cudaPerImage   = 6 << 20        // device bytes per batch image at fp16 (see batchForDevice)
+	nvjpegFixed    = 256 << 20      // device bytes of nvJPEG's handles, states and buffers per engine (an estimate: the binding does not report them)
 	b32Params      = 88_000_000     // ViT-B/32 vision tower parameters (87.8M)
 
 	PillowMaxPixels = 89_478_485 // Pillow's Image.MAX_IMAGE_PIXELS, the default MaxPixels
@@ -90,7 +101,7 @@ const (
 // hold the engine and the smallest pipeline, or the values fixed in in.
 func Make(in Inputs) (Plan, error) {
 	in = withDefaults(in)
-	p := Plan{Available: in.Available, Backend: "cpu"}
+	p := Plan{Available: in.Available, Backend: "cpu", Engines: in.Engines, EngineDecodes: in.EngineDecodes}
 	if in.Available > 0 {
 		p.Source = "given"
 	} else if avail, src, err := Available(); err == nil {
@@ -108,10 +119,11 @@ func Make(in Inputs) (Plan, error) {
 	}
 
 	m := model{cuda: cuda, in: in}
-	m.fixed = goRuntime + in.WeightsParams*4 // fp32 copies on the CPU backend
+	m.fixed = goRuntime + int64(in.Engines)*in.WeightsParams*4 // fp32 copies on the CPU backend, one per engine
 	if cuda {
-		// fp16 weights go to the device; the host keeps (at most) the read file's pages.
-		m.fixed = goRuntime + cudaRuntime + in.WeightsParams*2
+		// fp16 weights go to the device; the host keeps (at most) the read file's pages, and
+		// a CUDA context per engine.
+		m.fixed = goRuntime + int64(in.Engines)*cudaRuntime + in.WeightsParams*2
 	}
 	c, err := m.ideal()
 	if err != nil {
@@ -125,8 +137,11 @@ func Make(in Inputs) (Plan, error) {
 	p.BatchSize, p.ChunkSize, p.Connections = c.batch, c.chunk, c.conns
 	p.FetchQueue, p.DecodeWorkers, p.DecodeQueue = c.fetchQ, c.workers, c.decodeQ
 	p.MaxBodyBytes, p.MaxPixels = c.maxBody, c.maxPixels
-	p.DecodedBudget = int64(c.workers)*c.maxPixels*3 + int64(c.decodeQ+2*c.batch)*TypicalDecoded
-	p.EngineBytes = m.fixed + int64(c.batch)*m.enginePerImage()
+	p.DecodedBudget = int64(c.workers)*c.maxPixels*3 + int64(c.decodeQ+(in.Engines+1)*c.batch)*TypicalDecoded
+	p.EngineBytes = m.fixed + int64(in.Engines*c.batch)*m.enginePerImage()
+	if cuda {
+		p.DeviceBytes = m.deviceFixed() + int64(c.batch)*m.devicePerImage()
+	}
 	p.Peak = m.peak(c)
 	return p, nil
 }
@@ -143,6 +158,9 @@ func withDefaults(in Inputs) Inputs {
 	}
 	if in.WeightsParams <= 0 {
 		in.WeightsParams = b32Params
+	}
+	if in.Engines <= 0 {
+		in.Engines = 1
 	}
 	return in
 }
@@ -186,8 +204,8 @@ func (m model) enginePerImage() int64 {
 //	+ fetch queue x typical body                          bodies waiting for a decoder
 //	+ decode workers x (MaxPixels*3 + MaxBodyBytes)       each worker on a worst-case image
 //	+ decode queue x typical decoded                      images waiting to be batched
-//	+ 2 x batch x typical decoded                         the batch in the engine and the next
-//	+ batch x engine memory per image                     the engine's input and scratch
+//	+ (engines+1) x batch x typical decoded               the batches in the engines and the next
+//	+ engines x batch x engine memory per image           each engine's input and scratch
 //	+ 2 x chunk rows x row bytes                          the chunk being filled and the one being written
 func (m model) peak(c sizes) int64 {
 	row := int64(m.in.EmbedDim)*4 + rowOverhead
@@ -196,7 +214,7 @@ func (m model) peak(c sizes) int64 {
 		int64(c.fetchQ)*TypicalBody +
 		int64(c.workers)*(c.maxPixels*3+c.maxBody) +
 		int64(c.decodeQ)*TypicalDecoded +
-		int64(c.batch)*(2*TypicalDecoded+m.enginePerImage()) +
+		int64(c.batch)*int64(m.in.Engines)*(TypicalDecoded+m.enginePerImage()) + int64(c.batch)*TypicalDecoded +
 		2*int64(c.chunk)*row
 }
 
@@ -253,18 +271,47 @@ func (m model) idealWorkers() int {
 // cudaPerImage = 6 MB: B/32 at fp16 keeps ~0.8 MB of activations per image live (50 tokens
 // x ~8000 values x 2 bytes across QKV, attention and the MLP), plus the raw RGB8 upload (2.4
 // MB typical) and its 224x224 preprocessed copy, with 2x slack for allocator rounding.
+//
+// When the engine decodes JPEGs (EngineDecodes) each image also costs, on the device, its
+// encoded bytes twice (the batch being decoded and the one whose decode overlaps the forward)
+// and one more decoded image, and nvJPEG's handles and pinned buffers cost nvjpegFixed once.
 func (m model) batchForDevice() (int, error) {
-	usable := m.in.DeviceMemory - cudaReserve - m.in.WeightsParams*2
-	b := int(usable / cudaPerImage)
+	usable := m.in.DeviceMemory - m.deviceFixed()
+	per := m.devicePerImage()
+	b := int(usable / per)
 	if b < 1 {
-		return 0, fmt.Errorf("the GPU has %s of memory; the engine needs about %s (fp16 weights %s + %s for the CUDA context) plus %s per image: use another GPU or --backend cpu",
-			FormatBytes(m.in.DeviceMemory), FormatBytes(cudaReserve+m.in.WeightsParams*2+cudaPerImage),
-			FormatBytes(m.in.WeightsParams*2), FormatBytes(cudaReserve), FormatBytes(cudaPerImage))
+		what := fmt.Sprintf("fp16 weights %s + %s for the CUDA context", FormatBytes(m.in.WeightsParams*2), FormatBytes(cudaReserve))
+		if m.in.EngineDecodes {
+			what += fmt.Sprintf(" + %s for nvJPEG", FormatBytes(nvjpegFixed))
+		}
+		fix := "use another GPU or --backend cpu"
+		if m.in.EngineDecodes {
+			fix = "use --decode cpu, another GPU or --backend cpu"
+		}
+		return 0, fmt.Errorf("the GPU has %s of memory; the engine needs about %s (%s) plus %s per image: %s",
+			FormatBytes(m.in.DeviceMemory), FormatBytes(m.deviceFixed()+per), what, FormatBytes(per), fix)
 	}
 	if b >= 8 {
 		b -= b % 8
 	}
 	return min(b, idealBatchCUDA), nil
+}
+
+// deviceFixed is the device memory an engine needs besides its batch.
+func (m model) deviceFixed() int64 {
+	f := cudaReserve + m.in.WeightsParams*2
+	if m.in.EngineDecodes {
+		f += nvjpegFixed
+	}
+	return f
+}
+
+// devicePerImage is the device memory one batch image costs (see batchForDevice).
+func (m model) devicePerImage() int64 {
+	if m.in.EngineDecodes {
+		return cudaPerImage + 2*TypicalBody + TypicalDecoded
+	}
+	return cudaPerImage
 }
 
 // floors are the smallest values shrink goes to; values fixed by the user do not shrink.
@@ -306,7 +353,7 @@ func (m model) shrink(c *sizes) bool {
 		{int64(c.fetchQ) * TypicalBody, c.fetchQ > f.fetchQ, func() { c.fetchQ = max(c.fetchQ/2, f.fetchQ) }},
 		{2 * int64(c.chunk) * row, c.chunk > f.chunk, func() { c.chunk = max(c.chunk/2, f.chunk) }},
 		{int64(c.decodeQ) * TypicalDecoded, c.decodeQ > f.decodeQ, func() { c.decodeQ = max(c.decodeQ/2, f.decodeQ) }},
-		{int64(c.batch) * (2*TypicalDecoded + m.enginePerImage()), c.batch > f.batch, func() { c.batch = max(c.batch/2, f.batch) }},
+		{int64(c.batch) * (int64(m.in.Engines+1)*TypicalDecoded + int64(m.in.Engines)*m.enginePerImage()), c.batch > f.batch, func() { c.batch = max(c.batch/2, f.batch) }},
 		// Workers go last: only once their worst-case images are as small as allowed.
 		{int64(c.workers) * (c.maxPixels*3 + c.maxBody), c.workers > f.workers && c.maxPixels == f.maxPixels && c.maxBody == f.maxBody,
 			func() { c.workers = max(c.workers/2, f.workers) }},
@@ -375,7 +422,20 @@ func (p Plan) String() string {
 		fmt.Fprintf(&b, " of %s available (%s)", FormatBytes(p.Available), p.Source)
 	}
 	fmt.Fprintf(&b, ", modelled peak %s\n", FormatBytes(p.Peak))
-	fmt.Fprintf(&b, "  engine  %s, batch %d, ~%s with weights and runtime\n", p.Backend, p.BatchSize, FormatBytes(p.EngineBytes))
+	fmt.Fprintf(&b, "  engine  %s, batch %d, ~%s with weights and runtime", p.Backend, p.BatchSize, FormatBytes(p.EngineBytes))
+	if p.Engines > 1 {
+		fmt.Fprintf(&b, ", %d engines", p.Engines)
+	}
+	if p.DeviceBytes > 0 {
+		fmt.Fprintf(&b, ", ~%s of device memory each", FormatBytes(p.DeviceBytes))
+	}
+	if p.EngineDecodes {
+		b.WriteString(", JPEGs decoded by the engine")
+		if p.Backend == "cuda" {
+			b.WriteString(" (nvJPEG)")
+		}
+	}
+	b.WriteString("\n")
 	fmt.Fprintf(&b, "  fetch   %d connections, %d bodies queued, bodies up to %s\n", p.Connections, p.FetchQueue, FormatBytes(p.MaxBodyBytes))
 	fmt.Fprintf(&b, "  decode  workers %d, %d images queued, images up to %.1f MP, decoded pixels up to %s\n",
 		p.DecodeWorkers, p.DecodeQueue, float64(p.MaxPixels)/1e6, FormatBytes(p.DecodedBudget))
