@@ -82,7 +82,7 @@ func (r *run) openEngines() (*engines, error) {
 	decodes := false
 	switch {
 	case cfg.Decode == DecodeGPU && backend != engine.BackendCUDA:
-		return nil, bad("--decode gpu needs the CUDA backend, and %s: use --decode cpu (or auto)", whyNoCUDA(cfg.Backend, devices[0]))
+		return nil, bad("--decode gpu needs the CUDA backend, which this run does not use (%s): use --decode cpu (or auto)", whyNoCUDA(cfg.Backend, devices[0]))
 	case cfg.Decode == DecodeGPU:
 		decodes = true
 	case cfg.Decode == DecodeAuto:
