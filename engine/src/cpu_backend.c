@@ -249,7 +249,7 @@ static void cpu_destroy(clip_engine *e) {
   e->backend_state = NULL;
 }
 
-static const clip_backend_impl cpu_impl = {cpu_embed_pixels, NULL, cpu_destroy};
+static const clip_backend_impl cpu_impl = {cpu_embed_pixels, NULL, cpu_destroy, NULL};
 
 static size_t max3(size_t a, size_t b, size_t c) {
   size_t m = a > b ? a : b;
