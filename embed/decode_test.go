@@ -7,6 +7,7 @@ package embed_test
 import (
 	"context"
 	"errors"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -152,10 +153,13 @@ func TestEngineDecodeEqualsCPUDecode(t *testing.T) {
 		// corrupt.jpg fails at its header, before the engine: jpegs-1 reach it.
 		t.Fatalf("engine decode: %d JPEGs in the folder, stages %+v", jpegs, g)
 	}
-	if g.EngineFallbacks != 1 { // truncated.jpg: the engine fails it, the CPU decoder gives the reason
-		t.Errorf("engine decode: %d JPEGs retried on the CPU, want 1 (truncated.jpg)", g.EngineFallbacks)
+	if g.EngineRefused != 1 { // truncated.jpg: the engine fails it, the CPU decoder gives the reason
+		t.Errorf("engine decode: %d JPEGs retried on the CPU, want 1 (truncated.jpg)", g.EngineRefused)
 	}
-	if eng.MBytes != cpu.MBytes || eng.Rows != cpu.Rows || eng.Failures != cpu.Failures {
+	if g.EngineCPUDecoded != g.EngineDecoded-1 || g.EngineDeviceDecoded != 0 || g.EngineCPUFallbacks != 0 {
+		t.Errorf("engine decode: the CPU backend's counters %+v: want every JPEG but the truncated one decoded by its CPU decoder", g)
+	}
+	if math.Abs(eng.MBytes-cpu.MBytes) > 1e-9 || eng.Rows != cpu.Rows || eng.Failures != cpu.Failures {
 		t.Errorf("engine decode: %d rows %d failures %.3f MB; cpu decode %d, %d, %.3f MB", eng.Rows, eng.Failures, eng.MBytes, cpu.Rows, cpu.Failures, cpu.MBytes)
 	}
 

@@ -113,9 +113,12 @@ func (s Summary) FailureRate() float64 {
 // happens inside the engine call: its time is in EngineBusy (EngineDecodeBusy is the part spent
 // in the encoded calls, decode and forward together, which the engine does not split), and
 // DecodeBusy counts only the CPU decoders' work on the other formats. JPEGHeaderBusy is the
-// split stage reading JPEG headers (size, pixel limit) on the CPU; EngineDecodeFallbacks are
-// JPEGs the engine failed that were retried on the CPU decoder inside the batch stage (their
-// time, EngineFallbackBusy, is inside EngineBusy too).
+// split stage reading JPEG headers (size, pixel limit) on the CPU. The engine's counters say
+// where it decoded them (EngineDeviceDecoded, of which EngineHardwareDecoded on the hardware
+// JPEG engine; EngineCPUDecoded by its CPU decoder, of which EngineCPUFallbacks were sent
+// there by the CUDA backend). EngineRefused are JPEGs the engine failed that the batch stage
+// retried on the CPU decoder (embedded if it decodes them, else failed with its reason); that
+// time, EngineRefusedBusy, is inside EngineBusy too.
 type StageSummary struct {
 	FetchOK          int64         `json:"fetch_ok"`
 	FetchFailed      int64         `json:"fetch_failed"`   // judged failures (http errors, timeouts, ...)
@@ -133,8 +136,14 @@ type StageSummary struct {
 	JPEGHeaderBusy   float64       `json:"jpeg_header_busy_s,omitempty"`
 	EngineDecoded    int64         `json:"engine_decoded,omitempty"` // JPEGs handed to the engine undecoded
 	EngineDecodeBusy float64       `json:"engine_decode_busy_s,omitempty"`
-	EngineFallbacks  int64         `json:"engine_decode_fallbacks,omitempty"`
-	EngineFallback   float64       `json:"engine_fallback_busy_s,omitempty"`
+
+	EngineDeviceDecoded   int64   `json:"engine_device_decoded,omitempty"`
+	EngineHardwareDecoded int64   `json:"engine_hardware_decoded,omitempty"`
+	EngineCPUDecoded      int64   `json:"engine_cpu_decoded,omitempty"`
+	EngineCPUFallbacks    int64   `json:"engine_cpu_fallbacks,omitempty"`
+	EngineRefused         int64   `json:"engine_refused,omitempty"`
+	EngineRefusedBusy     float64 `json:"engine_refused_busy_s,omitempty"`
+
 	Engines          []EngineShare `json:"engines,omitempty"` // one per engine (device)
 	EngineBusy       float64       `json:"engine_busy_s"`
 	EngineBatches    int64         `json:"engine_batches"`

@@ -96,18 +96,19 @@ func (r *run) openEngines() (*engines, error) {
 		count = cfg.Hooks.CPUEngines
 	}
 	r.plan, err = plan.Make(plan.Inputs{
-		MemoryBudget:  cfg.Memory,
-		EmbedDim:      info.EmbedDim,
-		ImageSize:     info.ImageSize,
-		WeightsParams: info.Params(),
-		Backend:       backend.String(),
-		DeviceMemory:  deviceMemory,
-		BatchSize:     cfg.BatchSize,
-		ChunkSize:     cfg.ChunkSize,
-		Connections:   cfg.Connections,
-		Decoders:      cfg.Decoders,
-		Engines:       count,
-		EngineDecodes: decodes,
+		MemoryBudget:      cfg.Memory,
+		EmbedDim:          info.EmbedDim,
+		ImageSize:         info.ImageSize,
+		WeightsParams:     info.Params(),
+		Backend:           backend.String(),
+		DeviceMemory:      deviceMemory,
+		BatchSize:         cfg.BatchSize,
+		ChunkSize:         cfg.ChunkSize,
+		Connections:       cfg.Connections,
+		Decoders:          cfg.Decoders,
+		Engines:           count,
+		EngineDecodes:     decodes,
+		DecodeDeviceBytes: engine.DecodeDeviceBytes,
 	})
 	if err != nil {
 		return nil, withKind(ErrConfig, fmt.Errorf("memory plan: %v", err))
@@ -125,15 +126,36 @@ func (r *run) openEngines() (*engines, error) {
 		es.devices = append(es.devices, d)
 	}
 	if decodes {
-		if err := checkEncoded(es.list[0]); err != nil {
-			es.Close()
-			return nil, err
+		// The engines refuse what the split stage refuses (it reads the headers first), and
+		// ignore EXIF orientation as the CPU decoders do.
+		for _, e := range es.list {
+			if err := e.SetDecodeOptions(engine.DecodeOptions{MaxPixels: r.plan.MaxPixels}); err != nil {
+				es.Close()
+				return nil, err
+			}
 		}
 	}
 	es.info = es.list[0].Info()
 	r.log.Info("engine", "backend", es.list[0].BackendName(), "device", device, "engines", count,
 		"decode", decodeName(decodes, backend), "image_size", info.ImageSize, "embed_dim", info.EmbedDim)
 	return es, nil
+}
+
+// decodeStats are the engines' decode counters, summed.
+func (es *engines) decodeStats() engine.DecodeStats {
+	var sum engine.DecodeStats
+	for _, e := range es.list {
+		s, err := e.DecodeStats()
+		if err != nil {
+			continue
+		}
+		sum.DeviceDecoded += s.DeviceDecoded
+		sum.HardwareDecoded += s.HardwareDecoded
+		sum.CPUDecoded += s.CPUDecoded
+		sum.Failed += s.Failed
+		sum.CPUFallbacks += s.CPUFallbacks
+	}
+	return sum
 }
 
 // whyNoCUDA says why the CUDA backend is not in use.

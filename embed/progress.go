@@ -107,6 +107,9 @@ func (r *run) summary(final string) Summary {
 		g.Decode = "cpu"
 		if r.engines.decodes {
 			g.Decode = decodeName(true, r.engines.backend)
+			ds := r.engines.decodeStats()
+			g.EngineDeviceDecoded, g.EngineHardwareDecoded = ds.DeviceDecoded, ds.HardwareDecoded
+			g.EngineCPUDecoded, g.EngineCPUFallbacks = ds.CPUDecoded, ds.CPUFallbacks
 		}
 	}
 	s.ImagesPerSecond = float64(s.Rows) / max(el, 1e-9)
@@ -135,7 +138,7 @@ func (r *run) summary(final string) Summary {
 			g.EngineAvgBatch = float64(bs.Images) / float64(bs.Batches)
 		}
 		g.EngineDecoded, g.EngineDecodeBusy = bs.Encoded, bs.EncodedBusy.Seconds()
-		g.EngineFallbacks, g.EngineFallback = bs.Fallbacks, bs.FallbackBusy.Seconds()
+		g.EngineRefused, g.EngineRefusedBusy = bs.Fallbacks, bs.FallbackBusy.Seconds()
 		for i, e := range bs.PerEngine {
 			g.Engines = append(g.Engines, EngineShare{Device: r.engines.devices[i], Batches: e.Batches, Images: e.Images, Busy: e.Busy.Seconds()})
 		}

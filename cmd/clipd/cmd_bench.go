@@ -377,8 +377,8 @@ func benchPipeline(ctx context.Context, files []string, n int, o benchOptions, e
 		r.EngineMsPerBatch = g.EngineBusy * 1000 / float64(g.EngineBatches)
 		r.EngineBusy = g.EngineBusy / s.ElapsedSeconds
 	}
-	if cpuDecoded := s.Rows + s.Failures - g.EngineDecoded + g.EngineFallbacks; cpuDecoded > 0 {
-		r.DecodeMsPerImage = (g.DecodeBusy + g.EngineFallback) * 1000 / float64(cpuDecoded)
+	if cpuDecoded := s.Rows + s.Failures - g.EngineDecoded + g.EngineRefused; cpuDecoded > 0 {
+		r.DecodeMsPerImage = (g.DecodeBusy + g.EngineRefusedBusy) * 1000 / float64(cpuDecoded)
 	}
 	if s.Failures > 0 {
 		return r, fmt.Errorf("bench: %d of %d images failed (%s)", s.Failures, s.Rows+s.Failures, formatReasons(s.FailureReasons, 3))

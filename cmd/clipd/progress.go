@@ -148,8 +148,12 @@ func printSummary(w io.Writer, s embed.Summary) {
 	if g.Decode != "" && g.Decode != "cpu" {
 		// JPEGs were decoded inside the engine call: the workers only saw the other formats.
 		fmt.Fprintf(w, " on other formats; %d JPEGs decoded by the engine (%s), inside its busy time; headers %.2fs", g.EngineDecoded, g.Decode, g.JPEGHeaderBusy)
-		if g.EngineFallbacks > 0 {
-			fmt.Fprintf(w, "; %d retried on the CPU", g.EngineFallbacks)
+		if g.EngineDeviceDecoded > 0 {
+			fmt.Fprintf(w, "; %d on the device (%d by its hardware decoder), %d on the CPU (%d sent there by the engine)",
+				g.EngineDeviceDecoded, g.EngineHardwareDecoded, g.EngineCPUDecoded, g.EngineCPUFallbacks)
+		}
+		if g.EngineRefused > 0 {
+			fmt.Fprintf(w, "; %d refused by the engine, retried on the CPU decoder", g.EngineRefused)
 		}
 	}
 	fmt.Fprintln(w)

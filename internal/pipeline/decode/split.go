@@ -23,7 +23,7 @@ type SplitOptions struct {
 // SplitStats are a Split's counters.
 type SplitStats struct {
 	JPEGs, Others, Failed int64
-	Bytes                 int64         // encoded bytes of the JPEGs passed on
+	Bytes                 int64         // encoded bytes of the JPEGs read (passed on or failed), as the decoders count theirs
 	Busy                  time.Duration // reading JPEG headers
 }
 
@@ -72,6 +72,7 @@ func StartSplit(ctx context.Context, in <-chan *item.Encoded, fails chan<- item.
 				}
 			}
 			s.busy.Add(int64(time.Since(t)))
+			s.bytes.Add(int64(len(enc.Body)))
 			if err != nil {
 				s.failed.Add(1)
 				it := enc.Item
@@ -80,7 +81,6 @@ func StartSplit(ctx context.Context, in <-chan *item.Encoded, fails chan<- item.
 				continue
 			}
 			s.nJPEG.Add(1)
-			s.bytes.Add(int64(len(enc.Body)))
 			select {
 			case s.jpegs <- Output{Item: enc.Item, Encoded: enc}:
 			case <-ctx.Done():

@@ -81,7 +81,7 @@ func TestSplit(t *testing.T) {
 	if n != 2 || released.Load() != int64(len(order)) {
 		t.Fatalf("%d failures, %d bodies released; want 2 and %d", n, released.Load(), len(order))
 	}
-	if st := s.Stats(); st.JPEGs != 2 || st.Others != 2 || st.Failed != 2 || st.Bytes != int64(2*len(jpeg)) {
+	if st := s.Stats(); st.JPEGs != 2 || st.Others != 2 || st.Failed != 2 || st.Bytes != int64(2*len(jpeg)+len(bigJPEG)+len(corrupt)) {
 		t.Fatalf("stats %+v", st)
 	}
 }

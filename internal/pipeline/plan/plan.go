@@ -36,6 +36,9 @@ type Inputs struct {
 	// keeps nvJPEG's state and, per batch image, the encoded bytes and a decoded image for
 	// the batch being decoded while the previous one runs, in device memory.
 	EngineDecodes bool
+	// DecodeDeviceBytes is the device memory the engine's JPEG decoding adds for batches of
+	// the given size (engine.DecodeDeviceBytes); nil = an estimate (see decodeDeviceBytes).
+	DecodeDeviceBytes func(batch int) (int64, error)
 }
 
 // Plan is the pipeline's sizing. Every count is at least 1.
@@ -79,7 +82,7 @@ const (
 	cudaRuntime    = 512 << 20      // host memory of a CUDA context, cuBLASLt and pinned staging
 	cudaReserve    = 1 << 30        // device memory kept free for the context and GEMM workspaces
 	cudaPerImage   = 6 << 20        // device bytes per batch image at fp16 (see batchForDevice)
-	nvjpegFixed    = 256 << 20      // device bytes of nvJPEG's handles, states and buffers per engine (an estimate: the binding does not report them)
+	nvjpegFixed    = 256 << 20      // device bytes of nvJPEG's handles, states and buffers per engine, when the library does not say (decodeDeviceBytes)
 	b32Params      = 88_000_000     // ViT-B/32 vision tower parameters (87.8M)
 
 	PillowMaxPixels = 89_478_485 // Pillow's Image.MAX_IMAGE_PIXELS, the default MaxPixels
@@ -140,7 +143,7 @@ func Make(in Inputs) (Plan, error) {
 	p.DecodedBudget = int64(c.workers)*c.maxPixels*3 + int64(c.decodeQ+(in.Engines+1)*c.batch)*TypicalDecoded
 	p.EngineBytes = m.fixed + int64(in.Engines*c.batch)*m.enginePerImage()
 	if cuda {
-		p.DeviceBytes = m.deviceFixed() + int64(c.batch)*m.devicePerImage()
+		p.DeviceBytes = m.deviceBytes(c.batch)
 	}
 	p.Peak = m.peak(c)
 	return p, nil
@@ -270,48 +273,56 @@ func (m model) idealWorkers() int {
 // activations fit the GPU beside the fp16 weights and cudaReserve. Per image we count
 // cudaPerImage = 6 MB: B/32 at fp16 keeps ~0.8 MB of activations per image live (50 tokens
 // x ~8000 values x 2 bytes across QKV, attention and the MLP), plus the raw RGB8 upload (2.4
-// MB typical) and its 224x224 preprocessed copy, with 2x slack for allocator rounding.
-//
-// When the engine decodes JPEGs (EngineDecodes) each image also costs, on the device, its
-// encoded bytes twice (the batch being decoded and the one whose decode overlaps the forward)
-// and one more decoded image, and nvJPEG's handles and pinned buffers cost nvjpegFixed once.
+// MB typical) and its 224x224 preprocessed copy, with 2x slack for allocator rounding. When
+// the engine decodes JPEGs, its decode buffers are added (see decodeDeviceBytes).
 func (m model) batchForDevice() (int, error) {
-	usable := m.in.DeviceMemory - m.deviceFixed()
-	per := m.devicePerImage()
-	b := int(usable / per)
-	if b < 1 {
-		what := fmt.Sprintf("fp16 weights %s + %s for the CUDA context", FormatBytes(m.in.WeightsParams*2), FormatBytes(cudaReserve))
-		if m.in.EngineDecodes {
-			what += fmt.Sprintf(" + %s for nvJPEG", FormatBytes(nvjpegFixed))
-		}
-		fix := "use another GPU or --backend cpu"
-		if m.in.EngineDecodes {
-			fix = "use --decode cpu, another GPU or --backend cpu"
-		}
-		return 0, fmt.Errorf("the GPU has %s of memory; the engine needs about %s (%s) plus %s per image: %s",
-			FormatBytes(m.in.DeviceMemory), FormatBytes(m.deviceFixed()+per), what, FormatBytes(per), fix)
-	}
+	b := int((m.in.DeviceMemory - m.deviceFixed()) / cudaPerImage)
 	if b >= 8 {
 		b -= b % 8
 	}
-	return min(b, idealBatchCUDA), nil
+	b = min(b, idealBatchCUDA)
+	for b >= 1 && m.deviceBytes(b) > m.in.DeviceMemory {
+		if b > 8 {
+			b -= 8
+		} else {
+			b--
+		}
+	}
+	if b < 1 {
+		what := fmt.Sprintf("fp16 weights %s + %s for the CUDA context", FormatBytes(m.in.WeightsParams*2), FormatBytes(cudaReserve))
+		fix := "use another GPU or --backend cpu"
+		if d := m.decodeDeviceBytes(1); d > 0 {
+			what += fmt.Sprintf(" + %s for decoding JPEGs on the device", FormatBytes(d))
+			fix = "use --decode cpu, another GPU or --backend cpu"
+		}
+		return 0, fmt.Errorf("the GPU has %s of memory; the engine needs about %s (%s) plus %s per image: %s",
+			FormatBytes(m.in.DeviceMemory), FormatBytes(m.deviceBytes(1)), what, FormatBytes(cudaPerImage), fix)
+	}
+	return b, nil
 }
 
-// deviceFixed is the device memory an engine needs besides its batch.
-func (m model) deviceFixed() int64 {
-	f := cudaReserve + m.in.WeightsParams*2
-	if m.in.EngineDecodes {
-		f += nvjpegFixed
-	}
-	return f
+// deviceFixed is the device memory an engine needs besides its batch and its JPEG decoding.
+func (m model) deviceFixed() int64 { return cudaReserve + m.in.WeightsParams*2 }
+
+// deviceBytes is the device memory modelled for an engine running batches of b.
+func (m model) deviceBytes(b int) int64 {
+	return m.deviceFixed() + int64(b)*cudaPerImage + m.decodeDeviceBytes(b)
 }
 
-// devicePerImage is the device memory one batch image costs (see batchForDevice).
-func (m model) devicePerImage() int64 {
-	if m.in.EngineDecodes {
-		return cudaPerImage + 2*TypicalBody + TypicalDecoded
+// decodeDeviceBytes is the device memory of the engine's JPEG decoding for batches of b: what
+// the library reports (Inputs.DecodeDeviceBytes) when it can, else an estimate: nvjpegFixed
+// for nvJPEG's handles and buffers, and per image its encoded bytes twice (the batch being
+// decoded and the one whose decode overlaps the forward) and one more decoded image.
+func (m model) decodeDeviceBytes(b int) int64 {
+	switch {
+	case !m.in.EngineDecodes:
+		return 0
+	case m.in.DecodeDeviceBytes != nil:
+		if n, err := m.in.DecodeDeviceBytes(b); err == nil {
+			return n
+		}
 	}
-	return cudaPerImage
+	return nvjpegFixed + int64(b)*(2*TypicalBody+TypicalDecoded)
 }
 
 // floors are the smallest values shrink goes to; values fixed by the user do not shrink.
