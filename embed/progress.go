@@ -22,7 +22,7 @@ func (r *run) startProgress() (stop func()) {
 			case <-done:
 				return
 			case <-t.C:
-				if r.fetch != nil {
+				if r.stagesUp.Load() && r.fetch != nil {
 					r.count.inFlightSum.Add(r.fetch.Stats().InFlight)
 					r.count.inFlightSamples.Add(1)
 				}
@@ -44,6 +44,9 @@ func (r *run) progress() Progress {
 		ResumedRows: rr, ResumedFailures: rf, FailureReasons: r.count.reasons(),
 	}
 	p.Total, p.TotalExact = r.total()
+	if !r.stagesUp.Load() {
+		return p
+	}
 	if r.decode != nil {
 		p.Bytes = r.decode.Stats().Bytes
 	}

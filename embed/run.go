@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/clipd/clipd/cgo/engine"
@@ -70,6 +71,9 @@ type run struct {
 	decode  *decode.Stage
 	batch   *batch.Stage
 	budget  *batch.Budget
+	// stagesUp is set once the stage fields above are: the progress ticker reads them only
+	// after it (the store and load order the writes before its reads).
+	stagesUp atomic.Bool
 
 	mergeTime time.Duration
 
@@ -347,6 +351,7 @@ func (r *run) pipeline(ctx context.Context, stop context.CancelFunc, es *engines
 	first, others := es.embedders()
 	r.batch = batch.Start(ctx, first, toBatch, batch.Options{BatchSize: p.BatchSize, Normalize: cfg.Normalize, Released: r.budget.Release,
 		Others: others, Fails: fails, Fallback: decodeOpt})
+	r.stagesUp.Store(true)
 
 	// Engine -> rows -> sink, here.
 	for b := range r.batch.Out() {
