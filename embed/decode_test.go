@@ -251,6 +251,7 @@ func TestDecodeAndDevicesRefused(t *testing.T) {
 		{"negative device", func(c *embed.Config) { c.Devices = []int{-1} }, "device -1 is negative"},
 		{"device and devices", func(c *embed.Config) { c.Device, c.Devices = 1, []int{2} }, "give one of them"},
 		{"devices on cpu", func(c *embed.Config) { c.Backend = engine.BackendAuto; c.Devices = []int{0, 1} }, "--devices 0,1: the cpu backend"},
+		{"devices, backend cuda", func(c *embed.Config) { c.Backend = engine.BackendCUDA; c.Devices = []int{3, 1} }, "--devices 3,1: device 3: "},
 	} {
 		cfg := config(dir, filepath.Join(t.TempDir(), "out"))
 		c.set(&cfg)

@@ -61,11 +61,14 @@ func (r *run) openEngines() (*engines, error) {
 	if len(devices) == 0 {
 		devices = []int{cfg.Device}
 	}
+	bad := func(format string, args ...any) error { return withKind(ErrConfig, fmt.Errorf(format, args...)) }
 	backend, device, deviceMemory, err := engine.ResolveBackend(cfg.Backend, devices[0])
-	if err != nil {
+	switch {
+	case err != nil && len(cfg.Devices) > 0:
+		return nil, bad("--devices %s: device %d: %v; list the devices nvidia-smi shows", FormatDevices(cfg.Devices), devices[0], err)
+	case err != nil:
 		return nil, err
 	}
-	bad := func(format string, args ...any) error { return withKind(ErrConfig, fmt.Errorf(format, args...)) }
 	if len(cfg.Devices) > 0 {
 		if backend != engine.BackendCUDA {
 			return nil, bad("--devices %s: the cpu backend runs on the CPU, not on devices (%s); drop --devices, or run a CUDA build on a machine with those GPUs",

@@ -27,6 +27,7 @@ func TestDecodeGPUAndDevicesOnCPUOnly(t *testing.T) {
 		{[]string{"--decode", "nvjpeg"}, "clipd: --decode: unknown decode \"nvjpeg\" (want auto, cpu or gpu)"},
 		{[]string{"--devices", "0,1"}, "clipd: --devices 0,1: the cpu backend runs on the CPU, not on devices"},
 		{[]string{"--devices", "0,1,1"}, "clipd: --devices 0,1,1: device 1 is listed twice"},
+		{[]string{"--backend", "cuda", "--devices", "3,1"}, "clipd: --devices 3,1: device 3: "},
 		{[]string{"--devices", "-2"}, "clipd: --devices -2: device -2 is negative; CUDA devices are numbered from 0"},
 		{[]string{"--devices", "0,gpu1"}, "clipd: --devices: \"gpu1\" is not a device number (want a list such as 0,1,2,3)"},
 	} {
