@@ -75,6 +75,9 @@ type embedOptions struct {
 	PauseBeforeMerge time.Duration
 	// afterBatch is embed.Hooks.AfterBatch: tests interrupt a run at a chosen point with it.
 	afterBatch func(rowsAdded int64)
+	// EngineDecodesOnCPU is the hidden --test-engine-decodes-on-cpu: embed.Hooks'
+	// EngineDecodesOnCPU (the --decode gpu path of the pipeline on a CPU-only machine).
+	EngineDecodesOnCPU bool
 }
 
 func newEmbedCommand() *cli.Command {
@@ -135,6 +138,7 @@ func newEmbedCommand() *cli.Command {
 			&cli.BoolFlag{Name: "verbose", Usage: "print the memory plan before the run"},
 			&cli.Float64Flag{Name: "warn-failure-rate", Value: embed.DefaultWarnFailureRate, Usage: "warn, with the top reasons, when more than this share of the URLs fails (0 to never warn)"},
 			&cli.DurationFlag{Name: "test-pause-before-merge", Hidden: true},
+			&cli.BoolFlag{Name: "test-engine-decodes-on-cpu", Hidden: true},
 			cacheDirFlag(),
 		},
 		Action: func(cCtx *cli.Context) error {
@@ -212,6 +216,7 @@ func embedOptionsFrom(cCtx *cli.Context, g globals, getenv func(string) string) 
 		o.Retries = r
 	}
 	o.PauseBeforeMerge = cCtx.Duration("test-pause-before-merge")
+	o.EngineDecodesOnCPU = cCtx.Bool("test-engine-decodes-on-cpu")
 	switch r := cCtx.Float64("warn-failure-rate"); {
 	case !(r >= 0 && r <= 1):
 		return o, usageErrorf("--warn-failure-rate %g: want a share from 0 to 1, e.g. 0.5", r)
@@ -328,7 +333,7 @@ func runEmbed(ctx context.Context, o embedOptions) error {
 		UserAgent: o.userAgent(), Version: version,
 		HostConnections: o.HostConns, HostRate: o.HostRate, IgnoreOptOut: o.IgnoreOptOut, RobotsTxt: o.RobotsTxt,
 		AllowPrivateNetworks: o.AllowPrivate,
-		Hooks:                embed.Hooks{AfterBatch: o.afterBatch},
+		Hooks:                embed.Hooks{AfterBatch: o.afterBatch, EngineDecodesOnCPU: o.EngineDecodesOnCPU},
 	}
 	if o.PauseBeforeMerge > 0 {
 		cfg.Hooks.BeforeFinalize = func() { time.Sleep(o.PauseBeforeMerge) }
