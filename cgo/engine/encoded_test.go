@@ -29,7 +29,11 @@ import (
 // writeTinyModel writes a random (fixed seed) OpenAI-named vision tower with CLIP's input
 // geometry (224 px, patch 32) but a narrow width, so the resize from the decoded image
 // matters as in B/32 while the forward stays cheap.
-func writeTinyModel(t *testing.T) string {
+func writeTinyModel(t *testing.T) string { return writeTinyModelTB(t) }
+
+func writeTinyModelB(b *testing.B) string { return writeTinyModelTB(b) }
+
+func writeTinyModelTB(t testing.TB) string {
 	t.Helper()
 	const S, P, W, L, M, E = 224, 32, 64, 1, 128, 16
 	T := (S/P)*(S/P) + 1
@@ -135,6 +139,49 @@ func decodeFixtures(t *testing.T) []fixture {
 	return out
 }
 
+// damagedJPEGs derives broken files from good JPEGs, one per branch of the decoders' error
+// handling: a warning libjpeg recovers from with the end marker present (accepted), damaged
+// entropy-coded data, premature ends with and without an end marker, padding after the end
+// marker, a broken marker length, a header cut short.
+func damagedJPEGs(t *testing.T, fixtures []fixture) []fixture {
+	t.Helper()
+	var out []fixture
+	for _, f := range fixtures {
+		base := filepath.Base(f.name)
+		if base != "s420.jpg" && base != "progressive.jpg" && base != "photo_1024x768_q90.jpg" && base != "gray.jpg" && base != "cmyk.jpg" {
+			continue
+		}
+		d := f.data
+		n := len(d)
+		mut := func(name string, b []byte) { out = append(out, fixture{name: f.name + "#" + name, data: b}) }
+		// Three stray bytes before the second marker: "extraneous bytes before marker".
+		if m := 2 + 2 + int(d[4])<<8 | int(d[5]); m+2 < n {
+			mut("extraneous", append(append(append([]byte{}, d[:m]...), 0, 0, 0), d[m:]...))
+		}
+		zeroed := append([]byte{}, d...)
+		for i := n * 6 / 10; i < n*6/10+64 && i < n-2; i++ {
+			zeroed[i] = 0
+		}
+		mut("zeroed-scan", zeroed)
+		flipped := append([]byte{}, d...)
+		for i := n / 2; i < n-2; i += 97 {
+			flipped[i] ^= 0x5A
+		}
+		mut("flipped-scan", flipped)
+		mut("cut-70-with-eoi", append(append([]byte{}, d[:n*7/10]...), 0xFF, 0xD9))
+		mut("cut-50", append([]byte{}, d[:n/2]...))
+		mut("cut-header", append([]byte{}, d[:min(n, 40)]...))
+		mut("padded", append(append([]byte{}, d...), bytes.Repeat([]byte{0x20}, 100)...))
+		badLen := append([]byte{}, d...)
+		badLen[4], badLen[5] = 0, 1 // APP0 length 1
+		mut("bad-length", badLen)
+	}
+	if len(out) < 30 {
+		t.Fatalf("only %d damaged variants", len(out))
+	}
+	return out
+}
+
 func isJPEG(b []byte) bool { return len(b) >= 3 && b[0] == 0xFF && b[1] == 0xD8 && b[2] == 0xFF }
 
 // sameKind: the library's per-image failure matches the Go decoder's.
@@ -153,6 +200,7 @@ func sameKind(goErr, cErr error) bool {
 func TestEmbedEncodedMatchesGoDecoder(t *testing.T) {
 	weights := writeTinyModel(t)
 	fixtures := decodeFixtures(t)
+	fixtures = append(fixtures, damagedJPEGs(t, fixtures)...)
 	const maxBatch = 24
 	e, err := Open(Options{WeightsPath: weights, Backend: BackendCPU, Threads: 2, MaxBatch: maxBatch})
 	if err != nil {
@@ -343,8 +391,15 @@ func TestEmbedEncodedIsolatesFailures(t *testing.T) {
 	if _, err := e.EmbedEncoded(make([][]byte, 17), make([]float32, 17*D)); !errors.Is(err, ErrInvalidArgument) {
 		t.Errorf("17 images with MaxBatch 16: %v", err)
 	}
-	if n, err := DecodeDeviceBytes(64); err != nil || n < 0 {
-		t.Errorf("DecodeDeviceBytes: %d, %v", n, err)
+	// The device memory of JPEG decoding: 0 without the CUDA backend, else growing with the
+	// batch (the arena), never negative; a negative batch is refused.
+	small, err1 := DecodeDeviceBytes(64)
+	large, err2 := DecodeDeviceBytes(1024)
+	if err1 != nil || err2 != nil || small < 0 || large < small {
+		t.Errorf("DecodeDeviceBytes: 64 -> %d (%v), 1024 -> %d (%v)", small, err1, large, err2)
+	}
+	if _, err := DecodeDeviceBytes(-1); !errors.Is(err, ErrInvalidArgument) {
+		t.Errorf("DecodeDeviceBytes(-1): %v", err)
 	}
 	e.Close()
 	if _, err := e.EmbedEncoded(blobs, got); !errors.Is(err, ErrClosed) {
@@ -371,4 +426,76 @@ func equalBits(a, b []float32) bool {
 		}
 	}
 	return true
+}
+
+// benchPhotos makes n photo-like 1024x768 q90 JPEGs with make_images.py (skips without
+// Debian's Python).
+func benchPhotos(b *testing.B, n int) [][]byte {
+	b.Helper()
+	if _, err := os.Stat("/usr/bin/python3"); err != nil {
+		b.Skip("needs /usr/bin/python3 with PIL and numpy")
+	}
+	dir := b.TempDir()
+	if out, err := exec.Command("/usr/bin/python3", "../../tests/reference/make_images.py", "bench", dir, fmt.Sprint(n)).CombinedOutput(); err != nil {
+		b.Fatalf("make_images.py: %v\n%s", err, out)
+	}
+	paths, _ := filepath.Glob(filepath.Join(dir, "*.jpg"))
+	var blobs [][]byte
+	for _, p := range paths {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			b.Fatal(err)
+		}
+		blobs = append(blobs, data)
+	}
+	return blobs
+}
+
+// The CPU backend's decode path against the Go decoder + EmbedImages on the same photos
+// (one thread each, the tiny model, so decoding and preprocessing dominate).
+func BenchmarkEmbedEncodedCPU(b *testing.B) {
+	photos := benchPhotos(b, 8)
+	e, err := Open(Options{WeightsPath: writeTinyModelB(b), Backend: BackendCPU, Threads: 1, MaxBatch: len(photos)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer e.Close()
+	out := make([]float32, len(photos)*e.Info().EmbedDim)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := e.EmbedEncoded(photos, out); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N*len(photos))/b.Elapsed().Seconds(), "images/s")
+}
+
+func BenchmarkGoDecodeThenEmbedImages(b *testing.B) {
+	photos := benchPhotos(b, 8)
+	e, err := Open(Options{WeightsPath: writeTinyModelB(b), Backend: BackendCPU, Threads: 1, MaxBatch: len(photos)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer e.Close()
+	out := make([]float32, len(photos)*e.Info().EmbedDim)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		imgs := make([]Image, len(photos))
+		decoded := make([]*decode.Image, len(photos))
+		for k, p := range photos {
+			im, err := decode.Decode(p, decode.Options{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			decoded[k] = im
+			imgs[k] = Image{RGB: im.RGB, Width: im.Width, Height: im.Height}
+		}
+		if err := e.EmbedImages(imgs, out); err != nil {
+			b.Fatal(err)
+		}
+		for _, im := range decoded {
+			im.Release()
+		}
+	}
+	b.ReportMetric(float64(b.N*len(photos))/b.Elapsed().Seconds(), "images/s")
 }

@@ -142,9 +142,11 @@ CLIP_API clip_status clip_backend_resolve(clip_backend backend, int device, clip
    image: callers decode other formats themselves and use clip_engine_embed_images.
    Decoding is exactly libjpeg-turbo's defaults (accurate integer DCT, fancy upsampling, full
    size), the bytes Pillow's decoder gives: for every image this call decodes, its embedding
-   equals clip_engine_embed_images of the same pixels (bit for bit on the CPU backend; on the
-   CUDA backend a device-decoded image may differ by libjpeg-turbo's and nvJPEG's IDCT and
-   upsampling rounding, see clipengine_cuda.h). EXIF orientation is ignored unless
+   equals clip_engine_embed_images of the same pixels (bit for bit on the CPU backend, whose
+   forwards take the good images in slices of 16 as embed_images does; on the CUDA backend
+   JPEGs are decoded on the GPU by nvJPEG where it can, and a device-decoded image may differ
+   from libjpeg-turbo's by IDCT, upsampling and colour rounding: see clipengine_cuda.h for
+   which decoder takes which image and how to choose). EXIF orientation is ignored unless
    clip_decode_options.apply_exif_orientation is set (CLIP's reference preprocessing ignores
    it). Progressive JPEGs with more than 500 scans are refused (corrupt) so a crafted file
    cannot keep the engine busy.
@@ -197,19 +199,24 @@ typedef struct clip_decode_stats {
                               CPU backend, and the CUDA backend's per-image fallbacks */
   int64_t failed;          /* per_image status not CLIP_OK */
   int64_t cpu_fallbacks;   /* of cpu_decoded + failed: images the CUDA backend handed to the
-                              CPU decoder (progressive on the hardware path, CMYK/YCCK, EXIF
-                              orientation applied, nvJPEG refusals); 0 on the CPU backend */
+                              CPU decoder (what the hardware engines do not take, CMYK/YCCK,
+                              no end marker, an EXIF orientation to apply, too large for the
+                              decode arena, nvJPEG refusals; see clipengine_cuda.h); 0 on the
+                              CPU backend */
 } clip_decode_stats;
 
 /* Fills *out with e's counters. CLIP_ERR_INVALID_ARGUMENT for a NULL engine or out. */
 CLIP_API clip_status clip_engine_decode_stats(const clip_engine *e, clip_decode_stats *out);
 
 /* Device memory (bytes) that device JPEG decoding adds to a CUDA engine created with this
-   max_batch (0 = the engine default): the decode arena and nvJPEG's buffers, sized at create
-   and never grown by a call (an image that does not fit goes to the CPU decoder instead).
-   The CUDA engine's own create-time check includes it; memory planners add it to the
-   weights and activations. 0 for a build without the CUDA backend or without nvJPEG; the
-   value does not depend on a device being present. */
+   max_batch (0 = the engine default): the decode arena, allocated at create (max_batch x
+   1024x768x3 bytes, within 64 MB .. 1 GB; images of a batch are decoded in chunks that fit
+   it, and an image larger than it goes to the CPU decoder), plus an upper estimate of
+   nvJPEG's own buffers, which it allocates as images need them (coefficients and bitstreams
+   of a chunk: at most two arenas) and 32 MB of fixed state. The CUDA engine's create-time
+   memory check includes it; memory planners add it to the weights and activations. 0 for a
+   build without the CUDA backend; the value does not depend on a device being present.
+   CLIP_ERR_INVALID_ARGUMENT for a NULL out or a negative max_batch. */
 CLIP_API clip_status clip_decode_device_bytes(int max_batch, int64_t *out);
 
 #ifdef __cplusplus

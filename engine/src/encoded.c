@@ -18,6 +18,11 @@
    path forwards, so that an image's embedding is the same floats through both calls. */
 #define ENCODED_SLICE 16
 
+#ifdef CLIP_HAVE_CUDA
+/* cuda/decode.cu: the device memory JPEG decoding adds to a CUDA engine of this max_batch. */
+int64_t clip_cuda_decode_device_bytes(int max_batch);
+#endif
+
 static int thread_index(void) {
 #ifdef _OPENMP
   return omp_get_thread_num();
@@ -50,9 +55,9 @@ static void decoders_free(clip_jpeg_decoder **d, int threads) {
   free(d);
 }
 
-static void count(clip_engine *e, const clip_status *st, const int *idx, int m) {
+static void count(clip_engine *e, const clip_status *st, int m) {
   for (int k = 0; k < m; k++) {
-    if (st[idx ? idx[k] : k] == CLIP_OK) e->decode_stats.cpu_decoded++;
+    if (st[k] == CLIP_OK) e->decode_stats.cpu_decoded++;
     else e->decode_stats.failed++;
   }
 }
@@ -67,9 +72,8 @@ void clip_decode_cpu(clip_engine *e, const uint8_t *const *data, const size_t *s
       const int i = idx ? idx[k] : k;
       per_image[i] = CLIP_ERR_OUT_OF_MEMORY;
       set_image_error(e, i, "out of memory (jpeg decoder)");
-      if (rgb) rgb[k] = NULL;
+      rgb[k] = NULL;
     }
-    count(e, per_image, idx, m);
     return;
   }
 #ifdef _OPENMP
@@ -88,7 +92,6 @@ void clip_decode_cpu(clip_engine *e, const uint8_t *const *data, const size_t *s
     h[k] = ih;
   }
   decoders_free(dec, threads);
-  count(e, per_image, idx, m);
 }
 
 /* The CPU decode path: windows of ENCODED_SLICE images decoded and preprocessed in parallel
@@ -140,7 +143,7 @@ static clip_status encoded_cpu(clip_engine *e, const uint8_t *const *data, const
       per_image[i] = st;
       set_image_error(e, i, msg);
     }
-    count(e, per_image + w0, NULL, m);
+    count(e, per_image + w0, m);
     /* Compact the window's good images behind the pending ones, in order (the window was
        preprocessed into slots base..base+m-1). */
     const int base = pending;
@@ -173,13 +176,12 @@ static clip_status encoded_cpu(clip_engine *e, const uint8_t *const *data, const
   return s;
 }
 
-clip_status clip_engine_embed_encoded(clip_engine *e, const uint8_t *const *data,
-                                      const size_t *sizes, int n, float *out,
-                                      clip_status *per_image) {
-  if (!e) return CLIP_ERR_INVALID_ARGUMENT;
+clip_status clip_encoded_prepare(clip_engine *e, const uint8_t *const *data, const size_t *sizes,
+                                 int n, clip_status *per_image, const uint8_t ***d_out) {
+  *d_out = NULL;
   e->last_error[0] = 0;
   e->image_err_n = 0;
-  if (n < 0 || (n > 0 && (!data || !sizes || !out || !per_image)))
+  if (n < 0 || (n > 0 && (!data || !sizes || !per_image)))
     return clip_set_error(e, CLIP_ERR_INVALID_ARGUMENT,
                           "embed_encoded: n=%d with a NULL data, sizes, out or per_image array", n);
   if (n > e->max_batch)
@@ -205,10 +207,23 @@ clip_status clip_engine_embed_encoded(clip_engine *e, const uint8_t *const *data
     per_image[i] = CLIP_ERR_BACKEND;
   }
   e->image_err_n = n;
+  *d_out = d;
+  return CLIP_OK;
+}
+
+clip_status clip_engine_embed_encoded(clip_engine *e, const uint8_t *const *data,
+                                      const size_t *sizes, int n, float *out,
+                                      clip_status *per_image) {
+  if (!e) return CLIP_ERR_INVALID_ARGUMENT;
+  if (n > 0 && !out)
+    return clip_set_error(e, CLIP_ERR_INVALID_ARGUMENT, "embed_encoded: n=%d with a NULL out", n);
+  const uint8_t **d = NULL;
+  clip_status s = clip_encoded_prepare(e, data, sizes, n, per_image, &d);
+  if (s != CLIP_OK || n == 0) return s;
   memset(out, 0, (size_t)n * e->info.embed_dim * sizeof(float));
-  clip_status s = e->impl->embed_encoded
-                      ? e->impl->embed_encoded(e, (const uint8_t *const *)d, sizes, n, out, per_image)
-                      : encoded_cpu(e, (const uint8_t *const *)d, sizes, n, out, per_image);
+  s = e->impl->embed_encoded
+          ? e->impl->embed_encoded(e, (const uint8_t *const *)d, sizes, n, out, per_image)
+          : encoded_cpu(e, (const uint8_t *const *)d, sizes, n, out, per_image);
   free(d);
   if (s == CLIP_OK) /* failed rows are zeros whatever a backend left there */
     for (int i = 0; i < n; i++)
@@ -240,6 +255,10 @@ clip_status clip_engine_decode_stats(const clip_engine *e, clip_decode_stats *ou
 
 clip_status clip_decode_device_bytes(int max_batch, int64_t *out) {
   if (!out || max_batch < 0) return CLIP_ERR_INVALID_ARGUMENT;
-  *out = 0; /* every backend decodes on the CPU so far */
+#ifdef CLIP_HAVE_CUDA
+  *out = clip_cuda_decode_device_bytes(max_batch);
+#else
+  *out = 0;
+#endif
   return CLIP_OK;
 }

@@ -128,11 +128,18 @@ struct clip_engine {
   int image_err_n;                /* entries valid in image_err */
 };
 
+/* clip_engine_embed_encoded's checks and bookkeeping (also clip_cuda_debug_decode's): clears
+   last_error and the per-image reasons, checks the arrays, n and NULL data, sets every
+   per_image to CLIP_ERR_BACKEND (the backend overwrites each), and returns in *d a malloc'ed
+   copy of data with NULL (empty) images pointing at a valid empty buffer (NULL for n == 0). */
+clip_status clip_encoded_prepare(clip_engine *e, const uint8_t *const *data, const size_t *sizes,
+                                 int n, clip_status *per_image, const uint8_t ***d);
+
 /* The CPU decode path of clip_engine_embed_encoded (engine/src/encoded.c), also the CUDA
    backend's fallback for the images it does not decode: decodes images idx[0..m) of data on
    the CPU (idx NULL: images 0..m-1), writes their statuses and reasons, and hands the
    decoded images to the caller through rgb[k] (malloc'ed, freed by the caller; NULL for a
-   failed image) / w[k] / h[k] for k < m. Counts cpu_decoded / failed. */
+   failed image) / w[k] / h[k] for k < m. The caller counts the images in decode_stats. */
 void clip_decode_cpu(clip_engine *e, const uint8_t *const *data, const size_t *sizes,
                      const int *idx, int m, clip_status *per_image, uint8_t **rgb, int *w,
                      int *h);

@@ -19,6 +19,13 @@ int clip_jpeg_sniff(const uint8_t *data, size_t size) {
   return size >= 3 && data[0] == 0xFF && data[1] == 0xD8 && data[2] == 0xFF;
 }
 
+int clip_jpeg_has_eoi(const uint8_t *data, size_t size) {
+  const size_t from = size > 32 ? size - 32 : 0;
+  for (size_t i = from; i + 1 < size; i++)
+    if (data[i] == 0xFF && data[i + 1] == 0xD9) return 1;
+  return 0;
+}
+
 static int has_prefix(const uint8_t *d, size_t n, const char *p, size_t pn) {
   return n >= pn && memcmp(d, p, pn) == 0;
 }
@@ -171,13 +178,6 @@ static void tj_error_of(clip_jpeg_decoder *d, tj_error *te) {
   te->warning = tjGetErrorCode(d->h) == TJERR_WARNING;
 }
 
-/* An FF D9 marker within the last 32 bytes (some writers pad after it). */
-static int ends_with_eoi(const uint8_t *data, size_t size) {
-  const size_t from = size > 32 ? size - 32 : 0;
-  for (size_t i = from; i + 1 < size; i++)
-    if (data[i] == 0xFF && data[i + 1] == 0xD9) return 1;
-  return 0;
-}
 
 /* jpegError: CLIP_OK for a warning Pillow would also accept (corrupt-but-complete data such
    as extraneous bytes before a marker); truncation is a failure, as in Pillow. libjpeg
@@ -185,7 +185,7 @@ static int ends_with_eoi(const uint8_t *data, size_t size) {
    is kept, so a damaged file that also lacks its end-of-image marker counts as truncated. */
 static clip_status jpeg_error(const tj_error *te, const uint8_t *data, size_t size, char *msg,
                               size_t msg_len) {
-  if (strstr(te->msg, "Premature end of JPEG file") || (te->warning && !ends_with_eoi(data, size))) {
+  if (strstr(te->msg, "Premature end of JPEG file") || (te->warning && !clip_jpeg_has_eoi(data, size))) {
     snprintf(msg, msg_len, "truncated jpeg");
     return CLIP_ERR_IMAGE_TRUNCATED;
   }
@@ -237,6 +237,10 @@ clip_status clip_jpeg_header(clip_jpeg_decoder *d, const uint8_t *data, size_t s
   return CLIP_OK;
 }
 
+int clip_jpeg_is_ycc_or_gray(int colorspace) {
+  return colorspace == TJCS_YCbCr || colorspace == TJCS_GRAY;
+}
+
 /* MULDIV255 and cmyk2rgb of Pillow's Convert.c, on Adobe-inverted samples (c = 255 - s). */
 static inline int mul_div255(int a, int b) {
   const int t = a * b + 128;
@@ -264,8 +268,12 @@ clip_status clip_jpeg_decode(clip_jpeg_decoder *d, const uint8_t *data, size_t s
   if (s != CLIP_OK) return s;
   const int cmyk = cs == TJCS_CMYK || cs == TJCS_YCCK;
   const size_t pixels = (size_t)w * (size_t)h;
-  uint8_t *out = (uint8_t *)malloc(pixels * 3);
-  uint8_t *tmp = cmyk ? (uint8_t *)malloc(pixels * 4) : NULL;
+  /* Zeroed: when libjpeg fails fatally after a warning, TurboJPEG reports a warning (its
+     error code keeps the earlier warning), the rows after the failure are never written, and
+     the image is accepted as the Go decoder accepts it; zeros there, as in the Go decoder's
+     freshly allocated buffers, keep the result deterministic. */
+  uint8_t *out = (uint8_t *)calloc(pixels, 3);
+  uint8_t *tmp = cmyk ? (uint8_t *)calloc(pixels, 4) : NULL;
   if (!out || (cmyk && !tmp)) {
     free(out);
     free(tmp);
@@ -349,5 +357,7 @@ clip_status clip_jpeg_decode(clip_jpeg_decoder *d, const uint8_t *data, size_t s
   int w, h, cs;
   return clip_jpeg_header(d, data, size, o, &w, &h, &cs, msg, msg_len);
 }
+
+int clip_jpeg_is_ycc_or_gray(int colorspace) { return 0; }
 
 #endif

@@ -19,6 +19,10 @@ extern "C" {
 /* Whether the bytes start like a JPEG (FF D8 FF), as the Go decoder's sniffing decides. */
 int clip_jpeg_sniff(const uint8_t *data, size_t size);
 
+/* Whether an FF D9 (end of image) marker is within the last 32 bytes (some writers pad
+   after it): without it a warned decode counts as truncated (jpeg.go's endsWithEOI). */
+int clip_jpeg_has_eoi(const uint8_t *data, size_t size);
+
 /* The per-image status and reason for data that is not a JPEG ("not a jpeg (png)"). */
 clip_status clip_jpeg_not_jpeg(const uint8_t *data, size_t size, char *msg, size_t msg_len);
 
@@ -39,6 +43,10 @@ void clip_jpeg_decoder_free(clip_jpeg_decoder *d); /* NULL is fine */
 clip_status clip_jpeg_header(clip_jpeg_decoder *d, const uint8_t *data, size_t size,
                              const clip_decode_options *o, int *width, int *height,
                              int *colorspace, char *msg, size_t msg_len);
+
+/* Whether a colour space clip_jpeg_header reported is YCbCr or grayscale (what nvJPEG
+   converts as libjpeg does; CMYK, YCCK and RGB JPEGs stay on the CPU decoder). */
+int clip_jpeg_is_ycc_or_gray(int colorspace);
 
 /* Decodes one JPEG to interleaved RGB8 (*rgb malloc'ed, width*3 bytes a row; the caller
    frees it), applying EXIF orientation when o asks. On failure *rgb is NULL and the status

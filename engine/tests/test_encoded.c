@@ -239,7 +239,10 @@ int main(void) {
   CHECK(strcmp(clip_engine_image_error(e, 0), "") == 0, "image_error after n = 0");
   CHECK(clip_engine_embed_encoded(NULL, big, bigs, 1, bout, bper) == CLIP_ERR_INVALID_ARGUMENT, "NULL engine");
   int64_t dev = -1;
+  int64_t dev_big = -1;
   CHECK(clip_decode_device_bytes(64, &dev) == CLIP_OK && dev >= 0, "decode_device_bytes");
+  CHECK(clip_decode_device_bytes(1024, &dev_big) == CLIP_OK && dev_big >= dev, "decode_device_bytes 1024");
+  CHECK(clip_decode_device_bytes(-1, &dev) == CLIP_ERR_INVALID_ARGUMENT, "decode_device_bytes(-1)");
   CHECK(strcmp(clip_status_string(CLIP_ERR_IMAGE_TRUNCATED), "truncated image") == 0, "status string");
 
   clip_engine_destroy(e);
