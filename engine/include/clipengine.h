@@ -149,12 +149,17 @@ CLIP_API clip_status clip_backend_resolve(clip_backend backend, int device, clip
    which decoder takes which image and how to choose). EXIF orientation is ignored unless
    clip_decode_options.apply_exif_orientation is set (CLIP's reference preprocessing ignores
    it). Progressive JPEGs with more than 500 scans are refused (corrupt) so a crafted file
-   cannot keep the engine busy.
+   cannot keep the engine busy. Damage libjpeg only warns about is accepted when the end
+   marker is there (as Pillow accepts it); note that TurboJPEG reports a fatal error that
+   follows a warning as a warning, and such an image is accepted with its undecoded rows
+   zero, exactly as clipd's Go decoder accepts it (a known gap of both).
 
    per_image[i] is one of
      CLIP_OK                   decoded and embedded; row i of out is its embedding
-     CLIP_ERR_UNSUPPORTED      not a JPEG (or a JPEG this build cannot decode)
-     CLIP_ERR_IMAGE_CORRUPT    damaged or undecodable JPEG data (libjpeg's message says why)
+     CLIP_ERR_UNSUPPORTED      not a JPEG, a JPEG this build cannot decode (no libturbojpeg),
+                               or an image too elongated to resize (as embed_images refuses)
+     CLIP_ERR_IMAGE_CORRUPT    damaged or undecodable JPEG data (libjpeg's message says why;
+                               12-bit JPEGs land here too, as in the Go decoder)
      CLIP_ERR_IMAGE_TRUNCATED  the data ends before the image does (Pillow: "image file is
                                truncated"); also a damaged file without its end marker
      CLIP_ERR_IMAGE_TOO_LARGE  width * height above clip_decode_options.max_pixels
@@ -175,7 +180,7 @@ CLIP_API clip_status clip_engine_embed_encoded(clip_engine *e, const uint8_t *co
 /* The reason image i of the last clip_engine_embed_encoded call failed, as the Go decoder
    words it ("truncated jpeg", "corrupt jpeg: Bogus marker length", "too many pixels
    (30000x30000)", "not a jpeg (png)"); "" for an image that succeeded, an index out of range,
-   or a NULL engine. Valid until the next embed call on e. */
+   or a NULL engine. Valid until the next clip_engine_embed_encoded call on e. */
 CLIP_API const char *clip_engine_image_error(const clip_engine *e, int i);
 
 /* How clip_engine_embed_encoded decodes. The zero value is the default. */
