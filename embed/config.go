@@ -56,14 +56,14 @@ func ParsePreprocess(s string) (Preprocess, error) { return decode.ParseMode(s) 
 type Decode string
 
 const (
-	// DecodeAuto decodes JPEGs on the GPU when the CUDA backend runs (with exact
-	// preprocessing), else on the CPU.
+	// DecodeAuto decodes JPEGs on the GPU when the CUDA backend runs and has nvJPEG (with
+	// exact preprocessing), else on the CPU.
 	DecodeAuto Decode = "auto"
 	// DecodeCPU decodes every image on the CPU decode workers (libjpeg-turbo, Pillow-exact).
 	DecodeCPU Decode = "cpu"
 	// DecodeGPU hands JPEG bytes to the engine, which decodes them on the device (nvJPEG) in
 	// the same call as the forward; other formats, and JPEGs the engine cannot decode, are
-	// decoded on the CPU. It needs the CUDA backend.
+	// decoded on the CPU. It needs the CUDA backend, built with nvJPEG.
 	DecodeGPU Decode = "gpu"
 )
 

@@ -82,14 +82,22 @@ func (r *run) openEngines() (*engines, error) {
 			deviceMemory = min(deviceMemory, mem)
 		}
 	}
+	// A CUDA library without nvJPEG would decode inside the engine call on the CPU, one batch
+	// after another: slower than the CPU decoders, which overlap the forward.
+	nvjpeg := false
+	if n, err := engine.DecodeDeviceBytes(0); err == nil && n > 0 {
+		nvjpeg = true
+	}
 	decodes := false
 	switch {
 	case cfg.Decode == DecodeGPU && backend != engine.BackendCUDA:
 		return nil, bad("--decode gpu needs the CUDA backend, which this run does not use (%s): use --decode cpu (or auto)", whyNoCUDA(cfg.Backend, devices[0]))
+	case cfg.Decode == DecodeGPU && !nvjpeg:
+		return nil, bad("--decode gpu: this libclipengine's CUDA backend was built without nvJPEG, so it cannot decode on the GPU: use --decode cpu (or auto), or rebuild with the CUDA toolkit's nvJPEG")
 	case cfg.Decode == DecodeGPU:
 		decodes = true
 	case cfg.Decode == DecodeAuto:
-		decodes = backend == engine.BackendCUDA && cfg.Preprocess == Exact
+		decodes = backend == engine.BackendCUDA && nvjpeg && cfg.Preprocess == Exact
 	}
 	if cfg.Hooks.EngineDecodesOnCPU && cfg.Preprocess == Exact {
 		decodes = true
