@@ -8,7 +8,7 @@ PYTHON     ?= /usr/bin/python3
 JOBS       ?= $(shell nproc)
 VERSION    ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: all deps build lib clipd test tidy-check bench bench-cpu install gpu-check embed clean
+.PHONY: all deps build lib clipd test test-cluster tidy-check bench bench-cpu install gpu-check embed clean
 
 all: build
 
@@ -51,6 +51,15 @@ test: deps build tidy-check
 	cd $(BUILD) && ctest --output-on-failure -j 1
 	$(GO_ENV) go test $(GO_TAGS) ./...
 	bash tests/install/check.sh
+	$(MAKE) --no-print-directory test-cluster
+
+# The cluster recipes (deploy/): the Kubernetes manifests, Dockerfile and sbatch scripts checked
+# against clipd's flags, then the Slurm recipe run on a one-node Slurm that the test starts
+# (as root; it skips, saying why, where Slurm cannot start). SLURM_TRANSCRIPT=FILE keeps its
+# transcript.
+test-cluster: clipd
+	$(PYTHON) tests/cluster/check_recipes.py bin/clipd
+	timeout 600 bash tests/cluster/slurm.sh
 
 # Fails (showing the diff) when `go mod tidy` would change go.mod or go.sum.
 tidy-check:

@@ -13,6 +13,9 @@ var (
 	ErrInput = errors.New("bad input")
 	// ErrOutput: the output cannot be written (a full disk, a file where a folder should be).
 	ErrOutput = errors.New("output error")
+	// ErrBadWeights: the weights cannot embed: a test image, or the first batch of images,
+	// embeds to NaN or Inf. Nothing was written.
+	ErrBadWeights = errors.New("bad weights")
 	// ErrInterrupted: ctx ended before the input did; what was done is saved and a rerun
 	// with the same Config resumes.
 	ErrInterrupted = errors.New("interrupted")

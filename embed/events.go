@@ -124,7 +124,8 @@ type StageSummary struct {
 	FetchFailed      int64         `json:"fetch_failed"`   // judged failures (http errors, timeouts, ...)
 	FetchCanceled    int64         `json:"fetch_canceled"` // stopped by an interruption: left for the next run
 	FetchRetries     int64         `json:"fetch_retries"`
-	FetchRetryWhy    []ReasonCount `json:"fetch_retry_reasons"` // retries by the reason of the retried attempt
+	FetchRetryWhy    []ReasonCount `json:"fetch_retry_reasons"`     // retries by the reason of the retried attempt
+	FetchStaleConns  int64         `json:"fetch_stale_connections"` // requests sent again because a pooled keep-alive connection was found closed (not retries)
 	FetchAvgInFlight float64       `json:"fetch_avg_in_flight"`
 	Connections      int           `json:"connections"`
 	ReadOK           int64         `json:"read_ok,omitempty"` // local files read

@@ -1,10 +1,12 @@
-// model.go: the model side of a run: the weights located, the devices and the decode path
-// checked against the backend, the memory plan made for the model's shapes and the backend,
-// and the engines (one per device) opened with the plan's batch size.
+// model.go: the model side of a run: the weights located and hashed (their identity), the
+// devices and the decode path checked against the backend, the memory plan made for the
+// model's shapes and the backend, and the engines (one per device) opened with the plan's
+// batch size.
 
 package embed
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 
@@ -56,6 +58,21 @@ func (r *run) openEngines() (*engines, error) {
 	info, err := engine.Probe(wpath)
 	if err != nil {
 		return nil, fmt.Errorf("weights %s: %w", wpath, err)
+	}
+	// The weights' identity from their bytes, before the engine maps them (after the header
+	// proved them weights, so a broken file is not read whole first); checked again
+	// after, so that the weights used are the weights hashed.
+	wfile, err := weights.WeightsFile(wpath)
+	if err != nil {
+		return nil, err
+	}
+	if r.weights, err = weights.FileSHA256(wfile, cfg.CacheDir); err != nil {
+		return nil, err
+	}
+	r.log.Info("weights", "file", wfile, "sha256", r.weights.SHA256, "hashed", r.weights.Hashed)
+	if rec := r.weights.Recorded; rec != "" && rec != r.weights.SHA256 {
+		r.log.Info("the weights file is not the one its recorded sha256 describes (replaced or damaged since it was fetched); the run records the sha256 of its bytes",
+			"file", wfile, "sha256", r.weights.SHA256, "recorded", rec)
 	}
 	devices := cfg.Devices
 	if len(devices) == 0 {
@@ -136,6 +153,14 @@ func (r *run) openEngines() (*engines, error) {
 		es.list = append(es.list, eng)
 		es.devices = append(es.devices, d)
 	}
+	if err := r.weights.Unchanged(); err != nil {
+		es.Close()
+		return nil, err
+	}
+	if err := probe(es.list[0], wpath); err != nil {
+		es.Close()
+		return nil, err
+	}
 	if decodes {
 		// The engines refuse what the split stage refuses (it reads the headers first), and
 		// ignore EXIF orientation as the CPU decoders do.
@@ -194,4 +219,21 @@ func decodeName(engineDecodes bool, backend engine.Backend) string {
 		return "gpu"
 	}
 	return "engine (cpu)"
+}
+
+// probe embeds one plain mid-gray image, before the output folder is created: weights that
+// embed even that to NaN or Inf (a NaN among them, or values that overflow) are refused
+// here, with nothing written.
+func probe(eng *engine.Engine, wpath string) error {
+	info := eng.Info()
+	s := info.ImageSize
+	gray := bytes.Repeat([]byte{128}, s*s*3)
+	out := make([]float32, info.EmbedDim)
+	if err := eng.EmbedImages([]engine.Image{{RGB: gray, Width: s, Height: s}}, out); err != nil {
+		return fmt.Errorf("weights %s: embedding a test image: %w", wpath, err)
+	}
+	if !batch.AllFinite(out) {
+		return withKind(ErrBadWeights, fmt.Errorf("weights %s: the embedding of a plain gray test image is not finite (NaN or Inf): the weights are broken; nothing was written; check --weights", wpath))
+	}
+	return nil
 }

@@ -122,6 +122,7 @@ func (r *run) summary(final string) Summary {
 		canceled := fs.Reasons[fetch.ReasonCanceled]
 		g.FetchOK, g.FetchFailed, g.FetchCanceled, g.FetchRetries = fs.OK, fs.Failed-canceled, canceled, fs.Retries
 		g.FetchRetryWhy = sortedReasons(fs.RetryReasons)
+		g.FetchStaleConns = fs.StaleConnections
 	}
 	if n := r.count.inFlightSamples.Load(); n > 0 {
 		g.FetchAvgInFlight = float64(r.count.inFlightSum.Load()) / float64(n)

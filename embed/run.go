@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/clipd/clipd/cgo/engine"
+	"github.com/clipd/clipd/internal/echo"
 	"github.com/clipd/clipd/internal/pipeline/batch"
 	"github.com/clipd/clipd/internal/pipeline/decode"
 	"github.com/clipd/clipd/internal/pipeline/fetch"
@@ -56,8 +57,9 @@ type run struct {
 	log     *slog.Logger
 	started time.Time
 
-	weightsPath string // the resolved weights (a file or a folder)
-	dir         string // the output folder: Config.OutputDir()
+	weightsPath string           // the resolved weights (a file or a folder)
+	weights     weights.Identity // the weights file and its sha256, from its bytes
+	dir         string           // the output folder: Config.OutputDir()
 
 	plan  plan.Plan
 	w     *sink.Writer
@@ -92,14 +94,6 @@ func (r *run) run(ctx context.Context) (Summary, error) {
 	defer es.Close()
 	r.engines = es
 	info := es.info
-	wfile, err := weights.WeightsFile(r.weightsPath)
-	if err != nil {
-		return Summary{}, err
-	}
-	sum, err := weights.SHA256(wfile)
-	if err != nil {
-		return Summary{}, err
-	}
 
 	// The source: a bad path, URL or header fails here.
 	runCtx, stopRun := context.WithCancel(ctx)
@@ -117,7 +111,7 @@ func (r *run) run(ctx context.Context) (Summary, error) {
 	// or finds it complete; any other is refused (see sink.Open).
 	attrs := outfile.Attrs{
 		Model:            modelName(r.weightsPath),
-		WeightsSHA256:    sum,
+		WeightsSHA256:    r.weights.SHA256,
 		Preprocess:       cfg.Preprocess.String(),
 		Version:          cfg.Version,
 		Input:            resolveInput(cfg.Input),
@@ -131,6 +125,7 @@ func (r *run) run(ctx context.Context) (Summary, error) {
 		Columns:          cfg.SaveColumns,
 		IgnoreOptOut:     cfg.IgnoreOptOut,
 	}
+	created := missingDirs(r.dir) // what sink.Open creates, removed again if the weights prove broken
 	r.w, err = sink.Open(sink.Options{
 		Dir:         r.dir,
 		ChunkSize:   r.plan.ChunkSize,
@@ -159,7 +154,19 @@ func (r *run) run(ctx context.Context) (Summary, error) {
 	stopProgress := r.startProgress()
 	runErr := r.pipeline(runCtx, stopRun, es, info)
 	closeStart := time.Now()
-	closeErr := r.w.Close()
+	var closeErr error
+	if errors.Is(runErr, ErrBadWeights) {
+		// Broken weights write nothing: not even the failures of other rows, which would
+		// make a rerun with good weights a "run with other settings".
+		closeErr = r.w.Discard()
+		for _, d := range created {
+			if os.Remove(d) != nil { // only when empty: nothing of anyone else's goes
+				break
+			}
+		}
+	} else {
+		closeErr = r.w.Close()
+	}
 	r.count.writeBusy.Add(int64(time.Since(closeStart)))
 	stopProgress()
 
@@ -219,7 +226,7 @@ func topReasons(rs []ReasonCount, n int) string {
 		if i > 0 {
 			b.WriteString(", ")
 		}
-		fmt.Fprintf(&b, "%s %d", r.Reason, r.Count)
+		fmt.Fprintf(&b, "%s %d", echo.Short(r.Reason), r.Count)
 	}
 	return b.String()
 }
@@ -353,31 +360,85 @@ func (r *run) pipeline(ctx context.Context, stop context.CancelFunc, es *engines
 		Others: others, Fails: fails, Fallback: decodeOpt})
 	r.stagesUp.Store(true)
 
-	// Engine -> rows -> sink, here.
+	// Engine -> rows -> sink, here. An image whose embedding is not finite fails alone; but
+	// until the output has one finite embedding, such images are held back, and when a whole
+	// first batch (the plan's batch size, or all the images when fewer) is non-finite the
+	// weights are broken: the run stops with ErrBadWeights and none of them is recorded.
+	resumedRows, _ := w.Resumed()
+	sane := resumedRows > 0
+	var held []item.Item
+	broken := false
+	nonFinite := func(it item.Item) {
+		fails <- item.Failure{Item: it, Stage: "embed", Reason: batch.ReasonNonFinite}
+	}
 	for b := range r.batch.Out() {
 		if b.Err != nil {
 			r.fail(stop, fmt.Errorf("%w (the rows written so far are saved: rerun to resume)", b.Err))
 			continue
 		}
+		if broken {
+			continue
+		}
+		bad := b.CountNonFinite()
+		if !sane && bad == len(b.Items) {
+			if held = append(held, b.Items...); len(held) >= p.BatchSize {
+				broken = true
+				r.fail(stop, brokenWeights(len(held)))
+			}
+			continue
+		}
+		if !sane {
+			sane = true
+			for _, it := range held {
+				nonFinite(it)
+			}
+			held = nil
+		}
 		t := time.Now()
 		for i := range b.Items {
 			it, emb := b.Row(i)
+			if !b.Finite(i) {
+				nonFinite(it)
+				continue
+			}
 			if err := w.Add(sink.Row{Item: it, Embedding: emb}); err != nil {
 				r.fail(stop, withKind(ErrOutput, err))
 				break
 			}
 		}
 		r.count.writeBusy.Add(int64(time.Since(t)))
-		rows := r.count.rows.Add(int64(len(b.Items)))
+		rows := r.count.rows.Add(int64(len(b.Items) - bad))
 		if cfg.Hooks.AfterBatch != nil {
 			cfg.Hooks.AfterBatch(rows)
 		}
+	}
+	if !broken && len(held) > 0 && ctx.Err() == nil {
+		r.fail(stop, brokenWeights(len(held))) // the input ended within the first batch
 	}
 	wg.Wait()
 	// Every stage upstream of the batch has closed its output, so no failure is in flight.
 	close(fails)
 	<-failsDone
 	return r.err
+}
+
+// missingDirs lists dir and those of its parents that do not exist, deepest first.
+func missingDirs(dir string) []string {
+	var out []string
+	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
+		if _, err := os.Stat(d); !errors.Is(err, os.ErrNotExist) {
+			return out
+		}
+		out = append(out, d)
+		if filepath.Dir(d) == d {
+			return out
+		}
+	}
+}
+
+// brokenWeights is the error of a run whose first n images all embedded to NaN or Inf.
+func brokenWeights(n int) error {
+	return withKind(ErrBadWeights, fmt.Errorf("weights: the embeddings of the first %d images are all non-finite (NaN or Inf): the weights are broken or overflow for these images; nothing was written for them; check --weights", n))
 }
 
 // fanIn merges channels: the bodies of the fetch and read stages (and those the source

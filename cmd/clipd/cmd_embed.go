@@ -3,6 +3,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -101,14 +102,15 @@ func newEmbedCommand() *cli.Command {
 			"of .tar). A local file's row is its absolute path; a tar sample's is its json url.\n" +
 			"--shard i/n takes a deterministic 1/n of the input; without it, a Kubernetes Indexed Job's\n" +
 			"JOB_COMPLETION_INDEX (with --shard-count or CLIPD_SHARD_COUNT) or a Slurm array's\n" +
-			"SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT choose the shard.",
+			"SLURM_ARRAY_TASK_ID (of --shard-count, or of SLURM_ARRAY_TASK_COUNT for an array 0..N-1)\n" +
+			"choose the shard.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "input", Aliases: []string{"i"}, Value: defaultInput, Usage: "URL list (text/CSV/TSV/parquet; a path, an http(s) URL or -), openimages:SPLIT, a folder or pattern of images, or tar shards"},
 			&cli.StringFlag{Name: "weights", Aliases: []string{"w"}, Usage: "safetensors file or directory, or a hub name in the cache (default " + weights.DefaultModel + " from the cache; see \"clipd weights fetch\")"},
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "OUTPUT", Usage: "output folder: FOLDER/Images_Embedded.h5, or FOLDER/shard-<i>-of-<n>/Images_Embedded.h5 for a shard (join them with clipd merge FOLDER)"},
 			&cli.Int64Flag{Name: "limit", Usage: "embed at most this many URLs (of the shard); 0 for all"},
 			&cli.StringFlag{Name: "shard", Usage: "i/n: process only shard i (0-based) of n"},
-			&cli.IntFlag{Name: "shard-count", EnvVars: []string{"CLIPD_SHARD_COUNT"}, Usage: "the number of shards when the index comes from JOB_COMPLETION_INDEX"},
+			&cli.IntFlag{Name: "shard-count", EnvVars: []string{"CLIPD_SHARD_COUNT"}, Usage: "the number of shards when the index comes from JOB_COMPLETION_INDEX or SLURM_ARRAY_TASK_ID"},
 			&cli.StringFlag{Name: "backend", Value: "auto", Usage: "auto, cpu or cuda"},
 			&cli.IntFlag{Name: "device", Usage: "CUDA device ordinal"},
 			&cli.StringFlag{Name: "devices", Usage: "CUDA devices to run one engine each on, e.g. 0,1,2,3 (batches go to whichever is free)"},
@@ -239,7 +241,8 @@ func embedOptionsFrom(cCtx *cli.Context, g globals, getenv func(string) string) 
 
 // resolveShard picks the shard: --shard wins; else a Kubernetes Indexed Job's
 // JOB_COMPLETION_INDEX with count (--shard-count / CLIPD_SHARD_COUNT); else a Slurm array's
-// SLURM_ARRAY_TASK_ID (minus SLURM_ARRAY_TASK_MIN) of SLURM_ARRAY_TASK_COUNT. It says which.
+// SLURM_ARRAY_TASK_ID, of count when given, else of SLURM_ARRAY_TASK_COUNT for an array
+// 0..COUNT-1 only. It says which.
 func resolveShard(flag string, count int, getenv func(string) string) (embed.Shard, string, error) {
 	if flag != "" {
 		s, err := embed.ParseShard(flag)
@@ -259,18 +262,27 @@ func resolveShard(flag string, count int, getenv func(string) string) (embed.Sha
 		return s, "JOB_COMPLETION_INDEX", nil
 	}
 	if id := getenv("SLURM_ARRAY_TASK_ID"); id != "" {
-		n := getenv("SLURM_ARRAY_TASK_COUNT")
-		if n == "" {
-			return embed.Shard{}, "", usageErrorf("SLURM_ARRAY_TASK_ID=%s is set without SLURM_ARRAY_TASK_COUNT; pass --shard i/n", id)
-		}
 		i, err := strconv.Atoi(id)
 		if err != nil {
 			return embed.Shard{}, "", usageErrorf("SLURM_ARRAY_TASK_ID=%q is not a number; pass --shard i/n", id)
 		}
-		if m := getenv("SLURM_ARRAY_TASK_MIN"); m != "" {
-			if lo, err := strconv.Atoi(m); err == nil {
-				i -= lo
+		if count > 0 { // the whole array's size is given: the task id is the shard
+			s, err := embed.ParseShard(id + "/" + strconv.Itoa(count))
+			if err != nil {
+				return s, "", usageErrorf("SLURM_ARRAY_TASK_ID with --shard-count: %v", err)
 			}
+			return s, "SLURM_ARRAY_TASK_ID", nil
+		}
+		n := getenv("SLURM_ARRAY_TASK_COUNT")
+		if n == "" {
+			return embed.Shard{}, "", usageErrorf("SLURM_ARRAY_TASK_ID=%s is set without SLURM_ARRAY_TASK_COUNT; pass --shard i/n", id)
+		}
+		// Only an array 0..COUNT-1 says the shard by itself. Another (a resubmission of the
+		// tasks that died, --array=1 or 2,5) would make shards of a different count.
+		lo, hi := getenv("SLURM_ARRAY_TASK_MIN"), getenv("SLURM_ARRAY_TASK_MAX")
+		if nn, err := strconv.Atoi(n); err == nil && ((lo != "" && lo != "0") || (hi != "" && hi != strconv.Itoa(nn-1))) {
+			return embed.Shard{}, "", usageErrorf("this Slurm array (tasks %s-%s, %s of them) is not 0..%d, so its task ids cannot say the shard (a resubmission of some tasks?): pass --shard-count N (or set CLIPD_SHARD_COUNT) to the whole array's size, or --shard i/n",
+				cmp.Or(lo, "?"), cmp.Or(hi, "?"), n, nn-1)
 		}
 		s, err := embed.ParseShard(strconv.Itoa(i) + "/" + n)
 		if err != nil {

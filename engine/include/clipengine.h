@@ -81,7 +81,10 @@ CLIP_API const char *clip_version(void);
 
 /* n images of any size -> CLIP preprocessing (shorter side to image_size with PIL-exact
    antialiased bicubic, center crop, /255, normalize with CLIP mean/std) -> forward ->
-   out[n * embed_dim] float32, NOT L2-normalized (same as model.encode_image). */
+   out[n * embed_dim] float32, NOT L2-normalized (same as model.encode_image).
+   Every backend writes the forward's values as they come out: where the weights overflow
+   for an image, its row holds NaN or Inf and the call still returns CLIP_OK, so that one
+   image never costs the batch; the caller checks each row (clipd fails that image). */
 CLIP_API clip_status clip_engine_embed_images(clip_engine *e, const clip_image *images, int n,
                                               float *out);
 /* n preprocessed images, float32 [n,3,S,S] already normalized -> out[n * embed_dim] */
@@ -150,9 +153,9 @@ CLIP_API clip_status clip_backend_resolve(clip_backend backend, int device, clip
    clip_decode_options.apply_exif_orientation is set (CLIP's reference preprocessing ignores
    it). Progressive JPEGs with more than 500 scans are refused (corrupt) so a crafted file
    cannot keep the engine busy. Damage libjpeg only warns about is accepted when the end
-   marker is there (as Pillow accepts it); note that TurboJPEG reports a fatal error that
-   follows a warning as a warning, and such an image is accepted with its undecoded rows
-   zero, exactly as clipd's Go decoder accepts it (a known gap of both).
+   marker is there (as Pillow accepts it); a fatal error after a warning (which TurboJPEG
+   flags as a warning, with the fatal message) is corrupt, as in Pillow and clipd's Go
+   decoder.
 
    per_image[i] is one of
      CLIP_OK                   decoded and embedded; row i of out is its embedding

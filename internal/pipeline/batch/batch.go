@@ -45,12 +45,33 @@ type Input = decode.Output
 // Batch is the outcome of one engine call: Items[i]'s embedding is
 // Embeddings[i*Dim:(i+1)*Dim]. Err is the engine's error; the items then have no embedding.
 // Images the engine could not decode are not in Items: they went to Options.Fails.
+// NonFinite[i] is set when item i's embedding holds a NaN or an Inf (the weights overflowed
+// for that image): it has no usable embedding and fails alone, with ReasonNonFinite; nil
+// when every embedding is finite.
 type Batch struct {
 	Items      []item.Item
 	Embeddings []float32
 	Dim        int
 	Err        error
+	NonFinite  []bool
 	Engine     int // which engine ran it: 0 the first, i Options.Others[i-1]
+}
+
+// ReasonNonFinite is the failure reason of an image whose embedding is not finite.
+const ReasonNonFinite = "non-finite embedding"
+
+// Finite reports whether item i has a finite embedding.
+func (b *Batch) Finite(i int) bool { return b.NonFinite == nil || !b.NonFinite[i] }
+
+// CountNonFinite is how many items have no finite embedding.
+func (b *Batch) CountNonFinite() int {
+	n := 0
+	for _, bad := range b.NonFinite {
+		if bad {
+			n++
+		}
+	}
+	return n
 }
 
 // Row returns item i and its embedding (a sub-slice of Embeddings).
@@ -90,6 +111,8 @@ type Stats struct {
 	Busy     time.Duration // total time inside engine calls (summed over engines), fallback decodes included
 	Waiting  int64         // images queued in the collector now (not yet in a call)
 	MaxBatch int64         // largest batch passed so far
+	// NonFinite counts the images (among Images) whose embedding was not finite.
+	NonFinite int64
 
 	// The engine's own decoding (inputs with Encoded): its time is inside Busy.
 	Encoded      int64         // JPEGs handed to the engine's encoded call
@@ -113,9 +136,9 @@ type Stage struct {
 	opt     Options
 	out     chan Batch
 
-	batches, images, dropped, busyNS, waiting, maxBatch atomic.Int64
-	encoded, encodedNS, fallbacks, fallbackNS, bytes    atomic.Int64
-	per                                                 []engineCounters
+	batches, images, dropped, busyNS, waiting, maxBatch, nonFinite atomic.Int64
+	encoded, encodedNS, fallbacks, fallbackNS, bytes               atomic.Int64
+	per                                                            []engineCounters
 }
 
 type engineCounters struct{ batches, images, busyNS atomic.Int64 }
@@ -156,6 +179,7 @@ func (s *Stage) Stats() Stats {
 		Busy: time.Duration(s.busyNS.Load()), Waiting: s.waiting.Load(), MaxBatch: s.maxBatch.Load(),
 		Encoded: s.encoded.Load(), EncodedBusy: time.Duration(s.encodedNS.Load()),
 		Fallbacks: s.fallbacks.Load(), FallbackBusy: time.Duration(s.fallbackNS.Load()), Bytes: s.bytes.Load(),
+		NonFinite: s.nonFinite.Load(),
 	}
 	for i := range s.per {
 		c := &s.per[i]
@@ -262,9 +286,16 @@ func (s *Stage) embedLoop(ctx context.Context, k int, ready <-chan []Input) {
 		} else {
 			s.images.Add(int64(len(b.Items)))
 			c.images.Add(int64(len(b.Items)))
-			if s.opt.Normalize {
-				for i := range b.Items {
-					Normalize(b.Embeddings[i*dim : (i+1)*dim])
+			for i := range b.Items {
+				row := b.Embeddings[i*dim : (i+1)*dim]
+				if !AllFinite(row) {
+					if b.NonFinite == nil {
+						b.NonFinite = make([]bool, len(b.Items))
+					}
+					b.NonFinite[i] = true
+					s.nonFinite.Add(1)
+				} else if s.opt.Normalize {
+					Normalize(row)
 				}
 			}
 		}
@@ -378,6 +409,16 @@ func items(xs []Input) []item.Item {
 		out[i] = x.Item
 	}
 	return out
+}
+
+// AllFinite reports whether v holds neither NaN nor ±Inf.
+func AllFinite(v []float32) bool {
+	for _, x := range v {
+		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+			return false
+		}
+	}
+	return true
 }
 
 // Normalize scales v to unit L2 norm in place (a zero vector stays zero). The sum runs in

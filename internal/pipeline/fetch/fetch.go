@@ -90,6 +90,7 @@ func (f *Fetcher) Run(ctx context.Context, in <-chan item.Item) <-chan *Result {
 		client: &fasthttp.Client{
 			DialTimeout:               conns.Dial,
 			MaxConnsPerHost:           f.opt.MaxConnsPerHost,
+			MaxIdleConnDuration:       f.opt.MaxIdleConnDuration,
 			MaxConnWaitTimeout:        f.opt.Timeout, // a full pool waits; the URL's deadline still bounds the wait
 			MaxIdemponentCallAttempts: 1,             // retries are ours, with back-off
 			ReadTimeout:               f.opt.ReadTimeout,
@@ -123,9 +124,10 @@ type run struct {
 	burst  int    // rate tokens a host may spend at once: one second's worth
 	agent  string // our product token, as robots.txt and X-Robots-Tag name us
 
-	// Items whose host is backed off or rate-limited wait "parked", off the workers, so the
-	// workers go on with other hosts' items. ready hands a parked item back once its wait
-	// is over; at most parkLimit items are parked, past that a worker waits itself.
+	// Items whose host is backed off or rate-limited, or has all its connection slots in
+	// use, wait "parked", off the workers, so the workers go on with other hosts' items.
+	// ready hands a parked item back once its wait is over or a slot is handed to it; at
+	// most parkLimit items are parked, past that a worker waits itself.
 	ready     chan *task
 	parked    atomic.Int64
 	parkLimit int64
@@ -138,16 +140,19 @@ type run struct {
 
 // task is one item on its way to a Result, carried across attempts and parking.
 type task struct {
-	it        item.Item
-	res       *Result
-	target    *url.URL
-	visited   []string
-	retries   int
-	deadline  time.Time
-	notBefore time.Time // the item's own back-off before its next attempt
-	hasToken  bool      // it holds a host rate token taken before it was parked
-	reason    string    // why the last attempt failed, if it did
-	status    int
+	it           item.Item
+	res          *Result
+	target       *url.URL
+	visited      []string
+	retries      int
+	staleResends int // requests sent again because a reused connection was found closed
+	deadline     time.Time
+	notBefore    time.Time     // the item's own back-off before its next attempt
+	hasToken     bool          // it holds a host rate token taken before it was parked
+	slot         *hostState    // a connection slot of its host, handed to it while it waited
+	wake         chan struct{} // closed when a slot is handed to it, if its worker waits itself
+	reason       string        // why the last attempt failed, if it did
+	status       int
 }
 
 func (r *run) worker(in <-chan item.Item, out chan<- *Result) {
@@ -234,9 +239,69 @@ func (r *run) fail(t *task, reason string, status int) *Result {
 	return t.res
 }
 
+// releaseSlot gives back a connection slot of h: to the next request waiting for one, or
+// to the host.
+func (r *run) releaseSlot(h *hostState) {
+	next := h.releaseSlot()
+	if next == nil {
+		return
+	}
+	next.slot = h
+	if next.wake != nil {
+		close(next.wake) // its worker waits for it
+		return
+	}
+	go func() { r.ready <- next }() // parked: the next free worker takes it on
+}
+
+// takeSlot gets t one of host's connection slots. It returns true when t holds one, false
+// when t was parked to wait for one (fetch returns nil then). Past the park limit the
+// worker waits itself; canceled meanwhile, t is failed (the Result).
+func (r *run) takeSlot(t *task, host *hostState) (bool, *Result) {
+	park := r.parked.Add(1) <= r.parkLimit
+	if !park {
+		r.parked.Add(-1)
+		t.wake = make(chan struct{})
+	}
+	if host.acquireSlot(t, r.f.opt.MaxConnsPerHost) {
+		if park {
+			r.parked.Add(-1)
+		}
+		t.wake = nil
+		return true, nil
+	}
+	if park {
+		return false, nil
+	}
+	select {
+	case <-t.wake:
+	case <-r.ctx.Done():
+		if host.dropWaiter(t) {
+			t.wake = nil
+			return false, r.fail(t, ReasonCanceled, 0)
+		}
+		<-t.wake // a slot was handed to it meanwhile
+	}
+	t.wake = nil
+	return true, nil
+}
+
 // fetch takes a task on until its Result, which it returns, or until it is parked (nil).
+//
+// Each attempt holds one of its host's connection slots (MaxConnsPerHost) from before the
+// request until its answer is dealt with; a task that waited for a slot comes back holding
+// it (t.slot).
 func (r *run) fetch(req *fasthttp.Request, t *task) *Result {
 	f, opt, res := r.f, &r.f.opt, t.res
+	held := t.slot
+	t.slot = nil
+	release := func() {
+		if held != nil {
+			r.releaseSlot(held)
+			held = nil
+		}
+	}
+	defer release()
 	if t.target == nil {
 		if r.ctx.Err() != nil {
 			return r.fail(t, ReasonCanceled, 0)
@@ -283,6 +348,22 @@ func (r *run) fetch(req *fasthttp.Request, t *task) *Result {
 			continue // the host may have been backed off meanwhile
 		}
 		t.hasToken = false
+		if held != nil && held != host { // a slot of a host state since evicted and renewed
+			release()
+		}
+		if held == nil {
+			ok, failed := r.takeSlot(t, host)
+			if !ok {
+				return failed // nil: parked until a slot is handed to it
+			}
+			held = host
+			if t.slot != nil { // handed over while its worker waited
+				held, t.slot = t.slot, nil
+			}
+			if r.ctx.Err() != nil {
+				return r.fail(t, ReasonCanceled, 0)
+			}
+		}
 
 		req.Reset()
 		req.SetRequestURI(t.target.String())
@@ -307,6 +388,16 @@ func (r *run) fetch(req *fasthttp.Request, t *task) *Result {
 		case err != nil:
 			var retry bool
 			reason, retry = classifyError(err)
+			if reason == ReasonConnClosed && t.staleResends < opt.MaxConnsPerHost && r.conns.takeStale(resp.LocalAddr()) {
+				// A pooled connection the server had closed while idle: send again at once
+				// (fasthttp dropped that connection), at most once per connection the pool
+				// can hold, without counting a retry or a host failure.
+				fasthttp.ReleaseResponse(resp)
+				t.staleResends++
+				f.stats.staleConns.Add(1)
+				release()
+				continue
+			}
 			if hostLevelFailure(reason) {
 				host.failed(reason, opt.HostMaxFailures)
 			}
@@ -381,6 +472,7 @@ func (r *run) fetch(req *fasthttp.Request, t *task) *Result {
 				f.stats.redirects.Add(1)
 				t.visited = append(t.visited, next.String())
 				t.target = next
+				release()
 				continue
 			case retryableStatus(status):
 				reason = HTTPReason(status)
@@ -390,6 +482,7 @@ func (r *run) fetch(req *fasthttp.Request, t *task) *Result {
 			}
 		}
 		fasthttp.ReleaseResponse(resp)
+		release()
 
 		// A retryable failure: try again if retries and time are left.
 		if t.retries >= opt.Retries {

@@ -4,6 +4,7 @@
 package fetch
 
 import (
+	"context"
 	"net"
 	"net/http"
 	"strconv"
@@ -227,5 +228,53 @@ func TestHostKey(t *testing.T) {
 		if got := hostKey(u); got != want {
 			t.Errorf("hostKey(%s) = %s, want %s", raw, got, want)
 		}
+	}
+}
+
+// A list dominated by one slow host: URLs past the host's cap wait off the workers, so the
+// workers go on to the other hosts' URLs instead of all queueing for the slow one (issue 15:
+// URLs over the per-host cap used to wait inside fasthttp, each holding a worker).
+func TestDominantHostDoesNotHoldTheWorkers(t *testing.T) {
+	img := fakeImage(2000, 22)
+	slow := newPeakServer(t, 100*time.Millisecond, img)
+	fast := newPeakServer(t, 0, img)
+	opt := testOptions()
+	opt.Concurrency = 32
+	opt.MaxConnsPerHost = 4
+	items := append(itemsFor(slow.URL, 120, 0), itemsFor(fast.URL, 20, 120)...)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	in := make(chan item.Item)
+	go func() {
+		defer close(in)
+		for _, it := range items {
+			select {
+			case in <- it:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	slowDone, fastDone, slowBeforeLastFast := 0, 0, -1
+	for r := range New(opt).Run(ctx, in) {
+		wantBody(t, r, img)
+		r.Release()
+		if r.Item.Seq < 120 {
+			slowDone++
+		} else if fastDone++; fastDone == 20 {
+			slowBeforeLastFast = slowDone
+		}
+	}
+	if slowDone != 120 || fastDone != 20 {
+		t.Fatalf("%d slow and %d fast results, want 120 and 20", slowDone, fastDone)
+	}
+	// The slow host serves 4 URLs per 100 ms: the fast host's 20 URLs, reached once the
+	// slow host's 120 are set aside, should be done before a quarter of those.
+	if slowBeforeLastFast > 30 {
+		t.Errorf("the fast host's last URL came after %d of the slow host's 120: the workers waited for the slow host", slowBeforeLastFast)
+	}
+	if p := slow.peak.Load(); p > 4 {
+		t.Errorf("the slow host served %d requests at once, want at most 4", p)
 	}
 }

@@ -28,6 +28,12 @@ type Options struct {
 	ConnectTimeout time.Duration // TCP connect (and DNS lookup) of one attempt; default 10 s
 	ReadTimeout    time.Duration // reading one whole response, headers and body; default 30 s
 	WriteTimeout   time.Duration // writing one request (and the TLS handshake); default 10 s
+	// MaxIdleConnDuration closes a kept-alive connection idle this long; default 4 s, below
+	// the 5 s idle timeout of Apache's and Node's defaults, so a connection is dropped by us
+	// before such a server drops it. A reused connection found closed anyway (a server with
+	// a shorter timeout) is sent on again at once on a new one (Stats.StaleConnections),
+	// not counted as a retry.
+	MaxIdleConnDuration time.Duration
 
 	BackoffBase   time.Duration // first back-off ceiling, doubled per retry, full jitter; default 250 ms
 	BackoffMax    time.Duration // largest back-off ceiling; default 10 s
@@ -82,6 +88,7 @@ const (
 	DefaultConnectTimeout  = 10 * time.Second
 	DefaultReadTimeout     = 30 * time.Second
 	DefaultWriteTimeout    = 10 * time.Second
+	DefaultMaxIdleConn     = 4 * time.Second
 	DefaultBackoffBase     = 250 * time.Millisecond
 	DefaultBackoffMax      = 10 * time.Second
 	DefaultRetryAfterMax   = 30 * time.Second
@@ -126,6 +133,7 @@ func (o Options) withDefaults() Options {
 	setDur(&o.ConnectTimeout, DefaultConnectTimeout)
 	setDur(&o.ReadTimeout, DefaultReadTimeout)
 	setDur(&o.WriteTimeout, DefaultWriteTimeout)
+	setDur(&o.MaxIdleConnDuration, DefaultMaxIdleConn)
 	setDur(&o.BackoffBase, DefaultBackoffBase)
 	setDur(&o.BackoffMax, DefaultBackoffMax)
 	setDur(&o.RetryAfterMax, DefaultRetryAfterMax)

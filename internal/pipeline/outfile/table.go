@@ -328,7 +328,7 @@ func (tf *TableFile) WriteAt(b *Block, start int64) error {
 			if len(s) != b.N {
 				s = make([]string, b.N)
 			}
-			err = d.WriteStrings(start, s)
+			err = d.WriteStrings(start, storedStrings(s))
 		case h5.Int64:
 			v := b.Ints[i]
 			if len(v) != b.N {

@@ -61,6 +61,9 @@ type Writer struct {
 	closed  bool
 	wg      sync.WaitGroup
 
+	discard    atomic.Bool // Discard: the writer goroutine writes nothing more
+	firstChunk int         // the first chunk index of this run (nextChunk after Open's loading)
+
 	// commitHook, set by tests only, runs before chunk k is completed; its error is
 	// the chunk's write error (an injected fault).
 	commitHook func(k int) error
@@ -154,6 +157,7 @@ func Open(opt Options) (*Writer, error) {
 		}
 		w.nextChunk = c.K + 1
 	}
+	w.firstChunk = w.nextChunk
 	st := state{Format: 1, Key: keyOf(opt.Attrs), EmbedDim: opt.Attrs.EmbedDim, Dtype: kind.String(), HasIDs: opt.HasImageIDs}
 	if err := writeState(statePath, st); err != nil {
 		return nil, err
@@ -316,7 +320,7 @@ func (w *Writer) run() {
 	var seen bitset // Seqs of this run, so a repeated Add cannot make a duplicate row
 	items := 0
 	for m := range w.in {
-		if w.firstErr() != nil {
+		if w.firstErr() != nil || w.discard.Load() {
 			continue // drain so that senders never block
 		}
 		seq := m.row.Item.Seq
@@ -358,7 +362,9 @@ func (w *Writer) run() {
 			w.setErr(err)
 		}
 	}
-	if cur != nil && w.firstErr() == nil {
+	if cur != nil && w.discard.Load() {
+		w.abort(cur)
+	} else if cur != nil && w.firstErr() == nil {
 		if err := w.endChunk(cur); err != nil {
 			w.abort(cur)
 			w.setErr(err)
@@ -457,4 +463,27 @@ func (w *Writer) abort(c *chunkWriter) {
 	if c != nil && c.f != nil {
 		c.f.Abort()
 	}
+}
+
+// Discard ends the writer like Close but keeps nothing of what this run added: the chunk
+// being written is removed unfinished, and when the run resumed nothing (its state file and
+// chunks are its own), the chunks it completed and the state file go too, so that the
+// folder holds no run. For a run that must not leave output (broken weights); safe to call
+// after Close, and Close after it.
+func (w *Writer) Discard() error {
+	w.discard.Store(true)
+	w.Close()
+	if w.resumedRows+w.resumedFails > 0 {
+		return nil // the chunks of earlier runs stay, and with them the state file and this run's
+	}
+	var errs []error
+	for k := w.firstChunk; k < w.nextChunk; k++ {
+		if err := os.Remove(outfile.ChunkPath(w.opt.Dir, k)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, outfile.WrapWrite(outfile.ChunkPath(w.opt.Dir, k), err))
+		}
+	}
+	if err := os.Remove(filepath.Join(w.opt.Dir, StateName)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		errs = append(errs, outfile.WrapWrite(filepath.Join(w.opt.Dir, StateName), err))
+	}
+	return errors.Join(errs...)
 }

@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 	"unicode/utf8"
 
+	"github.com/clipd/clipd/internal/echo"
 	"github.com/clipd/clipd/internal/pipeline/item"
 )
 
@@ -289,7 +290,11 @@ func listColumns(cols []string) string {
 			q = append(q, fmt.Sprintf("... (%d in all)", len(cols)))
 			break
 		}
-		q = append(q, fmt.Sprintf("%q", c))
+		if n := len(strings.Join(q, ", ")); i > 0 && n > 2*echo.Max {
+			q = append(q, fmt.Sprintf("... (%d in all)", len(cols)))
+			break
+		}
+		q = append(q, echo.Quote(c))
 	}
 	return strings.Join(q, ", ")
 }

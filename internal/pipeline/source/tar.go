@@ -24,6 +24,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/clipd/clipd/internal/echo"
 	"github.com/clipd/clipd/internal/pipeline/item"
 )
 
@@ -80,13 +81,20 @@ func tarList(list string) ([]string, error) {
 			if paths == nil {
 				return nil, nil
 			}
-			return nil, fmt.Errorf("source %s: line %d: %q is not a tar shard, but the list's first entry is; a list of shards names shards only", list, n, l)
+			return nil, fmt.Errorf("source %s: line %d: %s is not a tar shard, but the list's first entry is; a list of shards names shards only", list, n, echo.Quote(l))
 		}
 		if !filepath.IsAbs(l) {
 			l = filepath.Join(base, l)
 		}
 		if st, err := os.Stat(l); err != nil || !st.Mode().IsRegular() {
-			return nil, fmt.Errorf("source %s: line %d: shard %s cannot be read (%v)", list, n, l, err)
+			why := "not a regular file"
+			var pe *os.PathError
+			if errors.As(err, &pe) {
+				why = pe.Err.Error() // without the path, named once already
+			} else if err != nil {
+				why = err.Error()
+			}
+			return nil, fmt.Errorf("source %s: line %d: shard %s cannot be read (%s)", list, n, echo.Short(l), why)
 		}
 		if paths = append(paths, l); len(paths) > maxTarList {
 			return nil, fmt.Errorf("source %s: more than %d shards; split the list", list, maxTarList)
@@ -321,7 +329,7 @@ func (r *tarRows) next() (rec Record, key string, ok bool, err error) {
 			r.cur++
 			if err := r.openShard(); err != nil {
 				if !brokenShard(err) {
-					return Record{}, "", false, fmt.Errorf("shard %s: %w", r.shards[r.cur].path, err)
+					return Record{}, "", false, fmt.Errorf("shard %s: %w", echo.Short(r.shards[r.cur].path), err)
 				}
 				r.endShard(err)
 			}
@@ -339,7 +347,7 @@ func (r *tarRows) next() (rec Record, key string, ok bool, err error) {
 		}
 		if err != nil {
 			if !brokenShard(err) {
-				return Record{}, "", false, fmt.Errorf("shard %s after %d samples: %w", r.shards[r.cur].path, r.samples, err)
+				return Record{}, "", false, fmt.Errorf("shard %s after %d samples: %w", echo.Short(r.shards[r.cur].path), r.samples, err)
 			}
 			r.endShard(err)
 			continue
@@ -356,7 +364,7 @@ func (r *tarRows) next() (rec Record, key string, ok bool, err error) {
 		}
 		if err := r.readMember(hdr, strings.ToLower(ext)); err != nil {
 			if !brokenShard(err) {
-				return Record{}, "", false, fmt.Errorf("shard %s, member %s: %w", r.shards[r.cur].path, hdr.Name, err)
+				return Record{}, "", false, fmt.Errorf("shard %s, member %s: %w", echo.Short(r.shards[r.cur].path), echo.Short(hdr.Name), err)
 			}
 			r.sample = nil // incomplete: not a sample
 			r.endShard(err)
