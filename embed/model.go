@@ -44,41 +44,18 @@ func (es *engines) embedders() (batch.Embedder, []batch.Embedder) {
 	return out[0], out[1:]
 }
 
-// openEngines resolves the weights, the backend, the devices and the decode path, makes the
+// openEngines resolves the backend, the devices, the decode path and the weights, makes the
 // plan for them and opens the engines, with the plan's batch size. A device list or a decode
 // path the backend cannot serve is an ErrConfig saying why.
 func (r *run) openEngines() (*engines, error) {
 	cfg := r.cfg
-	wpath, err := weights.Resolve(cfg.Weights, cfg.CacheDir)
-	if err != nil {
-		return nil, err
-	}
-	r.weightsPath = wpath
-	// The model's shapes from the library's own loader, without building an engine.
-	info, err := engine.Probe(wpath)
-	if err != nil {
-		return nil, fmt.Errorf("weights %s: %w", wpath, err)
-	}
-	// The weights' identity from their bytes, before the engine maps them (after the header
-	// proved them weights, so a broken file is not read whole first); checked again
-	// after, so that the weights used are the weights hashed.
-	wfile, err := weights.WeightsFile(wpath)
-	if err != nil {
-		return nil, err
-	}
-	if r.weights, err = weights.FileSHA256(wfile, cfg.CacheDir); err != nil {
-		return nil, err
-	}
-	r.log.Info("weights", "file", wfile, "sha256", r.weights.SHA256, "hashed", r.weights.Hashed)
-	if rec := r.weights.Recorded; rec != "" && rec != r.weights.SHA256 {
-		r.log.Info("the weights file is not the one its recorded sha256 describes (replaced or damaged since it was fetched); the run records the sha256 of its bytes",
-			"file", wfile, "sha256", r.weights.SHA256, "recorded", rec)
-	}
 	devices := cfg.Devices
 	if len(devices) == 0 {
 		devices = []int{cfg.Device}
 	}
 	bad := func(format string, args ...any) error { return withKind(ErrConfig, fmt.Errorf(format, args...)) }
+	// The devices and the decode path first: what the backend cannot serve is refused
+	// before the weights are read.
 	backend, device, deviceMemory, err := engine.ResolveBackend(cfg.Backend, devices[0])
 	switch {
 	case err != nil && len(cfg.Devices) > 0:
@@ -122,6 +99,31 @@ func (r *run) openEngines() (*engines, error) {
 	count := len(devices)
 	if backend == engine.BackendCPU && cfg.Hooks.CPUEngines > 1 {
 		count = cfg.Hooks.CPUEngines
+	}
+	wpath, err := weights.Resolve(cfg.Weights, cfg.CacheDir)
+	if err != nil {
+		return nil, err
+	}
+	r.weightsPath = wpath
+	// The model's shapes from the library's own loader, without building an engine.
+	info, err := engine.Probe(wpath)
+	if err != nil {
+		return nil, fmt.Errorf("weights %s: %w", wpath, err)
+	}
+	// The weights' identity from their bytes, before the engine maps them (after the header
+	// proved them weights, so a broken file is not read whole first); checked again
+	// after, so that the weights used are the weights hashed.
+	wfile, err := weights.WeightsFile(wpath)
+	if err != nil {
+		return nil, err
+	}
+	if r.weights, err = weights.FileSHA256(wfile, cfg.CacheDir); err != nil {
+		return nil, err
+	}
+	r.log.Info("weights", "file", wfile, "sha256", r.weights.SHA256, "hashed", r.weights.Hashed)
+	if rec := r.weights.Recorded; rec != "" && rec != r.weights.SHA256 {
+		r.log.Info("the weights file is not the one its recorded sha256 describes (replaced or damaged since it was fetched); the run records the sha256 of its bytes",
+			"file", wfile, "sha256", r.weights.SHA256, "recorded", rec)
 	}
 	r.plan, err = plan.Make(plan.Inputs{
 		MemoryBudget:      cfg.Memory,
