@@ -7,7 +7,8 @@ import "errors"
 
 var (
 	// ErrConfig: the Config is impossible or does not match what the output holds (another
-	// run's chunks in Output). Fix the settings; nothing was written.
+	// run's chunks in Output), or another process is writing Output (its lock is held: the
+	// error names its pid). Fix the settings or wait; nothing was written.
 	ErrConfig = errors.New("bad configuration")
 	// ErrInput: the input cannot be opened or read to its end.
 	ErrInput = errors.New("bad input")

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,6 +20,7 @@ import (
 	"github.com/clipd/clipd/cgo/engine"
 	"github.com/clipd/clipd/internal/echo"
 	"github.com/clipd/clipd/internal/pipeline/batch"
+	"github.com/clipd/clipd/internal/pipeline/budget"
 	"github.com/clipd/clipd/internal/pipeline/decode"
 	"github.com/clipd/clipd/internal/pipeline/fetch"
 	"github.com/clipd/clipd/internal/pipeline/item"
@@ -32,6 +34,12 @@ import (
 
 // FinalName is the name of the finished file in Config.Output.
 const FinalName = outfile.FinalName
+
+// MemoryMargin is how far a run's peak RSS may go past Config.Memory: what the plan's model
+// does not bound exactly (the Go runtime's own structures and the collector's slack past its
+// soft limit, the C libraries' allocations, freed pages not yet returned to the system).
+// Measured on the tests of cmd/clipd/memory_test.go; see the README's "Memory" section.
+const MemoryMargin = 64 << 20
 
 // Run embeds cfg.Input into cfg.Output and returns the run's summary. It returns when the
 // input is done (the final file is written), when ctx ends (ErrInterrupted: the rows done
@@ -72,7 +80,8 @@ type run struct {
 	split   *decode.Split // only when the engine decodes JPEGs
 	decode  *decode.Stage
 	batch   *batch.Stage
-	budget  *batch.Budget
+	budget  *budget.Budget // the decoders' pool (plan.DecodedBudget)
+	bodies  *budget.Budget // the encoded bodies' pool (plan.BodyBudget)
 	// stagesUp is set once the stage fields above are: the progress ticker reads them only
 	// after it (the store and load order the writes before its reads).
 	stagesUp atomic.Bool
@@ -94,6 +103,15 @@ func (r *run) run(ctx context.Context) (Summary, error) {
 	defer es.Close()
 	r.engines = es
 	info := es.info
+	// The Go heap's share of the budget (unless the user set GOMEMLIMIT): the collector
+	// returns the bytes the budgets free before the heap outgrows them.
+	if os.Getenv("GOMEMLIMIT") == "" && r.plan.GoMemoryLimit > 0 {
+		defer debug.SetMemoryLimit(debug.SetMemoryLimit(r.plan.GoMemoryLimit))
+	}
+
+	// The two byte budgets the plan divides the pipeline's memory into (see package plan).
+	r.bodies = budget.New("bodies", r.plan.BodyBudget)
+	r.budget = budget.New("decoding", r.plan.DecodedBudget)
 
 	// The source: a bad path, URL or header fails here.
 	runCtx, stopRun := context.WithCancel(ctx)
@@ -125,7 +143,16 @@ func (r *run) run(ctx context.Context) (Summary, error) {
 		Columns:          cfg.SaveColumns,
 		IgnoreOptOut:     cfg.IgnoreOptOut,
 	}
-	created := missingDirs(r.dir) // what sink.Open creates, removed again if the weights prove broken
+	created := missingDirs(r.dir) // what LockDir and sink.Open create, removed again if the weights prove broken
+	// One process writes a folder at a time: another would delete this one's temporaries and
+	// overwrite its final file. The kernel drops the lock when the process ends, kill -9 too.
+	lock, err := outfile.LockDir(r.dir)
+	if errors.Is(err, outfile.ErrLocked) {
+		return Summary{}, withKind(ErrConfig, err)
+	} else if err != nil {
+		return Summary{}, withKind(ErrOutput, err)
+	}
+	defer lock.Unlock()
 	r.w, err = sink.Open(sink.Options{
 		Dir:         r.dir,
 		ChunkSize:   r.plan.ChunkSize,
@@ -159,6 +186,9 @@ func (r *run) run(ctx context.Context) (Summary, error) {
 		// Broken weights write nothing: not even the failures of other rows, which would
 		// make a rerun with good weights a "run with other settings".
 		closeErr = r.w.Discard()
+		if len(created) > 0 { // this run made the folder: its lock file goes with it
+			os.Remove(filepath.Join(r.dir, outfile.LockName))
+		}
 		for _, d := range created {
 			if os.Remove(d) != nil { // only when empty: nothing of anyone else's goes
 				break
@@ -245,6 +275,7 @@ func (r *run) openSource(ctx context.Context) (*source.Source, error) {
 		OpenImagesURL: r.cfg.URLKind,
 		CacheDir:      r.cfg.CacheDir,
 		Columns:       r.cfg.SaveColumns,
+		Budget:        r.bodies,
 	}
 	if r.cfg.Input == "-" && r.cfg.Stdin != nil {
 		return source.New(ctx, r.cfg.Stdin, "stdin", opt)
@@ -288,12 +319,25 @@ func (r *run) pipeline(ctx context.Context, stop context.CancelFunc, es *engines
 		defer close(remote)
 		defer close(local)
 		defer close(carried)
-		for rec := range r.src.Records() {
+		for {
+			// A source blocked on its input (stdin or a FIFO held open) must not hold the
+			// run past ctx: the rows done are saved without waiting for it.
+			var rec source.Record
+			var ok bool
+			select {
+			case rec, ok = <-r.src.Records():
+			case <-ctx.Done():
+				return
+			}
+			if !ok {
+				return
+			}
 			seq := rec.Item.Seq
 			if rec.Failure != nil {
 				seq = rec.Failure.Seq
 			}
 			if w.Done(seq) {
+				rec.Release()
 				r.count.skipped.Add(1)
 				continue
 			}
@@ -302,9 +346,11 @@ func (r *run) pipeline(ctx context.Context, stop context.CancelFunc, es *engines
 				continue
 			}
 			if rec.Body != nil {
+				// The source took the bytes from the body budget (source.Options.Budget).
 				select {
-				case carried <- item.NewEncoded(rec.Item, rec.Body, nil):
+				case carried <- item.NewEncoded(rec.Item, rec.Body, rec.Release):
 				case <-ctx.Done():
+					rec.Release()
 					return
 				}
 				continue
@@ -333,8 +379,9 @@ func (r *run) pipeline(ctx context.Context, stop context.CancelFunc, es *engines
 		HostRate:             cfg.HostRate,
 		IgnoreOptOut:         cfg.IgnoreOptOut,
 		RobotsTxt:            cfg.RobotsTxt,
+		Budget:               r.bodies,
 	})
-	r.read = read.Start(ctx, local, fails, read.Options{MaxBodyBytes: p.MaxBodyBytes})
+	r.read = read.Start(ctx, local, fails, read.Options{MaxBodyBytes: p.MaxBodyBytes, Budget: r.bodies})
 	bodies := fanIn(r.fetch.Out(), r.read.Out(), carried)
 
 	decodeOpt := decode.Options{Mode: cfg.Preprocess, MaxPixels: p.MaxPixels, MinSide: info.ImageSize}
@@ -344,7 +391,6 @@ func (r *run) pipeline(ctx context.Context, stop context.CancelFunc, es *engines
 		r.split = decode.StartSplit(ctx, bodies, fails, decode.SplitOptions{Options: decodeOpt, JPEGs: p.BatchSize, Others: max(p.DecodeWorkers, 1)})
 		bodies, jpegs = r.split.Others(), r.split.JPEGs()
 	}
-	r.budget = batch.NewBudget(p.DecodedBudget)
 	r.decode = decode.Start(ctx, bodies, fails, decode.StageOptions{
 		Options: decodeOpt,
 		Workers: p.DecodeWorkers,

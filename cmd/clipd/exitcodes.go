@@ -75,6 +75,8 @@ func exitCode(err error) int {
 		return exitUsage
 	case errors.As(err, &ce):
 		return ce.code
+	case errors.Is(err, outfile.ErrLocked): // another clipd writes the output folder
+		return exitUsage
 	case errors.Is(err, embed.ErrInterrupted):
 		return exitInterrupted
 	case errors.Is(err, embed.ErrNothingEmbedded):

@@ -243,7 +243,7 @@ func (s *Stage) release(x Input) {
 	if im == nil {
 		return
 	}
-	n := int64(len(im.RGB))
+	n := im.Held()
 	im.Release()
 	if s.opt.Released != nil {
 		s.opt.Released(n)

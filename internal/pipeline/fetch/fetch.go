@@ -31,14 +31,20 @@ type Result struct {
 	Attempts    int           // requests made for the item, redirects included
 
 	resp *fasthttp.Response
+	hold bodyHold // what Body holds of Options.Budget
 }
 
-// Release returns the body's buffer to the pool; Body is nil afterwards.
+// Release returns the body's buffer to the pool, and its bytes to Options.Budget; Body is nil
+// afterwards.
 func (r *Result) Release() {
 	if r == nil || r.resp == nil {
 		return
 	}
+	r.hold.release()
 	r.Body = nil
+	if cap(r.resp.Body()) > pooledCap {
+		r.resp.SwapBody(nil) // a large body becomes garbage, not a pooled buffer outside the budget
+	}
 	fasthttp.ReleaseResponse(r.resp)
 	r.resp = nil
 }
@@ -126,8 +132,9 @@ type run struct {
 
 	// Items whose host is backed off or rate-limited, or has all its connection slots in
 	// use, wait "parked", off the workers, so the workers go on with other hosts' items.
-	// ready hands a parked item back once its wait is over or a slot is handed to it; at
-	// most parkLimit items are parked, past that a worker waits itself.
+	// ready hands a parked item back once its wait is over or a slot is handed to it. With
+	// parkLimit items parked, workers take no new items from the input until some return
+	// (at most parkLimit + Concurrency are parked: each worker may park the item it holds).
 	ready     chan *task
 	parked    atomic.Int64
 	parkLimit int64
@@ -147,11 +154,10 @@ type task struct {
 	retries      int
 	staleResends int // requests sent again because a reused connection was found closed
 	deadline     time.Time
-	notBefore    time.Time     // the item's own back-off before its next attempt
-	hasToken     bool          // it holds a host rate token taken before it was parked
-	slot         *hostState    // a connection slot of its host, handed to it while it waited
-	wake         chan struct{} // closed when a slot is handed to it, if its worker waits itself
-	reason       string        // why the last attempt failed, if it did
+	notBefore    time.Time  // the item's own back-off before its next attempt
+	hasToken     bool       // it holds a host rate token taken before it was parked
+	slot         *hostState // a connection slot of its host, handed to it while it was parked
+	reason       string     // why the last attempt failed, if it did
 	status       int
 }
 
@@ -160,10 +166,14 @@ func (r *run) worker(in <-chan item.Item, out chan<- *Result) {
 	defer fasthttp.ReleaseRequest(req)
 	for {
 		var t *task
+		intake := in
+		if r.parked.Load() >= r.parkLimit {
+			intake = nil // enough items wait already: take parked ones first
+		}
 		select {
 		case t = <-r.ready:
 			r.parked.Add(-1)
-		case it, ok := <-in:
+		case it, ok := <-intake:
 			if !ok {
 				in = nil // a nil channel is never ready: wait for parked items or the end
 				r.inputClosed()
@@ -214,13 +224,9 @@ func (r *run) checkDrained() {
 	}
 }
 
-// park has t wait off the workers until at (or until the run is canceled) and returns true,
-// or returns false when too many items wait already.
-func (r *run) park(t *task, at time.Time) bool {
-	if r.parked.Add(1) > r.parkLimit {
-		r.parked.Add(-1)
-		return false
-	}
+// park has t wait off the workers until at (or until the run is canceled).
+func (r *run) park(t *task, at time.Time) {
+	r.parked.Add(1)
 	go func() {
 		timer := time.NewTimer(time.Until(at))
 		defer timer.Stop()
@@ -230,7 +236,6 @@ func (r *run) park(t *task, at time.Time) bool {
 		}
 		r.ready <- t
 	}()
-	return true
 }
 
 func (r *run) fail(t *task, reason string, status int) *Result {
@@ -239,51 +244,25 @@ func (r *run) fail(t *task, reason string, status int) *Result {
 	return t.res
 }
 
-// releaseSlot gives back a connection slot of h: to the next request waiting for one, or
-// to the host.
+// releaseSlot gives back a connection slot of h: to the next request waiting for one (it
+// goes to the next free worker, holding the slot), or to the host.
 func (r *run) releaseSlot(h *hostState) {
-	next := h.releaseSlot()
-	if next == nil {
-		return
+	if next := h.releaseSlot(); next != nil {
+		next.slot = h
+		go func() { r.ready <- next }()
 	}
-	next.slot = h
-	if next.wake != nil {
-		close(next.wake) // its worker waits for it
-		return
-	}
-	go func() { r.ready <- next }() // parked: the next free worker takes it on
 }
 
-// takeSlot gets t one of host's connection slots. It returns true when t holds one, false
-// when t was parked to wait for one (fetch returns nil then). Past the park limit the
-// worker waits itself; canceled meanwhile, t is failed (the Result).
-func (r *run) takeSlot(t *task, host *hostState) (bool, *Result) {
-	park := r.parked.Add(1) <= r.parkLimit
-	if !park {
-		r.parked.Add(-1)
-		t.wake = make(chan struct{})
-	}
+// takeSlot gets t one of host's connection slots and returns true, or parks t until a slot
+// is handed to it and returns false (fetch returns nil then). It never waits on the worker:
+// a worker waiting for a slot could hold up the very worker that a slot's next holder needs.
+func (r *run) takeSlot(t *task, host *hostState) bool {
+	r.parked.Add(1)
 	if host.acquireSlot(t, r.f.opt.MaxConnsPerHost) {
-		if park {
-			r.parked.Add(-1)
-		}
-		t.wake = nil
-		return true, nil
+		r.parked.Add(-1)
+		return true
 	}
-	if park {
-		return false, nil
-	}
-	select {
-	case <-t.wake:
-	case <-r.ctx.Done():
-		if host.dropWaiter(t) {
-			t.wake = nil
-			return false, r.fail(t, ReasonCanceled, 0)
-		}
-		<-t.wake // a slot was handed to it meanwhile
-	}
-	t.wake = nil
-	return true, nil
+	return false
 }
 
 // fetch takes a task on until its Result, which it returns, or until it is parked (nil).
@@ -339,30 +318,18 @@ func (r *run) fetch(req *fasthttp.Request, t *task) *Result {
 				// The wait would eat the rest of the URL's time: fail now rather than later.
 				return r.fail(t, cmp.Or(t.reason, ReasonTimeout), t.status)
 			}
-			if r.park(t, at) {
-				return nil
-			}
-			if !sleep(r.ctx, at.Sub(now)) {
-				return r.fail(t, ReasonCanceled, 0)
-			}
-			continue // the host may have been backed off meanwhile
+			r.park(t, at)
+			return nil
 		}
 		t.hasToken = false
 		if held != nil && held != host { // a slot of a host state since evicted and renewed
 			release()
 		}
 		if held == nil {
-			ok, failed := r.takeSlot(t, host)
-			if !ok {
-				return failed // nil: parked until a slot is handed to it
+			if !r.takeSlot(t, host) {
+				return nil // parked until a slot is handed to it
 			}
 			held = host
-			if t.slot != nil { // handed over while its worker waited
-				held, t.slot = t.slot, nil
-			}
-			if r.ctx.Err() != nil {
-				return r.fail(t, ReasonCanceled, 0)
-			}
 		}
 
 		req.Reset()
@@ -425,7 +392,8 @@ func (r *run) fetch(req *fasthttp.Request, t *task) *Result {
 						return r.fail(t, reason, 0)
 					}
 				}
-				n, bodyReason, retry := f.readBody(resp)
+				var hold bodyHold
+				n, bodyReason, retry := f.readBody(r.ctx, t.deadline, resp, &hold)
 				f.stats.bytesReceived.Add(n)
 				reason = bodyReason
 				if reason != "" && r.ctx.Err() != nil {
@@ -437,13 +405,12 @@ func (r *run) fetch(req *fasthttp.Request, t *task) *Result {
 					return r.fail(t, reason, 0)
 				}
 				if reason != "" {
-					if hostLevelFailure(reason) {
-						host.failed(reason, opt.HostMaxFailures)
-					}
+					// The host answered (its headers came): a body that breaks off is this
+					// URL's failure, retried, not a sign of a dead host.
 					status = 0
 					break // retried below
 				}
-				if reason := f.checkBody(resp, &t.it); reason != "" {
+				if reason := f.checkBody(r.ctx, t.deadline, resp, &t.it, &hold); reason != "" {
 					fasthttp.ReleaseResponse(resp)
 					return r.fail(t, reason, 0)
 				}
@@ -451,7 +418,7 @@ func (r *run) fetch(req *fasthttp.Request, t *task) *Result {
 				res.Body = resp.Body()
 				res.ContentType = string(resp.Header.ContentType())
 				res.FinalURL = t.target.String()
-				res.resp = resp
+				res.resp, res.hold = resp, hold
 				f.stats.ok.Add(1)
 				f.stats.bytesOK.Add(int64(len(res.Body)))
 				return res
@@ -508,19 +475,4 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
-}
-
-// sleep waits d, or less if ctx ends first (then it returns false).
-func sleep(ctx context.Context, d time.Duration) bool {
-	if d <= 0 {
-		return ctx.Err() == nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }

@@ -133,20 +133,6 @@ func (h *hostState) releaseSlot() *task {
 	return next
 }
 
-// dropWaiter takes t out of the queue; false when it is no longer there (a slot was
-// handed to it meanwhile).
-func (h *hostState) dropWaiter(t *task) bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for i, w := range h.waiting {
-		if w == t {
-			h.waiting = append(h.waiting[:i], h.waiting[i+1:]...)
-			return true
-		}
-	}
-	return false
-}
-
 func (h *hostState) busy() bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()

@@ -8,6 +8,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/clipd/clipd/internal/pipeline/budget"
 	"github.com/valyala/fasthttp"
 )
 
@@ -50,7 +51,8 @@ type Options struct {
 	// worth); 0: no cap. A URL waits for its token off the workers, within its Timeout.
 	HostRate float64
 	// HostMaxFailures gives a host up after that many connection-level failures in a row
-	// (refused, DNS, timeout, reset, TLS) with no answer between them: its remaining URLs
+	// (refused, DNS, timeout, reset, TLS) before any answer, with no answer between them (a
+	// body that breaks off after its headers is an answer, and the URL's own failure): its remaining URLs
 	// fail at once, "host given up (after N failures: <last reason>)". Default 8; negative:
 	// never.
 	HostMaxFailures int
@@ -71,6 +73,13 @@ type Options struct {
 	// other reserved addresses listed in guard.go, which it refuses by default (failure
 	// "private network"): for tests and local mirrors, never for untrusted URL lists.
 	AllowPrivateNetworks bool
+
+	// Budget, when set, bounds the bytes of the bodies alive at once: each body takes its
+	// buffer's size (its Content-Length, or MaxBodyBytes when the length is unknown, trimmed
+	// to what it used once read) before its first byte is read, waiting within its URL's
+	// Timeout while that does not fit, and Result.Release gives it back. nil: each body is
+	// only bounded by MaxBodyBytes.
+	Budget *budget.Budget
 
 	resolver fasthttp.Resolver // tests replace DNS with this; nil: the system resolver
 	// dial replaces the TCP connect to an already resolved and checked "ip:port" in tests;

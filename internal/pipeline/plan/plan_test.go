@@ -49,6 +49,14 @@ func TestMakeFitsAndIsMonotone(t *testing.T) {
 					tc.in.Connections > 0 && p.Connections != tc.in.Connections {
 					t.Fatalf("budget %s: a value given in Inputs was changed: %+v", FormatBytes(budget), p)
 				}
+				// The pools hold one worst-case item each, and the Go heap's limit leaves the
+				// engine's C memory out of the budget.
+				if p.BodyBudget <= p.MaxBodyBytes || p.DecodedBudget < p.MaxPixels*DecodeBytesPerPixel ||
+					p.GoMemoryLimit <= p.BodyBudget+p.DecodedBudget || p.GoMemoryLimit > p.MemoryBudget {
+					t.Fatalf("budget %s: pools %s (bodies up to %s), %s (images up to %d px), Go limit %s",
+						FormatBytes(budget), FormatBytes(p.BodyBudget), FormatBytes(p.MaxBodyBytes),
+						FormatBytes(p.DecodedBudget), p.MaxPixels, FormatBytes(p.GoMemoryLimit))
+				}
 				if p.MaxPixels > PillowMaxPixels {
 					t.Fatalf("MaxPixels %d above Pillow's limit", p.MaxPixels)
 				}
@@ -136,14 +144,14 @@ func TestTooSmallMessage(t *testing.T) {
 		t.Fatal("200 MiB accepted")
 	}
 	msg := err.Error()
-	for _, want := range []string{"200 MiB is too small", "engine alone needs ~", "use --memory 500MiB or more"} {
+	for _, want := range []string{"200 MiB is too small", "engine alone needs ~", "use --memory 700MiB or more"} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("message %q lacks %q", msg, want)
 		}
 	}
 	// The advised budget works.
-	if _, err := Make(Inputs{Backend: "cpu", MemoryBudget: 500 << 20, Available: 8 << 30}); err != nil {
-		t.Errorf("the advised 500 MiB fails: %v", err)
+	if _, err := Make(Inputs{Backend: "cpu", MemoryBudget: 700 << 20, Available: 8 << 30}); err != nil {
+		t.Errorf("the advised 700 MiB fails: %v", err)
 	}
 	_, err = Make(Inputs{Backend: "cpu", BatchSize: 512, MemoryBudget: 1 << 30, Available: 8 << 30})
 	if err == nil || !strings.Contains(err.Error(), "--batch-size 512") {

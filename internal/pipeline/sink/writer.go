@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -118,8 +119,8 @@ func Open(opt Options) (*Writer, error) {
 	switch {
 	case opt.NoResume:
 		for _, c := range chunks {
-			if err := os.Remove(c.Path); err != nil {
-				return nil, outfile.WrapWrite(c.Path, err)
+			if err := removeChunk(c); err != nil {
+				return nil, err
 			}
 		}
 		chunks = nil
@@ -151,6 +152,9 @@ func Open(opt Options) (*Writer, error) {
 		}
 		return nil, finished(opt, keyOf(a))
 	}
+	if chunks, err = w.trusted(chunks); err != nil {
+		return nil, err
+	}
 	for _, c := range chunks {
 		if err := w.load(c); err != nil {
 			return nil, err
@@ -179,6 +183,40 @@ func finished(opt Options, done RunKey) error {
 			ErrRunMismatch, final, d)
 	}
 	return fmt.Errorf("%w: %s is complete; use --no-resume to run again, or another --output", ErrAlreadyComplete, final)
+}
+
+// trusted is the chunks whose checksum holds. A chunk that fails it (damaged on disk, altered,
+// or written before chunks had checksums) is removed and said in the log: its rows are redone.
+// A checksum file without its chunk (a crash between the two) is removed too.
+func (w *Writer) trusted(chunks []outfile.Chunk) ([]outfile.Chunk, error) {
+	var ok []outfile.Chunk
+	for _, c := range chunks {
+		if err := outfile.VerifyChecksum(c.Path); err != nil {
+			w.log.Warn("damaged chunk file discarded; its rows will be redone", "chunk", c.Path, "why", err.Error())
+			if err := removeChunk(c); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		ok = append(ok, c)
+	}
+	sums, _ := filepath.Glob(filepath.Join(w.opt.Dir, "Images_Embedded_*.h5"+".sha256"))
+	for _, s := range sums {
+		if _, err := os.Stat(strings.TrimSuffix(s, ".sha256")); errors.Is(err, os.ErrNotExist) {
+			if err := outfile.Remove(s); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return ok, nil
+}
+
+// removeChunk removes a chunk file and its checksum file. Errors are outfile.ErrOutput.
+func removeChunk(c outfile.Chunk) error {
+	if err := outfile.Remove(c.Path); err != nil {
+		return err
+	}
+	return outfile.Remove(outfile.ChecksumPath(c.Path))
 }
 
 // removeTemps removes the temporary files a crash may leave in dir.
@@ -450,7 +488,7 @@ func (w *Writer) endChunk(c *chunkWriter) error {
 			return outfile.WrapWrite(c.f.Tmp(), err)
 		}
 	}
-	if err := c.f.Commit(w.opt.Attrs); err != nil {
+	if err := c.f.CommitWithChecksum(w.opt.Attrs); err != nil {
 		return err
 	}
 	w.chks.Add(1)
