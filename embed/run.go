@@ -14,6 +14,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/clipd/clipd/cgo/engine"
@@ -73,12 +74,17 @@ type run struct {
 	src   *source.Source
 	count counters
 
-	fetch  *fetch.Stage
-	read   *read.Stage
-	decode *decode.Stage
-	batch  *batch.Stage
-	budget *budget.Budget // the decoders' pool (plan.DecodedBudget)
-	bodies *budget.Budget // the encoded bodies' pool (plan.BodyBudget)
+	engines *engines
+	fetch   *fetch.Stage
+	read    *read.Stage
+	split   *decode.Split // only when the engine decodes JPEGs
+	decode  *decode.Stage
+	batch   *batch.Stage
+	budget  *budget.Budget // the decoders' pool (plan.DecodedBudget)
+	bodies  *budget.Budget // the encoded bodies' pool (plan.BodyBudget)
+	// stagesUp is set once the stage fields above are: the progress ticker reads them only
+	// after it (the store and load order the writes before its reads).
+	stagesUp atomic.Bool
 
 	mergeTime time.Duration
 
@@ -89,12 +95,14 @@ type run struct {
 func (r *run) run(ctx context.Context) (Summary, error) {
 	cfg := r.cfg
 
-	// The model, the plan and the engine, before anything is downloaded or created.
-	eng, info, err := r.openEngine()
+	// The model, the plan and the engines, before anything is downloaded or created.
+	es, err := r.openEngines()
 	if err != nil {
 		return Summary{}, err
 	}
-	defer eng.Close()
+	defer es.Close()
+	r.engines = es
+	info := es.info
 	// The Go heap's share of the budget (unless the user set GOMEMLIMIT): the collector
 	// returns the bytes the budgets free before the heap outgrows them.
 	if os.Getenv("GOMEMLIMIT") == "" && r.plan.GoMemoryLimit > 0 {
@@ -166,12 +174,12 @@ func (r *run) run(ctx context.Context) (Summary, error) {
 
 	if r.ev.Started != nil {
 		rr, rf := r.w.Resumed()
-		r.ev.Started(Started{Backend: eng.BackendName(), Plan: r.plan.String(), ImageSize: info.ImageSize,
+		r.ev.Started(Started{Backend: es.list[0].BackendName(), Plan: r.plan.String(), ImageSize: info.ImageSize,
 			EmbedDim: info.EmbedDim, ResumedRows: rr, ResumedFailures: rf})
 	}
 
 	stopProgress := r.startProgress()
-	runErr := r.pipeline(runCtx, stopRun, eng, info)
+	runErr := r.pipeline(runCtx, stopRun, es, info)
 	closeStart := time.Now()
 	var closeErr error
 	if errors.Is(runErr, ErrBadWeights) {
@@ -282,9 +290,10 @@ func (r *run) fail(stop context.CancelFunc, err error) {
 }
 
 // pipeline runs source -> fetch | read -> decode -> batch -> sink until the input ends or ctx
-// is cancelled (stop cancels it: a fatal error does). Every goroutine it starts has ended
-// when it returns.
-func (r *run) pipeline(ctx context.Context, stop context.CancelFunc, eng batch.Embedder, info engine.ModelInfo) error {
+// is cancelled (stop cancels it: a fatal error does); when the engines decode JPEGs, a split
+// stage in front of the decoders sends JPEGs past them to the batch stage. Every goroutine it
+// starts has ended when it returns.
+func (r *run) pipeline(ctx context.Context, stop context.CancelFunc, es *engines, info engine.ModelInfo) error {
 	cfg, p, w := r.cfg, r.plan, r.w
 	var wg sync.WaitGroup
 
@@ -375,13 +384,27 @@ func (r *run) pipeline(ctx context.Context, stop context.CancelFunc, eng batch.E
 	r.read = read.Start(ctx, local, fails, read.Options{MaxBodyBytes: p.MaxBodyBytes, Budget: r.bodies})
 	bodies := fanIn(r.fetch.Out(), r.read.Out(), carried)
 
+	decodeOpt := decode.Options{Mode: cfg.Preprocess, MaxPixels: p.MaxPixels, MinSide: info.ImageSize}
+	var jpegs <-chan decode.Output
+	if es.decodes {
+		// JPEGs skip the decoders: their bytes go to the engines' encoded call.
+		r.split = decode.StartSplit(ctx, bodies, fails, decode.SplitOptions{Options: decodeOpt, JPEGs: p.BatchSize, Others: max(p.DecodeWorkers, 1)})
+		bodies, jpegs = r.split.Others(), r.split.JPEGs()
+	}
 	r.decode = decode.Start(ctx, bodies, fails, decode.StageOptions{
-		Options: decode.Options{Mode: cfg.Preprocess, MaxPixels: p.MaxPixels, MinSide: info.ImageSize},
+		Options: decodeOpt,
 		Workers: p.DecodeWorkers,
 		Budget:  r.budget,
 		Output:  max(p.DecodeQueue, 1),
 	})
-	r.batch = batch.Start(ctx, eng, r.decode.Out(), batch.Options{BatchSize: p.BatchSize, Normalize: cfg.Normalize, Released: r.budget.Release})
+	toBatch := r.decode.Out()
+	if jpegs != nil {
+		toBatch = fanIn(toBatch, jpegs)
+	}
+	first, others := es.embedders()
+	r.batch = batch.Start(ctx, first, toBatch, batch.Options{BatchSize: p.BatchSize, Normalize: cfg.Normalize, Released: r.budget.Release,
+		Others: others, Fails: fails, Fallback: decodeOpt})
+	r.stagesUp.Store(true)
 
 	// Engine -> rows -> sink, here. An image whose embedding is not finite fails alone; but
 	// until the output has one finite embedding, such images are held back, and when a whole
@@ -464,10 +487,11 @@ func brokenWeights(n int) error {
 	return withKind(ErrBadWeights, fmt.Errorf("weights: the embeddings of the first %d images are all non-finite (NaN or Inf): the weights are broken or overflow for these images; nothing was written for them; check --weights", n))
 }
 
-// fanIn merges the bodies of the fetch and read stages (and those the source carried) into
-// the decoders' input.
-func fanIn(ins ...<-chan *item.Encoded) <-chan *item.Encoded {
-	out := make(chan *item.Encoded)
+// fanIn merges channels: the bodies of the fetch and read stages (and those the source
+// carried) into the decoders' input; the decoders' images and the split stage's JPEGs into
+// the batch stage's.
+func fanIn[T any](ins ...<-chan T) <-chan T {
+	out := make(chan T)
 	var wg sync.WaitGroup
 	for _, in := range ins {
 		wg.Go(func() {

@@ -40,13 +40,15 @@ type embedOptions struct {
 	URLKind      embed.URLKind // "" = the source's default
 	Backend      engine.Backend
 	Device       int
-	Threads      int     // CPU backend threads; 0 = all cores
-	BatchSize    int     // 0 = from the plan
-	ChunkSize    int     // 0 = from the plan
-	Conns        int     // 0 = from the plan
-	Decoders     int     // 0 = from the plan
-	HostConns    int     // 0 = the fetcher's default
-	HostRate     float64 // requests/s per host; 0 = no cap
+	Devices      []int        // --devices: one engine per device; nil = Device alone
+	Decode       embed.Decode // where JPEGs are decoded
+	Threads      int          // CPU backend threads; 0 = all cores
+	BatchSize    int          // 0 = from the plan
+	ChunkSize    int          // 0 = from the plan
+	Conns        int          // 0 = from the plan
+	Decoders     int          // 0 = from the plan
+	HostConns    int          // 0 = the fetcher's default
+	HostRate     float64      // requests/s per host; 0 = no cap
 	IgnoreOptOut bool
 	RobotsTxt    bool
 	AllowPrivate bool   // --allow-private-networks
@@ -74,6 +76,9 @@ type embedOptions struct {
 	PauseBeforeMerge time.Duration
 	// afterBatch is embed.Hooks.AfterBatch: tests interrupt a run at a chosen point with it.
 	afterBatch func(rowsAdded int64)
+	// EngineDecodesOnCPU is the hidden --test-engine-decodes-on-cpu: embed.Hooks'
+	// EngineDecodesOnCPU (the --decode gpu path of the pipeline on a CPU-only machine).
+	EngineDecodesOnCPU bool
 }
 
 func newEmbedCommand() *cli.Command {
@@ -108,6 +113,8 @@ func newEmbedCommand() *cli.Command {
 			&cli.IntFlag{Name: "shard-count", EnvVars: []string{"CLIPD_SHARD_COUNT"}, Usage: "the number of shards when the index comes from JOB_COMPLETION_INDEX or SLURM_ARRAY_TASK_ID"},
 			&cli.StringFlag{Name: "backend", Value: "auto", Usage: "auto, cpu or cuda"},
 			&cli.IntFlag{Name: "device", Usage: "CUDA device ordinal"},
+			&cli.StringFlag{Name: "devices", Usage: "CUDA devices to run one engine each on, e.g. 0,1,2,3 (batches go to whichever is free)"},
+			&cli.StringFlag{Name: "decode", Value: "auto", Usage: "where JPEGs are decoded: auto (gpu with the CUDA backend and nvJPEG, else cpu), cpu, or gpu (nvJPEG in the engine; needs the CUDA backend)"},
 			&cli.IntFlag{Name: "threads", Usage: "CPU backend threads (0: all cores)"},
 			&cli.IntFlag{Name: "batch-size", Usage: "images per engine call (default: from the memory plan)"},
 			&cli.IntFlag{Name: "chunk-size", Usage: "URLs per chunk file (default: from the memory plan)"},
@@ -133,6 +140,7 @@ func newEmbedCommand() *cli.Command {
 			&cli.BoolFlag{Name: "verbose", Usage: "print the memory plan before the run"},
 			&cli.Float64Flag{Name: "warn-failure-rate", Value: embed.DefaultWarnFailureRate, Usage: "warn, with the top reasons, when more than this share of the URLs fails (0 to never warn)"},
 			&cli.DurationFlag{Name: "test-pause-before-merge", Hidden: true},
+			&cli.BoolFlag{Name: "test-engine-decodes-on-cpu", Hidden: true},
 			cacheDirFlag(),
 		},
 		Action: func(cCtx *cli.Context) error {
@@ -193,6 +201,14 @@ func embedOptionsFrom(cCtx *cli.Context, g globals, getenv func(string) string) 
 	if o.Preprocess, err = embed.ParsePreprocess(cCtx.String("preprocess")); err != nil {
 		return o, usageErrorf("--preprocess: %v", err)
 	}
+	if o.Decode, err = embed.ParseDecode(cCtx.String("decode")); err != nil {
+		return o, usageErrorf("--decode: %v", err)
+	}
+	if cCtx.IsSet("devices") {
+		if o.Devices, err = embed.ParseDevices(cCtx.String("devices")); err != nil {
+			return o, usageErrorf("--devices: %v", err)
+		}
+	}
 	switch r := cCtx.Int("retries"); {
 	case r < 0:
 		return o, usageErrorf("--retries %d: want 0 or more", r)
@@ -202,6 +218,7 @@ func embedOptionsFrom(cCtx *cli.Context, g globals, getenv func(string) string) 
 		o.Retries = r
 	}
 	o.PauseBeforeMerge = cCtx.Duration("test-pause-before-merge")
+	o.EngineDecodesOnCPU = cCtx.Bool("test-engine-decodes-on-cpu")
 	switch r := cCtx.Float64("warn-failure-rate"); {
 	case !(r >= 0 && r <= 1):
 		return o, usageErrorf("--warn-failure-rate %g: want a share from 0 to 1, e.g. 0.5", r)
@@ -321,14 +338,14 @@ func runEmbed(ctx context.Context, o embedOptions) error {
 	cfg := embed.Config{
 		Input: o.Input, URLColumn: o.URLColumn, SaveColumns: o.SaveColumns, URLKind: o.URLKind, Limit: o.Limit, Shard: o.Shard,
 		Weights: o.Weights, CacheDir: o.CacheDir,
-		Backend: o.Backend, Device: o.Device, Threads: o.Threads,
+		Backend: o.Backend, Device: o.Device, Devices: o.Devices, Decode: o.Decode, Threads: o.Threads,
 		Output: o.Output, NoResume: o.NoResume, Dtype: o.Dtype, Normalize: o.Normalize, Preprocess: o.Preprocess,
 		Memory: o.Memory, BatchSize: o.BatchSize, ChunkSize: o.ChunkSize, Connections: o.Conns, Decoders: o.Decoders,
 		Timeout: o.Timeout, Retries: o.Retries, WarnFailureRate: o.WarnFailureRate,
 		UserAgent: o.userAgent(), Version: version,
 		HostConnections: o.HostConns, HostRate: o.HostRate, IgnoreOptOut: o.IgnoreOptOut, RobotsTxt: o.RobotsTxt,
 		AllowPrivateNetworks: o.AllowPrivate,
-		Hooks:                embed.Hooks{AfterBatch: o.afterBatch},
+		Hooks:                embed.Hooks{AfterBatch: o.afterBatch, EngineDecodesOnCPU: o.EngineDecodesOnCPU},
 	}
 	if o.PauseBeforeMerge > 0 {
 		cfg.Hooks.BeforeFinalize = func() { time.Sleep(o.PauseBeforeMerge) }

@@ -15,16 +15,26 @@ import (
 // plus a cap of 500 scans so a crafted progressive file cannot keep a worker busy for minutes.
 const jpegFlags = turbojpeg.FlagLimitScans
 
-func (d *Decoder) decodeJPEG(data []byte) (*Image, error) {
+// jpegHeader reads a JPEG's header and refuses what decodeJPEG would refuse before decoding
+// (an unreadable header, too many pixels), with the same errors.
+func (d *Decoder) jpegHeader(data []byte) (turbojpeg.Header, error) {
 	h, err := d.tj.Header(data)
 	if err != nil {
 		if jerr := jpegError(err, data); jerr != nil {
-			return nil, jerr
+			return h, jerr
 		}
-		return nil, &Error{Kind: ErrCorrupt, Format: "jpeg", Detail: err.Error()}
+		return h, &Error{Kind: ErrCorrupt, Format: "jpeg", Detail: err.Error()}
 	}
 	if err := d.opt.checkPixels(h.Width, h.Height); err != nil {
-		return nil, withFormat(err, "jpeg")
+		return h, withFormat(err, "jpeg")
+	}
+	return h, nil
+}
+
+func (d *Decoder) decodeJPEG(data []byte) (*Image, error) {
+	h, err := d.jpegHeader(data)
+	if err != nil {
+		return nil, err
 	}
 	w, ht := h.Width, h.Height
 	if d.opt.Mode == Fast {

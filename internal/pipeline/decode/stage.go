@@ -15,10 +15,13 @@ import (
 	"github.com/clipd/clipd/internal/pipeline/item"
 )
 
-// Output is one decoded image and the item it came from; the receiver owns Image.
+// Output is one decoded image and the item it came from; the receiver owns Image. Split's
+// JPEG output carries the undecoded bytes in Encoded instead (Image nil), for an engine that
+// decodes them itself; the receiver owns Encoded then.
 type Output struct {
-	Item  item.Item
-	Image *Image
+	Item    item.Item
+	Image   *Image
+	Encoded *item.Encoded
 }
 
 // Budget bounds the bytes decoding holds (see package budget): Acquire waits until n bytes
