@@ -122,7 +122,9 @@ type Config struct {
 	// fetch/read/decode pipeline; each batch goes to whichever engine is free. Output order
 	// and resume are as with one engine.
 	Devices []int
-	// Decode is where JPEGs are decoded; "" = DecodeAuto.
+	// Decode is where JPEGs are decoded; "" = DecodeCPU, exact, until the embedding cost of
+	// nvJPEG decoding is measured on a GPU (issue 14: the default stays exact unless that
+	// costs less than 1e-4 in min cosine).
 	Decode Decode
 
 	// Output is the output folder: chunk files while running, Images_Embedded.h5 at the end.
@@ -256,7 +258,7 @@ func (c Config) withDefaults() Config {
 		c.WarnFailureRate = DefaultWarnFailureRate
 	}
 	if c.Decode == "" {
-		c.Decode = DecodeAuto
+		c.Decode = DecodeCPU
 	}
 	return c
 }

@@ -77,7 +77,7 @@ func newBenchCommand() *cli.Command {
 			&cli.StringFlag{Name: "pipeline", Usage: "directory of image files: time decode + preprocess + engine on them"},
 			&cli.IntFlag{Name: "decode-workers", Usage: "--pipeline: decoding goroutines (0: from the memory plan, as embed chooses)"},
 			&cli.StringFlag{Name: "preprocess", Value: "exact", Usage: "--pipeline: exact (Pillow-identical) or fast (DCT-scaled JPEG decoding)"},
-			&cli.StringFlag{Name: "decode", Value: "auto", Usage: "--pipeline: where JPEGs are decoded: auto, cpu or gpu (as clipd embed --decode)"},
+			&cli.StringFlag{Name: "decode", Value: "cpu", Usage: "--pipeline: where JPEGs are decoded: cpu, auto or gpu (as clipd embed --decode)"},
 			&cli.BoolFlag{Name: "test-engine-decodes-on-cpu", Hidden: true},
 			&cli.BoolFlag{Name: "json", Usage: "print JSON"},
 		},

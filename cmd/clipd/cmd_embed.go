@@ -114,7 +114,7 @@ func newEmbedCommand() *cli.Command {
 			&cli.StringFlag{Name: "backend", Value: "auto", Usage: "auto, cpu or cuda"},
 			&cli.IntFlag{Name: "device", Usage: "CUDA device ordinal"},
 			&cli.StringFlag{Name: "devices", Usage: "CUDA devices to run one engine each on, e.g. 0,1,2,3 (batches go to whichever is free)"},
-			&cli.StringFlag{Name: "decode", Value: "auto", Usage: "where JPEGs are decoded: auto (gpu with the CUDA backend and nvJPEG, else cpu), cpu, or gpu (nvJPEG in the engine; needs the CUDA backend)"},
+			&cli.StringFlag{Name: "decode", Value: "cpu", Usage: "where JPEGs are decoded: cpu (exact), auto (gpu with the CUDA backend and nvJPEG, else cpu), or gpu (nvJPEG in the engine; needs the CUDA backend)"},
 			&cli.IntFlag{Name: "threads", Usage: "CPU backend threads (0: all cores)"},
 			&cli.IntFlag{Name: "batch-size", Usage: "images per engine call (default: from the memory plan)"},
 			&cli.IntFlag{Name: "chunk-size", Usage: "URLs per chunk file (default: from the memory plan)"},
