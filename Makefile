@@ -8,7 +8,7 @@ PYTHON     ?= /usr/bin/python3
 JOBS       ?= $(shell nproc)
 VERSION    ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: all deps build lib clipd test tidy-check fuzz bench bench-cpu install gpu-check embed clean
+.PHONY: all deps build lib clipd test test-cluster tidy-check fuzz bench bench-cpu install gpu-check embed clean
 
 all: build
 
@@ -51,7 +51,16 @@ test: deps build tidy-check
 	cd $(BUILD) && ctest --output-on-failure -j 1
 	$(GO_ENV) go test $(GO_TAGS) ./...
 	bash tests/install/check.sh
-	$(MAKE) fuzz FUZZTIME=$(TEST_FUZZTIME)
+	$(MAKE) --no-print-directory test-cluster
+	$(MAKE) --no-print-directory fuzz FUZZTIME=$(TEST_FUZZTIME)
+
+# The cluster recipes (deploy/): the Kubernetes manifests, Dockerfile and sbatch scripts checked
+# against clipd's flags, then the Slurm recipe run on a one-node Slurm that the test starts
+# (as root; it skips, saying why, where Slurm cannot start). SLURM_TRANSCRIPT=FILE keeps its
+# transcript.
+test-cluster: clipd
+	$(PYTHON) tests/cluster/check_recipes.py bin/clipd
+	timeout 600 bash tests/cluster/slurm.sh
 
 # Every fuzz target for FUZZTIME each (scripts/fuzz.sh): the Go ones (each `func FuzzX` in a
 # _test.go file, found by name, so new targets such as the HDF5 readers' join by themselves)

@@ -3,7 +3,12 @@
 # see ../shared/GPU.md): card and driver, a build there, the C tests (test_cuda included),
 # the comparison with the PyTorch reference, the per-stage diagnosis, CUDA graphs and the
 # speed table (tests/reference/gpu_check.py), then (with what time is left) the device
-# resize's host emulation, compute-sanitizer memcheck and the kernel lab. Every step has a
+# resize's host emulation, compute-sanitizer memcheck and the kernel lab, and the nvJPEG part
+# (bench/jpeg_bench: each JPEG decoder against the CPU decoder on the decode fixtures and
+# photo-like 1024x768 JPEGs, per-image fallbacks counted, decode images/s by decoder and batch
+# size). The CPU decoder needs libturbojpeg, which the GPU machine lacks: run
+# bench/gpu-prep.sh on a development machine first and carry build-deps/ along (the build
+# then finds it through CLIP_TURBOJPEG_ROOT). Every step has a
 # timeout and the whole run stays under ~8 minutes; a failed step is logged and the run goes
 # on; the result table is printed last whatever happened. With $OUT set, the full log and the
 # tables are written there. Without a GPU it degrades to a dry run (build + CPU checks).
@@ -62,8 +67,10 @@ GEN=()
 command -v ninja >/dev/null && GEN=(-G Ninja)
 rm -rf "$BUILD/CMakeCache.txt" "$BUILD/CMakeFiles" # a fresh configure, whatever generator was used
 BUILD_OK=0
+TJ=()
+[ -f "$ROOT/build-deps/turbojpeg/include/turbojpeg.h" ] && TJ=(-DCLIP_TURBOJPEG_ROOT="$ROOT/build-deps/turbojpeg")
 if timeout "$(cap 120)" cmake -S . -B "$BUILD" "${GEN[@]}" -DCMAKE_BUILD_TYPE=Release -DCLIP_CUDA=ON \
-     -DCMAKE_CUDA_ARCHITECTURES="${GPU_CHECK_ARCH:-90}" ${PY:+-DCLIP_PYTHON="$(command -v "$PY")"}; then
+     -DCMAKE_CUDA_ARCHITECTURES="${GPU_CHECK_ARCH:-90}" ${PY:+-DCLIP_PYTHON="$(command -v "$PY")"} "${TJ[@]}"; then
   t0=$(date +%s)
   if timeout "$(cap 300)" cmake --build "$BUILD" -j "$(nproc)"; then
     BUILD_OK=1
@@ -115,6 +122,50 @@ if [ "$BUILD_OK" = 1 ] && [ -n "$PY" ]; then
   esac
 else
   row "gpu_check.py" "not run (no build or no python with torch)" SKIP
+fi
+
+step "4b. nvJPEG: decoders vs the CPU decoder, fallbacks, decode images/s (bench/jpeg_bench)"
+if [ "$BUILD_OK" = 1 ] && [ -x "$ROOT/$BUILD/bin/jpeg_bench" ] && [ "$(remaining)" -gt 60 ]; then
+  if grep -q "CLIP_TURBOJPEG_LIB:FILEPATH=.*NOTFOUND" "$BUILD/CMakeCache.txt" 2>/dev/null; then
+    row "cpu jpeg decoder" "no libturbojpeg in this build: run bench/gpu-prep.sh and carry build-deps/" FAIL
+  fi
+  JDIR="$ROOT/$BUILD/jpeg-set"
+  rm -rf "$JDIR" && mkdir -p "$JDIR"
+  cp internal/pipeline/decode/testdata/* cmd/clipd/testdata/e2e/* "$JDIR"/ 2>/dev/null
+  rm -f "$JDIR/GOOD"
+  NPHOTO=${GPU_CHECK_JPEGS:-48}
+  if [ -n "$PY" ] && timeout "$(cap 60)" "$PY" tests/reference/make_images.py bench "$JDIR/photos" "$NPHOTO" >/dev/null; then
+    mv "$JDIR"/photos/* "$JDIR"/ && rmdir "$JDIR/photos"
+  else
+    row "jpeg set" "make_images.py bench failed: fixtures only" SKIP
+  fi
+  W="$ROOT/$BUILD/gpu-check-work/weights-b32"
+  [ -f "$W/model.safetensors" ] || W="$ROOT/$BUILD/gpu-check-work/weights-tiny"
+  [ -f "$W/model.safetensors" ] || W="$ROOT/testdata/golden/tiny_openai_quick_f32"
+  timeout "$(cap 150)" "$ROOT/$BUILD/bin/jpeg_bench" --weights "$W" --dir "$JDIR" --batches 32,128,256 \
+    --iters 5 > "$LOGDIR/jpeg_bench.log" 2>&1
+  rc=$?
+  cat "$LOGDIR/jpeg_bench.log"
+  while IFS= read -r l; do
+    case "$l" in
+      FIDELITY*) row "nvjpeg $(echo "$l" | awk '{print $2}') vs cpu decoder ($(basename "$W"))" \
+                   "$(echo "$l" | sed -E 's/^FIDELITY +[^ ]+ +//; s/  FAIL$//')" "$(case "$l" in *FAIL) echo FAIL;; *) echo INFO;; esac)" ;;
+      STATS*) row "decode counters $(echo "$l" | awk '{print $2}')" "$(echo "$l" | sed -E 's/^STATS +[^ ]+ +//')" INFO ;;
+      SPEED\ \ *) printf '%s\t%s\t%s\n' "jpeg $(echo "$l" | awk '{print $2, $3, $4}' | tr -d :)" \
+                   "$(echo "$l" | sed -E 's/.*decode\+resize ([0-9]+).*/\1/')" \
+                   "decode+resize; e2e $(echo "$l" | sed -E 's/.*end to end ([0-9]+).*/\1/') img/s" >> "$TABLE.speed" ;;
+      "SPEED cpu"*) row "cpu backend embed_encoded (reference)" "$(echo "$l" | cut -d' ' -f5-)" INFO ;;
+      SKIP*) row "jpeg_bench" "$l" SKIP ;;
+      FAIL*) row "jpeg_bench" "$l" FAIL ;;
+    esac
+  done < "$LOGDIR/jpeg_bench.log"
+  case $rc in
+    0|1) ;;
+    124) row "jpeg_bench" "killed by its timeout" FAIL ;;
+    *) row "jpeg_bench" "exited with status $rc (crash?), see $LOGDIR/jpeg_bench.log" FAIL ;;
+  esac
+else
+  row "jpeg_bench" "not run (no build or under 60s left)" SKIP
 fi
 
 step "5. device resize, host emulation (bench/cuda/resize_emu)"

@@ -10,6 +10,8 @@
      thread_pool.cu  the host worker threads for that packing, started with the engine
      graphs.cu       CUDA graphs of the forward, one per batch size
      debug.cu        CLIP_CUDA_PROFILE timing and the clipengine_cuda.h entry points
+     decode.cu       JPEG bytes in: nvJPEG decode into a device arena (hardware engines
+                     where present), the device resize from there, CPU fallbacks
 
    Streams: uploads run on `copy`, kernels on `compute`. Calls are synchronous (the API
    returns embeddings), so there is no overlap between calls. An engine is used by one
@@ -23,6 +25,7 @@
 
 #include "attention.cuh"
 #include "backend.cuh"
+#include "decode.cuh"
 #include "debug.cuh"
 #include "gelu.cuh"
 #include "graphs.cuh"
@@ -148,7 +151,23 @@ static clip_status cuda_embed_images(clip_engine *e, const clip_image *images, i
   cuda_state *st = state_of(e);
   CU_TRY(e, cudaSetDevice(st->device));
   st->prof_n = 0;
-  ST_TRY(clip_cuda_preprocess_images(e, st, images, n, NULL));
+  ST_TRY(clip_cuda_preprocess_images(e, st, images, n, NULL, NULL));
+  return forward_and_fetch(e, st, n, out);
+}
+
+/* Encoded images: decoded into the input slots (decode.cu), then the same forward. */
+static clip_status cuda_embed_encoded(clip_engine *e, const uint8_t *const *data, const size_t *sizes,
+                                      int n, float *out, clip_status *per_image) {
+  cuda_state *st = state_of(e);
+  CU_TRY(e, cudaSetDevice(st->device));
+  st->prof_n = 0;
+  ST_TRY(clip_jpeg_decode_to_input(e, st, data, sizes, n, per_image));
+  int good = 0;
+  for (int i = 0; i < n; i++) good += per_image[i] == CLIP_OK;
+  if (good == 0) { /* nothing to embed: finish the queued work and leave the zero rows */
+    CU_TRY(e, cudaStreamSynchronize(st->compute));
+    return CLIP_OK;
+  }
   return forward_and_fetch(e, st, n, out);
 }
 
@@ -158,6 +177,7 @@ static void cuda_destroy(clip_engine *e) {
   cudaSetDevice(st->device);
   if (st->compute) cudaStreamSynchronize(st->compute);
   if (st->copy) cudaStreamSynchronize(st->copy);
+  clip_jpeg_destroy(st);
   clip_graphs_clear(st);
   if (st->gemm_ready) clip_gemm_destroy(&st->gemm);
   for (int i = 0; i < 2; i++) {
@@ -181,7 +201,8 @@ static void cuda_destroy(clip_engine *e) {
   e->backend_state = NULL;
 }
 
-static const clip_backend_impl cuda_impl = {cuda_embed_pixels, cuda_embed_images, cuda_destroy};
+static const clip_backend_impl cuda_impl = {cuda_embed_pixels, cuda_embed_images, cuda_destroy,
+                                            cuda_embed_encoded};
 
 cuda_state *clip_cuda_engine_state(clip_engine *e) {
   return e && e->impl == &cuda_impl ? state_of(e) : NULL;
@@ -246,14 +267,17 @@ static clip_status init_impl(clip_engine *e, cuda_state *st) {
   clip_layout_activations(st, c, mb, &aa);
   const size_t staging = 2 * STAGING_SLOT_BYTES + MID_BYTES;
   const size_t convert_tmp = st->dt == CLIP_DT_F32 ? 0 : (size_t)c->mlp_width * c->width * 4 * 3;
-  const size_t need = wa.off + aa.off + staging + convert_tmp + ((size_t)64 << 20) /* cuBLASLt, context slack */;
+  const size_t jpeg = (size_t)clip_jpeg_device_bytes(mb); /* nvJPEG: the arena + its buffers */
+  const size_t need = wa.off + aa.off + staging + convert_tmp + jpeg + ((size_t)64 << 20) /* cuBLASLt, context slack */;
   size_t free_b = 0, total_b = 0;
   CU_TRY(e, cudaMemGetInfo(&free_b, &total_b));
   if (need > free_b)
     return clip_set_error(e, CLIP_ERR_OUT_OF_MEMORY,
                           "cuda: max_batch %d at %s needs about %zu bytes of device memory "
-                          "(weights %zu, activations %zu, staging %zu); %zu of %zu are free",
-                          mb, dtype_label(st->dt), need, wa.off, aa.off, staging, free_b, total_b);
+                          "(weights %zu, activations %zu, staging %zu, jpeg decoding %zu); %zu "
+                          "of %zu are free",
+                          mb, dtype_label(st->dt), need, wa.off, aa.off, staging, jpeg, free_b,
+                          total_b);
 
   /* cudaMemGetInfo is a snapshot (another process may allocate meanwhile): an allocation can
      still fail, and says so with the numbers. */
@@ -318,6 +342,7 @@ static clip_status init_impl(clip_engine *e, cuda_state *st) {
     ST_TRY(clip_gemm_plan_get(e, &st->gemm, CLIP_DT_F32, mb, E, W, W, E, NULL, &p));
   }
   CU_TRY(e, clip_attention_prepare(st->dt, clip_attention_smem_bytes(c->tokens, c->width / c->heads)));
+  ST_TRY(clip_jpeg_init(e, st));
 
   /* The device name is at most 255 chars; keep it to 100 so the precision always fits. */
   snprintf(e->backend_name, sizeof e->backend_name, "cuda %.100s %s", device_name, dtype_label(st->dt));

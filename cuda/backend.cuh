@@ -120,6 +120,10 @@ typedef struct cuda_state {
   graph_entry graph[GRAPH_CACHE];
   unsigned long graph_clock;
   long graph_launches, graph_captures;
+
+  struct clip_jpeg_dev *jpeg; /* nvJPEG decoding (decode.cu); NULL: JPEGs decode on the CPU */
+  int jpeg_mode;              /* CLIP_JPEG_* (decode.cuh) */
+  char jpeg_note[256];        /* how JPEGs are decoded, or why nvJPEG is off */
 } cuda_state;
 
 static inline cuda_state *state_of(clip_engine *e) { return (cuda_state *)e->backend_state; }

@@ -26,7 +26,7 @@ if(NOT CLIP_CUDA STREQUAL "OFF")
     set(CLIP_CUDA_SOURCES
       attention.cu convert.cu gelu.cu gemm.cu layernorm.cu patch_embed.cu resize.cu
       resize_plan.cu
-      backend.cu debug.cu device.cu graphs.cu memory.cu staging.cu thread_pool.cu)
+      backend.cu debug.cu decode.cu device.cu graphs.cu memory.cu staging.cu thread_pool.cu)
     list(TRANSFORM CLIP_CUDA_SOURCES PREPEND ${CMAKE_SOURCE_DIR}/cuda/)
     message(STATUS "clipengine: CUDA backend ON (${CMAKE_CUDA_COMPILER_VERSION}, archs ${CMAKE_CUDA_ARCHITECTURES})")
     target_sources(clipengine PRIVATE ${CLIP_CUDA_SOURCES})
@@ -35,6 +35,13 @@ if(NOT CLIP_CUDA STREQUAL "OFF")
     target_compile_options(clipengine PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:--use_fast_math -lineinfo>)
     find_package(Threads REQUIRED)
     target_link_libraries(clipengine PRIVATE CUDA::cudart CUDA::cublasLt Threads::Threads)
+    # nvJPEG (part of the toolkit) for clip_engine_embed_encoded's device decoding.
+    if(TARGET CUDA::nvjpeg)
+      target_link_libraries(clipengine PRIVATE CUDA::nvjpeg)
+    else()
+      find_library(CLIP_NVJPEG_LIB nvjpeg HINTS ${CUDAToolkit_LIBRARY_DIR} REQUIRED)
+      target_link_libraries(clipengine PRIVATE ${CLIP_NVJPEG_LIB})
+    endif()
     # The target exists before this file runs, so it did not pick the variable up.
     set_target_properties(clipengine PROPERTIES CUDA_ARCHITECTURES "${CMAKE_CUDA_ARCHITECTURES}"
                           CUDA_STANDARD 17 CUDA_STANDARD_REQUIRED ON)

@@ -9,6 +9,7 @@
 #include "backend.cuh"
 #include "clipengine_cuda.h"
 #include "debug.cuh"
+#include "decode.cuh"
 #include "graphs.cuh"
 #include "staging.cuh"
 
@@ -65,7 +66,7 @@ extern "C" CLIP_API clip_status clip_cuda_debug_preprocess_u8(clip_engine *e, co
   uint8_t *dev = NULL;
   CU_TRY(e, cudaMalloc((void **)&dev, bytes));
   st->prof_n = 0;
-  clip_status s = clip_cuda_preprocess_images(e, st, imgs, n, dev);
+  clip_status s = clip_cuda_preprocess_images(e, st, imgs, n, dev, NULL);
   if (s == CLIP_OK) {
     cudaError_t err = cudaStreamSynchronize(st->compute);
     if (err == cudaSuccess) err = cudaMemcpy(out, dev, bytes, cudaMemcpyDeviceToHost);
@@ -192,5 +193,39 @@ extern "C" CLIP_API clip_status clip_cuda_debug_graphs(clip_engine *e, int enabl
     if (k > 0 && (size_t)k < len && st->graph_note[0])
       snprintf(buf + k, len - (size_t)k, "; %s", st->graph_note);
   }
+  return CLIP_OK;
+}
+
+extern "C" CLIP_API clip_status clip_cuda_set_jpeg_decoder(clip_engine *e, int mode) {
+  cuda_state *st = NULL;
+  ST_TRY(debug_state(e, &st));
+  if (mode < CLIP_JPEG_AUTO || mode > CLIP_JPEG_CPU)
+    return clip_set_error(e, CLIP_ERR_INVALID_ARGUMENT, "set_jpeg_decoder: mode %d (want 0..3)", mode);
+  st->jpeg_mode = mode;
+  return CLIP_OK;
+}
+
+extern "C" CLIP_API clip_status clip_cuda_jpeg_info(clip_engine *e, char *buf, size_t len) {
+  cuda_state *st = NULL;
+  ST_TRY(debug_state(e, &st));
+  if (!buf || len == 0) return clip_set_error(e, CLIP_ERR_INVALID_ARGUMENT, "jpeg_info: no buffer");
+  clip_jpeg_describe(st, buf, len);
+  return CLIP_OK;
+}
+
+extern "C" CLIP_API clip_status clip_cuda_debug_decode(clip_engine *e, const uint8_t *const *data,
+                                                       const size_t *sizes, int n,
+                                                       clip_status *per_image) {
+  cuda_state *st = NULL;
+  ST_TRY(debug_state(e, &st));
+  if (n <= 0) return clip_set_error(e, CLIP_ERR_INVALID_ARGUMENT, "debug_decode: n=%d", n);
+  const uint8_t **d = NULL;
+  ST_TRY(clip_encoded_prepare(e, data, sizes, n, per_image, &d));
+  st->prof_n = 0;
+  clip_status s = clip_jpeg_decode_to_input(e, st, d, sizes, n, per_image);
+  free(d);
+  if (s != CLIP_OK) return s;
+  CU_TRY(e, cudaStreamSynchronize(st->compute));
+  CU_TRY(e, cudaStreamSynchronize(st->copy));
   return CLIP_OK;
 }

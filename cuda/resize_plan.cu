@@ -106,6 +106,12 @@ void clip_image_plan_pack(const clip_image *im, clip_image_plan *p, int S, uint8
     memcpy(host + *off + (size_t)y * row_bytes,
            im->rgb + (size_t)(d->y0 + y) * stride + (size_t)d->x0 * 3, row_bytes);
   *off += p->src_bytes;
+  clip_image_plan_pack_tables(p, S, host, off, mid_off);
+}
+
+void clip_image_plan_pack_tables(clip_image_plan *p, int S, uint8_t *host, size_t *off,
+                                 size_t *mid_off) {
+  clip_resize_desc *d = &p->d;
   if (d->hpass) {
     d->hb_off = (int64_t)*off;
     put_bounds(host + *off, p->hp.bounds, S);

@@ -25,4 +25,10 @@ void clip_image_plan_free(clip_image_plan *p);
    mid_bytes); fills the descriptor's offsets. */
 void clip_image_plan_pack(const clip_image *im, clip_image_plan *p, int S, uint8_t *host,
                           size_t *off, size_t *mid_off);
+
+/* The tables part of clip_image_plan_pack, for a source already on the device (decoded
+   there): copies the tables into host + *off (advancing it by plan_bytes), assigns the
+   intermediate at *mid_off; the caller sets d.src_off / x0 / src_w for its source. */
+void clip_image_plan_pack_tables(clip_image_plan *p, int S, uint8_t *host, size_t *off,
+                                 size_t *mid_off);
 #endif

@@ -153,7 +153,7 @@ clip_status clip_cuda_upload_pixels(clip_engine *e, cuda_state *st, const float 
    uint8 crops). Images are grouped into chunks that fit a staging slot and the
    intermediate; each chunk is one upload and two kernels. */
 clip_status clip_cuda_preprocess_images(clip_engine *e, cuda_state *st, const clip_image *imgs, int n,
-                                     uint8_t *u8out) {
+                                     uint8_t *u8out, const int *slots) {
   const int S = e->w.cfg.image_size;
   const int max_chunk = n < 65535 ? n : 65535;
   const size_t desc_bytes = clip_align_up((size_t)max_chunk * sizeof(clip_resize_desc), ALIGN);
@@ -175,7 +175,7 @@ clip_status clip_cuda_preprocess_images(clip_engine *e, cuda_state *st, const cl
   }
   const int threads = host_threads(e, n);
   st->pool->parallel_for(n, threads, [&](int k) {
-    status[k] = clip_image_plan_make(&imgs[k], k, S, &plans[k], NULL, 0);
+    status[k] = clip_image_plan_make(&imgs[k], slots ? slots[k] : k, S, &plans[k], NULL, 0);
   });
   int bad = -1;
   for (int k = 0; k < n && bad < 0; k++)
@@ -185,7 +185,7 @@ clip_status clip_cuda_preprocess_images(clip_engine *e, cuda_state *st, const cl
       if (status[k] == CLIP_OK) clip_image_plan_free(&plans[k]);
     clip_image_plan again;
     char err[256];
-    clip_status s = clip_image_plan_make(&imgs[bad], bad, S, &again, err, sizeof err);
+    clip_status s = clip_image_plan_make(&imgs[bad], slots ? slots[bad] : bad, S, &again, err, sizeof err);
     if (s == CLIP_OK) { /* cannot happen (plans are deterministic); keep the first status */
       clip_image_plan_free(&again);
       return clip_set_error(e, status[bad], "embed: image %d: resize plan failed", bad);

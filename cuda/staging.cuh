@@ -13,8 +13,9 @@ void clip_staging_slot_release(staging_slot *sl);
 clip_status clip_cuda_upload_pixels(clip_engine *e, cuda_state *st, const float *pixels, int n);
 
 /* n raw images -> st->input (and, when u8out is a device pointer, their uint8 crops): plans
-   and packing on the host pool, resize/crop/normalize on the device. */
+   and packing on the host pool, resize/crop/normalize on the device. Image k goes to input
+   slot slots[k] (slots NULL: slot k). */
 clip_status clip_cuda_preprocess_images(clip_engine *e, cuda_state *st, const clip_image *imgs,
-                                        int n, uint8_t *u8out);
+                                        int n, uint8_t *u8out, const int *slots);
 
 #endif /* CLIP_CUDA_STAGING_CUH */

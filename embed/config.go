@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -51,6 +52,32 @@ const (
 // ParsePreprocess reads "exact" or "fast".
 func ParsePreprocess(s string) (Preprocess, error) { return decode.ParseMode(s) }
 
+// Decode is where JPEGs are decoded.
+type Decode string
+
+const (
+	// DecodeAuto decodes JPEGs on the GPU when the CUDA backend runs and has nvJPEG (with
+	// exact preprocessing), else on the CPU.
+	DecodeAuto Decode = "auto"
+	// DecodeCPU decodes every image on the CPU decode workers (libjpeg-turbo, Pillow-exact).
+	DecodeCPU Decode = "cpu"
+	// DecodeGPU hands JPEG bytes to the engine, which decodes them on the device (nvJPEG) in
+	// the same call as the forward; other formats, and JPEGs the engine cannot decode, are
+	// decoded on the CPU. It needs the CUDA backend, built with nvJPEG.
+	DecodeGPU Decode = "gpu"
+)
+
+// ParseDecode reads "auto", "cpu" or "gpu".
+func ParseDecode(s string) (Decode, error) {
+	switch d := Decode(strings.ToLower(strings.TrimSpace(s))); d {
+	case "", DecodeAuto:
+		return DecodeAuto, nil
+	case DecodeCPU, DecodeGPU:
+		return d, nil
+	}
+	return "", fmt.Errorf("unknown decode %q (want auto, cpu or gpu)", s)
+}
+
 // Defaults of Config's zero fields.
 const (
 	DefaultTimeout         = fetch.DefaultTimeout
@@ -91,6 +118,14 @@ type Config struct {
 	Device    int
 	Threads   int              // CPU backend threads; 0 = all cores
 	Precision engine.Precision // AUTO: fp16 on CUDA, fp32 on the CPU
+	// Devices runs one engine per CUDA device listed (instead of Device) behind one
+	// fetch/read/decode pipeline; each batch goes to whichever engine is free. Output order
+	// and resume are as with one engine.
+	Devices []int
+	// Decode is where JPEGs are decoded; "" = DecodeCPU, exact, until the embedding cost of
+	// nvJPEG decoding is measured on a GPU (issue 14: the default stays exact unless that
+	// costs less than 1e-4 in min cosine).
+	Decode Decode
 
 	// Output is the output folder: chunk files while running, Images_Embedded.h5 at the end.
 	// With a Shard of n > 1 the run writes to OUTPUT/shard-<i>-of-<n>/ (see OutputDir), so
@@ -155,6 +190,13 @@ type Hooks struct {
 	AfterBatch func(rows int64)
 	// BeforeFinalize is called once the input is done, before the chunks are merged.
 	BeforeFinalize func()
+	// EngineDecodesOnCPU hands JPEGs to the engine's encoded call on the CPU backend too
+	// (whose decoder is the CPU decoders' libjpeg-turbo, Pillow-exact), as DecodeGPU does on
+	// CUDA: the GPU-decode path of the pipeline, testable without a GPU.
+	EngineDecodesOnCPU bool
+	// CPUEngines > 1 opens that many CPU engines (Threads threads each) behind the pipeline,
+	// as Devices does with GPUs: the several-engine path, testable without a GPU.
+	CPUEngines int
 }
 
 // OutputDir is the folder the run writes: Output, or Output/shard-00003-of-00016 for a shard.
@@ -215,6 +257,9 @@ func (c Config) withDefaults() Config {
 	if c.WarnFailureRate == 0 {
 		c.WarnFailureRate = DefaultWarnFailureRate
 	}
+	if c.Decode == "" {
+		c.Decode = DecodeCPU
+	}
 	return c
 }
 
@@ -242,6 +287,20 @@ func (c Config) check() error {
 		return bad("--dtype %q: want float32 or float16", c.Dtype)
 	case c.Preprocess != Exact && c.Preprocess != Fast:
 		return bad("--preprocess %d: want exact or fast", c.Preprocess)
+	case c.Decode != DecodeAuto && c.Decode != DecodeCPU && c.Decode != DecodeGPU:
+		return bad("--decode %q: want auto, cpu or gpu", c.Decode)
+	case c.Decode == DecodeGPU && c.Preprocess == Fast:
+		return bad("--decode gpu decodes JPEGs at full size, --preprocess fast is a CPU decoder's shortcut: drop one of them")
+	case len(c.Devices) > 0 && c.Device != 0:
+		return bad("--device %d and --devices %s: give one of them", c.Device, FormatDevices(c.Devices))
+	}
+	for i, d := range c.Devices {
+		switch {
+		case d < 0:
+			return bad("--devices %s: device %d is negative; CUDA devices are numbered from 0", FormatDevices(c.Devices), d)
+		case slices.Contains(c.Devices[:i], d):
+			return bad("--devices %s: device %d is listed twice", FormatDevices(c.Devices), d)
+		}
 	}
 	for i, col := range c.SaveColumns {
 		switch {
@@ -263,6 +322,36 @@ func (c Config) check() error {
 		return bad("--url-kind %s applies only to openimages:SPLIT inputs", c.URLKind)
 	}
 	return nil
+}
+
+// ParseDevices reads a device list: "0,1,3" (spaces allowed). It does not check the
+// devices; Run does (duplicates, negative numbers, devices the backend does not have).
+func ParseDevices(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		d, err := strconv.Atoi(f)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not a device number (want a list such as 0,1,2,3)", f)
+		}
+		out = append(out, d)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%q lists no device (want a list such as 0,1,2,3)", s)
+	}
+	return out, nil
+}
+
+// FormatDevices writes a device list as ParseDevices reads it.
+func FormatDevices(ds []int) string {
+	s := make([]string, len(ds))
+	for i, d := range ds {
+		s[i] = strconv.Itoa(d)
+	}
+	return strings.Join(s, ",")
 }
 
 // namesFile reports whether an --output looks like an HDF5 file's name and is no folder.

@@ -8,6 +8,10 @@
 //
 //	source -> fetch (http/https rows) | read (local files) -> decode -> batch (engine) -> sink
 //
+// When the engine decodes JPEGs itself (Config.Decode, on CUDA by default), a split stage in
+// front of the decoders sends JPEG bytes past them to the batch stage, which hands them to the
+// engine's encoded call; Config.Devices puts one engine per GPU behind the one batch stage.
+//
 // Every row ends exactly once: as an embedding, or as a failure with the stage and the reason
 // (a 404, a timeout, a corrupt image, a malformed line). The sink writes chunk files
 // atomically as it goes, so a run that is interrupted or killed resumes where it stopped when

@@ -7,12 +7,16 @@ import "errors"
 
 var (
 	// ErrConfig: the Config is impossible or does not match what the output holds (another
-	// run's chunks in Output). Fix the settings; nothing was written.
+	// run's chunks in Output), or another process is writing Output (its lock is held: the
+	// error names its pid). Fix the settings or wait; nothing was written.
 	ErrConfig = errors.New("bad configuration")
 	// ErrInput: the input cannot be opened or read to its end.
 	ErrInput = errors.New("bad input")
 	// ErrOutput: the output cannot be written (a full disk, a file where a folder should be).
 	ErrOutput = errors.New("output error")
+	// ErrBadWeights: the weights cannot embed: a test image, or the first batch of images,
+	// embeds to NaN or Inf. Nothing was written.
+	ErrBadWeights = errors.New("bad weights")
 	// ErrInterrupted: ctx ended before the input did; what was done is saved and a rerun
 	// with the same Config resumes.
 	ErrInterrupted = errors.New("interrupted")

@@ -105,22 +105,47 @@ func (s Summary) FailureRate() float64 {
 }
 
 // StageSummary shows where the time went. Busy times are summed over a stage's workers; the
-// engine's is one goroutine's, so EngineBusy / ElapsedSeconds is how much of the run the
-// engine worked (near 1: the engine is the bottleneck; low: it waited for downloads or
-// decoding).
+// engine's over its engines (one goroutine each), so EngineBusy / ElapsedSeconds / the number
+// of Engines is how much of the run the engines worked (near 1: they are the bottleneck; low:
+// they waited for downloads or decoding).
+//
+// When the engine decodes JPEGs (Decode "gpu", or "engine (cpu)" in tests), their decoding
+// happens inside the engine call: its time is in EngineBusy (EngineDecodeBusy is the part spent
+// in the encoded calls, decode and forward together, which the engine does not split), and
+// DecodeBusy counts only the CPU decoders' work on the other formats. JPEGHeaderBusy is the
+// split stage reading JPEG headers (size, pixel limit) on the CPU. The engine's counters say
+// where it decoded them (EngineDeviceDecoded, of which EngineHardwareDecoded on the hardware
+// JPEG engine; EngineCPUDecoded by its CPU decoder, of which EngineCPUFallbacks were sent
+// there by the CUDA backend). EngineRefused are JPEGs the engine failed that the batch stage
+// retried on the CPU decoder (embedded if it decodes them, else failed with its reason); that
+// time, EngineRefusedBusy, is inside EngineBusy too.
 type StageSummary struct {
 	FetchOK          int64         `json:"fetch_ok"`
 	FetchFailed      int64         `json:"fetch_failed"`   // judged failures (http errors, timeouts, ...)
 	FetchCanceled    int64         `json:"fetch_canceled"` // stopped by an interruption: left for the next run
 	FetchRetries     int64         `json:"fetch_retries"`
-	FetchRetryWhy    []ReasonCount `json:"fetch_retry_reasons"` // retries by the reason of the retried attempt
+	FetchRetryWhy    []ReasonCount `json:"fetch_retry_reasons"`     // retries by the reason of the retried attempt
+	FetchStaleConns  int64         `json:"fetch_stale_connections"` // requests sent again because a pooled keep-alive connection was found closed (not retries)
 	FetchAvgInFlight float64       `json:"fetch_avg_in_flight"`
 	Connections      int           `json:"connections"`
 	ReadOK           int64         `json:"read_ok,omitempty"` // local files read
 	ReadFailed       int64         `json:"read_failed,omitempty"`
 	ReadBusy         float64       `json:"read_busy_s,omitempty"`
+	Decode           string        `json:"decode"` // where JPEGs were decoded: cpu, gpu, or engine (cpu)
 	DecodeBusy       float64       `json:"decode_busy_s"`
 	DecodeWorkers    int           `json:"decode_workers"`
+	JPEGHeaderBusy   float64       `json:"jpeg_header_busy_s,omitempty"`
+	EngineDecoded    int64         `json:"engine_decoded,omitempty"` // JPEGs handed to the engine undecoded
+	EngineDecodeBusy float64       `json:"engine_decode_busy_s,omitempty"`
+
+	EngineDeviceDecoded   int64   `json:"engine_device_decoded,omitempty"`
+	EngineHardwareDecoded int64   `json:"engine_hardware_decoded,omitempty"`
+	EngineCPUDecoded      int64   `json:"engine_cpu_decoded,omitempty"`
+	EngineCPUFallbacks    int64   `json:"engine_cpu_fallbacks,omitempty"`
+	EngineRefused         int64   `json:"engine_refused,omitempty"`
+	EngineRefusedBusy     float64 `json:"engine_refused_busy_s,omitempty"`
+
+	Engines          []EngineShare `json:"engines,omitempty"` // one per engine (device)
 	EngineBusy       float64       `json:"engine_busy_s"`
 	EngineBatches    int64         `json:"engine_batches"`
 	EngineAvgBatch   float64       `json:"engine_avg_batch"`
@@ -128,6 +153,14 @@ type StageSummary struct {
 	WriteBusy        float64       `json:"write_busy_s"`
 	Merge            float64       `json:"merge_s"`
 	DecodedPeakBytes int64         `json:"decoded_peak_bytes"`
+}
+
+// EngineShare is one engine's part of the run.
+type EngineShare struct {
+	Device  int     `json:"device"`
+	Batches int64   `json:"batches"`
+	Images  int64   `json:"images"`
+	Busy    float64 `json:"busy_s"`
 }
 
 // counters are the run's own counts; every field is safe to update from any goroutine.

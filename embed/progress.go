@@ -22,7 +22,7 @@ func (r *run) startProgress() (stop func()) {
 			case <-done:
 				return
 			case <-t.C:
-				if r.fetch != nil {
+				if r.stagesUp.Load() && r.fetch != nil {
 					r.count.inFlightSum.Add(r.fetch.Stats().InFlight)
 					r.count.inFlightSamples.Add(1)
 				}
@@ -44,8 +44,14 @@ func (r *run) progress() Progress {
 		ResumedRows: rr, ResumedFailures: rf, FailureReasons: r.count.reasons(),
 	}
 	p.Total, p.TotalExact = r.total()
+	if !r.stagesUp.Load() {
+		return p
+	}
 	if r.decode != nil {
 		p.Bytes = r.decode.Stats().Bytes
+	}
+	if r.split != nil {
+		p.Bytes += r.split.Stats().Bytes
 	}
 	if r.fetch != nil {
 		p.FetchesInFlight = r.fetch.Stats().InFlight
@@ -95,6 +101,20 @@ func (r *run) summary(final string) Summary {
 		s.MBytes = float64(ds.Bytes) / 1e6
 		g.DecodeBusy = ds.Busy.Seconds()
 	}
+	if r.split != nil {
+		ss := r.split.Stats()
+		s.MBytes += float64(ss.Bytes) / 1e6
+		g.JPEGHeaderBusy = ss.Busy.Seconds()
+	}
+	if r.engines != nil {
+		g.Decode = "cpu"
+		if r.engines.decodes {
+			g.Decode = decodeName(true, r.engines.backend)
+			ds := r.engines.decodeStats()
+			g.EngineDeviceDecoded, g.EngineHardwareDecoded = ds.DeviceDecoded, ds.HardwareDecoded
+			g.EngineCPUDecoded, g.EngineCPUFallbacks = ds.CPUDecoded, ds.CPUFallbacks
+		}
+	}
 	s.ImagesPerSecond = float64(s.Rows) / max(el, 1e-9)
 	s.MBPerSecond = s.MBytes / max(el, 1e-9)
 	if r.fetch != nil {
@@ -102,6 +122,7 @@ func (r *run) summary(final string) Summary {
 		canceled := fs.Reasons[fetch.ReasonCanceled]
 		g.FetchOK, g.FetchFailed, g.FetchCanceled, g.FetchRetries = fs.OK, fs.Failed-canceled, canceled, fs.Retries
 		g.FetchRetryWhy = sortedReasons(fs.RetryReasons)
+		g.FetchStaleConns = fs.StaleConnections
 	}
 	if n := r.count.inFlightSamples.Load(); n > 0 {
 		g.FetchAvgInFlight = float64(r.count.inFlightSum.Load()) / float64(n)
@@ -119,6 +140,11 @@ func (r *run) summary(final string) Summary {
 		g.EngineBatches = bs.Batches
 		if bs.Batches > 0 {
 			g.EngineAvgBatch = float64(bs.Images) / float64(bs.Batches)
+		}
+		g.EngineDecoded, g.EngineDecodeBusy = bs.Encoded, bs.EncodedBusy.Seconds()
+		g.EngineRefused, g.EngineRefusedBusy = bs.Fallbacks, bs.FallbackBusy.Seconds()
+		for i, e := range bs.PerEngine {
+			g.Engines = append(g.Engines, EngineShare{Device: r.engines.devices[i], Batches: e.Batches, Images: e.Images, Busy: e.Busy.Seconds()})
 		}
 	}
 	g.BatchSize = r.plan.BatchSize

@@ -11,12 +11,16 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/clipd/clipd/cgo/engine"
+	"github.com/clipd/clipd/internal/echo"
 	"github.com/clipd/clipd/internal/pipeline/batch"
+	"github.com/clipd/clipd/internal/pipeline/budget"
 	"github.com/clipd/clipd/internal/pipeline/decode"
 	"github.com/clipd/clipd/internal/pipeline/fetch"
 	"github.com/clipd/clipd/internal/pipeline/item"
@@ -30,6 +34,12 @@ import (
 
 // FinalName is the name of the finished file in Config.Output.
 const FinalName = outfile.FinalName
+
+// MemoryMargin is how far a run's peak RSS may go past Config.Memory: what the plan's model
+// does not bound exactly (the Go runtime's own structures and the collector's slack past its
+// soft limit, the C libraries' allocations, freed pages not yet returned to the system).
+// Measured on the tests of cmd/clipd/memory_test.go; see the README's "Memory" section.
+const MemoryMargin = 64 << 20
 
 // Run embeds cfg.Input into cfg.Output and returns the run's summary. It returns when the
 // input is done (the final file is written), when ctx ends (ErrInterrupted: the rows done
@@ -55,19 +65,26 @@ type run struct {
 	log     *slog.Logger
 	started time.Time
 
-	weightsPath string // the resolved weights (a file or a folder)
-	dir         string // the output folder: Config.OutputDir()
+	weightsPath string           // the resolved weights (a file or a folder)
+	weights     weights.Identity // the weights file and its sha256, from its bytes
+	dir         string           // the output folder: Config.OutputDir()
 
 	plan  plan.Plan
 	w     *sink.Writer
 	src   *source.Source
 	count counters
 
-	fetch  *fetch.Stage
-	read   *read.Stage
-	decode *decode.Stage
-	batch  *batch.Stage
-	budget *batch.Budget
+	engines *engines
+	fetch   *fetch.Stage
+	read    *read.Stage
+	split   *decode.Split // only when the engine decodes JPEGs
+	decode  *decode.Stage
+	batch   *batch.Stage
+	budget  *budget.Budget // the decoders' pool (plan.DecodedBudget)
+	bodies  *budget.Budget // the encoded bodies' pool (plan.BodyBudget)
+	// stagesUp is set once the stage fields above are: the progress ticker reads them only
+	// after it (the store and load order the writes before its reads).
+	stagesUp atomic.Bool
 
 	mergeTime time.Duration
 
@@ -78,20 +95,23 @@ type run struct {
 func (r *run) run(ctx context.Context) (Summary, error) {
 	cfg := r.cfg
 
-	// The model, the plan and the engine, before anything is downloaded or created.
-	eng, info, err := r.openEngine()
+	// The model, the plan and the engines, before anything is downloaded or created.
+	es, err := r.openEngines()
 	if err != nil {
 		return Summary{}, err
 	}
-	defer eng.Close()
-	wfile, err := weights.WeightsFile(r.weightsPath)
-	if err != nil {
-		return Summary{}, err
+	defer es.Close()
+	r.engines = es
+	info := es.info
+	// The Go heap's share of the budget (unless the user set GOMEMLIMIT): the collector
+	// returns the bytes the budgets free before the heap outgrows them.
+	if os.Getenv("GOMEMLIMIT") == "" && r.plan.GoMemoryLimit > 0 {
+		defer debug.SetMemoryLimit(debug.SetMemoryLimit(r.plan.GoMemoryLimit))
 	}
-	sum, err := weights.SHA256(wfile)
-	if err != nil {
-		return Summary{}, err
-	}
+
+	// The two byte budgets the plan divides the pipeline's memory into (see package plan).
+	r.bodies = budget.New("bodies", r.plan.BodyBudget)
+	r.budget = budget.New("decoding", r.plan.DecodedBudget)
 
 	// The source: a bad path, URL or header fails here.
 	runCtx, stopRun := context.WithCancel(ctx)
@@ -109,7 +129,7 @@ func (r *run) run(ctx context.Context) (Summary, error) {
 	// or finds it complete; any other is refused (see sink.Open).
 	attrs := outfile.Attrs{
 		Model:            modelName(r.weightsPath),
-		WeightsSHA256:    sum,
+		WeightsSHA256:    r.weights.SHA256,
 		Preprocess:       cfg.Preprocess.String(),
 		Version:          cfg.Version,
 		Input:            resolveInput(cfg.Input),
@@ -123,6 +143,16 @@ func (r *run) run(ctx context.Context) (Summary, error) {
 		Columns:          cfg.SaveColumns,
 		IgnoreOptOut:     cfg.IgnoreOptOut,
 	}
+	created := missingDirs(r.dir) // what LockDir and sink.Open create, removed again if the weights prove broken
+	// One process writes a folder at a time: another would delete this one's temporaries and
+	// overwrite its final file. The kernel drops the lock when the process ends, kill -9 too.
+	lock, err := outfile.LockDir(r.dir)
+	if errors.Is(err, outfile.ErrLocked) {
+		return Summary{}, withKind(ErrConfig, err)
+	} else if err != nil {
+		return Summary{}, withKind(ErrOutput, err)
+	}
+	defer lock.Unlock()
 	r.w, err = sink.Open(sink.Options{
 		Dir:         r.dir,
 		ChunkSize:   r.plan.ChunkSize,
@@ -144,14 +174,29 @@ func (r *run) run(ctx context.Context) (Summary, error) {
 
 	if r.ev.Started != nil {
 		rr, rf := r.w.Resumed()
-		r.ev.Started(Started{Backend: eng.BackendName(), Plan: r.plan.String(), ImageSize: info.ImageSize,
+		r.ev.Started(Started{Backend: es.list[0].BackendName(), Plan: r.plan.String(), ImageSize: info.ImageSize,
 			EmbedDim: info.EmbedDim, ResumedRows: rr, ResumedFailures: rf})
 	}
 
 	stopProgress := r.startProgress()
-	runErr := r.pipeline(runCtx, stopRun, eng, info)
+	runErr := r.pipeline(runCtx, stopRun, es, info)
 	closeStart := time.Now()
-	closeErr := r.w.Close()
+	var closeErr error
+	if errors.Is(runErr, ErrBadWeights) {
+		// Broken weights write nothing: not even the failures of other rows, which would
+		// make a rerun with good weights a "run with other settings".
+		closeErr = r.w.Discard()
+		if len(created) > 0 { // this run made the folder: its lock file goes with it
+			os.Remove(filepath.Join(r.dir, outfile.LockName))
+		}
+		for _, d := range created {
+			if os.Remove(d) != nil { // only when empty: nothing of anyone else's goes
+				break
+			}
+		}
+	} else {
+		closeErr = r.w.Close()
+	}
 	r.count.writeBusy.Add(int64(time.Since(closeStart)))
 	stopProgress()
 
@@ -211,7 +256,7 @@ func topReasons(rs []ReasonCount, n int) string {
 		if i > 0 {
 			b.WriteString(", ")
 		}
-		fmt.Fprintf(&b, "%s %d", r.Reason, r.Count)
+		fmt.Fprintf(&b, "%s %d", echo.Short(r.Reason), r.Count)
 	}
 	return b.String()
 }
@@ -230,6 +275,7 @@ func (r *run) openSource(ctx context.Context) (*source.Source, error) {
 		OpenImagesURL: r.cfg.URLKind,
 		CacheDir:      r.cfg.CacheDir,
 		Columns:       r.cfg.SaveColumns,
+		Budget:        r.bodies,
 	}
 	if r.cfg.Input == "-" && r.cfg.Stdin != nil {
 		return source.New(ctx, r.cfg.Stdin, "stdin", opt)
@@ -244,9 +290,10 @@ func (r *run) fail(stop context.CancelFunc, err error) {
 }
 
 // pipeline runs source -> fetch | read -> decode -> batch -> sink until the input ends or ctx
-// is cancelled (stop cancels it: a fatal error does). Every goroutine it starts has ended
-// when it returns.
-func (r *run) pipeline(ctx context.Context, stop context.CancelFunc, eng batch.Embedder, info engine.ModelInfo) error {
+// is cancelled (stop cancels it: a fatal error does); when the engines decode JPEGs, a split
+// stage in front of the decoders sends JPEGs past them to the batch stage. Every goroutine it
+// starts has ended when it returns.
+func (r *run) pipeline(ctx context.Context, stop context.CancelFunc, es *engines, info engine.ModelInfo) error {
 	cfg, p, w := r.cfg, r.plan, r.w
 	var wg sync.WaitGroup
 
@@ -272,12 +319,25 @@ func (r *run) pipeline(ctx context.Context, stop context.CancelFunc, eng batch.E
 		defer close(remote)
 		defer close(local)
 		defer close(carried)
-		for rec := range r.src.Records() {
+		for {
+			// A source blocked on its input (stdin or a FIFO held open) must not hold the
+			// run past ctx: the rows done are saved without waiting for it.
+			var rec source.Record
+			var ok bool
+			select {
+			case rec, ok = <-r.src.Records():
+			case <-ctx.Done():
+				return
+			}
+			if !ok {
+				return
+			}
 			seq := rec.Item.Seq
 			if rec.Failure != nil {
 				seq = rec.Failure.Seq
 			}
 			if w.Done(seq) {
+				rec.Release()
 				r.count.skipped.Add(1)
 				continue
 			}
@@ -286,9 +346,11 @@ func (r *run) pipeline(ctx context.Context, stop context.CancelFunc, eng batch.E
 				continue
 			}
 			if rec.Body != nil {
+				// The source took the bytes from the body budget (source.Options.Budget).
 				select {
-				case carried <- item.NewEncoded(rec.Item, rec.Body, nil):
+				case carried <- item.NewEncoded(rec.Item, rec.Body, rec.Release):
 				case <-ctx.Done():
+					rec.Release()
 					return
 				}
 				continue
@@ -317,38 +379,87 @@ func (r *run) pipeline(ctx context.Context, stop context.CancelFunc, eng batch.E
 		HostRate:             cfg.HostRate,
 		IgnoreOptOut:         cfg.IgnoreOptOut,
 		RobotsTxt:            cfg.RobotsTxt,
+		Budget:               r.bodies,
 	})
-	r.read = read.Start(ctx, local, fails, read.Options{MaxBodyBytes: p.MaxBodyBytes})
+	r.read = read.Start(ctx, local, fails, read.Options{MaxBodyBytes: p.MaxBodyBytes, Budget: r.bodies})
 	bodies := fanIn(r.fetch.Out(), r.read.Out(), carried)
 
-	r.budget = batch.NewBudget(p.DecodedBudget)
+	decodeOpt := decode.Options{Mode: cfg.Preprocess, MaxPixels: p.MaxPixels, MinSide: info.ImageSize}
+	var jpegs <-chan decode.Output
+	if es.decodes {
+		// JPEGs skip the decoders: their bytes go to the engines' encoded call.
+		r.split = decode.StartSplit(ctx, bodies, fails, decode.SplitOptions{Options: decodeOpt, JPEGs: p.BatchSize, Others: max(p.DecodeWorkers, 1)})
+		bodies, jpegs = r.split.Others(), r.split.JPEGs()
+	}
 	r.decode = decode.Start(ctx, bodies, fails, decode.StageOptions{
-		Options: decode.Options{Mode: cfg.Preprocess, MaxPixels: p.MaxPixels, MinSide: info.ImageSize},
+		Options: decodeOpt,
 		Workers: p.DecodeWorkers,
 		Budget:  r.budget,
 		Output:  max(p.DecodeQueue, 1),
 	})
-	r.batch = batch.Start(ctx, eng, r.decode.Out(), batch.Options{BatchSize: p.BatchSize, Normalize: cfg.Normalize, Released: r.budget.Release})
+	toBatch := r.decode.Out()
+	if jpegs != nil {
+		toBatch = fanIn(toBatch, jpegs)
+	}
+	first, others := es.embedders()
+	r.batch = batch.Start(ctx, first, toBatch, batch.Options{BatchSize: p.BatchSize, Normalize: cfg.Normalize, Released: r.budget.Release,
+		Others: others, Fails: fails, Fallback: decodeOpt})
+	r.stagesUp.Store(true)
 
-	// Engine -> rows -> sink, here.
+	// Engine -> rows -> sink, here. An image whose embedding is not finite fails alone; but
+	// until the output has one finite embedding, such images are held back, and when a whole
+	// first batch (the plan's batch size, or all the images when fewer) is non-finite the
+	// weights are broken: the run stops with ErrBadWeights and none of them is recorded.
+	resumedRows, _ := w.Resumed()
+	sane := resumedRows > 0
+	var held []item.Item
+	broken := false
+	nonFinite := func(it item.Item) {
+		fails <- item.Failure{Item: it, Stage: "embed", Reason: batch.ReasonNonFinite}
+	}
 	for b := range r.batch.Out() {
 		if b.Err != nil {
 			r.fail(stop, fmt.Errorf("%w (the rows written so far are saved: rerun to resume)", b.Err))
 			continue
 		}
+		if broken {
+			continue
+		}
+		bad := b.CountNonFinite()
+		if !sane && bad == len(b.Items) {
+			if held = append(held, b.Items...); len(held) >= p.BatchSize {
+				broken = true
+				r.fail(stop, brokenWeights(len(held)))
+			}
+			continue
+		}
+		if !sane {
+			sane = true
+			for _, it := range held {
+				nonFinite(it)
+			}
+			held = nil
+		}
 		t := time.Now()
 		for i := range b.Items {
 			it, emb := b.Row(i)
+			if !b.Finite(i) {
+				nonFinite(it)
+				continue
+			}
 			if err := w.Add(sink.Row{Item: it, Embedding: emb}); err != nil {
 				r.fail(stop, withKind(ErrOutput, err))
 				break
 			}
 		}
 		r.count.writeBusy.Add(int64(time.Since(t)))
-		rows := r.count.rows.Add(int64(len(b.Items)))
+		rows := r.count.rows.Add(int64(len(b.Items) - bad))
 		if cfg.Hooks.AfterBatch != nil {
 			cfg.Hooks.AfterBatch(rows)
 		}
+	}
+	if !broken && len(held) > 0 && ctx.Err() == nil {
+		r.fail(stop, brokenWeights(len(held))) // the input ended within the first batch
 	}
 	wg.Wait()
 	// Every stage upstream of the batch has closed its output, so no failure is in flight.
@@ -357,10 +468,30 @@ func (r *run) pipeline(ctx context.Context, stop context.CancelFunc, eng batch.E
 	return r.err
 }
 
-// fanIn merges the bodies of the fetch and read stages (and those the source carried) into
-// the decoders' input.
-func fanIn(ins ...<-chan *item.Encoded) <-chan *item.Encoded {
-	out := make(chan *item.Encoded)
+// missingDirs lists dir and those of its parents that do not exist, deepest first.
+func missingDirs(dir string) []string {
+	var out []string
+	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
+		if _, err := os.Stat(d); !errors.Is(err, os.ErrNotExist) {
+			return out
+		}
+		out = append(out, d)
+		if filepath.Dir(d) == d {
+			return out
+		}
+	}
+}
+
+// brokenWeights is the error of a run whose first n images all embedded to NaN or Inf.
+func brokenWeights(n int) error {
+	return withKind(ErrBadWeights, fmt.Errorf("weights: the embeddings of the first %d images are all non-finite (NaN or Inf): the weights are broken or overflow for these images; nothing was written for them; check --weights", n))
+}
+
+// fanIn merges channels: the bodies of the fetch and read stages (and those the source
+// carried) into the decoders' input; the decoders' images and the split stage's JPEGs into
+// the batch stage's.
+func fanIn[T any](ins ...<-chan T) <-chan T {
+	out := make(chan T)
 	var wg sync.WaitGroup
 	for _, in := range ins {
 		wg.Go(func() {

@@ -1080,17 +1080,11 @@ func syncDir(dir string) error {
 	return nil
 }
 
-// SHA256 is a weights file's sha256 in hex: the recorded one (RecordedSHA256) when there is
-// one, else computed by reading the file.
+// SHA256 is a weights file's sha256 in hex, of its bytes (FileSHA256 with the default
+// cache directory); a recorded FILE.sha256 is never taken for it.
 func SHA256(file string) (string, error) {
-	if s := RecordedSHA256(file); s != "" {
-		return s, nil
-	}
-	sum, err := hashFile(file)
-	if err != nil {
-		return "", newErr(ErrMissing, err, fmt.Sprintf("weights: reading %s: %v", file, err))
-	}
-	return sum, nil
+	id, err := FileSHA256(file, "")
+	return id.SHA256, err
 }
 
 func hashFile(p string) (string, error) {

@@ -17,6 +17,8 @@ import (
 	"sort"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/clipd/clipd/internal/echo"
 )
 
 // MaxHeaderSize is the largest JSON header accepted (the safetensors format's own limit).
@@ -130,29 +132,29 @@ func (h *Header) parseJSON(buf []byte) error {
 	dec := json.NewDecoder(bytes.NewReader(buf))
 	dec.UseNumber()
 	if _, err := dec.Token(); err != nil {
-		return fmt.Errorf("header JSON: %v", err)
+		return fmt.Errorf("header JSON: %s", echo.Short(err.Error()))
 	}
 	seen := map[string]bool{}
 	for dec.More() {
 		tok, err := dec.Token()
 		if err != nil {
-			return fmt.Errorf("header JSON: %v", err)
+			return fmt.Errorf("header JSON: %s", echo.Short(err.Error()))
 		}
 		name, ok := tok.(string)
 		if !ok {
-			return fmt.Errorf("header JSON: key %v is not a string", tok)
+			return fmt.Errorf("header JSON: key %s is not a string", echo.Short(fmt.Sprint(tok)))
 		}
 		if seen[name] {
-			return fmt.Errorf("header JSON: key %q appears twice", name)
+			return fmt.Errorf("header JSON: key %s appears twice", echo.Quote(name))
 		}
 		seen[name] = true
 		var raw json.RawMessage
 		if err := dec.Decode(&raw); err != nil {
-			return fmt.Errorf("header JSON: value of %q: %v", name, err)
+			return fmt.Errorf("header JSON: value of %s: %s", echo.Quote(name), echo.Short(err.Error()))
 		}
 		if name == "__metadata__" {
 			if err := strictUnmarshal(raw, &h.Metadata); err != nil {
-				return fmt.Errorf("__metadata__ must map strings to strings: %v", err)
+				return fmt.Errorf("__metadata__ must map strings to strings: %s", echo.Short(err.Error()))
 			}
 			continue
 		}
@@ -163,7 +165,7 @@ func (h *Header) parseJSON(buf []byte) error {
 		h.Tensors = append(h.Tensors, t)
 	}
 	if _, err := dec.Token(); err != nil { // the closing '}'
-		return fmt.Errorf("header JSON: %v", err)
+		return fmt.Errorf("header JSON: %s", echo.Short(err.Error()))
 	}
 	// Only the space padding the writers add may follow the object.
 	if _, err := dec.Token(); err != io.EOF {
@@ -181,35 +183,35 @@ func strictUnmarshal(raw []byte, v any) error {
 func parseTensor(name string, raw []byte) (Tensor, error) {
 	var e tensorEntry
 	if err := strictUnmarshal(raw, &e); err != nil {
-		return Tensor{}, fmt.Errorf("tensor %q: %v", name, err)
+		return Tensor{}, fmt.Errorf("tensor %s: %s", echo.Quote(name), echo.Short(err.Error()))
 	}
 	if e.DType == nil || e.Shape == nil || e.DataOffsets == nil {
-		return Tensor{}, fmt.Errorf("tensor %q: needs dtype, shape and data_offsets", name)
+		return Tensor{}, fmt.Errorf("tensor %s: needs dtype, shape and data_offsets", echo.Quote(name))
 	}
 	if _, ok := dtypeSizes[*e.DType]; !ok {
-		return Tensor{}, fmt.Errorf("tensor %q: unknown dtype %q", name, *e.DType)
+		return Tensor{}, fmt.Errorf("tensor %s: unknown dtype %s", echo.Quote(name), echo.Quote(*e.DType))
 	}
 	if len(*e.DataOffsets) != 2 {
-		return Tensor{}, fmt.Errorf("tensor %q: data_offsets has %d values, want 2", name, len(*e.DataOffsets))
+		return Tensor{}, fmt.Errorf("tensor %s: data_offsets has %d values, want 2", echo.Quote(name), len(*e.DataOffsets))
 	}
 	t := Tensor{Name: name, DType: *e.DType, Shape: *e.Shape, Begin: (*e.DataOffsets)[0], End: (*e.DataOffsets)[1]}
 	if t.Begin < 0 || t.End < t.Begin {
-		return Tensor{}, fmt.Errorf("tensor %q: bad data_offsets [%d, %d]", name, t.Begin, t.End)
+		return Tensor{}, fmt.Errorf("tensor %s: bad data_offsets [%d, %d]", echo.Quote(name), t.Begin, t.End)
 	}
 	nbytes := uint64(dtypeSizes[t.DType])
 	for _, d := range t.Shape {
 		if d < 0 {
-			return Tensor{}, fmt.Errorf("tensor %q: negative dimension in shape %v", name, t.Shape)
+			return Tensor{}, fmt.Errorf("tensor %s: negative dimension in shape %s", echo.Quote(name), echo.Short(fmt.Sprint(t.Shape)))
 		}
 		hi, lo := bits.Mul64(nbytes, uint64(d))
 		if hi != 0 || lo > math.MaxInt64 {
-			return Tensor{}, fmt.Errorf("tensor %q: shape %v is too large", name, t.Shape)
+			return Tensor{}, fmt.Errorf("tensor %s: shape %s is too large", echo.Quote(name), echo.Short(fmt.Sprint(t.Shape)))
 		}
 		nbytes = lo
 	}
 	if uint64(t.End-t.Begin) != nbytes {
-		return Tensor{}, fmt.Errorf("tensor %q: %s %v needs %d bytes, data_offsets [%d, %d] hold %d",
-			name, t.DType, t.Shape, nbytes, t.Begin, t.End, t.End-t.Begin)
+		return Tensor{}, fmt.Errorf("tensor %s: %s %s needs %d bytes, data_offsets [%d, %d] hold %d",
+			echo.Quote(name), t.DType, echo.Short(fmt.Sprint(t.Shape)), nbytes, t.Begin, t.End, t.End-t.Begin)
 	}
 	return t, nil
 }
@@ -227,9 +229,9 @@ func (h *Header) checkOffsets(dataSize int64) error {
 	for _, t := range h.Tensors {
 		if t.Begin != at {
 			if t.Begin < at {
-				return fmt.Errorf("tensor %q overlaps the previous tensor (begins at %d, previous ends at %d)", t.Name, t.Begin, at)
+				return fmt.Errorf("tensor %s overlaps the previous tensor (begins at %d, previous ends at %d)", echo.Quote(t.Name), t.Begin, at)
 			}
-			return fmt.Errorf("hole in the data section before tensor %q (bytes %d to %d belong to no tensor)", t.Name, at, t.Begin)
+			return fmt.Errorf("hole in the data section before tensor %s (bytes %d to %d belong to no tensor)", echo.Quote(t.Name), at, t.Begin)
 		}
 		at = t.End
 	}

@@ -32,6 +32,10 @@ const (
 	StatusOutOfMemory     Status = C.CLIP_ERR_OUT_OF_MEMORY
 	StatusBackend         Status = C.CLIP_ERR_BACKEND
 	StatusUnsupported     Status = C.CLIP_ERR_UNSUPPORTED
+	// Per-image statuses of EmbedEncoded only.
+	StatusImageCorrupt   Status = C.CLIP_ERR_IMAGE_CORRUPT
+	StatusImageTruncated Status = C.CLIP_ERR_IMAGE_TRUNCATED
+	StatusImageTooLarge  Status = C.CLIP_ERR_IMAGE_TOO_LARGE
 )
 
 // Sentinel errors for errors.Is; every *Error matches the one of its status.
@@ -43,6 +47,11 @@ var (
 	ErrBackend         = errors.New("backend error")
 	ErrUnsupported     = errors.New("unsupported")
 	ErrClosed          = errors.New("engine is closed")
+	// EmbedEncoded's per-image failures (an *ImageError matches one of these, or
+	// ErrUnsupported for data that is not a JPEG, or ErrOutOfMemory).
+	ErrImageCorrupt   = errors.New("corrupt image")
+	ErrImageTruncated = errors.New("truncated image")
+	ErrImageTooLarge  = errors.New("image too large")
 )
 
 // Error is a failed libclipengine call: the status and the library's message.
@@ -74,6 +83,23 @@ func (e *Error) Is(target error) bool {
 		return target == ErrBackend
 	case StatusUnsupported:
 		return target == ErrUnsupported
+	}
+	return statusIs(e.Status, target)
+}
+
+// statusIs matches the per-image statuses to their sentinels (Error and ImageError).
+func statusIs(s Status, target error) bool {
+	switch s {
+	case StatusImageCorrupt:
+		return target == ErrImageCorrupt
+	case StatusImageTruncated:
+		return target == ErrImageTruncated
+	case StatusImageTooLarge:
+		return target == ErrImageTooLarge
+	case StatusUnsupported:
+		return target == ErrUnsupported
+	case StatusOutOfMemory:
+		return target == ErrOutOfMemory
 	}
 	return false
 }
@@ -333,6 +359,126 @@ func (e *Engine) EmbedPixels(pixels []float32, n int, out []float32) error {
 	}
 	s := C.clip_engine_embed_pixels(e.h, (*C.float)(unsafe.Pointer(&pixels[0])), C.int(n), (*C.float)(unsafe.Pointer(&out[0])))
 	return e.lastError(s, "embed")
+}
+
+// ImageError is one image's failure in EmbedEncoded: its position in the batch, its
+// per-image status and the reason worded as the Go decoder words it ("truncated jpeg",
+// "corrupt jpeg: Bogus marker length", "too many pixels (30000x30000)", "not a jpeg (png)").
+// errors.Is matches ErrImageCorrupt, ErrImageTruncated, ErrImageTooLarge, ErrUnsupported or
+// ErrOutOfMemory.
+type ImageError struct {
+	Index  int
+	Status Status
+	Reason string
+}
+
+func (e *ImageError) Error() string { return e.Reason }
+
+// Is maps the status to the sentinel errors.
+func (e *ImageError) Is(target error) bool { return statusIs(e.Status, target) }
+
+// EmbedEncoded embeds len(images) encoded images (JPEG; see clip_engine_embed_encoded in
+// clipengine.h) into out (len(images)*EmbedDim). failed[i] is nil when image i was embedded,
+// else its *ImageError, and out's row i is zeros: a bad image never fails the others. The
+// error is for the call as a whole (closed engine, bad arguments, a backend failure), and
+// then failed is nil.
+func (e *Engine) EmbedEncoded(images [][]byte, out []float32) (failed []error, err error) {
+	n := len(images)
+	if len(out) < n*e.info.EmbedDim {
+		return nil, &Error{Status: StatusInvalidArgument, Op: "embed encoded", Msg: fmt.Sprintf("out has %d floats, want %d", len(out), n*e.info.EmbedDim)}
+	}
+	if n == 0 {
+		return nil, nil
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.h == nil {
+		return nil, ErrClosed
+	}
+	// The pointer table lives in C memory; the images it points at are pinned.
+	ptrs := (*[1 << 30]*C.uint8_t)(C.malloc(C.size_t(n) * C.size_t(unsafe.Sizeof((*C.uint8_t)(nil)))))[:n:n]
+	defer C.free(unsafe.Pointer(&ptrs[0]))
+	sizes := make([]C.size_t, n)
+	status := make([]C.clip_status, n)
+	var pin runtime.Pinner
+	defer pin.Unpin()
+	for i, b := range images {
+		ptrs[i] = nil
+		if len(b) > 0 {
+			pin.Pin(&b[0])
+			ptrs[i] = (*C.uint8_t)(unsafe.Pointer(&b[0]))
+		}
+		sizes[i] = C.size_t(len(b))
+	}
+	s := C.clip_engine_embed_encoded(e.h, &ptrs[0], &sizes[0], C.int(n), (*C.float)(unsafe.Pointer(&out[0])), &status[0])
+	if s != C.CLIP_OK {
+		return nil, e.lastError(s, "embed encoded")
+	}
+	failed = make([]error, n)
+	for i, st := range status {
+		if st != C.CLIP_OK {
+			failed[i] = &ImageError{Index: i, Status: Status(st), Reason: C.GoString(C.clip_engine_image_error(e.h, C.int(i)))}
+		}
+	}
+	return failed, nil
+}
+
+// DecodeOptions are clip_decode_options: how EmbedEncoded decodes. The zero value is the
+// default: Pillow's pixel limit, EXIF orientation ignored.
+type DecodeOptions struct {
+	MaxPixels            int64 // 0 = 89478485 (Pillow's MAX_IMAGE_PIXELS), < 0 = no limit
+	ApplyEXIFOrientation bool
+}
+
+// SetDecodeOptions sets the options of the following EmbedEncoded calls.
+func (e *Engine) SetDecodeOptions(o DecodeOptions) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.h == nil {
+		return ErrClosed
+	}
+	var co C.clip_decode_options
+	co.max_pixels = C.int64_t(o.MaxPixels)
+	if o.ApplyEXIFOrientation {
+		co.apply_exif_orientation = 1
+	}
+	return e.lastError(C.clip_engine_set_decode_options(e.h, &co), "set decode options")
+}
+
+// DecodeStats are clip_decode_stats: EmbedEncoded's counters since Open. DeviceDecoded +
+// CPUDecoded + Failed is the number of images passed.
+type DecodeStats struct {
+	DeviceDecoded   int64 // by nvJPEG on the GPU
+	HardwareDecoded int64 // of DeviceDecoded: by the GPU's hardware JPEG engine
+	CPUDecoded      int64 // by libjpeg-turbo on the CPU (CPU backend, CUDA fallbacks)
+	Failed          int64
+	CPUFallbacks    int64 // of CPUDecoded + Failed: images the CUDA backend sent to the CPU decoder
+}
+
+// DecodeStats returns the engine's decode counters.
+func (e *Engine) DecodeStats() (DecodeStats, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.h == nil {
+		return DecodeStats{}, ErrClosed
+	}
+	var cs C.clip_decode_stats
+	C.clip_engine_decode_stats(e.h, &cs)
+	return DecodeStats{
+		DeviceDecoded: int64(cs.device_decoded), HardwareDecoded: int64(cs.hardware_decoded),
+		CPUDecoded: int64(cs.cpu_decoded), Failed: int64(cs.failed), CPUFallbacks: int64(cs.cpu_fallbacks),
+	}, nil
+}
+
+// DecodeDeviceBytes is the device memory that EmbedEncoded's device decoding adds to a CUDA
+// engine opened with this MaxBatch (0 = the engine default): what a memory plan adds to the
+// weights and activations. 0 for a library without the CUDA backend or without nvJPEG.
+func DecodeDeviceBytes(maxBatch int) (int64, error) {
+	var b C.int64_t
+	if s := C.clip_decode_device_bytes(C.int(maxBatch), &b); s != C.CLIP_OK {
+		return 0, newError(s, "decode device bytes", fmt.Sprintf("max batch %d", maxBatch))
+	}
+	return int64(b), nil
 }
 
 // PreprocessU8 is the CPU reference preprocessing's uint8 stage: the size x size RGB8 crop

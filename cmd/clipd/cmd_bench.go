@@ -43,9 +43,13 @@ type benchOptions struct {
 	PipelineDir   string        // decode + engine on the image files here instead
 	DecodeWorkers int           // --pipeline: decoding goroutines; 0 = the memory plan's
 	Preprocess    decode.Mode   // --pipeline: exact or fast JPEG decoding
-	JSON          bool
-	Stdout        io.Writer
-	Logger        *slog.Logger
+	Decode        embed.Decode  // --pipeline: where JPEGs are decoded (auto, cpu, gpu)
+	// EngineDecodesOnCPU is the hidden --test-engine-decodes-on-cpu: embed.Hooks'
+	// EngineDecodesOnCPU, so the encoded path's cost can be measured on a CPU-only machine.
+	EngineDecodesOnCPU bool
+	JSON               bool
+	Stdout             io.Writer
+	Logger             *slog.Logger
 }
 
 func newBenchCommand() *cli.Command {
@@ -73,6 +77,8 @@ func newBenchCommand() *cli.Command {
 			&cli.StringFlag{Name: "pipeline", Usage: "directory of image files: time decode + preprocess + engine on them"},
 			&cli.IntFlag{Name: "decode-workers", Usage: "--pipeline: decoding goroutines (0: from the memory plan, as embed chooses)"},
 			&cli.StringFlag{Name: "preprocess", Value: "exact", Usage: "--pipeline: exact (Pillow-identical) or fast (DCT-scaled JPEG decoding)"},
+			&cli.StringFlag{Name: "decode", Value: "cpu", Usage: "--pipeline: where JPEGs are decoded: cpu, auto or gpu (as clipd embed --decode)"},
+			&cli.BoolFlag{Name: "test-engine-decodes-on-cpu", Hidden: true},
 			&cli.BoolFlag{Name: "json", Usage: "print JSON"},
 		},
 		Action: func(cCtx *cli.Context) error {
@@ -84,6 +90,7 @@ func newBenchCommand() *cli.Command {
 				Weights: cCtx.String("weights"), CacheDir: cCtx.String("cache-dir"), Device: cCtx.Int("device"),
 				Threads: cCtx.Int("threads"), Input: cCtx.String("input"), PipelineDir: cCtx.String("pipeline"),
 				DecodeWorkers: cCtx.Int("decode-workers"), JSON: cCtx.Bool("json"), Stdout: g.stdout, Logger: g.logger,
+				EngineDecodesOnCPU: cCtx.Bool("test-engine-decodes-on-cpu"),
 			}
 			var err error
 			if o.Backend, err = engine.ParseBackend(cCtx.String("backend")); err != nil {
@@ -94,6 +101,9 @@ func newBenchCommand() *cli.Command {
 			}
 			if o.Preprocess, err = decode.ParseMode(cCtx.String("preprocess")); err != nil {
 				return usageErrorf("--preprocess: %v", err)
+			}
+			if o.Decode, err = embed.ParseDecode(cCtx.String("decode")); err != nil {
+				return usageErrorf("--decode: %v", err)
 			}
 			if o.BatchSizes, err = parseBatchSizes(cCtx.StringSlice("batch-size")); err != nil {
 				return err
@@ -172,12 +182,17 @@ type benchResult struct {
 	ImagesPerSec float64 `json:"images_per_s"`
 	MsPerBatch   float64 `json:"ms_per_batch"` // wall time per batch (engine-only: the engine call)
 	GFLOPPerSec  float64 `json:"gflop_per_s"`
-	// --pipeline only: time per stage. Decode is summed over workers (CPU time of decoding);
-	// engine busy is the share of the wall time the engine was inside a call.
+	// --pipeline only: time per stage. Decode is summed over workers (CPU time of decoding)
+	// per image the CPU decoders decoded; engine busy is the share of the wall time the engine
+	// was inside a call. With JPEGs decoded by the engine (Decode "gpu" or "engine (cpu)"),
+	// their decoding is inside the engine's calls, so inside EngineMsPerBatch and EngineBusy;
+	// EngineDecoded counts them and DecodeMsPerImage covers only the other images.
 	DecodeMsPerImage float64 `json:"decode_ms_per_image,omitempty"`
 	EngineMsPerBatch float64 `json:"engine_ms_per_batch,omitempty"`
 	EngineBusy       float64 `json:"engine_busy,omitempty"`
 	Decoders         int     `json:"decoders,omitempty"`
+	Decode           string  `json:"decode,omitempty"`
+	EngineDecoded    int64   `json:"engine_decoded,omitempty"`
 }
 
 // runBench opens the engine once (sized for the largest batch) and measures each batch size.
@@ -333,6 +348,7 @@ func benchPipeline(ctx context.Context, files []string, n int, o benchOptions, e
 			Input: filepath.Join(dir, "in"), Output: filepath.Join(dir, "out"),
 			Weights: o.Weights, CacheDir: o.CacheDir, Backend: o.Backend, Device: o.Device, Threads: o.Threads,
 			Precision: o.Precision, BatchSize: n, Decoders: o.DecodeWorkers, Preprocess: o.Preprocess, Version: version,
+			Decode: o.Decode, Hooks: embed.Hooks{EngineDecodesOnCPU: o.EngineDecodesOnCPU},
 		}, embed.Events{Started: func(s embed.Started) { *engineName = s.Backend }})
 	}
 	warm, err := runOnce("warm-up", max(len(files), 2*n))
@@ -348,17 +364,21 @@ func benchPipeline(ctx context.Context, files []string, n int, o benchOptions, e
 	r := benchResult{
 		Config: fmt.Sprintf("pipeline %s %d decoder", o.Preprocess, g.DecodeWorkers), Batch: n,
 		Images: s.Rows, Seconds: s.ElapsedSeconds, ImagesPerSec: s.ImagesPerSecond, Decoders: g.DecodeWorkers,
+		Decode: g.Decode, EngineDecoded: g.EngineDecoded,
 	}
 	if g.DecodeWorkers > 1 {
 		r.Config += "s"
+	}
+	if g.Decode != "cpu" {
+		r.Config += ", JPEGs in the engine"
 	}
 	if g.EngineBatches > 0 {
 		r.MsPerBatch = s.ElapsedSeconds * 1000 / float64(g.EngineBatches)
 		r.EngineMsPerBatch = g.EngineBusy * 1000 / float64(g.EngineBatches)
 		r.EngineBusy = g.EngineBusy / s.ElapsedSeconds
 	}
-	if s.Rows+s.Failures > 0 {
-		r.DecodeMsPerImage = g.DecodeBusy * 1000 / float64(s.Rows+s.Failures)
+	if cpuDecoded := s.Rows + s.Failures - g.EngineDecoded + g.EngineRefused; cpuDecoded > 0 {
+		r.DecodeMsPerImage = (g.DecodeBusy + g.EngineRefusedBusy) * 1000 / float64(cpuDecoded)
 	}
 	if s.Failures > 0 {
 		return r, fmt.Errorf("bench: %d of %d images failed (%s)", s.Failures, s.Rows+s.Failures, formatReasons(s.FailureReasons, 3))
@@ -483,9 +503,19 @@ func printBench(w io.Writer, r *benchReport) {
 	}
 	tw.Flush()
 	for _, x := range r.Results {
-		if strings.HasPrefix(x.Config, "pipeline") {
-			fmt.Fprintf(w, "batch %d: decode %.2f ms/image (summed over workers), engine %.1f ms/batch, engine busy %.0f%% of the wall time\n",
-				x.Batch, x.DecodeMsPerImage, x.EngineMsPerBatch, 100*x.EngineBusy)
+		if !strings.HasPrefix(x.Config, "pipeline") {
+			continue
 		}
+		if x.EngineDecoded > 0 {
+			fmt.Fprintf(w, "batch %d: %d JPEGs decoded inside the engine (%s), its calls %.1f ms/batch decode and forward together, engine busy %.0f%% of the wall time",
+				x.Batch, x.EngineDecoded, x.Decode, x.EngineMsPerBatch, 100*x.EngineBusy)
+			if x.DecodeMsPerImage > 0 {
+				fmt.Fprintf(w, "; CPU decode %.2f ms/image for the other images", x.DecodeMsPerImage)
+			}
+			fmt.Fprintln(w)
+			continue
+		}
+		fmt.Fprintf(w, "batch %d: decode %.2f ms/image (summed over workers), engine %.1f ms/batch, engine busy %.0f%% of the wall time\n",
+			x.Batch, x.DecodeMsPerImage, x.EngineMsPerBatch, 100*x.EngineBusy)
 	}
 }

@@ -171,3 +171,17 @@ func TestBenchCommandCLI(t *testing.T) {
 		t.Fatalf("JSON %v: %s", err, stdout.String())
 	}
 }
+
+// With JPEGs decoded inside the engine (forced on the CPU backend by the hidden flag's hook),
+// the result says so: the JPEGs' decode time is inside the engine's, and the CPU decode time
+// per image covers only the images the decoders saw (the fixtures' PNG, GIF, WebP, BMP).
+func TestRunBenchPipelineEngineDecodes(t *testing.T) {
+	rep := benchJSON(t, benchOptions{BatchSizes: []int{4}, PipelineDir: "../../internal/pipeline/decode/testdata", DecodeWorkers: 2, EngineDecodesOnCPU: true})
+	r := rep.Results[0]
+	if r.Config != "pipeline exact 2 decoders, JPEGs in the engine" || r.Decode != "engine (cpu)" {
+		t.Fatalf("result %+v", r)
+	}
+	if r.EngineDecoded <= 0 || r.EngineDecoded >= r.Images || r.DecodeMsPerImage <= 0 || r.EngineBusy <= 0 || r.EngineBusy > 1 {
+		t.Fatalf("stage numbers %+v: want some of %d images decoded by the engine, the rest by the CPU decoders", r, r.Images)
+	}
+}

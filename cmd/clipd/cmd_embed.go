@@ -3,6 +3,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -39,13 +40,15 @@ type embedOptions struct {
 	URLKind      embed.URLKind // "" = the source's default
 	Backend      engine.Backend
 	Device       int
-	Threads      int     // CPU backend threads; 0 = all cores
-	BatchSize    int     // 0 = from the plan
-	ChunkSize    int     // 0 = from the plan
-	Conns        int     // 0 = from the plan
-	Decoders     int     // 0 = from the plan
-	HostConns    int     // 0 = the fetcher's default
-	HostRate     float64 // requests/s per host; 0 = no cap
+	Devices      []int        // --devices: one engine per device; nil = Device alone
+	Decode       embed.Decode // where JPEGs are decoded
+	Threads      int          // CPU backend threads; 0 = all cores
+	BatchSize    int          // 0 = from the plan
+	ChunkSize    int          // 0 = from the plan
+	Conns        int          // 0 = from the plan
+	Decoders     int          // 0 = from the plan
+	HostConns    int          // 0 = the fetcher's default
+	HostRate     float64      // requests/s per host; 0 = no cap
 	IgnoreOptOut bool
 	RobotsTxt    bool
 	AllowPrivate bool   // --allow-private-networks
@@ -73,6 +76,9 @@ type embedOptions struct {
 	PauseBeforeMerge time.Duration
 	// afterBatch is embed.Hooks.AfterBatch: tests interrupt a run at a chosen point with it.
 	afterBatch func(rowsAdded int64)
+	// EngineDecodesOnCPU is the hidden --test-engine-decodes-on-cpu: embed.Hooks'
+	// EngineDecodesOnCPU (the --decode gpu path of the pipeline on a CPU-only machine).
+	EngineDecodesOnCPU bool
 }
 
 func newEmbedCommand() *cli.Command {
@@ -96,16 +102,19 @@ func newEmbedCommand() *cli.Command {
 			"of .tar). A local file's row is its absolute path; a tar sample's is its json url.\n" +
 			"--shard i/n takes a deterministic 1/n of the input; without it, a Kubernetes Indexed Job's\n" +
 			"JOB_COMPLETION_INDEX (with --shard-count or CLIPD_SHARD_COUNT) or a Slurm array's\n" +
-			"SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT choose the shard.",
+			"SLURM_ARRAY_TASK_ID (of --shard-count, or of SLURM_ARRAY_TASK_COUNT for an array 0..N-1)\n" +
+			"choose the shard.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "input", Aliases: []string{"i"}, Value: defaultInput, Usage: "URL list (text/CSV/TSV/parquet; a path, an http(s) URL or -), openimages:SPLIT, a folder or pattern of images, or tar shards"},
 			&cli.StringFlag{Name: "weights", Aliases: []string{"w"}, Usage: "safetensors file or directory, or a hub name in the cache (default " + weights.DefaultModel + " from the cache; see \"clipd weights fetch\")"},
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "OUTPUT", Usage: "output folder: FOLDER/Images_Embedded.h5, or FOLDER/shard-<i>-of-<n>/Images_Embedded.h5 for a shard (join them with clipd merge FOLDER)"},
 			&cli.Int64Flag{Name: "limit", Usage: "embed at most this many URLs (of the shard); 0 for all"},
 			&cli.StringFlag{Name: "shard", Usage: "i/n: process only shard i (0-based) of n"},
-			&cli.IntFlag{Name: "shard-count", EnvVars: []string{"CLIPD_SHARD_COUNT"}, Usage: "the number of shards when the index comes from JOB_COMPLETION_INDEX"},
+			&cli.IntFlag{Name: "shard-count", EnvVars: []string{"CLIPD_SHARD_COUNT"}, Usage: "the number of shards when the index comes from JOB_COMPLETION_INDEX or SLURM_ARRAY_TASK_ID"},
 			&cli.StringFlag{Name: "backend", Value: "auto", Usage: "auto, cpu or cuda"},
 			&cli.IntFlag{Name: "device", Usage: "CUDA device ordinal"},
+			&cli.StringFlag{Name: "devices", Usage: "CUDA devices to run one engine each on, e.g. 0,1,2,3 (batches go to whichever is free)"},
+			&cli.StringFlag{Name: "decode", Value: "cpu", Usage: "where JPEGs are decoded: cpu (exact), auto (gpu with the CUDA backend and nvJPEG, else cpu), or gpu (nvJPEG in the engine; needs the CUDA backend)"},
 			&cli.IntFlag{Name: "threads", Usage: "CPU backend threads (0: all cores)"},
 			&cli.IntFlag{Name: "batch-size", Usage: "images per engine call (default: from the memory plan)"},
 			&cli.IntFlag{Name: "chunk-size", Usage: "URLs per chunk file (default: from the memory plan)"},
@@ -131,6 +140,7 @@ func newEmbedCommand() *cli.Command {
 			&cli.BoolFlag{Name: "verbose", Usage: "print the memory plan before the run"},
 			&cli.Float64Flag{Name: "warn-failure-rate", Value: embed.DefaultWarnFailureRate, Usage: "warn, with the top reasons, when more than this share of the URLs fails (0 to never warn)"},
 			&cli.DurationFlag{Name: "test-pause-before-merge", Hidden: true},
+			&cli.BoolFlag{Name: "test-engine-decodes-on-cpu", Hidden: true},
 			cacheDirFlag(),
 		},
 		Action: func(cCtx *cli.Context) error {
@@ -191,6 +201,14 @@ func embedOptionsFrom(cCtx *cli.Context, g globals, getenv func(string) string) 
 	if o.Preprocess, err = embed.ParsePreprocess(cCtx.String("preprocess")); err != nil {
 		return o, usageErrorf("--preprocess: %v", err)
 	}
+	if o.Decode, err = embed.ParseDecode(cCtx.String("decode")); err != nil {
+		return o, usageErrorf("--decode: %v", err)
+	}
+	if cCtx.IsSet("devices") {
+		if o.Devices, err = embed.ParseDevices(cCtx.String("devices")); err != nil {
+			return o, usageErrorf("--devices: %v", err)
+		}
+	}
 	switch r := cCtx.Int("retries"); {
 	case r < 0:
 		return o, usageErrorf("--retries %d: want 0 or more", r)
@@ -200,6 +218,7 @@ func embedOptionsFrom(cCtx *cli.Context, g globals, getenv func(string) string) 
 		o.Retries = r
 	}
 	o.PauseBeforeMerge = cCtx.Duration("test-pause-before-merge")
+	o.EngineDecodesOnCPU = cCtx.Bool("test-engine-decodes-on-cpu")
 	switch r := cCtx.Float64("warn-failure-rate"); {
 	case !(r >= 0 && r <= 1):
 		return o, usageErrorf("--warn-failure-rate %g: want a share from 0 to 1, e.g. 0.5", r)
@@ -222,7 +241,8 @@ func embedOptionsFrom(cCtx *cli.Context, g globals, getenv func(string) string) 
 
 // resolveShard picks the shard: --shard wins; else a Kubernetes Indexed Job's
 // JOB_COMPLETION_INDEX with count (--shard-count / CLIPD_SHARD_COUNT); else a Slurm array's
-// SLURM_ARRAY_TASK_ID (minus SLURM_ARRAY_TASK_MIN) of SLURM_ARRAY_TASK_COUNT. It says which.
+// SLURM_ARRAY_TASK_ID, of count when given, else of SLURM_ARRAY_TASK_COUNT for an array
+// 0..COUNT-1 only. It says which.
 func resolveShard(flag string, count int, getenv func(string) string) (embed.Shard, string, error) {
 	if flag != "" {
 		s, err := embed.ParseShard(flag)
@@ -242,18 +262,27 @@ func resolveShard(flag string, count int, getenv func(string) string) (embed.Sha
 		return s, "JOB_COMPLETION_INDEX", nil
 	}
 	if id := getenv("SLURM_ARRAY_TASK_ID"); id != "" {
-		n := getenv("SLURM_ARRAY_TASK_COUNT")
-		if n == "" {
-			return embed.Shard{}, "", usageErrorf("SLURM_ARRAY_TASK_ID=%s is set without SLURM_ARRAY_TASK_COUNT; pass --shard i/n", id)
-		}
 		i, err := strconv.Atoi(id)
 		if err != nil {
 			return embed.Shard{}, "", usageErrorf("SLURM_ARRAY_TASK_ID=%q is not a number; pass --shard i/n", id)
 		}
-		if m := getenv("SLURM_ARRAY_TASK_MIN"); m != "" {
-			if lo, err := strconv.Atoi(m); err == nil {
-				i -= lo
+		if count > 0 { // the whole array's size is given: the task id is the shard
+			s, err := embed.ParseShard(id + "/" + strconv.Itoa(count))
+			if err != nil {
+				return s, "", usageErrorf("SLURM_ARRAY_TASK_ID with --shard-count: %v", err)
 			}
+			return s, "SLURM_ARRAY_TASK_ID", nil
+		}
+		n := getenv("SLURM_ARRAY_TASK_COUNT")
+		if n == "" {
+			return embed.Shard{}, "", usageErrorf("SLURM_ARRAY_TASK_ID=%s is set without SLURM_ARRAY_TASK_COUNT; pass --shard i/n", id)
+		}
+		// Only an array 0..COUNT-1 says the shard by itself. Another (a resubmission of the
+		// tasks that died, --array=1 or 2,5) would make shards of a different count.
+		lo, hi := getenv("SLURM_ARRAY_TASK_MIN"), getenv("SLURM_ARRAY_TASK_MAX")
+		if nn, err := strconv.Atoi(n); err == nil && ((lo != "" && lo != "0") || (hi != "" && hi != strconv.Itoa(nn-1))) {
+			return embed.Shard{}, "", usageErrorf("this Slurm array (tasks %s-%s, %s of them) is not 0..%d, so its task ids cannot say the shard (a resubmission of some tasks?): pass --shard-count N (or set CLIPD_SHARD_COUNT) to the whole array's size, or --shard i/n",
+				cmp.Or(lo, "?"), cmp.Or(hi, "?"), n, nn-1)
 		}
 		s, err := embed.ParseShard(strconv.Itoa(i) + "/" + n)
 		if err != nil {
@@ -309,14 +338,14 @@ func runEmbed(ctx context.Context, o embedOptions) error {
 	cfg := embed.Config{
 		Input: o.Input, URLColumn: o.URLColumn, SaveColumns: o.SaveColumns, URLKind: o.URLKind, Limit: o.Limit, Shard: o.Shard,
 		Weights: o.Weights, CacheDir: o.CacheDir,
-		Backend: o.Backend, Device: o.Device, Threads: o.Threads,
+		Backend: o.Backend, Device: o.Device, Devices: o.Devices, Decode: o.Decode, Threads: o.Threads,
 		Output: o.Output, NoResume: o.NoResume, Dtype: o.Dtype, Normalize: o.Normalize, Preprocess: o.Preprocess,
 		Memory: o.Memory, BatchSize: o.BatchSize, ChunkSize: o.ChunkSize, Connections: o.Conns, Decoders: o.Decoders,
 		Timeout: o.Timeout, Retries: o.Retries, WarnFailureRate: o.WarnFailureRate,
 		UserAgent: o.userAgent(), Version: version,
 		HostConnections: o.HostConns, HostRate: o.HostRate, IgnoreOptOut: o.IgnoreOptOut, RobotsTxt: o.RobotsTxt,
 		AllowPrivateNetworks: o.AllowPrivate,
-		Hooks:                embed.Hooks{AfterBatch: o.afterBatch},
+		Hooks:                embed.Hooks{AfterBatch: o.afterBatch, EngineDecodesOnCPU: o.EngineDecodesOnCPU},
 	}
 	if o.PauseBeforeMerge > 0 {
 		cfg.Hooks.BeforeFinalize = func() { time.Sleep(o.PauseBeforeMerge) }

@@ -34,7 +34,10 @@ func newInspectCommand() *cli.Command {
 		Description: "A folder is clipd embed's output folder: its Images_Embedded.h5 is inspected. A folder of a\n" +
 			"sharded run without it (only shard-*-of-*/Images_Embedded.h5) is refused with the shard files\n" +
 			"it holds and the merge that joins them; a folder with chunk files only is an unfinished run.\n" +
-			"Exit codes: 3 when the file is missing or not a clipd output file, or the folder holds none.",
+			"The file is checked before it is read and read in a child process, so that a damaged or crafted\n" +
+			"file (even one that crashes libhdf5) is one line.\n" +
+			"Exit codes: 3 when the file is missing, damaged or not a clipd output file, or the folder holds\n" +
+			"none; 130 when interrupted (Ctrl-C, SIGTERM).",
 		Flags: []cli.Flag{
 			&cli.IntFlag{Name: "rows", Aliases: []string{"n"}, Value: 5, Usage: "first rows to show"},
 			&cli.BoolFlag{Name: "json", Usage: "print JSON"},
@@ -46,6 +49,9 @@ func newInspectCommand() *cli.Command {
 			if cCtx.Int("rows") < 0 {
 				return usageErrorf("--rows %d: want 0 or more", cCtx.Int("rows"))
 			}
+			if ok, err := contained(cCtx, cCtx.Args().First()+": libhdf5 crashed reading it ({signal}): the file is damaged; clipd cannot read it"); ok {
+				return err
+			}
 			return runInspect(cCtx.Context, inspectOptions{Path: cCtx.Args().First(), Rows: cCtx.Int("rows"), JSON: cCtx.Bool("json"), Stdout: cCtx.App.Writer})
 		},
 	}
@@ -53,12 +59,12 @@ func newInspectCommand() *cli.Command {
 
 const inspectHead = 6 // embedding values shown per row
 
-func runInspect(_ context.Context, opt inspectOptions) error {
+func runInspect(ctx context.Context, opt inspectOptions) error {
 	path, err := inspectTarget(opt.Path)
 	if err != nil {
 		return err
 	}
-	info, err := outfile.Inspect(path, opt.Rows, inspectHead)
+	info, err := outfile.Inspect(ctx, path, opt.Rows, inspectHead)
 	if err != nil {
 		return err
 	}

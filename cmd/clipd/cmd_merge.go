@@ -52,9 +52,13 @@ func newMergeCommand() *cli.Command {
 			"was embedded in another is not listed as failed. All files must agree on model, weights,\n" +
 			"dtype, embed_dim and normalization. OUT is written to OUT.tmp and renamed when complete.\n" +
 			"Memory: about 40 bytes per distinct URL.\n" +
-			"Exit codes: 2 for usage mistakes; 3 when an input is missing or not a clipd output file, two\n" +
-			"files hold the same shard, shards are missing, or the files are of different runs or\n" +
-			"models; 5 when OUT cannot be written.",
+			"A merge into an output folder (OUTPUT/Images_Embedded.h5) takes the folder's lock, as clipd embed\n" +
+			"does. Each file is checked before it is read (a damaged or crafted one is refused), and the\n" +
+			"reading runs in a child process, so that even a crash of libhdf5 on a damaged file is one line.\n" +
+			"Exit codes: 2 for usage mistakes, or when another clipd writes the output folder; 3 when an\n" +
+			"input is missing, damaged or not a clipd output file, two files hold the same shard, shards\n" +
+			"are missing, or the files are of different runs or models; 5 when OUT cannot be written;\n" +
+			"130 when interrupted (Ctrl-C, SIGTERM).",
 		Flags: []cli.Flag{
 			// Required is checked in Action, so that a missing --output is a usage error (exit 2).
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "merged file to write (default FOLDER/Images_Embedded.h5 when the one argument is a folder)"},
@@ -62,6 +66,13 @@ func newMergeCommand() *cli.Command {
 		},
 		Action: func(cCtx *cli.Context) error {
 			if err := checkArgs(cCtx, 1, -1); err != nil {
+				return err
+			}
+			out := cCtx.String("output")
+			if out == "" && cCtx.NArg() == 1 {
+				out = filepath.Join(cCtx.Args().First(), outfile.FinalName)
+			}
+			if ok, err := contained(cCtx, "libhdf5 crashed reading one of the inputs ({signal}): a file is damaged; find it with clipd inspect on each input", out+".tmp"); ok {
 				return err
 			}
 			g := globalsFrom(cCtx)

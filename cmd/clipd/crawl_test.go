@@ -1,13 +1,19 @@
 // crawl_test.go: what a crawl may reach and what it must leave alone: a URL list pointing at
 // this machine (127.0.0.1) is refused by default, with the reason, and fetched with
-// --allow-private-networks; an opted-out image is failed unread unless --ignore-opt-out.
+// --allow-private-networks; an opted-out image is failed unread unless --ignore-opt-out; a
+// server dropping idle keep-alive connections costs no URL.
 package main
 
 import (
+	"bytes"
+	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os/exec"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestPrivateNetworksRefusedByDefault(t *testing.T) {
@@ -53,5 +59,52 @@ func TestOptOutThroughTheCLI(t *testing.T) {
 	}
 	if r := readH5(t, embedFinal(out2)); len(r.URLs) != 2 || r.Attrs["ignore_opt_out"] != "True" {
 		t.Errorf("--ignore-opt-out: rows %v, attrs %v", r.URLs, r.Attrs)
+	}
+}
+
+// Issue 16, item 2: a server that closes idle keep-alive connections quickly (here after
+// 1 s) and a lull in a list read from stdin. The URLs after the lull go out on pooled
+// connections the server has closed; each is sent again at once on a new connection, so all
+// are embedded with --retries 0, instead of failing "connection closed" for good.
+func TestKeepAliveLullThroughTheCLI(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	img := readFile(t, e2eDir+"/img_00.jpg")
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(10 * time.Millisecond) // overlap, so several connections are pooled
+		w.Header().Set("Content-Type", "image/jpeg")
+		w.Write(img)
+	}))
+	srv.Config.IdleTimeout = time.Second
+	srv.Start()
+	defer srv.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	out := t.TempDir()
+	cmd := exec.CommandContext(ctx, clipdBinary(t), embedFlags("-", out, "--connections", "8")...)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 40 {
+		if i == 20 {
+			time.Sleep(2500 * time.Millisecond) // the pooled connections go stale
+		}
+		fmt.Fprintf(stdin, "%s/img/%d.jpg\n", srv.URL, i)
+	}
+	stdin.Close()
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("%v: %s", err, stderr.String())
+	}
+	r := readH5(t, embedFinal(out))
+	if len(r.URLs) != 40 || len(r.FailedURLs) != 0 {
+		t.Errorf("%d rows embedded, %d failed %v; want 40 and none", len(r.URLs), len(r.FailedURLs), r.Reasons)
 	}
 }

@@ -649,7 +649,15 @@ func TestResolveShard(t *testing.T) {
 		{"", 4, map[string]string{"JOB_COMPLETION_INDEX": "3"}, "3/4", "JOB_COMPLETION_INDEX", false},
 		{"", 0, map[string]string{"JOB_COMPLETION_INDEX": "3"}, "", "", true},
 		{"", 0, map[string]string{"SLURM_ARRAY_TASK_ID": "2", "SLURM_ARRAY_TASK_COUNT": "3"}, "2/3", "SLURM_ARRAY_TASK_ID", false},
-		{"", 0, map[string]string{"SLURM_ARRAY_TASK_ID": "5", "SLURM_ARRAY_TASK_MIN": "4", "SLURM_ARRAY_TASK_COUNT": "3"}, "1/3", "SLURM_ARRAY_TASK_ID", false},
+		{"", 0, map[string]string{"SLURM_ARRAY_TASK_ID": "2", "SLURM_ARRAY_TASK_MIN": "0", "SLURM_ARRAY_TASK_MAX": "2", "SLURM_ARRAY_TASK_COUNT": "3"}, "2/3", "SLURM_ARRAY_TASK_ID", false},
+		// An array that is not 0..COUNT-1 cannot say the shard: a resubmitted --array=1 of a
+		// 4-task run would otherwise be "shard 0 of 1", the whole input.
+		{"", 0, map[string]string{"SLURM_ARRAY_TASK_ID": "1", "SLURM_ARRAY_TASK_MIN": "1", "SLURM_ARRAY_TASK_MAX": "1", "SLURM_ARRAY_TASK_COUNT": "1"}, "", "", true},
+		{"", 0, map[string]string{"SLURM_ARRAY_TASK_ID": "5", "SLURM_ARRAY_TASK_MIN": "4", "SLURM_ARRAY_TASK_COUNT": "3"}, "", "", true},
+		{"", 0, map[string]string{"SLURM_ARRAY_TASK_ID": "3", "SLURM_ARRAY_TASK_MIN": "0", "SLURM_ARRAY_TASK_MAX": "3", "SLURM_ARRAY_TASK_COUNT": "2"}, "", "", true}, // --array=0,3
+		// With the whole array's size given (--shard-count / CLIPD_SHARD_COUNT), the task id is the shard.
+		{"", 4, map[string]string{"SLURM_ARRAY_TASK_ID": "1", "SLURM_ARRAY_TASK_MIN": "1", "SLURM_ARRAY_TASK_MAX": "1", "SLURM_ARRAY_TASK_COUNT": "1"}, "1/4", "SLURM_ARRAY_TASK_ID", false},
+		{"", 4, map[string]string{"SLURM_ARRAY_TASK_ID": "4", "SLURM_ARRAY_TASK_COUNT": "1"}, "", "", true},
 		{"", 0, map[string]string{"SLURM_ARRAY_TASK_ID": "7", "SLURM_ARRAY_TASK_COUNT": "3"}, "", "", true},
 		{"3/3", 0, nil, "", "", true},
 	} {

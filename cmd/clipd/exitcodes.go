@@ -20,7 +20,7 @@ const (
 	exitFailure     = 1   // a runtime failure: network, server, engine, anything else
 	exitUsage       = 2   // bad usage: unknown command or flag, bad flag value, wrong arguments
 	exitInput       = 3   // bad input: a missing file or cache entry, a name or URL not found or refused
-	exitBadWeights  = 4   // bad weights: not a valid safetensors/CLIP checkpoint, or a sha256 mismatch
+	exitBadWeights  = 4   // bad weights: not a valid safetensors/CLIP checkpoint, a sha256 mismatch, or NaN/Inf embeddings
 	exitOutput      = 5   // output or disk error: the cache or an output file cannot be written
 	exitNothing     = 6   // embed finished without one embedding: an empty input, or every row failed
 	exitInterrupted = 130 // interrupted (Ctrl-C, SIGTERM)
@@ -32,7 +32,7 @@ const exitCodesHelp = `EXIT CODES:
    1    runtime failure (network, server, engine, other)
    2    bad usage (unknown command or flag, bad flag value, wrong arguments)
    3    bad input (missing file or cache entry, name or URL not found or refused)
-   4    bad weights (not a valid safetensors/CLIP checkpoint, sha256 mismatch)
+   4    bad weights (not a valid safetensors/CLIP checkpoint, sha256 mismatch, embeddings not finite)
    5    output or disk error (the cache or an output file cannot be written)
    6    nothing embedded (embed: the input had no rows, or every row failed)
    130  interrupted`
@@ -75,10 +75,14 @@ func exitCode(err error) int {
 		return exitUsage
 	case errors.As(err, &ce):
 		return ce.code
+	case errors.Is(err, outfile.ErrLocked): // another clipd writes the output folder
+		return exitUsage
 	case errors.Is(err, embed.ErrInterrupted):
 		return exitInterrupted
 	case errors.Is(err, embed.ErrNothingEmbedded):
 		return exitNothing
+	case errors.Is(err, embed.ErrBadWeights):
+		return exitBadWeights
 	case errors.Is(err, embed.ErrConfig):
 		return exitUsage
 	case errors.Is(err, embed.ErrInput):
@@ -113,5 +117,14 @@ func errorLine(err error) string {
 	}
 	msg := strings.TrimSpace(err.Error())
 	msg = strings.Join(strings.Fields(strings.ReplaceAll(msg, "\n", "; ")), " ")
+	// The messages cut what they echo (internal/echo); this is the net under them: a line
+	// stays readable, and its end, which says what to do, is kept.
+	if len(msg) > maxErrorLine {
+		head, tail := msg[:maxErrorLine*2/3], msg[len(msg)-maxErrorLine/3:]
+		msg = strings.ToValidUTF8(head, "") + " ... " + strings.ToValidUTF8(tail, "")
+	}
 	return msg
 }
+
+// maxErrorLine is the most bytes of a message errorLine prints.
+const maxErrorLine = 2048

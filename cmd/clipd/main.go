@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -32,6 +33,7 @@ var commands = []func() *cli.Command{
 }
 
 func main() {
+	containHDF5 = true
 	os.Exit(run(context.Background(), os.Args, os.Stdout, os.Stderr))
 }
 
@@ -43,6 +45,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	err := app.RunContext(ctx, normalizeArgs(app, args))
 	if err == nil {
 		return exitOK
+	}
+	var child *childExited
+	if errors.As(err, &child) { // a contained command's child said it all
+		return child.code
 	}
 	fmt.Fprintf(stderr, "clipd: %s\n", errorLine(err))
 	return exitCode(err)

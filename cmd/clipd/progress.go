@@ -144,8 +144,30 @@ func printSummary(w io.Writer, s embed.Summary) {
 	if g.ReadOK+g.ReadFailed > 0 {
 		fmt.Fprintf(w, "  read:   %d ok, %d failed, %.2fs busy\n", g.ReadOK, g.ReadFailed, g.ReadBusy)
 	}
-	fmt.Fprintf(w, "  decode: %.2fs busy over %d workers (%.0f%% of their time)\n", g.DecodeBusy, g.DecodeWorkers, 100*g.DecodeBusy/el/float64(max(g.DecodeWorkers, 1)))
-	fmt.Fprintf(w, "  engine: %.2fs busy (%.0f%% of the run), %d batches of %.1f on average (max %d)\n", g.EngineBusy, 100*g.EngineBusy/el, g.EngineBatches, g.EngineAvgBatch, g.BatchSize)
+	fmt.Fprintf(w, "  decode: %.2fs busy over %d workers (%.0f%% of their time)", g.DecodeBusy, g.DecodeWorkers, 100*g.DecodeBusy/el/float64(max(g.DecodeWorkers, 1)))
+	if g.Decode != "" && g.Decode != "cpu" {
+		// JPEGs were decoded inside the engine call: the workers only saw the other formats.
+		fmt.Fprintf(w, " on other formats; %d JPEGs decoded by the engine (%s), inside its busy time; headers %.2fs", g.EngineDecoded, g.Decode, g.JPEGHeaderBusy)
+		if g.EngineDeviceDecoded > 0 {
+			fmt.Fprintf(w, "; %d on the device (%d by its hardware decoder), %d on the CPU (%d sent there by the engine)",
+				g.EngineDeviceDecoded, g.EngineHardwareDecoded, g.EngineCPUDecoded, g.EngineCPUFallbacks)
+		}
+		if g.EngineRefused > 0 {
+			fmt.Fprintf(w, "; %d refused by the engine, retried on the CPU decoder", g.EngineRefused)
+		}
+	}
+	fmt.Fprintln(w)
+	engines := max(len(g.Engines), 1)
+	fmt.Fprintf(w, "  engine: %.2fs busy (%.0f%% of the run", g.EngineBusy, 100*g.EngineBusy/el/float64(engines))
+	if engines > 1 {
+		fmt.Fprintf(w, " per engine, %d engines", engines)
+	}
+	fmt.Fprintf(w, "), %d batches of %.1f on average (max %d)\n", g.EngineBatches, g.EngineAvgBatch, g.BatchSize)
+	if engines > 1 {
+		for _, e := range g.Engines {
+			fmt.Fprintf(w, "          device %d: %d batches, %d images, %.2fs busy\n", e.Device, e.Batches, e.Images, e.Busy)
+		}
+	}
 	fmt.Fprintf(w, "  write:  %.2fs, merge %.2fs\n", g.WriteBusy, g.Merge)
 }
 

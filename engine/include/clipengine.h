@@ -29,7 +29,11 @@ typedef enum clip_status {
   CLIP_ERR_BAD_WEIGHTS = -3,
   CLIP_ERR_OUT_OF_MEMORY = -4,
   CLIP_ERR_BACKEND = -5,
-  CLIP_ERR_UNSUPPORTED = -6
+  CLIP_ERR_UNSUPPORTED = -6,
+  /* Per-image statuses of clip_engine_embed_encoded only (no call returns them): */
+  CLIP_ERR_IMAGE_CORRUPT = -7,   /* the JPEG data is damaged or not decodable */
+  CLIP_ERR_IMAGE_TRUNCATED = -8, /* the JPEG data ends early */
+  CLIP_ERR_IMAGE_TOO_LARGE = -9  /* more pixels than clip_decode_options.max_pixels allows */
 } clip_status;
 
 typedef enum clip_backend {
@@ -77,7 +81,10 @@ CLIP_API const char *clip_version(void);
 
 /* n images of any size -> CLIP preprocessing (shorter side to image_size with PIL-exact
    antialiased bicubic, center crop, /255, normalize with CLIP mean/std) -> forward ->
-   out[n * embed_dim] float32, NOT L2-normalized (same as model.encode_image). */
+   out[n * embed_dim] float32, NOT L2-normalized (same as model.encode_image).
+   Every backend writes the forward's values as they come out: where the weights overflow
+   for an image, its row holds NaN or Inf and the call still returns CLIP_OK, so that one
+   image never costs the batch; the caller checks each row (clipd fails that image). */
 CLIP_API clip_status clip_engine_embed_images(clip_engine *e, const clip_image *images, int n,
                                               float *out);
 /* n preprocessed images, float32 [n,3,S,S] already normalized -> out[n * embed_dim] */
@@ -124,6 +131,101 @@ typedef struct clip_backend_info {
    CLIP_ERR_INVALID_ARGUMENT (NULL out, negative device, unknown backend). */
 CLIP_API clip_status clip_backend_resolve(clip_backend backend, int device, clip_backend_info *out,
                                           char *err, size_t err_len);
+
+/* ---- encoded images in (JPEG) ---- */
+
+/* n encoded images -> decode -> the preprocessing and forward of clip_engine_embed_images ->
+   out[n * embed_dim] float32 (NOT L2-normalized), with a status per image in per_image[n].
+   data[i] points at sizes[i] bytes of image i (the caller's; never kept after the call).
+
+   Formats: baseline and progressive JPEG (8-bit; JFIF/Exif/Adobe; 4:4:4, 4:2:2, 4:2:0, 4:4:0,
+   4:1:1, restart markers), YCbCr and RGB, grayscale (replicated to R=G=B, as Pillow's L ->
+   RGB), CMYK and YCCK (Adobe-inverted, converted to RGB as Pillow converts "CMYK;I" JPEGs).
+   Anything else (PNG, GIF, WebP, an empty buffer, ...) is CLIP_ERR_UNSUPPORTED for that
+   image: callers decode other formats themselves and use clip_engine_embed_images.
+   Decoding is exactly libjpeg-turbo's defaults (accurate integer DCT, fancy upsampling, full
+   size), the bytes Pillow's decoder gives: for every image this call decodes, its embedding
+   equals clip_engine_embed_images of the same pixels (bit for bit on the CPU backend, whose
+   forwards take the good images in slices of 16 as embed_images does; on the CUDA backend
+   JPEGs are decoded on the GPU by nvJPEG where it can, and a device-decoded image may differ
+   from libjpeg-turbo's by IDCT, upsampling and colour rounding: see clipengine_cuda.h for
+   which decoder takes which image and how to choose). EXIF orientation is ignored unless
+   clip_decode_options.apply_exif_orientation is set (CLIP's reference preprocessing ignores
+   it). Progressive JPEGs with more than 500 scans are refused (corrupt) so a crafted file
+   cannot keep the engine busy. Damage libjpeg only warns about is accepted when the end
+   marker is there (as Pillow accepts it); a fatal error after a warning (which TurboJPEG
+   flags as a warning, with the fatal message) is corrupt, as in Pillow and clipd's Go
+   decoder.
+
+   per_image[i] is one of
+     CLIP_OK                   decoded and embedded; row i of out is its embedding
+     CLIP_ERR_UNSUPPORTED      not a JPEG, a JPEG this build cannot decode (no libturbojpeg),
+                               or an image too elongated to resize (as embed_images refuses)
+     CLIP_ERR_IMAGE_CORRUPT    damaged or undecodable JPEG data (libjpeg's message says why;
+                               12-bit JPEGs land here too, as in the Go decoder)
+     CLIP_ERR_IMAGE_TRUNCATED  the data ends before the image does (Pillow: "image file is
+                               truncated"); also a damaged file without its end marker
+     CLIP_ERR_IMAGE_TOO_LARGE  width * height above clip_decode_options.max_pixels
+     CLIP_ERR_OUT_OF_MEMORY    no memory to decode this image
+   A failed image never fails the others: its row of out is all zeros and the rest of the
+   batch is embedded. clip_engine_image_error(e, i) gives the failed image's reason as text.
+   The return value is for the call as a whole: CLIP_OK when the batch ran (whatever the
+   per-image statuses; 0 good images is CLIP_OK), CLIP_ERR_INVALID_ARGUMENT (NULL arrays with
+   n > 0, a NULL data[i] with sizes[i] > 0, n > max_batch), or an engine failure
+   (CLIP_ERR_BACKEND, CLIP_ERR_OUT_OF_MEMORY for the batch's buffers) with
+   clip_engine_last_error set; after an engine failure neither out nor per_image is
+   meaningful. Thread-safety: as every call on an engine, one thread at a time per engine;
+   the CPU backend decodes the batch on the engine's `threads` threads. */
+CLIP_API clip_status clip_engine_embed_encoded(clip_engine *e, const uint8_t *const *data,
+                                               const size_t *sizes, int n, float *out,
+                                               clip_status *per_image);
+
+/* The reason image i of the last clip_engine_embed_encoded call failed, as the Go decoder
+   words it ("truncated jpeg", "corrupt jpeg: Bogus marker length", "too many pixels
+   (30000x30000)", "not a jpeg (png)"); "" for an image that succeeded, an index out of range,
+   or a NULL engine. Valid until the next clip_engine_embed_encoded call on e. */
+CLIP_API const char *clip_engine_image_error(const clip_engine *e, int i);
+
+/* How clip_engine_embed_encoded decodes. The zero value is the default. */
+typedef struct clip_decode_options {
+  int64_t max_pixels;         /* refuse images with more pixels before decoding them:
+                                 0 = 89478485 (Pillow's Image.MAX_IMAGE_PIXELS), < 0 = no limit */
+  int apply_exif_orientation; /* 1: rotate/flip by the EXIF orientation tag as Pillow's
+                                 ImageOps.exif_transpose; 0: ignore it (CLIP's preprocessing) */
+} clip_decode_options;
+
+/* Sets e's decode options for the following clip_engine_embed_encoded calls.
+   CLIP_ERR_INVALID_ARGUMENT for a NULL engine or options, or apply_exif_orientation not 0/1. */
+CLIP_API clip_status clip_engine_set_decode_options(clip_engine *e, const clip_decode_options *o);
+
+/* Counters of clip_engine_embed_encoded since the engine was created. Every image passed is
+   counted once: device_decoded + cpu_decoded + failed = images passed. */
+typedef struct clip_decode_stats {
+  int64_t device_decoded;  /* decoded on the GPU by nvJPEG (CUDA backend) */
+  int64_t hardware_decoded;/* of device_decoded: by the GPU's hardware JPEG engine */
+  int64_t cpu_decoded;     /* decoded by the CPU decoder (libjpeg-turbo): every image of the
+                              CPU backend, and the CUDA backend's per-image fallbacks */
+  int64_t failed;          /* per_image status not CLIP_OK */
+  int64_t cpu_fallbacks;   /* of cpu_decoded + failed: images the CUDA backend handed to the
+                              CPU decoder (what the hardware engines do not take, CMYK/YCCK,
+                              no end marker, an EXIF orientation to apply, too large for the
+                              decode arena, nvJPEG refusals; see clipengine_cuda.h); 0 on the
+                              CPU backend */
+} clip_decode_stats;
+
+/* Fills *out with e's counters. CLIP_ERR_INVALID_ARGUMENT for a NULL engine or out. */
+CLIP_API clip_status clip_engine_decode_stats(const clip_engine *e, clip_decode_stats *out);
+
+/* Device memory (bytes) that device JPEG decoding adds to a CUDA engine created with this
+   max_batch (0 = the engine default): the decode arena, allocated at create (max_batch x
+   1024x768x3 bytes, within 64 MB .. 1 GB; images of a batch are decoded in chunks that fit
+   it, and an image larger than it goes to the CPU decoder), plus an upper estimate of
+   nvJPEG's own buffers, which it allocates as images need them (coefficients and bitstreams
+   of a chunk: at most two arenas) and 32 MB of fixed state. The CUDA engine's create-time
+   memory check includes it; memory planners add it to the weights and activations. 0 for a
+   build without the CUDA backend; the value does not depend on a device being present.
+   CLIP_ERR_INVALID_ARGUMENT for a NULL out or a negative max_batch. */
+CLIP_API clip_status clip_decode_device_bytes(int max_batch, int64_t *out);
 
 #ifdef __cplusplus
 }

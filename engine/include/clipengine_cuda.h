@@ -51,6 +51,41 @@ CLIP_API clip_status clip_cuda_debug_forward_stage(clip_engine *e, const float *
    (a failed capture or instantiate turns them off for the engine's life). */
 CLIP_API clip_status clip_cuda_debug_graphs(clip_engine *e, int enable, char *buf, size_t len);
 
+/* The JPEG decoder clip_engine_embed_encoded uses on this engine (for the GPU check's
+   comparisons and per-backend timings; the default, 0, is what users want):
+     0  auto: on a GPU with hardware JPEG engines (A100/A30/H100/H200...), nvJPEG's
+        hardware decoder for the baseline JPEGs they take and libjpeg-turbo on the CPU (all
+        the engine's threads) for the rest (progressive, 4:1:1, an EXIF orientation tag); on a
+        GPU without them, nvJPEG's GPU-hybrid decoder (a failed hardware batch is retried
+        image by image on the hybrid decoder)
+     1  nvJPEG's hybrid decoder for every device-decodable JPEG
+     2  nvJPEG's GPU-hybrid decoder (Huffman on the GPU too) for every device-decodable JPEG
+     3  libjpeg-turbo on the CPU for every JPEG (then the device resize): the CPU backend's
+        pixels, so embeddings match embed_images after the Go decoder up to the CUDA forward
+   Whatever the mode, these go to the CPU decoder, one by one (counted in
+   clip_decode_stats.cpu_fallbacks): CMYK/YCCK and Adobe-RGB JPEGs (Pillow's CMYK conversion,
+   which nvJPEG does not do), a JPEG without its end marker (the CPU decoder decides
+   truncation as the Go decoder does), an EXIF orientation to apply
+   (clip_decode_options.apply_exif_orientation), an image too large for the decode arena,
+   and anything nvJPEG refuses. A device-decoded image can differ from the CPU decoder's by
+   nvJPEG's IDCT, upsampling and colour-conversion rounding; and a JPEG whose entropy-coded
+   data is damaged while its headers and end marker are intact may be decoded by nvJPEG where
+   the CPU decoder refuses it (or the reverse: then it falls back and fails alike).
+   CLIP_ERR_INVALID_ARGUMENT for another mode. */
+CLIP_API clip_status clip_cuda_set_jpeg_decoder(clip_engine *e, int mode);
+
+/* The JPEG half of clip_engine_embed_encoded alone, for timing the decoders: decodes the n
+   images (n <= max_batch) as embed_encoded does (the mode of clip_cuda_set_jpeg_decoder, the
+   decode options, the counters of clip_engine_decode_stats, per_image and
+   clip_engine_image_error) and resizes them into the device input buffer, then waits for the
+   device; no forward, no embeddings. */
+CLIP_API clip_status clip_cuda_debug_decode(clip_engine *e, const uint8_t *const *data,
+                                            const size_t *sizes, int n, clip_status *per_image);
+
+/* One line on the engine's JPEG decoding: the mode, the hardware engines nvJPEG reports, the
+   decode arena's size; or why nvJPEG is off (every JPEG then decodes on the CPU). */
+CLIP_API clip_status clip_cuda_jpeg_info(clip_engine *e, char *buf, size_t len);
+
 #ifdef __cplusplus
 }
 #endif

@@ -46,6 +46,9 @@ const char *clip_status_string(clip_status s) {
   case CLIP_ERR_OUT_OF_MEMORY: return "out of memory";
   case CLIP_ERR_BACKEND: return "backend error";
   case CLIP_ERR_UNSUPPORTED: return "unsupported";
+  case CLIP_ERR_IMAGE_CORRUPT: return "corrupt image";
+  case CLIP_ERR_IMAGE_TRUNCATED: return "truncated image";
+  case CLIP_ERR_IMAGE_TOO_LARGE: return "image too large";
   }
   return "unknown status";
 }
@@ -149,6 +152,7 @@ void clip_engine_destroy(clip_engine *e) {
   if (!e) return;
   if (e->impl && e->impl->destroy) e->impl->destroy(e);
   clip_weights_free(&e->w);
+  free(e->image_err);
   free(e);
 }
 

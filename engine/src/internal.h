@@ -103,6 +103,11 @@ typedef struct clip_backend_impl {
      embed_pixels. */
   clip_status (*embed_images)(clip_engine *e, const clip_image *images, int n, float *out);
   void (*destroy)(clip_engine *e); /* frees backend_state */
+  /* encoded images -> out[n*E] and per_image[n] (clip_engine_embed_encoded's contract, with
+     the arguments checked, per-image messages in e->image_err and the counters in
+     e->decode_stats); NULL means: the engine decodes on the CPU (engine/src/encoded.c). */
+  clip_status (*embed_encoded)(clip_engine *e, const uint8_t *const *data, const size_t *sizes,
+                               int n, float *out, clip_status *per_image);
 } clip_backend_impl;
 
 struct clip_engine {
@@ -116,7 +121,28 @@ struct clip_engine {
   void *backend_state;
   char backend_name[128];
   char last_error[CLIP_ERR_LEN];
+  clip_decode_options decode_opt; /* clip_engine_set_decode_options; zero = defaults */
+  clip_decode_stats decode_stats; /* clip_engine_decode_stats */
+  char (*image_err)[160];         /* [max_batch] reasons of the last embed_encoded call
+                                     (CLIP_IMAGE_ERR_LEN), allocated at its first call */
+  int image_err_n;                /* entries valid in image_err */
 };
+
+/* clip_engine_embed_encoded's checks and bookkeeping (also clip_cuda_debug_decode's): clears
+   last_error and the per-image reasons, checks the arrays, n and NULL data, sets every
+   per_image to CLIP_ERR_BACKEND (the backend overwrites each), and returns in *d a malloc'ed
+   copy of data with NULL (empty) images pointing at a valid empty buffer (NULL for n == 0). */
+clip_status clip_encoded_prepare(clip_engine *e, const uint8_t *const *data, const size_t *sizes,
+                                 int n, clip_status *per_image, const uint8_t ***d);
+
+/* The CPU decode path of clip_engine_embed_encoded (engine/src/encoded.c), also the CUDA
+   backend's fallback for the images it does not decode: decodes images idx[0..m) of data on
+   the CPU (idx NULL: images 0..m-1), writes their statuses and reasons, and hands the
+   decoded images to the caller through rgb[k] (malloc'ed, freed by the caller; NULL for a
+   failed image) / w[k] / h[k] for k < m. The caller counts the images in decode_stats. */
+void clip_decode_cpu(clip_engine *e, const uint8_t *const *data, const size_t *sizes,
+                     const int *idx, int m, clip_status *per_image, uint8_t **rgb, int *w,
+                     int *h);
 
 /* printf into the engine's last_error (and return status for chaining). */
 clip_status clip_set_error(clip_engine *e, clip_status s, const char *fmt, ...)

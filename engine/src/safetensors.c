@@ -89,36 +89,37 @@ static clip_status parse_entry(const char *path, const clip_json *e, uint64_t da
   t->name = name;
   if (e->type != CLIP_JSON_OBJECT)
     return st_error(err, err_len, CLIP_ERR_BAD_WEIGHTS, path,
-                    "tensor %s: header entry is not a JSON object", name);
+                    "tensor " CLIP_ECHO_FMT ": header entry is not a JSON object", CLIP_ECHO(name));
   const clip_json *dtype = clip_json_get(e, "dtype");
   const clip_json *shape = clip_json_get(e, "shape");
   const clip_json *offsets = clip_json_get(e, "data_offsets");
   const char *missing = !dtype ? "dtype" : !shape ? "shape" : !offsets ? "data_offsets" : NULL;
   if (missing)
-    return st_error(err, err_len, CLIP_ERR_BAD_WEIGHTS, path, "tensor %s: missing \"%s\"", name,
-                    missing);
+    return st_error(err, err_len, CLIP_ERR_BAD_WEIGHTS, path,
+                    "tensor " CLIP_ECHO_FMT ": missing \"%s\"", CLIP_ECHO(name), missing);
 
   if (dtype->type != CLIP_JSON_STRING)
-    return st_error(err, err_len, CLIP_ERR_BAD_WEIGHTS, path, "tensor %s: dtype is not a string",
-                    name);
+    return st_error(err, err_len, CLIP_ERR_BAD_WEIGHTS, path,
+                    "tensor " CLIP_ECHO_FMT ": dtype is not a string", CLIP_ECHO(name));
   size_t k = 0, nd = sizeof st_dtypes / sizeof st_dtypes[0];
   while (k < nd && !(strlen(st_dtypes[k].name) == dtype->len &&
                      memcmp(st_dtypes[k].name, dtype->str, dtype->len) == 0))
     k++;
   if (k == nd)
-    return st_error(err, err_len, CLIP_ERR_BAD_WEIGHTS, path, "tensor %s has unknown dtype \"%.32s\"",
-                    name, dtype->str);
+    return st_error(err, err_len, CLIP_ERR_BAD_WEIGHTS, path,
+                    "tensor " CLIP_ECHO_FMT " has unknown dtype \"%.32s\"", CLIP_ECHO(name),
+                    dtype->str);
   snprintf(t->dtype_name, sizeof t->dtype_name, "%s", st_dtypes[k].name);
   t->dtype = st_dtypes[k].dtype;
   t->elem_size = st_dtypes[k].size;
 
   if (shape->type != CLIP_JSON_ARRAY)
-    return st_error(err, err_len, CLIP_ERR_BAD_WEIGHTS, path, "tensor %s: shape is not an array",
-                    name);
+    return st_error(err, err_len, CLIP_ERR_BAD_WEIGHTS, path,
+                    "tensor " CLIP_ECHO_FMT ": shape is not an array", CLIP_ECHO(name));
   if (shape->count > CLIP_ST_MAX_DIMS)
     return st_error(err, err_len, CLIP_ERR_BAD_WEIGHTS, path,
-                    "tensor %s: shape has %zu dimensions (at most %d)", name, shape->count,
-                    CLIP_ST_MAX_DIMS);
+                    "tensor " CLIP_ECHO_FMT ": shape has %zu dimensions (at most %d)",
+                    CLIP_ECHO(name), shape->count, CLIP_ST_MAX_DIMS);
   /* numel * elem_size must fit in 64 bits; the data section bound below is the real limit. */
   uint64_t numel = 1;
   int overflow = 0, has_zero = 0;
@@ -126,7 +127,9 @@ static clip_status parse_entry(const char *path, const clip_json *e, uint64_t da
   for (const clip_json *d = shape->child; d; d = d->next) {
     if (d->type != CLIP_JSON_NUMBER || !d->is_integer || d->integer < 0)
       return st_error(err, err_len, CLIP_ERR_BAD_WEIGHTS, path,
-                      "tensor %s: shape holds something other than a non-negative integer", name);
+                      "tensor " CLIP_ECHO_FMT
+                      ": shape holds something other than a non-negative integer",
+                      CLIP_ECHO(name));
     uint64_t dim = (uint64_t)d->integer;
     if (dim == 0) has_zero = 1;
     if (dim != 0 && numel > UINT64_MAX / dim) overflow = 1;
@@ -139,8 +142,8 @@ static clip_status parse_entry(const char *path, const clip_json *e, uint64_t da
     numel = 0;
   }
   if (overflow || numel > UINT64_MAX / t->elem_size)
-    return st_error(err, err_len, CLIP_ERR_BAD_WEIGHTS, path, "tensor %s: shape is too large",
-                    name);
+    return st_error(err, err_len, CLIP_ERR_BAD_WEIGHTS, path,
+                    "tensor " CLIP_ECHO_FMT ": shape is too large", CLIP_ECHO(name));
   t->numel = numel;
 
   if (offsets->type != CLIP_JSON_ARRAY || offsets->count != 2 ||
@@ -148,26 +151,29 @@ static clip_status parse_entry(const char *path, const clip_json *e, uint64_t da
       offsets->child->integer < 0 || offsets->child->next->type != CLIP_JSON_NUMBER ||
       !offsets->child->next->is_integer || offsets->child->next->integer < 0)
     return st_error(err, err_len, CLIP_ERR_BAD_WEIGHTS, path,
-                    "tensor %s: data_offsets is not two non-negative integers", name);
+                    "tensor " CLIP_ECHO_FMT ": data_offsets is not two non-negative integers",
+                    CLIP_ECHO(name));
   t->begin = (uint64_t)offsets->child->integer;
   t->end = (uint64_t)offsets->child->next->integer;
   if (t->begin > t->end)
     return st_error(err, err_len, CLIP_ERR_BAD_WEIGHTS, path,
-                    "tensor %s: data_offsets [%llu, %llu] end before they begin", name,
-                    (unsigned long long)t->begin, (unsigned long long)t->end);
+                    "tensor " CLIP_ECHO_FMT ": data_offsets [%llu, %llu] end before they begin",
+                    CLIP_ECHO(name), (unsigned long long)t->begin, (unsigned long long)t->end);
   if (t->end > data_len)
     return st_error(err, err_len, CLIP_ERR_BAD_WEIGHTS, path,
-                    "tensor %s: data_offsets [%llu, %llu] are past the end of the file (data "
+                    "tensor " CLIP_ECHO_FMT
+                    ": data_offsets [%llu, %llu] are past the end of the file (data "
                     "section holds %llu bytes)",
-                    name, (unsigned long long)t->begin, (unsigned long long)t->end,
+                    CLIP_ECHO(name), (unsigned long long)t->begin, (unsigned long long)t->end,
                     (unsigned long long)data_len);
   if (t->end - t->begin != numel * t->elem_size) {
     char s[160];
     clip_st_shape_string(t->shape, t->ndim, s, sizeof s);
     return st_error(err, err_len, CLIP_ERR_BAD_WEIGHTS, path,
-                    "tensor %s: data_offsets [%llu, %llu] hold %llu bytes, but shape %s of %s "
+                    "tensor " CLIP_ECHO_FMT
+                    ": data_offsets [%llu, %llu] hold %llu bytes, but shape %s of %s "
                     "needs %llu",
-                    name, (unsigned long long)t->begin, (unsigned long long)t->end,
+                    CLIP_ECHO(name), (unsigned long long)t->begin, (unsigned long long)t->end,
                     (unsigned long long)(t->end - t->begin), s, t->dtype_name,
                     (unsigned long long)(numel * t->elem_size));
   }
@@ -180,8 +186,8 @@ static clip_status index_tensors(const char *path, clip_st_file *f, char *err, s
   qsort(f->tensors, f->count, sizeof *f->tensors, cmp_by_name);
   for (size_t i = 1; i < f->count; i++)
     if (strcmp(f->tensors[i - 1].name, f->tensors[i].name) == 0)
-      return st_error(err, err_len, CLIP_ERR_BAD_WEIGHTS, path, "tensor %s appears twice",
-                      f->tensors[i].name);
+      return st_error(err, err_len, CLIP_ERR_BAD_WEIGHTS, path,
+                      "tensor " CLIP_ECHO_FMT " appears twice", CLIP_ECHO(f->tensors[i].name));
   clip_st_tensor **by_begin = (clip_st_tensor **)malloc(f->count * sizeof *by_begin);
   if (!by_begin)
     return st_error(err, err_len, CLIP_ERR_OUT_OF_MEMORY, path, "out of memory indexing %zu tensors",
@@ -195,8 +201,10 @@ static clip_status index_tensors(const char *path, clip_st_file *f, char *err, s
     const clip_st_tensor *a = by_begin[i - 1], *b = by_begin[i];
     if (b->begin < a->end) {
       s = st_error(err, err_len, CLIP_ERR_BAD_WEIGHTS, path,
-                   "tensors %s and %s overlap (data_offsets [%llu, %llu] and [%llu, %llu])",
-                   a->name, b->name, (unsigned long long)a->begin, (unsigned long long)a->end,
+                   "tensors " CLIP_ECHO_FMT " and " CLIP_ECHO_FMT
+                   " overlap (data_offsets [%llu, %llu] and [%llu, %llu])",
+                   CLIP_ECHO(a->name), CLIP_ECHO(b->name), (unsigned long long)a->begin,
+                   (unsigned long long)a->end,
                    (unsigned long long)b->begin, (unsigned long long)b->end);
       break;
     }

@@ -6,6 +6,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "clipengine.h"
 #include "json.h"
@@ -15,6 +16,19 @@ extern "C" {
 #endif
 
 #define CLIP_ST_MAX_DIMS 8
+
+/* A string from the file that a message echoes (a tensor name can be megabytes): its first
+   CLIP_ECHO_MAX bytes, then "..." when it is longer, so that the rest of the message still
+   fits the caller's buffer. Use CLIP_ECHO_FMT in the format and CLIP_ECHO(s) as its
+   arguments. */
+#define CLIP_ECHO_MAX 160
+#define CLIP_ECHO_FMT "%.*s%s"
+#define CLIP_ECHO(s) \
+  clip_echo_len(s), (s), (strnlen((s), CLIP_ECHO_MAX + 1) > CLIP_ECHO_MAX ? "..." : "")
+static inline int clip_echo_len(const char *s) {
+  size_t n = strnlen(s, CLIP_ECHO_MAX + 1);
+  return (int)(n > CLIP_ECHO_MAX ? CLIP_ECHO_MAX : n);
+}
 /* The reference implementation refuses headers past 100 MB; so do we, which also bounds
    what the JSON tree can cost. */
 #define CLIP_ST_MAX_HEADER ((uint64_t)100 * 1000 * 1000)

@@ -192,11 +192,13 @@ type DatasetOptions struct {
 
 // Dataset is an open dataset.
 type Dataset struct {
-	id   C.hid_t
-	path string
-	kind Kind
-	rows int64
-	cols int
+	id        C.hid_t
+	path      string
+	kind      Kind
+	rows      int64
+	cols      int
+	elemBytes int64 // bytes per element in the file (16 for a string's heap reference)
+	storage   int64 // bytes allocated in the file for the elements
 }
 
 // CreateDataset creates dataset name in f.
@@ -223,15 +225,42 @@ func (f *File) OpenDataset(name string, cacheBytes int) (*Dataset, error) {
 	defer C.free(unsafe.Pointer(cn))
 	p := f.path + ":" + name
 	var kind C.int
-	var rows, cols C.hsize_t
+	var rows, cols, storage C.hsize_t
+	var elem C.size_t
 	id, err := call("open dataset", p, func(e *C.char, n C.size_t) C.longlong {
-		return C.longlong(C.h5s_dataset_open(f.id, cn, C.size_t(cacheBytes), &kind, &rows, &cols, e, n))
+		return C.longlong(C.h5s_dataset_open(f.id, cn, C.size_t(cacheBytes), &kind, &rows, &cols, &elem, &storage, e, n))
 	})
 	if err != nil {
 		return nil, err
 	}
-	return &Dataset{id: C.hid_t(id), path: p, kind: Kind(kind), rows: int64(rows), cols: int(cols)}, nil
+	d := &Dataset{id: C.hid_t(id), path: p, kind: Kind(kind), rows: int64(rows), cols: int(cols),
+		elemBytes: int64(elem), storage: int64(storage)}
+	// Dimensions past int64 (or a width past int) are not a file anyone wrote: refuse them
+	// here, before any size is computed from them.
+	if uint64(rows) > math.MaxInt64>>8 || uint64(cols) > math.MaxInt32 || int64(storage) < 0 {
+		d.Close()
+		return nil, fmt.Errorf("%s: dimensions %d x %d (%d bytes stored) are out of range: the file is damaged", p, uint64(rows), uint64(cols), uint64(storage))
+	}
+	return d, nil
 }
+
+// FileBytes is how many bytes the dataset's elements take in the file, uncompressed: rows x
+// cols x the element's size (16 per string, the heap reference; the strings themselves live
+// in the file's heap). It saturates at math.MaxInt64.
+func (d *Dataset) FileBytes() int64 {
+	n := uint64(d.rows)
+	for _, m := range []uint64{uint64(d.width()), uint64(d.elemBytes)} {
+		if m != 0 && n > math.MaxInt64/m {
+			return math.MaxInt64
+		}
+		n *= m
+	}
+	return int64(n)
+}
+
+// StorageBytes is how many bytes the file holds for the dataset's elements (compressed);
+// 0 when none are written.
+func (d *Dataset) StorageBytes() int64 { return d.storage }
 
 // Kind is the dataset's element kind.
 func (d *Dataset) Kind() Kind { return d.kind }
@@ -479,6 +508,9 @@ func (f *File) SetAttr(name string, v any) error {
 	return err
 }
 
+// maxAttrs bounds the root group's attributes that Attrs reads (clipd writes about 15).
+const maxAttrs = 4096
+
 // Attrs returns the root group's attributes in name order.
 func (f *File) Attrs() ([]Attr, error) {
 	count, err := call("count attributes", f.path, func(e *C.char, n C.size_t) C.longlong {
@@ -486,6 +518,9 @@ func (f *File) Attrs() ([]Attr, error) {
 	})
 	if err != nil {
 		return nil, err
+	}
+	if count > maxAttrs {
+		return nil, fmt.Errorf("%s: %d attributes on the root group (at most %d): the file is damaged", f.path, count, maxAttrs)
 	}
 	var out []Attr
 	for i := 0; i < int(count); i++ {

@@ -23,8 +23,10 @@ int h5s_exists(hid_t f, const char *name, char *err, size_t errlen); /* 1, 0 or 
 /* cols 0: a 1-D dataset. rows is the initial size; the maximum is unlimited. */
 hid_t h5s_dataset_create(hid_t f, const char *name, int kind, hsize_t rows, hsize_t cols, hsize_t chunk_rows,
                          int deflate, size_t cache_bytes, char *err, size_t errlen);
+/* Also reports the bytes the dataset's elements take in the file (*elem: 16 for a
+ * variable-length string's heap reference) and the bytes allocated for its data (*storage). */
 hid_t h5s_dataset_open(hid_t f, const char *name, size_t cache_bytes, int *kind, hsize_t *rows, hsize_t *cols,
-                       char *err, size_t errlen);
+                       size_t *elem, hsize_t *storage, char *err, size_t errlen);
 int h5s_dataset_close(hid_t d, char *err, size_t errlen);
 int h5s_dataset_set_rows(hid_t d, hsize_t rows, hsize_t cols, char *err, size_t errlen);
 

@@ -315,3 +315,63 @@ func TestBudget(t *testing.T) {
 		t.Fatalf("held %d peak %d", b.Held(), b.Peak())
 	}
 }
+
+// nanEngine is the fake engine, except that images whose first byte is odd come out NaN
+// (or +Inf for the ones divisible by 3 too), as when the weights overflow for some images.
+type nanEngine struct{ fakeEngine }
+
+func (f *nanEngine) EmbedImages(images []engine.Image, out []float32) error {
+	if err := f.fakeEngine.EmbedImages(images, out); err != nil {
+		return err
+	}
+	for i, im := range images {
+		if v := im.RGB[0]; v%2 == 1 {
+			out[i*dim+1] = float32(math.NaN())
+			if v%3 == 0 {
+				out[i*dim+1] = float32(math.Inf(1))
+			}
+		}
+	}
+	return nil
+}
+
+// A non-finite embedding marks its image alone (NonFinite), never the batch's Err, and is
+// left as the engine gave it (normalisation skips it); the others are embedded as usual.
+func TestNonFiniteEmbeddingMarksItsImageOnly(t *testing.T) {
+	ctx := bounded(t)
+	const n = 40
+	in := make(chan Input, n)
+	for i := range n {
+		in <- testImage(i)
+	}
+	close(in)
+	s := Start(context.Background(), &nanEngine{}, in, Options{BatchSize: 8, Normalize: true})
+	var good, bad int
+	for _, b := range collectAll(t, ctx, s) {
+		if b.Err != nil {
+			t.Fatalf("batch error %v: a non-finite embedding must not fail the batch", b.Err)
+		}
+		for i := range b.Items {
+			seq := b.Items[i].Seq
+			_, emb := b.Row(i)
+			if odd := seq%2 == 1; odd == b.Finite(i) {
+				t.Fatalf("seq %d: Finite = %v", seq, b.Finite(i))
+			}
+			if !b.Finite(i) {
+				bad++
+				continue
+			}
+			good++
+			w := want(int(seq))
+			Normalize(w)
+			for j := range w {
+				if math.Abs(float64(emb[j]-w[j])) > 1e-6 {
+					t.Fatalf("seq %d: embedding %v, want %v", seq, emb, w)
+				}
+			}
+		}
+	}
+	if good != n/2 || bad != n/2 || s.Stats().NonFinite != n/2 {
+		t.Errorf("good %d bad %d NonFinite %d, want %d each", good, bad, s.Stats().NonFinite, n/2)
+	}
+}

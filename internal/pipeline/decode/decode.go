@@ -87,6 +87,8 @@ var (
 	ErrTooManyPixels = errors.New("too many pixels")
 	ErrTruncated     = errors.New("truncated")
 	ErrCorrupt       = errors.New("corrupt")
+	// ErrOverBudget: decoding the image would take more memory than the decoders' budget.
+	ErrOverBudget = errors.New("too large for --memory")
 )
 
 // Error is a failed decode. Its text is the short reason a pipeline failure records:
@@ -100,7 +102,7 @@ type Error struct {
 
 func (e *Error) Error() string {
 	switch e.Kind {
-	case ErrTooManyPixels, ErrNotImage:
+	case ErrTooManyPixels, ErrNotImage, ErrOverBudget:
 		return e.Kind.Error() + " (" + e.Detail + ")"
 	case ErrTruncated:
 		return "truncated " + e.Format
@@ -247,4 +249,12 @@ func getBuf(n int) (*[]byte, int) {
 	return &b, idx
 }
 
-func putBuf(b *[]byte, idx int) { bufPools[idx].Put(b) }
+// maxPooled is the largest buffer kept for reuse: a larger one is left to the collector, so
+// that released pixels of a rare huge image do not stay allocated outside the decode budget.
+const maxPooled = 16 << 20
+
+func putBuf(b *[]byte, idx int) {
+	if len(*b) <= maxPooled {
+		bufPools[idx].Put(b)
+	}
+}

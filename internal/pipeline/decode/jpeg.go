@@ -15,16 +15,26 @@ import (
 // plus a cap of 500 scans so a crafted progressive file cannot keep a worker busy for minutes.
 const jpegFlags = turbojpeg.FlagLimitScans
 
-func (d *Decoder) decodeJPEG(data []byte) (*Image, error) {
+// jpegHeader reads a JPEG's header and refuses what decodeJPEG would refuse before decoding
+// (an unreadable header, too many pixels), with the same errors.
+func (d *Decoder) jpegHeader(data []byte) (turbojpeg.Header, error) {
 	h, err := d.tj.Header(data)
 	if err != nil {
 		if jerr := jpegError(err, data); jerr != nil {
-			return nil, jerr
+			return h, jerr
 		}
-		return nil, &Error{Kind: ErrCorrupt, Format: "jpeg", Detail: err.Error()}
+		return h, &Error{Kind: ErrCorrupt, Format: "jpeg", Detail: err.Error()}
 	}
 	if err := d.opt.checkPixels(h.Width, h.Height); err != nil {
-		return nil, withFormat(err, "jpeg")
+		return h, withFormat(err, "jpeg")
+	}
+	return h, nil
+}
+
+func (d *Decoder) decodeJPEG(data []byte) (*Image, error) {
+	h, err := d.jpegHeader(data)
+	if err != nil {
+		return nil, err
 	}
 	w, ht := h.Width, h.Height
 	if d.opt.Mode == Fast {
@@ -93,10 +103,32 @@ func jpegError(err error, data []byte) error {
 	if strings.Contains(te.Msg, "Premature end of JPEG file") || (te.Warning && !endsWithEOI(data)) {
 		return &Error{Kind: ErrTruncated, Format: "jpeg"}
 	}
-	if te.Warning {
+	if te.Warning && libjpegWarning(te.Msg) {
 		return nil
 	}
 	return &Error{Kind: ErrCorrupt, Format: "jpeg", Detail: te.Msg}
+}
+
+// libjpegWarning: msg is one of libjpeg's warnings (jerror.h's JWRN_ messages). TurboJPEG
+// flags a decode that warned and then failed fatally as a warning too, with the fatal
+// error's message ("Bogus marker length"), and leaves the rows after the failure unwritten:
+// that is a corrupt file, not a warning.
+func libjpegWarning(msg string) bool {
+	for _, p := range []string{
+		"Corrupt JPEG data", // extraneous bytes, bad Huffman/arithmetic code, premature end of segment, RST resync, bad ICC
+		"Premature end of JPEG file",
+		"Warning:", // unknown JFIF revision, thumbnail size
+		"Unknown Adobe color transform code",
+		"Inconsistent progression sequence",
+		"Invalid SOS parameters for sequential JPEG",
+		"Application transferred too many scanlines",
+		"JFIF extension marker",
+	} {
+		if strings.HasPrefix(msg, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // endsWithEOI: an FF D9 marker within the last bytes (some writers append a few bytes of

@@ -8,10 +8,12 @@ import (
 	"github.com/clipd/clipd/internal/pipeline/item"
 )
 
-// countingBudget admits everything and counts what it admitted.
+// countingBudget admits everything and counts what is held.
 type countingBudget struct{ bytes atomic.Int64 }
 
 func (b *countingBudget) Acquire(_ context.Context, n int64) error { b.bytes.Add(n); return nil }
+func (b *countingBudget) Release(n int64)                          { b.bytes.Add(-n) }
+func (b *countingBudget) Limit() int64                             { return 1 << 40 }
 
 // The stage contract: images out, undecodable bodies to fails with stage "decode", every body
 // released once.
@@ -39,7 +41,7 @@ func TestStart(t *testing.T) {
 			continue
 		}
 		images++
-		pixels += int64(len(o.Image.RGB))
+		pixels += o.Image.Held()
 		o.Image.Release()
 	}
 	close(fails)
@@ -57,6 +59,6 @@ func TestStart(t *testing.T) {
 		t.Errorf("stats %+v", st)
 	}
 	if budget.bytes.Load() != pixels {
-		t.Errorf("budget admitted %d bytes, the images hold %d", budget.bytes.Load(), pixels)
+		t.Errorf("the budget holds %d bytes, the images %d", budget.bytes.Load(), pixels)
 	}
 }

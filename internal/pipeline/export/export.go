@@ -241,7 +241,7 @@ func openDataset(f *h5.File, name string, required bool) (*h5.Dataset, error) {
 		}
 		return nil, nil
 	}
-	d, err := f.OpenDataset(name, outfile.FinalCache)
+	d, err := outfile.OpenDataset(f, name, outfile.FinalCache)
 	if err != nil {
 		return nil, outfile.WrapRead(f.Path(), err)
 	}

@@ -11,6 +11,7 @@ import (
 	"compress/flate"
 	"compress/gzip"
 	"compress/zlib"
+	"context"
 	"crypto/md5"
 	"encoding/base64"
 	"encoding/hex"
@@ -18,7 +19,9 @@ import (
 	"io"
 	"slices"
 	"sync"
+	"time"
 
+	"github.com/clipd/clipd/internal/pipeline/budget"
 	"github.com/clipd/clipd/internal/pipeline/item"
 	"github.com/valyala/fasthttp"
 )
@@ -34,22 +37,40 @@ var errTooLarge = errors.New("decoded body over the limit")
 // readBody reads resp's streamed body, at most MaxBodyBytes of it, into the response's own
 // body buffer, and returns the number of bytes read off the network and "" or the failure
 // reason (retry says whether another attempt may do better). A body over the limit is not
-// read at all when its Content-Length says so.
-func (f *Fetcher) readBody(resp *fasthttp.Response) (n int64, reason string, retry bool) {
+// read at all when its Content-Length says so. With Options.Budget, the body first takes
+// its buffer's size from the budget into h (waiting, until deadline, while it does not fit):
+// its Content-Length, or MaxBodyBytes when the length is unknown, trimmed to the buffer's
+// size once read. h is empty again when the body fails.
+func (f *Fetcher) readBody(ctx context.Context, deadline time.Time, resp *fasthttp.Response, h *bodyHold) (n int64, reason string, retry bool) {
 	stream := resp.BodyStream()
-	if stream == nil { // not streamed: already in the buffer
-		return int64(len(resp.Body())), "", false
+	if stream == nil { // not streamed: already in the buffer (fasthttp's read-ahead, a few KiB)
+		return int64(len(resp.Body())), h.acquire(ctx, deadline, f.opt.Budget, int64(cap(resp.Body()))), false
 	}
-	if cl := resp.Header.ContentLength(); cl > 0 && int64(cl) > f.opt.MaxBodyBytes {
+	cl := resp.Header.ContentLength()
+	if cl > 0 && int64(cl) > f.opt.MaxBodyBytes {
 		resp.CloseBodyStream() // unread: fasthttp closes the connection
 		return 0, ReasonTooLarge, false
 	}
 	bp := decodePool.Get().(*[]byte)
-	body, err := readLimited(stream, (*bp)[:0], f.opt.MaxBodyBytes)
+	dst := (*bp)[:0]
+	want := f.opt.MaxBodyBytes + 1 // readLimited allocates at most limit+1 bytes
+	if cl >= 0 {
+		want = int64(cl) + 1
+		if int64(cap(dst)) < want && f.opt.Budget != nil {
+			dst = make([]byte, 0, want) // the exact size: no doubling copies to account for
+		}
+	}
+	if reason := h.acquire(ctx, deadline, f.opt.Budget, max(want, int64(cap(dst)))); reason != "" {
+		resp.CloseBodyStream()
+		putDecodeBuffer(bp, dst)
+		return 0, reason, false
+	}
+	body, err := readLimited(stream, dst, f.opt.MaxBodyBytes)
 	n = int64(len(body))
 	if err != nil {
 		resp.CloseBodyStream()
 		putDecodeBuffer(bp, body)
+		h.release()
 		if err == errTooLarge {
 			return n, ReasonTooLarge, false
 		}
@@ -57,9 +78,54 @@ func (f *Fetcher) readBody(resp *fasthttp.Response) (n int64, reason string, ret
 		return n, reason, retry
 	}
 	resp.CloseBodyStream() // read to its end: the connection goes back to the pool
+	h.trim(int64(cap(body)))
 	putDecodeBuffer(bp, resp.SwapBody(body))
 	return n, "", false
 }
+
+// bodyHold is what one body holds of Options.Budget; the zero value holds nothing.
+type bodyHold struct {
+	b *budget.Budget
+	n int64
+}
+
+// acquire takes n bytes of b (nil: nothing to take) into h, waiting until deadline at the
+// latest, and returns "" or the failure reason.
+func (h *bodyHold) acquire(ctx context.Context, deadline time.Time, b *budget.Budget, n int64) string {
+	if b == nil {
+		return ""
+	}
+	h.b = b
+	if b.TryAcquire(n) {
+		h.n += n
+		return ""
+	}
+	wctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	var tooLarge *budget.TooLarge
+	switch err := b.Acquire(wctx, n); {
+	case err == nil:
+		h.n += n
+		return ""
+	case errors.As(err, &tooLarge):
+		return ReasonTooLarge
+	case ctx.Err() != nil:
+		return ReasonCanceled
+	default:
+		return ReasonTimeout
+	}
+}
+
+// trim gives back what h holds beyond n bytes.
+func (h *bodyHold) trim(n int64) {
+	if h.n > n {
+		h.b.Release(h.n - n)
+		h.n = n
+	}
+}
+
+// release gives back all h holds.
+func (h *bodyHold) release() { h.trim(0) }
 
 // discardBody ends a body the fetcher has no use for (an error page, a redirect): a short
 // one of known length is read so the connection can be reused, any other is closed unread.
@@ -77,9 +143,14 @@ func discardBody(resp *fasthttp.Response) int64 {
 }
 
 // checkBody decodes resp's body in place when it is gzip/deflate encoded and returns ""
-// when the body may be delivered, or the failure reason.
-func (f *Fetcher) checkBody(resp *fasthttp.Response, it *item.Item) string {
-	if reason := f.decodeBody(resp); reason != "" {
+// when the body may be delivered, or the failure reason (h is then empty).
+func (f *Fetcher) checkBody(ctx context.Context, deadline time.Time, resp *fasthttp.Response, it *item.Item, h *bodyHold) (reason string) {
+	defer func() {
+		if reason != "" {
+			h.release()
+		}
+	}()
+	if reason := f.decodeBody(ctx, deadline, resp, h); reason != "" {
 		return reason
 	}
 	body := resp.Body()
@@ -101,7 +172,9 @@ func (f *Fetcher) checkBody(resp *fasthttp.Response, it *item.Item) string {
 }
 
 // decodeBody replaces a gzip/deflate body by its decoded bytes, at most MaxBodyBytes of them.
-func (f *Fetcher) decodeBody(resp *fasthttp.Response) string {
+// The decoded buffer takes MaxBodyBytes from Options.Budget into h while it is written (the
+// encoded bytes are alive meanwhile), and h ends holding the decoded buffer's size.
+func (f *Fetcher) decodeBody(ctx context.Context, deadline time.Time, resp *fasthttp.Response, h *bodyHold) string {
 	enc := bytes.ToLower(bytes.TrimSpace(resp.Header.ContentEncoding()))
 	var open func(io.Reader) (io.Reader, error)
 	switch string(enc) {
@@ -119,6 +192,10 @@ func (f *Fetcher) decodeBody(resp *fasthttp.Response) string {
 		return ReasonBadEncoding
 	}
 	bp := decodePool.Get().(*[]byte)
+	if reason := h.acquire(ctx, deadline, f.opt.Budget, max(f.opt.MaxBodyBytes+1, int64(cap(*bp)))); reason != "" {
+		putDecodeBuffer(bp, (*bp)[:0])
+		return reason
+	}
 	decoded, err := readLimited(zr, (*bp)[:0], f.opt.MaxBodyBytes)
 	if c, ok := zr.(io.Closer); ok {
 		c.Close()
@@ -130,10 +207,11 @@ func (f *Fetcher) decodeBody(resp *fasthttp.Response) string {
 		}
 		return ReasonBadEncoding
 	}
-	// The decoded bytes become the response's body; the raw bytes become scratch.
-	raw := resp.SwapBody(decoded)
+	// The decoded bytes become the response's body and h keeps their buffer's size; the
+	// raw bytes become scratch.
+	h.trim(int64(cap(decoded)))
+	putDecodeBuffer(bp, resp.SwapBody(decoded))
 	resp.Header.Del(fasthttp.HeaderContentEncoding)
-	putDecodeBuffer(bp, raw)
 	return ""
 }
 

@@ -29,6 +29,12 @@ type connTracker struct {
 	mu     sync.Mutex
 	open   map[*trackedConn]struct{}
 	closed bool
+
+	// stale holds the local addresses of reused connections that failed before any byte of
+	// an answer: the server had closed them while they sat idle in the pool. The worker
+	// whose request failed takes its entry (takeStale) and sends the request again at once.
+	staleMu sync.Mutex
+	stale   map[string]struct{}
 }
 
 func newConnTracker(ctx context.Context, f *Fetcher) *connTracker {
@@ -44,6 +50,7 @@ func newConnTracker(ctx context.Context, f *Fetcher) *connTracker {
 		dualStack:    f.opt.DualStack,
 		allowPrivate: f.opt.AllowPrivateNetworks,
 		open:         map[*trackedConn]struct{}{},
+		stale:        map[string]struct{}{},
 	}
 }
 
@@ -143,10 +150,74 @@ func (t *connTracker) closeAll() {
 	}
 }
 
+// markStale records that the connection at local address addr was found closed by its
+// server when reused. Entries are taken by the failed request's worker; at most maxStale are
+// kept, so entries nobody takes cannot pile up.
+func (t *connTracker) markStale(addr string) {
+	const maxStale = 4096
+	t.staleMu.Lock()
+	defer t.staleMu.Unlock()
+	if len(t.stale) >= maxStale {
+		clear(t.stale)
+	}
+	t.stale[addr] = struct{}{}
+}
+
+// takeStale reports whether the request answered on local address addr failed on a stale
+// reused connection, and forgets the address.
+func (t *connTracker) takeStale(addr net.Addr) bool {
+	if addr == nil {
+		return false
+	}
+	key := addr.String()
+	t.staleMu.Lock()
+	defer t.staleMu.Unlock()
+	_, ok := t.stale[key]
+	delete(t.stale, key)
+	return ok
+}
+
+// trackedConn is one connection of the run. It notices a stale keep-alive connection: one
+// that served an answer before (so fasthttp reused it from its pool) and now fails, on the
+// write of a new request or on the read before any byte of the answer. That is the server
+// having closed it while idle, not a fault of the request's URL.
+//
+// Reads and writes of one connection come from one goroutine at a time (fasthttp hands a
+// pooled connection to one request at a time), so the fields need no lock.
 type trackedConn struct {
 	net.Conn
 	t    *connTracker
 	once sync.Once
+
+	answered      bool  // bytes were read before the current request was written: a reused connection
+	readSinceSend int64 // bytes of the current answer read so far
+}
+
+// Write sends (part of) a request. The first write after an answer starts a new request on
+// a reused connection.
+func (c *trackedConn) Write(b []byte) (int, error) {
+	if c.readSinceSend > 0 {
+		c.answered, c.readSinceSend = true, 0
+	}
+	n, err := c.Conn.Write(b)
+	if err != nil && c.answered && c.readSinceSend == 0 && !isTimeout(err) {
+		c.t.markStale(c.LocalAddr().String())
+	}
+	return n, err
+}
+
+func (c *trackedConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	c.readSinceSend += int64(n)
+	if err != nil && n == 0 && c.answered && c.readSinceSend == 0 && !isTimeout(err) {
+		c.t.markStale(c.LocalAddr().String())
+	}
+	return n, err
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 func (c *trackedConn) Close() error {

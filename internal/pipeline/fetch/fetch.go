@@ -31,14 +31,20 @@ type Result struct {
 	Attempts    int           // requests made for the item, redirects included
 
 	resp *fasthttp.Response
+	hold bodyHold // what Body holds of Options.Budget
 }
 
-// Release returns the body's buffer to the pool; Body is nil afterwards.
+// Release returns the body's buffer to the pool, and its bytes to Options.Budget; Body is nil
+// afterwards.
 func (r *Result) Release() {
 	if r == nil || r.resp == nil {
 		return
 	}
+	r.hold.release()
 	r.Body = nil
+	if cap(r.resp.Body()) > pooledCap {
+		r.resp.SwapBody(nil) // a large body becomes garbage, not a pooled buffer outside the budget
+	}
 	fasthttp.ReleaseResponse(r.resp)
 	r.resp = nil
 }
@@ -90,6 +96,7 @@ func (f *Fetcher) Run(ctx context.Context, in <-chan item.Item) <-chan *Result {
 		client: &fasthttp.Client{
 			DialTimeout:               conns.Dial,
 			MaxConnsPerHost:           f.opt.MaxConnsPerHost,
+			MaxIdleConnDuration:       f.opt.MaxIdleConnDuration,
 			MaxConnWaitTimeout:        f.opt.Timeout, // a full pool waits; the URL's deadline still bounds the wait
 			MaxIdemponentCallAttempts: 1,             // retries are ours, with back-off
 			ReadTimeout:               f.opt.ReadTimeout,
@@ -123,9 +130,11 @@ type run struct {
 	burst  int    // rate tokens a host may spend at once: one second's worth
 	agent  string // our product token, as robots.txt and X-Robots-Tag name us
 
-	// Items whose host is backed off or rate-limited wait "parked", off the workers, so the
-	// workers go on with other hosts' items. ready hands a parked item back once its wait
-	// is over; at most parkLimit items are parked, past that a worker waits itself.
+	// Items whose host is backed off or rate-limited, or has all its connection slots in
+	// use, wait "parked", off the workers, so the workers go on with other hosts' items.
+	// ready hands a parked item back once its wait is over or a slot is handed to it. With
+	// parkLimit items parked, workers take no new items from the input until some return
+	// (at most parkLimit + Concurrency are parked: each worker may park the item it holds).
 	ready     chan *task
 	parked    atomic.Int64
 	parkLimit int64
@@ -138,16 +147,18 @@ type run struct {
 
 // task is one item on its way to a Result, carried across attempts and parking.
 type task struct {
-	it        item.Item
-	res       *Result
-	target    *url.URL
-	visited   []string
-	retries   int
-	deadline  time.Time
-	notBefore time.Time // the item's own back-off before its next attempt
-	hasToken  bool      // it holds a host rate token taken before it was parked
-	reason    string    // why the last attempt failed, if it did
-	status    int
+	it           item.Item
+	res          *Result
+	target       *url.URL
+	visited      []string
+	retries      int
+	staleResends int // requests sent again because a reused connection was found closed
+	deadline     time.Time
+	notBefore    time.Time  // the item's own back-off before its next attempt
+	hasToken     bool       // it holds a host rate token taken before it was parked
+	slot         *hostState // a connection slot of its host, handed to it while it was parked
+	reason       string     // why the last attempt failed, if it did
+	status       int
 }
 
 func (r *run) worker(in <-chan item.Item, out chan<- *Result) {
@@ -155,10 +166,14 @@ func (r *run) worker(in <-chan item.Item, out chan<- *Result) {
 	defer fasthttp.ReleaseRequest(req)
 	for {
 		var t *task
+		intake := in
+		if r.parked.Load() >= r.parkLimit {
+			intake = nil // enough items wait already: take parked ones first
+		}
 		select {
 		case t = <-r.ready:
 			r.parked.Add(-1)
-		case it, ok := <-in:
+		case it, ok := <-intake:
 			if !ok {
 				in = nil // a nil channel is never ready: wait for parked items or the end
 				r.inputClosed()
@@ -209,13 +224,9 @@ func (r *run) checkDrained() {
 	}
 }
 
-// park has t wait off the workers until at (or until the run is canceled) and returns true,
-// or returns false when too many items wait already.
-func (r *run) park(t *task, at time.Time) bool {
-	if r.parked.Add(1) > r.parkLimit {
-		r.parked.Add(-1)
-		return false
-	}
+// park has t wait off the workers until at (or until the run is canceled).
+func (r *run) park(t *task, at time.Time) {
+	r.parked.Add(1)
 	go func() {
 		timer := time.NewTimer(time.Until(at))
 		defer timer.Stop()
@@ -225,7 +236,6 @@ func (r *run) park(t *task, at time.Time) bool {
 		}
 		r.ready <- t
 	}()
-	return true
 }
 
 func (r *run) fail(t *task, reason string, status int) *Result {
@@ -234,9 +244,43 @@ func (r *run) fail(t *task, reason string, status int) *Result {
 	return t.res
 }
 
+// releaseSlot gives back a connection slot of h: to the next request waiting for one (it
+// goes to the next free worker, holding the slot), or to the host.
+func (r *run) releaseSlot(h *hostState) {
+	if next := h.releaseSlot(); next != nil {
+		next.slot = h
+		go func() { r.ready <- next }()
+	}
+}
+
+// takeSlot gets t one of host's connection slots and returns true, or parks t until a slot
+// is handed to it and returns false (fetch returns nil then). It never waits on the worker:
+// a worker waiting for a slot could hold up the very worker that a slot's next holder needs.
+func (r *run) takeSlot(t *task, host *hostState) bool {
+	r.parked.Add(1)
+	if host.acquireSlot(t, r.f.opt.MaxConnsPerHost) {
+		r.parked.Add(-1)
+		return true
+	}
+	return false
+}
+
 // fetch takes a task on until its Result, which it returns, or until it is parked (nil).
+//
+// Each attempt holds one of its host's connection slots (MaxConnsPerHost) from before the
+// request until its answer is dealt with; a task that waited for a slot comes back holding
+// it (t.slot).
 func (r *run) fetch(req *fasthttp.Request, t *task) *Result {
 	f, opt, res := r.f, &r.f.opt, t.res
+	held := t.slot
+	t.slot = nil
+	release := func() {
+		if held != nil {
+			r.releaseSlot(held)
+			held = nil
+		}
+	}
+	defer release()
 	if t.target == nil {
 		if r.ctx.Err() != nil {
 			return r.fail(t, ReasonCanceled, 0)
@@ -274,15 +318,19 @@ func (r *run) fetch(req *fasthttp.Request, t *task) *Result {
 				// The wait would eat the rest of the URL's time: fail now rather than later.
 				return r.fail(t, cmp.Or(t.reason, ReasonTimeout), t.status)
 			}
-			if r.park(t, at) {
-				return nil
-			}
-			if !sleep(r.ctx, at.Sub(now)) {
-				return r.fail(t, ReasonCanceled, 0)
-			}
-			continue // the host may have been backed off meanwhile
+			r.park(t, at)
+			return nil
 		}
 		t.hasToken = false
+		if held != nil && held != host { // a slot of a host state since evicted and renewed
+			release()
+		}
+		if held == nil {
+			if !r.takeSlot(t, host) {
+				return nil // parked until a slot is handed to it
+			}
+			held = host
+		}
 
 		req.Reset()
 		req.SetRequestURI(t.target.String())
@@ -307,6 +355,16 @@ func (r *run) fetch(req *fasthttp.Request, t *task) *Result {
 		case err != nil:
 			var retry bool
 			reason, retry = classifyError(err)
+			if reason == ReasonConnClosed && t.staleResends < opt.MaxConnsPerHost && r.conns.takeStale(resp.LocalAddr()) {
+				// A pooled connection the server had closed while idle: send again at once
+				// (fasthttp dropped that connection), at most once per connection the pool
+				// can hold, without counting a retry or a host failure.
+				fasthttp.ReleaseResponse(resp)
+				t.staleResends++
+				f.stats.staleConns.Add(1)
+				release()
+				continue
+			}
 			if hostLevelFailure(reason) {
 				host.failed(reason, opt.HostMaxFailures)
 			}
@@ -334,7 +392,8 @@ func (r *run) fetch(req *fasthttp.Request, t *task) *Result {
 						return r.fail(t, reason, 0)
 					}
 				}
-				n, bodyReason, retry := f.readBody(resp)
+				var hold bodyHold
+				n, bodyReason, retry := f.readBody(r.ctx, t.deadline, resp, &hold)
 				f.stats.bytesReceived.Add(n)
 				reason = bodyReason
 				if reason != "" && r.ctx.Err() != nil {
@@ -346,13 +405,12 @@ func (r *run) fetch(req *fasthttp.Request, t *task) *Result {
 					return r.fail(t, reason, 0)
 				}
 				if reason != "" {
-					if hostLevelFailure(reason) {
-						host.failed(reason, opt.HostMaxFailures)
-					}
+					// The host answered (its headers came): a body that breaks off is this
+					// URL's failure, retried, not a sign of a dead host.
 					status = 0
 					break // retried below
 				}
-				if reason := f.checkBody(resp, &t.it); reason != "" {
+				if reason := f.checkBody(r.ctx, t.deadline, resp, &t.it, &hold); reason != "" {
 					fasthttp.ReleaseResponse(resp)
 					return r.fail(t, reason, 0)
 				}
@@ -360,7 +418,7 @@ func (r *run) fetch(req *fasthttp.Request, t *task) *Result {
 				res.Body = resp.Body()
 				res.ContentType = string(resp.Header.ContentType())
 				res.FinalURL = t.target.String()
-				res.resp = resp
+				res.resp, res.hold = resp, hold
 				f.stats.ok.Add(1)
 				f.stats.bytesOK.Add(int64(len(res.Body)))
 				return res
@@ -381,6 +439,7 @@ func (r *run) fetch(req *fasthttp.Request, t *task) *Result {
 				f.stats.redirects.Add(1)
 				t.visited = append(t.visited, next.String())
 				t.target = next
+				release()
 				continue
 			case retryableStatus(status):
 				reason = HTTPReason(status)
@@ -390,6 +449,7 @@ func (r *run) fetch(req *fasthttp.Request, t *task) *Result {
 			}
 		}
 		fasthttp.ReleaseResponse(resp)
+		release()
 
 		// A retryable failure: try again if retries and time are left.
 		if t.retries >= opt.Retries {
@@ -415,19 +475,4 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
-}
-
-// sleep waits d, or less if ctx ends first (then it returns false).
-func sleep(ctx context.Context, d time.Duration) bool {
-	if d <= 0 {
-		return ctx.Err() == nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }

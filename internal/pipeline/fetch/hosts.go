@@ -1,6 +1,7 @@
 // hosts.go: what the fetcher remembers about each host (host:port) to be polite to it: its
-// request rate (a token bucket), its back-off after 429/503, the run of connection failures
-// after which it is given up, and its robots.txt. The table is an LRU of bounded size, so a
+// connection slots and the requests waiting for one, its request rate (a token bucket), its
+// back-off after 429/503, the run of connection failures after which it is given up, and
+// its robots.txt. The table is an LRU of bounded size, so a
 // run over millions of hosts keeps only the recently used ones.
 
 package fetch
@@ -46,7 +47,8 @@ func newHostTable(size int) *hostTable {
 
 // get returns key's state, creating it (and evicting the least recently used) if needed.
 // A state evicted while a fetch still holds it stays valid for that fetch; it is only
-// forgotten.
+// forgotten. A host with requests in flight or waiting is not evicted (its slots would be
+// forgotten with it), so the table can exceed size by the hosts that are busy.
 func (t *hostTable) get(key string) *hostState {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -54,10 +56,13 @@ func (t *hostTable) get(key string) *hostState {
 		t.lru.MoveToFront(e)
 		return e.Value.(*hostState)
 	}
-	for t.lru.Len() >= t.size {
-		old := t.lru.Back()
-		t.lru.Remove(old)
-		delete(t.hosts, old.Value.(*hostState).key)
+	for e := t.lru.Back(); e != nil && t.lru.Len() >= t.size; {
+		prev := e.Prev()
+		if h := e.Value.(*hostState); !h.busy() {
+			t.lru.Remove(e)
+			delete(t.hosts, h.key)
+		}
+		e = prev
 	}
 	h := &hostState{key: key}
 	t.hosts[key] = t.lru.PushFront(h)
@@ -89,6 +94,49 @@ type hostState struct {
 	givenUp    string // the failure reason of every later URL; "" while the host is tried
 
 	robots *robotsFile // nil until a URL of the host needs it
+
+	// Connection slots: active requests hold one each, at most MaxConnsPerHost; requests
+	// past that wait in waiting (FIFO) and are handed a slot as one is released.
+	active  int
+	waiting []*task
+}
+
+// acquireSlot takes a connection slot for t and returns true, or, with the host's slots all
+// taken, puts t at the end of the host's queue and returns false: releaseSlot hands it a
+// slot later (handoff).
+func (h *hostState) acquireSlot(t *task, slots int) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.active < slots {
+		h.active++
+		return true
+	}
+	h.waiting = append(h.waiting, t)
+	return false
+}
+
+// releaseSlot gives a slot back: to the first waiting request (returned; its slot is held
+// for it) or to the host.
+func (h *hostState) releaseSlot() *task {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.waiting) == 0 {
+		h.active--
+		return nil
+	}
+	next := h.waiting[0]
+	h.waiting[0] = nil
+	h.waiting = h.waiting[1:]
+	if len(h.waiting) == 0 {
+		h.waiting = nil // let the backing array go
+	}
+	return next
+}
+
+func (h *hostState) busy() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.active > 0 || len(h.waiting) > 0
 }
 
 // admission is what a host says to a request that wants to go now.

@@ -8,6 +8,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/clipd/clipd/internal/pipeline/budget"
 	"github.com/valyala/fasthttp"
 )
 
@@ -28,6 +29,12 @@ type Options struct {
 	ConnectTimeout time.Duration // TCP connect (and DNS lookup) of one attempt; default 10 s
 	ReadTimeout    time.Duration // reading one whole response, headers and body; default 30 s
 	WriteTimeout   time.Duration // writing one request (and the TLS handshake); default 10 s
+	// MaxIdleConnDuration closes a kept-alive connection idle this long; default 4 s, below
+	// the 5 s idle timeout of Apache's and Node's defaults, so a connection is dropped by us
+	// before such a server drops it. A reused connection found closed anyway (a server with
+	// a shorter timeout) is sent on again at once on a new one (Stats.StaleConnections),
+	// not counted as a retry.
+	MaxIdleConnDuration time.Duration
 
 	BackoffBase   time.Duration // first back-off ceiling, doubled per retry, full jitter; default 250 ms
 	BackoffMax    time.Duration // largest back-off ceiling; default 10 s
@@ -44,7 +51,8 @@ type Options struct {
 	// worth); 0: no cap. A URL waits for its token off the workers, within its Timeout.
 	HostRate float64
 	// HostMaxFailures gives a host up after that many connection-level failures in a row
-	// (refused, DNS, timeout, reset, TLS) with no answer between them: its remaining URLs
+	// (refused, DNS, timeout, reset, TLS) before any answer, with no answer between them (a
+	// body that breaks off after its headers is an answer, and the URL's own failure): its remaining URLs
 	// fail at once, "host given up (after N failures: <last reason>)". Default 8; negative:
 	// never.
 	HostMaxFailures int
@@ -66,6 +74,13 @@ type Options struct {
 	// "private network"): for tests and local mirrors, never for untrusted URL lists.
 	AllowPrivateNetworks bool
 
+	// Budget, when set, bounds the bytes of the bodies alive at once: each body takes its
+	// buffer's size (its Content-Length, or MaxBodyBytes when the length is unknown, trimmed
+	// to what it used once read) before its first byte is read, waiting within its URL's
+	// Timeout while that does not fit, and Result.Release gives it back. nil: each body is
+	// only bounded by MaxBodyBytes.
+	Budget *budget.Budget
+
 	resolver fasthttp.Resolver // tests replace DNS with this; nil: the system resolver
 	// dial replaces the TCP connect to an already resolved and checked "ip:port" in tests;
 	// nil: a net.Dialer.
@@ -82,6 +97,7 @@ const (
 	DefaultConnectTimeout  = 10 * time.Second
 	DefaultReadTimeout     = 30 * time.Second
 	DefaultWriteTimeout    = 10 * time.Second
+	DefaultMaxIdleConn     = 4 * time.Second
 	DefaultBackoffBase     = 250 * time.Millisecond
 	DefaultBackoffMax      = 10 * time.Second
 	DefaultRetryAfterMax   = 30 * time.Second
@@ -126,6 +142,7 @@ func (o Options) withDefaults() Options {
 	setDur(&o.ConnectTimeout, DefaultConnectTimeout)
 	setDur(&o.ReadTimeout, DefaultReadTimeout)
 	setDur(&o.WriteTimeout, DefaultWriteTimeout)
+	setDur(&o.MaxIdleConnDuration, DefaultMaxIdleConn)
 	setDur(&o.BackoffBase, DefaultBackoffBase)
 	setDur(&o.BackoffMax, DefaultBackoffMax)
 	setDur(&o.RetryAfterMax, DefaultRetryAfterMax)

@@ -83,20 +83,24 @@ func HTTPReason(status int) string {
 
 // Stats is a snapshot of a Fetcher's counters, summed over all its runs.
 type Stats struct {
-	Started       int64            // items taken from the input
-	InFlight      int64            // items being fetched now
-	OK            int64            // items that ended as bodies
-	Failed        int64            // items that ended as failures, "canceled" included
-	Retries       int64            // attempts after an item's first
-	Redirects     int64            // redirects followed
-	BytesReceived int64            // body bytes read off the network over all attempts, before decoding
-	BytesOK       int64            // body bytes delivered in successful results, after decoding
-	Reasons       map[string]int64 // failures by reason; only reasons seen so far
-	RetryReasons  map[string]int64 // retries by the reason of the attempt that was retried
+	Started   int64 // items taken from the input
+	InFlight  int64 // items being fetched now
+	OK        int64 // items that ended as bodies
+	Failed    int64 // items that ended as failures, "canceled" included
+	Retries   int64 // attempts after an item's first
+	Redirects int64 // redirects followed
+	// StaleConnections counts requests sent again at once on a new connection because a
+	// reused keep-alive connection turned out closed before any answer byte (not retries).
+	StaleConnections int64
+	BytesReceived    int64            // body bytes read off the network over all attempts, before decoding
+	BytesOK          int64            // body bytes delivered in successful results, after decoding
+	Reasons          map[string]int64 // failures by reason; only reasons seen so far
+	RetryReasons     map[string]int64 // retries by the reason of the attempt that was retried
 }
 
 type counters struct {
 	started, inFlight, ok, failed, retries, redirects atomic.Int64
+	staleConns                                        atomic.Int64
 	bytesReceived, bytesOK                            atomic.Int64
 	failures                                          reasonCounts // why items failed
 	retried                                           reasonCounts // why attempts were retried
@@ -157,15 +161,16 @@ func (c *counters) retry(reason string, status int) {
 
 func (c *counters) snapshot() Stats {
 	return Stats{
-		Started:       c.started.Load(),
-		InFlight:      c.inFlight.Load(),
-		OK:            c.ok.Load(),
-		Failed:        c.failed.Load(),
-		Retries:       c.retries.Load(),
-		Redirects:     c.redirects.Load(),
-		BytesReceived: c.bytesReceived.Load(),
-		BytesOK:       c.bytesOK.Load(),
-		Reasons:       c.failures.snapshot(),
-		RetryReasons:  c.retried.snapshot(),
+		Started:          c.started.Load(),
+		InFlight:         c.inFlight.Load(),
+		OK:               c.ok.Load(),
+		Failed:           c.failed.Load(),
+		Retries:          c.retries.Load(),
+		Redirects:        c.redirects.Load(),
+		StaleConnections: c.staleConns.Load(),
+		BytesReceived:    c.bytesReceived.Load(),
+		BytesOK:          c.bytesOK.Load(),
+		Reasons:          c.failures.snapshot(),
+		RetryReasons:     c.retried.snapshot(),
 	}
 }

@@ -82,7 +82,7 @@ type group struct {
 // twice is merged once.
 // Errors are outfile.ErrInput (an input cannot be read), outfile.ErrMismatch (the inputs
 // disagree; *MissingShardsError when shards are missing), outfile.ErrOutput (out cannot be
-// written) or ctx's.
+// written), outfile.ErrLocked (another clipd writes out's folder) or ctx's.
 func Files(ctx context.Context, inputs []string, out string, opt Options) (Stats, error) {
 	inputs = uniquePaths(inputs)
 	st := Stats{Inputs: len(inputs)}
@@ -123,7 +123,17 @@ func Files(ctx context.Context, inputs []string, out string, opt Options) (Stats
 	}
 	indexed := len(groups) > 1
 
-	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+	// A merge into an output folder (its Images_Embedded.h5, or any file of a folder clipd
+	// has locked before) takes the folder's lock as clipd embed does: a run writing that
+	// folder, or another merge, would overwrite the final file. Elsewhere (-o /tmp/x.h5) no
+	// lock file is left behind.
+	if lockFolder(out) {
+		lock, err := outfile.LockDir(filepath.Dir(out))
+		if err != nil {
+			return st, err
+		}
+		defer lock.Unlock()
+	} else if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
 		return st, outfile.WrapWrite(filepath.Dir(out), err)
 	}
 	f, err := outfile.Create(out)
@@ -174,6 +184,15 @@ func Files(ctx context.Context, inputs []string, out string, opt Options) (Stats
 	return st, f.Commit(attrs)
 }
 
+// lockFolder reports whether a merge into out locks out's folder (see Files).
+func lockFolder(out string) bool {
+	if filepath.Base(out) == outfile.FinalName {
+		return true
+	}
+	_, err := os.Stat(filepath.Join(filepath.Dir(out), outfile.LockName))
+	return err == nil
+}
+
 // uniquePaths drops the repeats of a path (the same file named twice, e.g. by a folder and
 // a glob), keeping the first.
 func uniquePaths(paths []string) []string {
@@ -209,7 +228,7 @@ func openInput(p string) (*input, error) {
 	}
 	if err == nil {
 		var d *h5.Dataset
-		if d, err = f.OpenDataset("embeddings", 0); err == nil {
+		if d, err = outfile.OpenDataset(f, "embeddings", 0); err == nil {
 			in.kind, in.dim = d.Kind(), d.Cols()
 			d.Close()
 		}

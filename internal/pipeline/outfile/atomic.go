@@ -15,6 +15,7 @@ type File struct {
 	f         *h5.File
 	tmp, path string
 	tables    []*TableFile
+	checksum  bool // Commit writes PATH.sha256 (CommitWithChecksum)
 }
 
 // Create starts writing path: it creates (truncates) path.tmp. Errors are ErrOutput.
@@ -56,6 +57,14 @@ func (f *File) Commit(attrs Attrs) error {
 	return err
 }
 
+// CommitWithChecksum is Commit, and before the rename it writes PATH.sha256 (ChecksumPath)
+// with the sha256 of the file's bytes, so that a later reader can tell that the file is the
+// one written, whole and unchanged (VerifyChecksum), before libhdf5 reads any of it.
+func (f *File) CommitWithChecksum(attrs Attrs) error {
+	f.checksum = true
+	return f.Commit(attrs)
+}
+
 func (f *File) commit(attrs Attrs) error {
 	for _, tf := range f.tables {
 		if err := tf.Flush(); err != nil {
@@ -75,6 +84,15 @@ func (f *File) commit(attrs Attrs) error {
 	}
 	if err := syncFile(f.tmp); err != nil {
 		return WrapWrite(f.tmp, err)
+	}
+	if f.checksum {
+		sum, err := fileSHA256(f.tmp)
+		if err != nil {
+			return WrapWrite(f.tmp, err)
+		}
+		if err := WriteFile(ChecksumPath(f.path), []byte(sum+"\n")); err != nil {
+			return err
+		}
 	}
 	if err := os.Rename(f.tmp, f.path); err != nil {
 		return WrapWrite(f.path, err)

@@ -54,6 +54,9 @@ func (f *File) WriteInputs(entries []InputEntry) error {
 	return tf.Flush()
 }
 
+// maxInputs bounds the inputs of a merged file (read whole): no merge joins more.
+const maxInputs = 1 << 16
+
 // ReadInputs reads f's inputs datasets; nil when f has none (a file of one input, whose
 // Attrs say it all). Errors are ErrInput.
 func ReadInputs(f *h5.File) ([]InputEntry, error) {
@@ -65,6 +68,9 @@ func ReadInputs(f *h5.File) ([]InputEntry, error) {
 		return nil, err
 	}
 	defer tf.Close()
+	if n > maxInputs {
+		return nil, InputErrorf("%s: inputs has %d rows (at most %d): the file is damaged", f.Path(), n, maxInputs)
+	}
 	b := inputsTable.NewBlock()
 	if err := tf.Read(b, 0, int(n)); err != nil {
 		return nil, err

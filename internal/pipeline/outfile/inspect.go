@@ -3,6 +3,9 @@
 package outfile
 
 import (
+	"context"
+	"encoding/binary"
+	"math"
 	"sort"
 	"strings"
 
@@ -36,9 +39,12 @@ type InfoRow struct {
 	Embedding []float32 `json:"embedding_head"`
 }
 
-// Inspect reads path's summary and its first n rows (headValues values of each). Errors
-// are ErrInput: "PATH: not an HDF5 file (or unreadable); give a clipd output file".
-func Inspect(path string, n, headValues int) (*Info, error) {
+// Inspect reads path's summary and its first n rows (headValues values of each), checking
+// every dataset it reads against the others and the file's size first, reading in blocks of
+// ReadRows, and stopping when ctx ends (ctx's error). Errors are ErrInput and one line:
+// "PATH: not an HDF5 file (or unreadable); give a clipd output file", "PATH: urls has 3
+// rows, embeddings has 5: the file is damaged", ...
+func Inspect(ctx context.Context, path string, n, headValues int) (*Info, error) {
 	f, err := Open(path)
 	if err != nil {
 		return nil, err
@@ -67,41 +73,66 @@ func Inspect(path string, n, headValues int) (*Info, error) {
 	if info.Inputs, err = ReadInputs(f); err != nil {
 		return nil, err
 	}
-	emb, err := f.OpenDataset("embeddings", 0)
-	if err != nil {
+	if ok, err := f.Has("embeddings"); err != nil || !ok {
 		return nil, InputErrorf("%s has no embeddings dataset: not a clipd output file", path)
 	}
-	defer emb.Close()
+	emb, err := OpenDataset(f, "embeddings", 0)
+	if err != nil {
+		return nil, err
+	}
 	info.Rows, info.Dim, info.Dtype = emb.Rows(), emb.Cols(), emb.Kind().String()
-	n = int(min(int64(max(n, 0)), info.Rows))
-	if n > 0 {
-		urls, err := readStrings(f, "urls", n)
-		if err != nil {
-			return nil, WrapRead(path, err)
+	kind := emb.Kind()
+	emb.Close()
+	if info.Dim == 0 || (kind != h5.Float32 && kind != h5.Float16) {
+		return nil, InputErrorf("%s: embeddings is a %d-dimensional %s dataset, want rows x dim floats: not a clipd output file", path, 1+min(info.Dim, 1), kind)
+	}
+	// The embedded table: urls, image ids and embeddings must have the same rows.
+	tf, rows, err := OpenTable(f, EmbeddedTable(true, false, kind, info.Dim), 0)
+	if err != nil {
+		return nil, err
+	}
+	defer tf.Close()
+	b := tf.Table().NewBlock()
+	for start := int64(0); start < min(int64(max(n, 0)), rows); start += ReadRows {
+		if err := ctx.Err(); err != nil {
+			return nil, err
 		}
-		ids, _ := readStrings(f, "image_ids", n)
-		vals, err := emb.ReadFloat32(0, n)
-		if err != nil {
-			return nil, WrapRead(path, err)
+		m := int(min(int64(n)-start, rows-start, ReadRows))
+		if err := tf.Read(b, start, m); err != nil {
+			return nil, err
 		}
-		for i := 0; i < n; i++ {
-			r := InfoRow{URL: urls[i], Embedding: vals[i*info.Dim : i*info.Dim+min(headValues, info.Dim)]}
-			if ids != nil {
+		vals := b.Raw[ColValues]
+		for i := 0; i < m; i++ {
+			r := InfoRow{URL: b.Strs[ColURLs][i], Embedding: headFloats(vals, kind, i, info.Dim, min(headValues, info.Dim))}
+			if ids := b.Strs[ColIDs]; i < len(ids) {
 				r.ImageID = ids[i]
 			}
 			info.First = append(info.First, r)
 		}
 	}
-	if ok, _ := f.Has("failed_reasons"); ok {
-		d, err := f.OpenDataset("failed_reasons", 0)
+	hasFailed, err := f.Has("failed_urls")
+	if err == nil && !hasFailed {
+		hasFailed, err = f.Has("failed_reasons")
+	}
+	if err != nil {
+		return nil, WrapRead(path, err)
+	}
+	if hasFailed {
+		ft := FailedTable(false, false)
+		ft.Cols[ColLines].Name, ft.Cols[ColStages].Name = "", "" // not read here
+		tf, nf, err := OpenTable(f, ft, 0)
 		if err != nil {
-			return nil, WrapRead(path, err)
+			return nil, err
 		}
-		defer d.Close()
-		info.Failures = d.Rows()
+		defer tf.Close()
+		info.Failures = nf
 		counts := map[string]int64{}
-		for start := int64(0); start < d.Rows(); start += ReadRows {
-			rs, err := d.ReadStrings(start, int(min(d.Rows()-start, ReadRows)))
+		reasons := tf.Dataset(ColValues)
+		for start := int64(0); start < nf; start += ReadRows {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			rs, err := reasons.ReadStrings(start, int(min(nf-start, ReadRows)))
 			if err != nil {
 				return nil, WrapRead(path, err)
 			}
@@ -120,15 +151,17 @@ func Inspect(path string, n, headValues int) (*Info, error) {
 	return info, nil
 }
 
-// readStrings reads the first n strings of dataset name (nil, nil when it is missing).
-func readStrings(f *h5.File, name string, n int) ([]string, error) {
-	if ok, _ := f.Has(name); !ok {
-		return nil, nil
+// headFloats is the first k values of row i of raw little-endian embeddings of dim values.
+func headFloats(raw []byte, kind h5.Kind, i, dim, k int) []float32 {
+	out := make([]float32, k)
+	sz := kind.Size()
+	for j := range out {
+		at := (i*dim + j) * sz
+		if kind == h5.Float16 {
+			out[j] = h5.Float16ToFloat32(binary.LittleEndian.Uint16(raw[at:]))
+		} else {
+			out[j] = math.Float32frombits(binary.LittleEndian.Uint32(raw[at:]))
+		}
 	}
-	d, err := f.OpenDataset(name, 0)
-	if err != nil {
-		return nil, err
-	}
-	defer d.Close()
-	return d.ReadStrings(0, int(min(int64(n), d.Rows())))
+	return out
 }

@@ -3,6 +3,7 @@
 package outfile
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -37,7 +38,7 @@ func TestOpenErrors(t *testing.T) {
 	if _, err := Open(filepath.Join(dir, "missing.h5")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("missing file: %v does not match os.ErrNotExist", err)
 	}
-	if _, err := Inspect(notes, 1, 1); !errors.Is(err, ErrInput) || strings.Contains(err.Error(), "\n") || strings.Contains(err.Error(), "H5F") {
+	if _, err := Inspect(context.Background(), notes, 1, 1); !errors.Is(err, ErrInput) || strings.Contains(err.Error(), "\n") || strings.Contains(err.Error(), "H5F") {
 		t.Errorf("Inspect(notes.txt) = %q, want one ErrInput line without HDF5's stack", err)
 	}
 }

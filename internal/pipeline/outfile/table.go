@@ -246,12 +246,16 @@ func OpenTable(f *h5.File, t Table, cache int) (*TableFile, int64, error) {
 			tf.Close()
 			return nil, 0, InputErrorf("%s has no %s dataset: not a clipd output file", tf.path, c.Name)
 		}
-		d, err := f.OpenDataset(c.Name, cache)
+		d, err := OpenDataset(f, c.Name, cache)
 		if err != nil {
 			tf.Close()
-			return nil, 0, WrapRead(tf.path, err)
+			return nil, 0, err
 		}
 		tf.ds[i] = d
+		if (c.Cols > 0) != (d.Cols() > 0) {
+			tf.Close()
+			return nil, 0, InputErrorf("%s: %s has %d dimensions, want %d", tf.path, c.Name, 1+min(d.Cols(), 1), 1+min(c.Cols, 1))
+		}
 		if c.Cols > 0 && d.Cols() != c.Cols {
 			tf.Close()
 			return nil, 0, InputErrorf("%s: %s has %d columns, want %d", tf.path, c.Name, d.Cols(), c.Cols)
@@ -328,7 +332,7 @@ func (tf *TableFile) WriteAt(b *Block, start int64) error {
 			if len(s) != b.N {
 				s = make([]string, b.N)
 			}
-			err = d.WriteStrings(start, s)
+			err = d.WriteStrings(start, storedStrings(s))
 		case h5.Int64:
 			v := b.Ints[i]
 			if len(v) != b.N {

@@ -49,6 +49,14 @@ func TestMakeFitsAndIsMonotone(t *testing.T) {
 					tc.in.Connections > 0 && p.Connections != tc.in.Connections {
 					t.Fatalf("budget %s: a value given in Inputs was changed: %+v", FormatBytes(budget), p)
 				}
+				// The pools hold one worst-case item each, and the Go heap's limit leaves the
+				// engine's C memory out of the budget.
+				if p.BodyBudget <= p.MaxBodyBytes || p.DecodedBudget < p.MaxPixels*DecodeBytesPerPixel ||
+					p.GoMemoryLimit <= p.BodyBudget+p.DecodedBudget || p.GoMemoryLimit > p.MemoryBudget {
+					t.Fatalf("budget %s: pools %s (bodies up to %s), %s (images up to %d px), Go limit %s",
+						FormatBytes(budget), FormatBytes(p.BodyBudget), FormatBytes(p.MaxBodyBytes),
+						FormatBytes(p.DecodedBudget), p.MaxPixels, FormatBytes(p.GoMemoryLimit))
+				}
 				if p.MaxPixels > PillowMaxPixels {
 					t.Fatalf("MaxPixels %d above Pillow's limit", p.MaxPixels)
 				}
@@ -136,14 +144,14 @@ func TestTooSmallMessage(t *testing.T) {
 		t.Fatal("200 MiB accepted")
 	}
 	msg := err.Error()
-	for _, want := range []string{"200 MiB is too small", "engine alone needs ~", "use --memory 500MiB or more"} {
+	for _, want := range []string{"200 MiB is too small", "engine alone needs ~", "use --memory 700MiB or more"} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("message %q lacks %q", msg, want)
 		}
 	}
 	// The advised budget works.
-	if _, err := Make(Inputs{Backend: "cpu", MemoryBudget: 500 << 20, Available: 8 << 30}); err != nil {
-		t.Errorf("the advised 500 MiB fails: %v", err)
+	if _, err := Make(Inputs{Backend: "cpu", MemoryBudget: 700 << 20, Available: 8 << 30}); err != nil {
+		t.Errorf("the advised 700 MiB fails: %v", err)
 	}
 	_, err = Make(Inputs{Backend: "cpu", BatchSize: 512, MemoryBudget: 1 << 30, Available: 8 << 30})
 	if err == nil || !strings.Contains(err.Error(), "--batch-size 512") {
@@ -338,5 +346,64 @@ func TestFormatBytes(t *testing.T) {
 		if got := FormatBytes(n); got != want {
 			t.Errorf("FormatBytes(%d) = %q, want %q", n, got, want)
 		}
+	}
+}
+
+// Device JPEG decoding costs device memory: the library's figure (or the estimate) is added
+// to each engine's, so the batch shrinks to keep the modelled device memory within the GPU,
+// and a GPU too small for it says to decode on the CPU. Several engines multiply the host
+// side (weights, batches).
+func TestMakeEngineDecodesAndEngines(t *testing.T) {
+	const gpu = 3 << 30
+	base := Inputs{Backend: "cuda", Cores: 16, DeviceMemory: gpu, MemoryBudget: 16 << 30, Available: 64 << 30}
+	plain, err := Make(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	withLib := base
+	withLib.EngineDecodes = true
+	var asked []int
+	withLib.DecodeDeviceBytes = func(b int) (int64, error) { asked = append(asked, b); return 512<<20 + int64(b)*(8<<20), nil }
+	lib, err := Make(withLib)
+	if err != nil {
+		t.Fatal(err)
+	}
+	estimate := base
+	estimate.EngineDecodes = true
+	est, err := Make(estimate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []Plan{plain, lib, est} {
+		if p.DeviceBytes <= 0 || p.DeviceBytes > gpu {
+			t.Fatalf("modelled device memory %s on a %s GPU: %+v", FormatBytes(p.DeviceBytes), FormatBytes(gpu), p)
+		}
+	}
+	if len(asked) == 0 || lib.BatchSize >= plain.BatchSize || est.BatchSize >= plain.BatchSize {
+		t.Fatalf("batches: plain %d, library-sized decode %d (asked %v), estimated decode %d: decoding on the device should cost batch room",
+			plain.BatchSize, lib.BatchSize, asked, est.BatchSize)
+	}
+	if want := int64(cudaReserve) + b32Params*2 + int64(lib.BatchSize)*(cudaPerImage+8<<20) + 512<<20; lib.DeviceBytes != want {
+		t.Fatalf("device bytes %d, want %d", lib.DeviceBytes, want)
+	}
+	if !lib.EngineDecodes || !strings.Contains(lib.String(), "JPEGs decoded by the engine (nvJPEG)") {
+		t.Fatalf("plan text does not say the engine decodes:\n%s", lib.String())
+	}
+	tiny := withLib
+	tiny.DeviceMemory = 1<<30 + 200<<20
+	if _, err := Make(tiny); err == nil || !strings.Contains(err.Error(), "--decode cpu") || !strings.Contains(err.Error(), "decoding JPEGs on the device") {
+		t.Fatalf("too small a GPU for device decoding: %v", err)
+	}
+
+	one, err := Make(Inputs{Backend: "cpu", Cores: 4, MemoryBudget: 8 << 30, Available: 16 << 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	two, err := Make(Inputs{Backend: "cpu", Cores: 4, MemoryBudget: 8 << 30, Available: 16 << 30, Engines: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if two.Engines != 2 || two.EngineBytes <= one.EngineBytes || two.Peak <= one.Peak || two.DecodedBudget <= one.DecodedBudget {
+		t.Fatalf("two engines: %+v\none engine: %+v", two, one)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/clipd/clipd/internal/pipeline/budget"
 	"github.com/clipd/clipd/internal/pipeline/item"
 )
 
@@ -23,6 +24,10 @@ type Options struct {
 	Workers      int   // files read at once; 0 = 4 (local disks gain little from more)
 	MaxBodyBytes int64 // larger files fail "too large"; 0 = 32 MiB, as fetch
 	Output       int   // capacity of the output channel; 0 = Workers
+	// Budget, when set, bounds the bytes of the files alive at once: a file takes its size
+	// before it is read (waiting while that does not fit) and gives it back when its body is
+	// released. nil: no bound beyond MaxBodyBytes per file.
+	Budget *budget.Budget
 }
 
 // Stats are the stage's counters.
@@ -60,8 +65,11 @@ func Start(ctx context.Context, in <-chan item.Item, fails chan<- item.Failure, 
 					continue // drain: unjudged, left for the next run
 				}
 				t := time.Now()
-				body, reason := s.load(it.URL)
+				body, held, reason := s.load(ctx, it.URL)
 				s.busy.Add(int64(time.Since(t)))
+				if reason == reasonCanceled {
+					continue // ctx ended while waiting for the budget: unjudged
+				}
 				if reason != "" {
 					s.failed.Add(1)
 					fails <- item.Failure{Item: it, Stage: "read", Reason: reason}
@@ -69,7 +77,7 @@ func Start(ctx context.Context, in <-chan item.Item, fails chan<- item.Failure, 
 				}
 				s.ok.Add(1)
 				s.bytes.Add(int64(len(body)))
-				s.out <- item.NewEncoded(it, body, nil)
+				s.out <- item.NewEncoded(it, body, func() { s.opt.Budget.Release(held) })
 			}
 		})
 	}
@@ -85,36 +93,52 @@ func (s *Stage) Stats() Stats {
 	return Stats{OK: s.ok.Load(), Failed: s.failed.Load(), Bytes: s.bytes.Load(), Busy: time.Duration(s.busy.Load())}
 }
 
-// load reads path whole, or says why not in a short reason.
-func (s *Stage) load(path string) ([]byte, string) {
+// reasonCanceled is load's reason when ctx ended while it waited for the budget.
+const reasonCanceled = "canceled"
+
+// load reads path whole into a buffer of its size, after taking that size from the budget,
+// and returns the bytes and what they hold of the budget, or says why not in a short reason
+// (nothing is held then).
+func (s *Stage) load(ctx context.Context, path string) (body []byte, held int64, reason string) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, reasonOf(err)
+		return nil, 0, reasonOf(err)
 	}
 	defer f.Close()
 	st, err := f.Stat()
 	switch {
 	case err != nil:
-		return nil, reasonOf(err)
+		return nil, 0, reasonOf(err)
 	case !st.Mode().IsRegular():
-		return nil, "not a regular file"
+		return nil, 0, "not a regular file"
 	case st.Size() > s.opt.MaxBodyBytes:
-		return nil, fmt.Sprintf("too large (%d bytes, limit %d)", st.Size(), s.opt.MaxBodyBytes)
+		return nil, 0, fmt.Sprintf("too large (%d bytes, limit %d)", st.Size(), s.opt.MaxBodyBytes)
 	case st.Size() == 0:
-		return nil, "empty file"
+		return nil, 0, "empty file"
 	}
-	// Read at most one byte past the limit: a file that grows while read still fails cleanly.
-	body, err := io.ReadAll(io.LimitReader(f, s.opt.MaxBodyBytes+1))
+	// One byte past the size: a file that grew while it was read is seen to have grown.
+	held = st.Size() + 1
+	if err := s.opt.Budget.Acquire(ctx, held); err != nil {
+		if ctx.Err() != nil {
+			return nil, 0, reasonCanceled
+		}
+		return nil, 0, fmt.Sprintf("too large for --memory (%v)", err)
+	}
+	buf := make([]byte, held)
+	n, err := io.ReadFull(f, buf)
 	switch {
-	case err != nil:
-		return nil, reasonOf(err)
-	case int64(len(body)) > s.opt.MaxBodyBytes:
-		return nil, fmt.Sprintf("too large (over %d bytes)", s.opt.MaxBodyBytes)
-	case int64(len(body)) < st.Size():
+	case err == nil:
+		s.opt.Budget.Release(held)
+		return nil, 0, fmt.Sprintf("changed while it was read (grew past its %d bytes)", st.Size())
+	case err != io.ErrUnexpectedEOF && err != io.EOF:
+		s.opt.Budget.Release(held)
+		return nil, 0, reasonOf(err)
+	case int64(n) < st.Size():
 		// the file shrank while it was read (being rewritten): not the image it was listed as
-		return nil, fmt.Sprintf("truncated (read %d of %d bytes)", len(body), st.Size())
+		s.opt.Budget.Release(held)
+		return nil, 0, fmt.Sprintf("truncated (read %d of %d bytes)", n, st.Size())
 	}
-	return body, ""
+	return buf[:n], held, ""
 }
 
 func reasonOf(err error) string {

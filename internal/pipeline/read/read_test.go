@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/clipd/clipd/internal/pipeline/budget"
 	"github.com/clipd/clipd/internal/pipeline/item"
 )
 
@@ -83,5 +84,49 @@ func TestReadCanceled(t *testing.T) {
 	}
 	if len(fails) != 0 {
 		t.Errorf("%d failures judged after cancellation", len(fails))
+	}
+}
+
+// With a budget, a file takes its size before it is read and gives it back when its body is
+// released: the files alive at once stay within it, and one larger than all of it fails.
+func TestReadWithinBudget(t *testing.T) {
+	dir := t.TempDir()
+	var paths []string
+	for i := range 20 {
+		p := filepath.Join(dir, string(rune('a'+i))+".jpg")
+		if err := os.WriteFile(p, make([]byte, 1000), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		paths = append(paths, p)
+	}
+	huge := filepath.Join(dir, "huge.jpg")
+	if err := os.WriteFile(huge, make([]byte, 5000), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b := budget.New("bodies", 3003) // three 1000-byte files (each takes size+1)
+	in := make(chan item.Item)
+	fails := make(chan item.Failure, 1)
+	s := Start(context.Background(), in, fails, Options{Workers: 4, Output: 8, Budget: b})
+	go func() {
+		defer close(in)
+		for i, p := range append(paths, huge) {
+			in <- item.Item{Seq: int64(i), URL: p}
+		}
+	}()
+	n := 0
+	for e := range s.Out() {
+		if len(e.Body) != 1000 {
+			t.Errorf("%s: %d bytes", e.URL, len(e.Body))
+		}
+		n++
+		e.Release()
+	}
+	close(fails)
+	f := <-fails
+	if n != 20 || f.URL != huge || !strings.HasPrefix(f.Reason, "too large for --memory") {
+		t.Errorf("%d bodies, failure %+v", n, f)
+	}
+	if b.Held() != 0 || b.Peak() > b.Limit() || b.Peak() < 2002 {
+		t.Errorf("held %d, peak %d of %d", b.Held(), b.Peak(), b.Limit())
 	}
 }

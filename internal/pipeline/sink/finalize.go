@@ -132,10 +132,10 @@ func Finalize(dir string, attrs outfile.Attrs) (string, error) {
 	return final, cleanup(dir, chunks)
 }
 
-// cleanup removes the chunk files, then the state file. Errors are outfile.ErrOutput.
+// cleanup removes the chunk files (and their checksums), then the state file. Errors are outfile.ErrOutput.
 func cleanup(dir string, chunks []outfile.Chunk) error {
 	for _, c := range chunks {
-		if err := outfile.Remove(c.Path); err != nil {
+		if err := removeChunk(c); err != nil {
 			return err
 		}
 	}

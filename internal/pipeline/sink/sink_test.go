@@ -3,8 +3,12 @@
 package sink
 
 import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand"
 	"os"
 	"os/exec"
@@ -524,6 +528,12 @@ func TestErrorClasses(t *testing.T) {
 	if err := os.WriteFile(outfile.ChunkPath(dir, 0), []byte("torn"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// with a checksum that matches (a chunk that is whole but no HDF5): a damaged chunk whose
+	// checksum does not match is discarded instead (TestDamagedChunkRedone)
+	sum := sha256.Sum256([]byte("torn"))
+	if err := os.WriteFile(outfile.ChecksumPath(outfile.ChunkPath(dir, 0)), []byte(hex.EncodeToString(sum[:])+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := Open(opt); !errors.Is(err, outfile.ErrInput) || errors.Is(err, outfile.ErrOutput) ||
 		!strings.HasPrefix(err.Error(), "reading "+outfile.ChunkPath(dir, 0)+": ") || !strings.HasSuffix(err.Error(), "or use --no-resume") {
 		t.Errorf("Open with a damaged chunk = %v", err)
@@ -592,5 +602,80 @@ func TestFinishedOutputKnowsItsRun(t *testing.T) {
 		if !errors.Is(err, ErrRunMismatch) || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "--no-resume") {
 			t.Errorf("Open after another run finished: %v; want a mismatch saying %q", err, c.want)
 		}
+	}
+}
+
+// TestDamagedChunkRedone: a resume verifies each chunk's checksum before reading it; a chunk
+// with a flipped bit, with a flipped checksum, or without one is removed and said in the log,
+// and its rows are redone: the final file is whole, each row once.
+func TestDamagedChunkRedone(t *testing.T) {
+	for _, damage := range []string{"chunk bit", "checksum bit", "no checksum"} {
+		t.Run(damage, func(t *testing.T) {
+			dir := t.TempDir()
+			opt := testOptions(dir, 10)
+			w, err := Open(opt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			order := shuffled(50, 3)
+			addAll(t, w, order[:40])
+			if err := w.Close(); err != nil {
+				t.Fatal(err)
+			}
+			chunk := outfile.ChunkPath(dir, 2)
+			rng := rand.New(rand.NewSource(int64(len(damage))))
+			switch damage {
+			case "chunk bit", "checksum bit":
+				p := chunk
+				if damage == "checksum bit" {
+					p = outfile.ChecksumPath(chunk)
+				}
+				b, err := os.ReadFile(p)
+				if err != nil {
+					t.Fatal(err)
+				}
+				b[rng.Intn(len(b))] ^= 1 << rng.Intn(8)
+				if err := os.WriteFile(p, b, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			case "no checksum":
+				if err := os.Remove(outfile.ChecksumPath(chunk)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var log bytes.Buffer
+			opt.Logger = slog.New(slog.NewTextHandler(&log, nil))
+			w2, err := Open(opt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rows, fails := w2.Resumed(); rows+fails != 30 {
+				t.Errorf("resumed %d items, want the 30 of the 3 intact chunks", rows+fails)
+			}
+			if !strings.Contains(log.String(), "damaged chunk file discarded; its rows will be redone") || !strings.Contains(log.String(), chunk) {
+				t.Errorf("the log does not say the chunk was discarded:\n%s", log.String())
+			}
+			if _, err := os.Stat(chunk); !os.IsNotExist(err) {
+				t.Errorf("the damaged chunk is still there: %v", err)
+			}
+			var todo []int64
+			for s := int64(0); s < 50; s++ {
+				if !w2.Done(s) {
+					todo = append(todo, s)
+				}
+			}
+			addAll(t, w2, todo)
+			if err := w2.Close(); err != nil {
+				t.Fatal(err)
+			}
+			path, err := Finalize(dir, opt.Attrs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkFinal(t, path, 50, "float32")
+			if left, _ := filepath.Glob(filepath.Join(dir, "*.sha256")); len(left) > 0 {
+				t.Errorf("checksum files left after the merge: %v", left)
+			}
+		})
 	}
 }

@@ -60,6 +60,10 @@ func diffKeys(a, b RunKey) string {
 			d = append(d, fmt.Sprintf("the input's content changed (%s, now %s)", orNone(x.(string)), orNone(y.(string))))
 			continue
 		}
+		if name == "WeightsSHA256" {
+			d = append(d, fmt.Sprintf("the weights changed (sha256 %s, now %s)", orNone(x.(string)), orNone(y.(string))))
+			continue
+		}
 		d = append(d, fmt.Sprintf("%s %v, now %v", strings.ToLower(name), orNone(fmt.Sprint(x)), orNone(fmt.Sprint(y))))
 	}
 	return strings.Join(d, "; ")

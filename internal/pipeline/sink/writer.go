@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -60,6 +61,9 @@ type Writer struct {
 	closeMu sync.Mutex
 	closed  bool
 	wg      sync.WaitGroup
+
+	discard    atomic.Bool // Discard: the writer goroutine writes nothing more
+	firstChunk int         // the first chunk index of this run (nextChunk after Open's loading)
 
 	// commitHook, set by tests only, runs before chunk k is completed; its error is
 	// the chunk's write error (an injected fault).
@@ -115,8 +119,8 @@ func Open(opt Options) (*Writer, error) {
 	switch {
 	case opt.NoResume:
 		for _, c := range chunks {
-			if err := os.Remove(c.Path); err != nil {
-				return nil, outfile.WrapWrite(c.Path, err)
+			if err := removeChunk(c); err != nil {
+				return nil, err
 			}
 		}
 		chunks = nil
@@ -148,12 +152,16 @@ func Open(opt Options) (*Writer, error) {
 		}
 		return nil, finished(opt, keyOf(a))
 	}
+	if chunks, err = w.trusted(chunks); err != nil {
+		return nil, err
+	}
 	for _, c := range chunks {
 		if err := w.load(c); err != nil {
 			return nil, err
 		}
 		w.nextChunk = c.K + 1
 	}
+	w.firstChunk = w.nextChunk
 	st := state{Format: 1, Key: keyOf(opt.Attrs), EmbedDim: opt.Attrs.EmbedDim, Dtype: kind.String(), HasIDs: opt.HasImageIDs}
 	if err := writeState(statePath, st); err != nil {
 		return nil, err
@@ -175,6 +183,40 @@ func finished(opt Options, done RunKey) error {
 			ErrRunMismatch, final, d)
 	}
 	return fmt.Errorf("%w: %s is complete; use --no-resume to run again, or another --output", ErrAlreadyComplete, final)
+}
+
+// trusted is the chunks whose checksum holds. A chunk that fails it (damaged on disk, altered,
+// or written before chunks had checksums) is removed and said in the log: its rows are redone.
+// A checksum file without its chunk (a crash between the two) is removed too.
+func (w *Writer) trusted(chunks []outfile.Chunk) ([]outfile.Chunk, error) {
+	var ok []outfile.Chunk
+	for _, c := range chunks {
+		if err := outfile.VerifyChecksum(c.Path); err != nil {
+			w.log.Warn("damaged chunk file discarded; its rows will be redone", "chunk", c.Path, "why", err.Error())
+			if err := removeChunk(c); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		ok = append(ok, c)
+	}
+	sums, _ := filepath.Glob(filepath.Join(w.opt.Dir, "Images_Embedded_*.h5"+".sha256"))
+	for _, s := range sums {
+		if _, err := os.Stat(strings.TrimSuffix(s, ".sha256")); errors.Is(err, os.ErrNotExist) {
+			if err := outfile.Remove(s); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return ok, nil
+}
+
+// removeChunk removes a chunk file and its checksum file. Errors are outfile.ErrOutput.
+func removeChunk(c outfile.Chunk) error {
+	if err := outfile.Remove(c.Path); err != nil {
+		return err
+	}
+	return outfile.Remove(outfile.ChecksumPath(c.Path))
 }
 
 // removeTemps removes the temporary files a crash may leave in dir.
@@ -316,7 +358,7 @@ func (w *Writer) run() {
 	var seen bitset // Seqs of this run, so a repeated Add cannot make a duplicate row
 	items := 0
 	for m := range w.in {
-		if w.firstErr() != nil {
+		if w.firstErr() != nil || w.discard.Load() {
 			continue // drain so that senders never block
 		}
 		seq := m.row.Item.Seq
@@ -358,7 +400,9 @@ func (w *Writer) run() {
 			w.setErr(err)
 		}
 	}
-	if cur != nil && w.firstErr() == nil {
+	if cur != nil && w.discard.Load() {
+		w.abort(cur)
+	} else if cur != nil && w.firstErr() == nil {
 		if err := w.endChunk(cur); err != nil {
 			w.abort(cur)
 			w.setErr(err)
@@ -444,7 +488,7 @@ func (w *Writer) endChunk(c *chunkWriter) error {
 			return outfile.WrapWrite(c.f.Tmp(), err)
 		}
 	}
-	if err := c.f.Commit(w.opt.Attrs); err != nil {
+	if err := c.f.CommitWithChecksum(w.opt.Attrs); err != nil {
 		return err
 	}
 	w.chks.Add(1)
@@ -457,4 +501,27 @@ func (w *Writer) abort(c *chunkWriter) {
 	if c != nil && c.f != nil {
 		c.f.Abort()
 	}
+}
+
+// Discard ends the writer like Close but keeps nothing of what this run added: the chunk
+// being written is removed unfinished, and when the run resumed nothing (its state file and
+// chunks are its own), the chunks it completed and the state file go too, so that the
+// folder holds no run. For a run that must not leave output (broken weights); safe to call
+// after Close, and Close after it.
+func (w *Writer) Discard() error {
+	w.discard.Store(true)
+	w.Close()
+	if w.resumedRows+w.resumedFails > 0 {
+		return nil // the chunks of earlier runs stay, and with them the state file and this run's
+	}
+	var errs []error
+	for k := w.firstChunk; k < w.nextChunk; k++ {
+		if err := os.Remove(outfile.ChunkPath(w.opt.Dir, k)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, outfile.WrapWrite(outfile.ChunkPath(w.opt.Dir, k), err))
+		}
+	}
+	if err := os.Remove(filepath.Join(w.opt.Dir, StateName)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		errs = append(errs, outfile.WrapWrite(filepath.Join(w.opt.Dir, StateName), err))
+	}
+	return errors.Join(errs...)
 }

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/clipd/clipd/internal/echo"
 )
 
 // maxExpansion bounds how many names one pattern may expand to, so a typo such as
@@ -220,8 +222,12 @@ func expandShardPattern(spec string) ([]string, error) {
 
 // firstFew lists up to three names, and how many there are in all beyond them.
 func firstFew(names []string) string {
-	if len(names) <= 3 {
-		return strings.Join(names, ", ")
+	few := make([]string, 0, 3)
+	for _, n := range names[:min(len(names), 3)] {
+		few = append(few, echo.Short(n))
 	}
-	return fmt.Sprintf("%s, ... %d in all", strings.Join(names[:3], ", "), len(names))
+	if len(names) <= 3 {
+		return strings.Join(few, ", ")
+	}
+	return fmt.Sprintf("%s, ... %d in all", strings.Join(few, ", "), len(names))
 }

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/clipd/clipd/internal/echo"
 	"github.com/clipd/clipd/weights"
 	"io"
 	"io/fs"
@@ -165,7 +166,7 @@ func checkHeader(f *os.File) error {
 	got := strings.TrimPrefix(string(buf[:n]), "\xef\xbb\xbf")
 	if !strings.HasPrefix(got, "ImageID,") {
 		first, _, _ := strings.Cut(got, "\n")
-		return fmt.Errorf("the file does not start with an Open Images header (%q...); got %q", openImagesHeader[:24], printable(first))
+		return fmt.Errorf("the file does not start with an Open Images header (%q...); got %s", openImagesHeader[:24], echo.Quote(first))
 	}
 	return nil
 }

@@ -43,6 +43,9 @@ func openParquet(ctx context.Context, spec string, opt Options) (s *Source, ok b
 	if spec == "-" || strings.Contains(spec, "://") || strings.HasPrefix(lower, "openimages:") {
 		return nil, false, nil
 	}
+	if st, err := os.Stat(spec); err != nil || !st.Mode().IsRegular() {
+		return nil, false, nil // Open reports it; a FIFO is not opened here (that waits for a writer)
+	}
 	f, err := os.Open(spec)
 	if err != nil {
 		return nil, false, nil // Open reports it

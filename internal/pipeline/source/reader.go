@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 	"unicode/utf8"
 
+	"github.com/clipd/clipd/internal/echo"
 	"github.com/clipd/clipd/internal/pipeline/item"
 )
 
@@ -44,6 +45,7 @@ type rowConfig struct {
 	localFiles   bool   // rows are absolute paths of local files (a folder input), not URLs
 	baseDir      string // a local list's folder: rows may name files (absolute, file://, or relative to it)
 	stdinPaths   bool   // standard input: rows may name files (relative to the working folder)
+	stream       bool   // reads may block for ever (stdin, a FIFO): abandon them when the Source ends
 	fingerprint  string
 	totalBytes   int64 // of the raw input; -1 unknown
 	totalRows    int64 // exact data rows; 0 unknown
@@ -70,8 +72,13 @@ type parser struct {
 }
 
 func start(ctx context.Context, rc io.ReadCloser, spec, name string, opt Options, cfg rowConfig) (*Source, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	if cfg.stream {
+		rc = newAbandonable(ctx, rc)
+	}
 	closer := &onceCloser{c: rc}
 	fail := func(err error) (*Source, error) {
+		cancel()
 		closer.Close()
 		return nil, err
 	}
@@ -138,7 +145,6 @@ func start(ctx context.Context, rc io.ReadCloser, spec, name string, opt Options
 	if buffer == 0 {
 		buffer = DefaultBuffer
 	}
-	ctx, cancel := context.WithCancel(ctx)
 	s := &Source{info: info, out: make(chan Record, buffer), done: make(chan struct{}), cancel: cancel, closer: closer, counted: counted}
 	go s.run(ctx, p, opt)
 	return s, nil
@@ -289,7 +295,11 @@ func listColumns(cols []string) string {
 			q = append(q, fmt.Sprintf("... (%d in all)", len(cols)))
 			break
 		}
-		q = append(q, fmt.Sprintf("%q", c))
+		if n := len(strings.Join(q, ", ")); i > 0 && n > 2*echo.Max {
+			q = append(q, fmt.Sprintf("... (%d in all)", len(cols)))
+			break
+		}
+		q = append(q, echo.Quote(c))
 	}
 	return strings.Join(q, ", ")
 }
@@ -342,6 +352,7 @@ func (s *Source) loop(ctx context.Context, rows rowSource, opt Options) error {
 		s.rows.Add(1)
 		if !opt.Shard.Contains(key) {
 			s.others.Add(1)
+			rec.Release()
 			continue
 		}
 		if rec.Failure != nil {
@@ -353,6 +364,7 @@ func (s *Source) loop(ctx context.Context, rows rowSource, opt Options) error {
 		select {
 		case s.out <- rec:
 		case <-ctx.Done():
+			rec.Release()
 			return ctx.Err()
 		}
 		if rec.Failure != nil {

@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/clipd/clipd/internal/pipeline/budget"
 	"github.com/clipd/clipd/internal/pipeline/item"
 )
 
@@ -73,6 +74,12 @@ type Options struct {
 	ReadIdleTimeout time.Duration // an http(s) read that waits this long for a byte fails; 0 = DefaultReadIdleTimeout
 	HTTPClient      *http.Client  // for http(s) inputs and metadata downloads; nil = one with bounded connect/header timeouts
 	Buffer          int           // capacity of the Records channel; 0 = DefaultBuffer
+	// Budget, when set, bounds the bytes of the image members a tar input has read and not
+	// yet handed over: a member takes its size before it is read (waiting while that does
+	// not fit; one larger than the whole budget fails its sample "too large for --memory"),
+	// and the Record's receiver gives it back with Record.Release. nil: each member is only
+	// bounded by MaxTarMemberBytes.
+	Budget *budget.Budget
 }
 
 // Record is one row's outcome: an item to fetch, or (Failure != nil) a malformed row. Failure.Item
@@ -85,7 +92,17 @@ type Record struct {
 	// Body holds the row's encoded image when the input carries the bytes itself (a tar
 	// shard's member); nil when the image is to be fetched or read from Item.URL.
 	Body []byte
+
+	held   int64 // bytes of Options.Budget that Body holds
+	budget *budget.Budget
 }
+
+// Held is the bytes of Options.Budget that the Record's Body holds until Release.
+func (r Record) Held() int64 { return r.held }
+
+// Release gives the bytes Body holds back to Options.Budget; call it once, when Body is no
+// longer needed (or the Record is dropped). A no-op for Records without a held Body.
+func (r Record) Release() { r.budget.Release(r.held) }
 
 // Stats counts what a Source has read so far; safe to call at any time.
 type Stats struct {
@@ -135,7 +152,8 @@ type Source struct {
 //     oidv6-train-images-with-labels-with-rotation.csv), train-boxable, validation (or val), test, or
 //     all (image_ids_and_rotation.csv); the metadata CSV is downloaded once into the cache;
 //   - an http:// or https:// URL, streamed;
-//   - "-" for standard input;
+//   - "-" for standard input (a read that blocks is abandoned when ctx ends or on Close;
+//     so is a FIFO's);
 //   - a directory: its image files (ImageExtensions, any case), recursively, in lexical
 //     order; each row's URL is the file's absolute path;
 //   - a pattern of image files ('photos/*.jpg', 'img_{000..099}.png'): braces expanded, each
@@ -198,9 +216,25 @@ func Open(ctx context.Context, spec string, opt Options) (*Source, error) {
 		}
 		return start(ctx, body, spec, urlName(spec), opt, rowConfig{fingerprint: httpFingerprint(header, length), totalBytes: length})
 	case spec == "-":
-		return start(ctx, io.NopCloser(os.Stdin), "stdin", "", opt, rowConfig{totalBytes: -1, stdinPaths: true})
+		return start(ctx, io.NopCloser(os.Stdin), "stdin", "", opt, rowConfig{totalBytes: -1, stdinPaths: true, stream: true})
 	case strings.Contains(spec, "://"):
 		return nil, fmt.Errorf("source %s: unsupported scheme; give a local path, an http(s) URL, - for stdin, or openimages:<split>", spec)
+	}
+	if st, err := os.Stat(spec); err == nil && isStream(st) {
+		// A FIFO (or device): read as it comes, like standard input; its content cannot be
+		// hashed ahead (that would consume it), so it has no fingerprint.
+		abs, err := filepath.Abs(spec)
+		if err != nil {
+			return nil, fmt.Errorf("source: %w", err)
+		}
+		f, err := openStream(ctx, spec)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, err
+			}
+			return nil, fmt.Errorf("source: %w; check the path", err)
+		}
+		return start(ctx, f, spec, spec, opt, rowConfig{totalBytes: -1, baseDir: filepath.Dir(abs), stream: true})
 	}
 	f, err := os.Open(spec)
 	if err != nil {
@@ -224,8 +258,9 @@ func Open(ctx context.Context, spec string, opt Options) (*Source, error) {
 }
 
 // New streams Records from r, as Open does for a file called name (name only serves the
-// format rule and messages). If r is an io.Closer, the Source closes it when done; if not,
-// Close waits for a pending Read on r to return (so for standard input, read to the end).
+// format rule and messages). If r is an io.Closer, the Source closes it when done. r is read
+// in a goroutine of its own: when ctx ends or Close is called, a Read blocked on r (standard
+// input that nobody closes) is abandoned, left to return when r sends or ends.
 func New(ctx context.Context, r io.Reader, name string, opt Options) (*Source, error) {
 	if err := opt.validate(); err != nil {
 		return nil, err
@@ -234,7 +269,7 @@ func New(ctx context.Context, r io.Reader, name string, opt Options) (*Source, e
 	if !ok {
 		rc = io.NopCloser(r)
 	}
-	return start(ctx, rc, name, name, opt, rowConfig{totalBytes: -1})
+	return start(ctx, rc, name, name, opt, rowConfig{totalBytes: -1, stream: true})
 }
 
 // Records is the stream; it is closed at the end of the input, at the limit, on a read

@@ -24,6 +24,8 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/clipd/clipd/internal/echo"
+	"github.com/clipd/clipd/internal/pipeline/budget"
 	"github.com/clipd/clipd/internal/pipeline/item"
 )
 
@@ -80,13 +82,20 @@ func tarList(list string) ([]string, error) {
 			if paths == nil {
 				return nil, nil
 			}
-			return nil, fmt.Errorf("source %s: line %d: %q is not a tar shard, but the list's first entry is; a list of shards names shards only", list, n, l)
+			return nil, fmt.Errorf("source %s: line %d: %s is not a tar shard, but the list's first entry is; a list of shards names shards only", list, n, echo.Quote(l))
 		}
 		if !filepath.IsAbs(l) {
 			l = filepath.Join(base, l)
 		}
 		if st, err := os.Stat(l); err != nil || !st.Mode().IsRegular() {
-			return nil, fmt.Errorf("source %s: line %d: shard %s cannot be read (%v)", list, n, l, err)
+			why := "not a regular file"
+			var pe *os.PathError
+			if errors.As(err, &pe) {
+				why = pe.Err.Error() // without the path, named once already
+			} else if err != nil {
+				why = err.Error()
+			}
+			return nil, fmt.Errorf("source %s: line %d: shard %s cannot be read (%s)", list, n, echo.Short(l), why)
 		}
 		if paths = append(paths, l); len(paths) > maxTarList {
 			return nil, fmt.Errorf("source %s: more than %d shards; split the list", list, maxTarList)
@@ -204,7 +213,7 @@ func tarFolder(dir string) (paths, names []string, err error) {
 
 // startTar starts the goroutine that reads the shards.
 func startTar(ctx context.Context, spec string, shards []tarShard, fingerprint string, total int64, opt Options) (*Source, error) {
-	r := &tarRows{shards: shards, cur: -1, files: &tarFiles{}, counted: &countingReader{}}
+	r := &tarRows{shards: shards, cur: -1, files: &tarFiles{}, counted: &countingReader{}, budget: opt.Budget}
 	for _, name := range opt.Columns {
 		switch {
 		case strings.EqualFold(name, "caption"):
@@ -221,6 +230,7 @@ func startTar(ctx context.Context, spec string, shards []tarShard, fingerprint s
 		buffer = tarBuffer
 	}
 	ctx, cancel := context.WithCancel(ctx)
+	r.ctx = ctx
 	s := &Source{info: info, out: make(chan Record, buffer), done: make(chan struct{}), cancel: cancel, closer: r.files, counted: r.counted}
 	go s.run(ctx, r, opt)
 	return s, nil
@@ -272,6 +282,7 @@ func (t *tarFiles) Close() error {
 type tarSample struct {
 	key       string
 	image     []byte
+	held      int64  // bytes of the budget image holds
 	tooLarge  string // why the image member was not read
 	json, txt []byte
 	hasMeta   bool // a .json or .txt member was seen (even one too large to read)
@@ -296,6 +307,11 @@ type tarRows struct {
 	queue   []keyedRecord
 
 	captionCol, keyCol []string // the names asked for in Options.Columns
+
+	pending *tar.Header // a member of a new key, read once the finished sample is sent
+
+	ctx    context.Context
+	budget *budget.Budget // Options.Budget
 }
 
 // next returns the next sample's Record and its shard key (its URL); ok is false after the
@@ -321,9 +337,16 @@ func (r *tarRows) next() (rec Record, key string, ok bool, err error) {
 			r.cur++
 			if err := r.openShard(); err != nil {
 				if !brokenShard(err) {
-					return Record{}, "", false, fmt.Errorf("shard %s: %w", r.shards[r.cur].path, err)
+					return Record{}, "", false, fmt.Errorf("shard %s: %w", echo.Short(r.shards[r.cur].path), err)
 				}
 				r.endShard(err)
+			}
+			continue
+		}
+		if hdr := r.pending; hdr != nil {
+			r.pending = nil
+			if err := r.member(hdr); err != nil {
+				return Record{}, "", false, err
 			}
 			continue
 		}
@@ -339,7 +362,7 @@ func (r *tarRows) next() (rec Record, key string, ok bool, err error) {
 		}
 		if err != nil {
 			if !brokenShard(err) {
-				return Record{}, "", false, fmt.Errorf("shard %s after %d samples: %w", r.shards[r.cur].path, r.samples, err)
+				return Record{}, "", false, fmt.Errorf("shard %s after %d samples: %w", echo.Short(r.shards[r.cur].path), r.samples, err)
 			}
 			r.endShard(err)
 			continue
@@ -348,20 +371,34 @@ func (r *tarRows) next() (rec Record, key string, ok bool, err error) {
 			continue
 		}
 		name := strings.TrimPrefix(hdr.Name, "./")
-		ext := path.Ext(name)
-		memberKey := strings.TrimSuffix(name, ext)
+		memberKey := strings.TrimSuffix(name, path.Ext(name))
 		if r.sample == nil || r.sample.key != memberKey {
 			r.flush()
 			r.sample = &tarSample{key: memberKey}
-		}
-		if err := r.readMember(hdr, strings.ToLower(ext)); err != nil {
-			if !brokenShard(err) {
-				return Record{}, "", false, fmt.Errorf("shard %s, member %s: %w", r.shards[r.cur].path, hdr.Name, err)
+			if len(r.queue) > 0 {
+				// Send the finished sample before reading this member: its bytes may have to
+				// wait for the budget the finished one holds.
+				r.pending = hdr
+				continue
 			}
-			r.sample = nil // incomplete: not a sample
-			r.endShard(err)
+		}
+		if err := r.member(hdr); err != nil {
+			return Record{}, "", false, err
 		}
 	}
+}
+
+// member reads the current member of header hdr into the sample; a broken shard ends with
+// its failure queued, any other error is returned.
+func (r *tarRows) member(hdr *tar.Header) error {
+	if err := r.readMember(hdr, strings.ToLower(path.Ext(strings.TrimPrefix(hdr.Name, "./")))); err != nil {
+		if !brokenShard(err) {
+			return fmt.Errorf("shard %s, member %s: %w", echo.Short(r.shards[r.cur].path), echo.Short(hdr.Name), err)
+		}
+		r.sample = nil // incomplete: not a sample
+		r.endShard(err)
+	}
+	return nil
 }
 
 // openShard starts reading the next shard, ungzipping it when it starts with gzip's magic.
@@ -428,9 +465,20 @@ func (r *tarRows) readMember(hdr *tar.Header, ext string) error {
 			s.tooLarge = fmt.Sprintf("too large: %s is %d bytes, over the %d MiB limit", path.Base(hdr.Name), hdr.Size, maxTarMember>>20)
 			return nil
 		}
+		if err := r.budget.Acquire(r.ctx, hdr.Size); err != nil {
+			if r.ctx.Err() != nil {
+				return r.ctx.Err()
+			}
+			s.tooLarge = fmt.Sprintf("too large for --memory: %s (%v)", path.Base(hdr.Name), err)
+			return nil
+		}
 		b, err := readAll(r.tr, hdr.Size)
-		s.image = b
-		return err
+		if err != nil {
+			r.budget.Release(hdr.Size)
+			return err
+		}
+		s.image, s.held = b, hdr.Size
+		return nil
 	case ext == ".json" || ext == ".txt":
 		s.hasMeta = true
 		if hdr.Size > maxTarMetaMember {
@@ -501,7 +549,7 @@ func (r *tarRows) flush() {
 			it.Columns[n] = strings.ToValidUTF8(s.key, "\uFFFD")
 		}
 	}
-	r.queue = append(r.queue, keyedRecord{Record{Item: it, Body: s.image}, u})
+	r.queue = append(r.queue, keyedRecord{Record{Item: it, Body: s.image, held: s.held, budget: r.budget}, u})
 }
 
 // sampleJSON is what a sample's json contributes.

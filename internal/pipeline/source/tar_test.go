@@ -14,6 +14,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/clipd/clipd/internal/pipeline/budget"
 )
 
 type member struct {
@@ -420,5 +423,53 @@ func TestTarCloseEarly(t *testing.T) {
 	}
 	if err := s.Err(); err != nil {
 		t.Errorf("Err after Close: %v", err)
+	}
+}
+
+// With Options.Budget, an image member takes its size before it is read: the members read and
+// not yet released stay within it (the reader waits), each Record holds its member's bytes
+// until Release, a member larger than the whole budget fails its sample "too large for
+// --memory", and the rows of other shards give their bytes back at once.
+func TestTarMembersWithinBudget(t *testing.T) {
+	dir := t.TempDir()
+	small, big := testImage(t, "rgb.png"), testImage(t, "s420.jpg") // 11633 and 34222 bytes
+	var ms []member
+	for i := range 12 {
+		ms = append(ms, img2datasetSample(fmt.Sprintf("0000%05d", i), small, fmt.Sprintf("https://example.com/%d.jpg", i), "c")...)
+	}
+	ms = append(ms, img2datasetSample("000000099", big, "https://example.com/big.jpg", "big")...)
+	writeFile(t, filepath.Join(dir, "00000.tar"), tarBytes(t, ms))
+	for _, shard := range []Shard{{}, {Index: 0, Count: 2}} {
+		b := budget.New("bodies", 2*11633+5000) // two small members at once; never the big one
+		s := openTarSpec(t, filepath.Join(dir, "00000.tar"), Options{Budget: b, Shard: shard})
+		var items, failures int
+		for r := range s.Records() {
+			if b.Held() > b.Limit() {
+				t.Errorf("held %d over the budget %d", b.Held(), b.Limit())
+			}
+			switch {
+			case r.Failure != nil:
+				failures++
+				if r.Failure.URL != "https://example.com/big.jpg" || !strings.HasPrefix(r.Failure.Reason, "too large for --memory: 000000099.jpg") {
+					t.Errorf("failure %+v", r.Failure)
+				}
+			case r.Held() != int64(len(r.Body)) || len(r.Body) != len(small):
+				t.Errorf("record %s holds %d for a body of %d", r.Item.URL, r.Held(), len(r.Body))
+			default:
+				items++
+			}
+			time.Sleep(2 * time.Millisecond) // a slow consumer: the reader fills the budget and waits
+			r.Release()
+		}
+		if err := s.Err(); err != nil {
+			t.Fatal(err)
+		}
+		others := int(s.Stats().OtherShards)
+		if items+failures+others != 13 || (shard.Count == 0 && (failures != 1 || others != 0)) || (shard.Count == 2 && (others == 0 || items == 0)) {
+			t.Errorf("shard %v: %d items, %d failures, %d rows of the other shard", shard, items, failures, others)
+		}
+		if b.Held() != 0 || b.Peak() > b.Limit() || b.Peak() < 2*11633 {
+			t.Errorf("shard %v: held %d, peak %d of %d", shard, b.Held(), b.Peak(), b.Limit())
+		}
 	}
 }
