@@ -24,6 +24,14 @@ static void write_file(const char *p, const uint8_t *data, size_t size) {
   if (!fp || fwrite(data, 1, size, fp) != size || fclose(fp) != 0) abort();
 }
 
+/* cleanup removes the private folder when libFuzzer exits. */
+static void cleanup(void) {
+  unlink(model);
+  unlink(hf_config);
+  unlink(oc_config);
+  rmdir(dir);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (!dir[0]) {
     const char *tmp = getenv("TMPDIR");
@@ -32,6 +40,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     snprintf(model, sizeof model, "%s/model.safetensors", dir);
     snprintf(hf_config, sizeof hf_config, "%s/config.json", dir);
     snprintf(oc_config, sizeof oc_config, "%s/open_clip_config.json", dir);
+    atexit(cleanup);
   }
   unlink(hf_config);
   unlink(oc_config);
