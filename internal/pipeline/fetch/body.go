@@ -56,8 +56,11 @@ func (f *Fetcher) readBody(ctx context.Context, deadline time.Time, resp *fastht
 	want := f.opt.MaxBodyBytes + 1 // readLimited allocates at most limit+1 bytes
 	if cl >= 0 {
 		want = int64(cl) + 1
-		if int64(cap(dst)) < want && f.opt.Budget != nil {
-			dst = make([]byte, 0, want) // the exact size: no doubling copies to account for
+		if int64(cap(dst)) < want || (f.opt.Budget != nil && int64(cap(dst)) > want) {
+			// The exact size at once: no doubling copies (the pool often holds the small
+			// buffers that responses gave back), and under a budget no more than the body
+			// to account for (a larger pooled buffer could exceed the budget by itself).
+			dst = make([]byte, 0, want)
 		}
 	}
 	if reason := h.acquire(ctx, deadline, f.opt.Budget, max(want, int64(cap(dst)))); reason != "" {
