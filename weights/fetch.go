@@ -27,6 +27,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/clipd/clipd/internal/filehash"
 )
 
 // Progress receives download progress (the CLI draws a bar with it). Start is called at
@@ -1088,16 +1090,8 @@ func SHA256(file string) (string, error) {
 }
 
 func hashFile(p string) (string, error) {
-	fh, err := os.Open(p)
-	if err != nil {
-		return "", err
-	}
-	defer fh.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, fh); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
+	sum, _, err := filehash.SHA256(p)
+	return sum, err
 }
 
 // lockDir takes an exclusive lock on dir/.lock so two fetches never write one file.

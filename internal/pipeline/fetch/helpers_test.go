@@ -63,19 +63,8 @@ func runItems(t *testing.T, f *Fetcher, items []item.Item) []*Result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	in := make(chan item.Item)
-	go func() {
-		defer close(in)
-		for _, it := range items {
-			select {
-			case in <- it:
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
 	var results []*Result
-	for r := range f.Run(ctx, in) {
+	for r := range f.Run(ctx, feed(ctx, items)) {
 		results = append(results, r)
 	}
 	if ctx.Err() != nil {
@@ -87,6 +76,22 @@ func runItems(t *testing.T, f *Fetcher, items []item.Item) []*Result {
 		}
 	})
 	return results
+}
+
+// feed sends items on the channel it returns, then closes it (early, when ctx ends).
+func feed(ctx context.Context, items []item.Item) <-chan item.Item {
+	in := make(chan item.Item)
+	go func() {
+		defer close(in)
+		for _, it := range items {
+			select {
+			case in <- it:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return in
 }
 
 func fetchURL(t *testing.T, opt Options, url string) *Result {

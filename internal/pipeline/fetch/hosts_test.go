@@ -247,19 +247,8 @@ func TestDominantHostDoesNotHoldTheWorkers(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	in := make(chan item.Item)
-	go func() {
-		defer close(in)
-		for _, it := range items {
-			select {
-			case in <- it:
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
 	slowDone, fastDone, slowBeforeLastFast := 0, 0, -1
-	for r := range New(opt).Run(ctx, in) {
+	for r := range New(opt).Run(ctx, feed(ctx, items)) {
 		wantBody(t, r, img)
 		r.Release()
 		if r.Item.Seq < 120 {

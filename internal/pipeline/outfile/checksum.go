@@ -4,13 +4,12 @@
 package outfile
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"strings"
+
+	"github.com/clipd/clipd/internal/filehash"
 )
 
 // checksumSuffix is the suffix of a chunk file's checksum file.
@@ -21,16 +20,8 @@ func ChecksumPath(path string) string { return path + checksumSuffix }
 
 // fileSHA256 is the hex sha256 of the bytes of the file at path.
 func fileSHA256(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
+	sum, _, err := filehash.SHA256(path)
+	return sum, err
 }
 
 // VerifyChecksum checks the file at path against its checksum file; the error says why it

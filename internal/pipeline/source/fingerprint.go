@@ -9,27 +9,22 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"io"
 	"io/fs"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/clipd/clipd/internal/filehash"
 )
 
 // fileFingerprint hashes path's bytes: "sha256:<hex> size:<n>".
 func fileFingerprint(path string) (string, int64, error) {
-	f, err := os.Open(path)
+	sum, n, err := filehash.SHA256(path)
 	if err != nil {
-		return "", 0, err
+		return "", 0, err // an *fs.PathError: it names the file
 	}
-	defer f.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, f)
-	if err != nil {
-		return "", 0, fmt.Errorf("reading %s: %w", path, err)
-	}
-	return fmt.Sprintf("sha256:%s size:%d", hex.EncodeToString(h.Sum(nil)), n), n, nil
+	return fmt.Sprintf("sha256:%s size:%d", sum, n), n, nil
 }
 
 // folderFingerprint hashes the listing of the image files under dir (relative name, size,
