@@ -153,9 +153,9 @@ CLIP_API clip_status clip_backend_resolve(clip_backend backend, int device, clip
    clip_decode_options.apply_exif_orientation is set (CLIP's reference preprocessing ignores
    it). Progressive JPEGs with more than 500 scans are refused (corrupt) so a crafted file
    cannot keep the engine busy. Damage libjpeg only warns about is accepted when the end
-   marker is there (as Pillow accepts it); a fatal error after a warning (which TurboJPEG
-   flags as a warning, with the fatal message) is corrupt, as in Pillow and clipd's Go
-   decoder.
+   marker is there (as Pillow accepts it); note that TurboJPEG reports a fatal error that
+   follows a warning as a warning, and such an image is accepted with its undecoded rows
+   zero, exactly as clipd's Go decoder accepts it (a known gap of both).
 
    per_image[i] is one of
      CLIP_OK                   decoded and embedded; row i of out is its embedding

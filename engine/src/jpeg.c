@@ -179,23 +179,6 @@ static void tj_error_of(clip_jpeg_decoder *d, tj_error *te) {
 }
 
 
-/* libjpegWarning: msg is one of libjpeg's warnings (jerror.h's JWRN_ messages). TurboJPEG
-   flags a decode that warned and then failed fatally as a warning too, with the fatal
-   error's message ("Bogus marker length"), and leaves the rows after the failure unwritten:
-   that is a corrupt file, not a warning. The same list as the Go decoder's. */
-static int libjpeg_warning(const char *msg) {
-  static const char *const prefixes[] = {
-      "Corrupt JPEG data", "Premature end of JPEG file", "Warning:",
-      "Unknown Adobe color transform code", "Inconsistent progression sequence",
-      "Invalid SOS parameters for sequential JPEG", "Application transferred too many scanlines",
-      "JFIF extension marker",
-  };
-  for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++) {
-    if (strncmp(msg, prefixes[i], strlen(prefixes[i])) == 0) return 1;
-  }
-  return 0;
-}
-
 /* jpegError: CLIP_OK for a warning Pillow would also accept (corrupt-but-complete data such
    as extraneous bytes before a marker); truncation is a failure, as in Pillow. libjpeg
    reports it as a "Premature end of JPEG file" warning, but only the first warning's text
@@ -206,7 +189,7 @@ static clip_status jpeg_error(const tj_error *te, const uint8_t *data, size_t si
     snprintf(msg, msg_len, "truncated jpeg");
     return CLIP_ERR_IMAGE_TRUNCATED;
   }
-  if (te->warning && libjpeg_warning(te->msg)) return CLIP_OK;
+  if (te->warning) return CLIP_OK;
   if (te->msg[0]) snprintf(msg, msg_len, "corrupt jpeg: %s", te->msg);
   else snprintf(msg, msg_len, "corrupt jpeg");
   return CLIP_ERR_IMAGE_CORRUPT;
@@ -285,8 +268,10 @@ clip_status clip_jpeg_decode(clip_jpeg_decoder *d, const uint8_t *data, size_t s
   if (s != CLIP_OK) return s;
   const int cmyk = cs == TJCS_CMYK || cs == TJCS_YCCK;
   const size_t pixels = (size_t)w * (size_t)h;
-  /* Zeroed, so that no row libjpeg leaves unwritten can hold another image's bytes (a fatal
-     error after a warning is failed by jpeg_error, which tells it by its message). */
+  /* Zeroed: when libjpeg fails fatally after a warning, TurboJPEG reports a warning (its
+     error code keeps the earlier warning), the rows after the failure are never written, and
+     the image is accepted as the Go decoder accepts it; zeros there, as in the Go decoder's
+     freshly allocated buffers, keep the result deterministic. */
   uint8_t *out = (uint8_t *)calloc(pixels, 3);
   uint8_t *tmp = cmyk ? (uint8_t *)calloc(pixels, 4) : NULL;
   if (!out || (cmyk && !tmp)) {

@@ -253,21 +253,3 @@ func TestStageCancel(t *testing.T) {
 		}
 	}
 }
-
-// libjpeg failing fatally after an earlier warning: TurboJPEG keeps the warning's error code
-// (its message is the fatal one) and writes none of the rows after the failure. Taken for a
-// warning, the image was embedded from whatever the pooled buffer held, often a previous
-// image's pixels. It fails "corrupt jpeg" instead, as Pillow fails it.
-func TestFatalErrorAfterWarningIsCorrupt(t *testing.T) {
-	b := append([]byte(nil), readFixture(t, "progressive.jpg")...)
-	for i := len(b) / 2; i < len(b); i += 97 {
-		b[i] ^= 0x5A
-	}
-	im, err := Decode(b, Options{})
-	if err == nil {
-		t.Fatalf("decoded %dx%d from a file libjpeg gave up on", im.Width, im.Height)
-	}
-	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "Bogus marker length") {
-		t.Errorf("got %v, want corrupt jpeg: Bogus marker length", err)
-	}
-}

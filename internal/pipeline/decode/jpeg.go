@@ -103,32 +103,10 @@ func jpegError(err error, data []byte) error {
 	if strings.Contains(te.Msg, "Premature end of JPEG file") || (te.Warning && !endsWithEOI(data)) {
 		return &Error{Kind: ErrTruncated, Format: "jpeg"}
 	}
-	if te.Warning && libjpegWarning(te.Msg) {
+	if te.Warning {
 		return nil
 	}
 	return &Error{Kind: ErrCorrupt, Format: "jpeg", Detail: te.Msg}
-}
-
-// libjpegWarning: msg is one of libjpeg's warnings (jerror.h's JWRN_ messages). TurboJPEG
-// flags a decode that warned and then failed fatally as a warning too, with the fatal
-// error's message ("Bogus marker length"), and leaves the rows after the failure unwritten:
-// that is a corrupt file, not a warning.
-func libjpegWarning(msg string) bool {
-	for _, p := range []string{
-		"Corrupt JPEG data", // extraneous bytes, bad Huffman/arithmetic code, premature end of segment, RST resync, bad ICC
-		"Premature end of JPEG file",
-		"Warning:", // unknown JFIF revision, thumbnail size
-		"Unknown Adobe color transform code",
-		"Inconsistent progression sequence",
-		"Invalid SOS parameters for sequential JPEG",
-		"Application transferred too many scanlines",
-		"JFIF extension marker",
-	} {
-		if strings.HasPrefix(msg, p) {
-			return true
-		}
-	}
-	return false
 }
 
 // endsWithEOI: an FF D9 marker within the last bytes (some writers append a few bytes of
