@@ -14,9 +14,13 @@ import (
 	"github.com/clipd/clipd/internal/echo"
 )
 
-// maxExpansion bounds how many names one pattern may expand to, so a typo such as
-// {0..999999999} is an error rather than an exhausted memory.
-const maxExpansion = 1 << 20
+// maxExpansion bounds how many names one pattern may expand to, and maxExpansionBytes their
+// total length, so a typo such as {0..999999999}, or a long name times many, is an error
+// rather than an exhausted memory.
+const (
+	maxExpansion      = 1 << 20
+	maxExpansionBytes = 256 << 20
+)
 
 // hasPattern reports whether s holds a brace or glob character.
 func hasPattern(s string) bool { return strings.ContainsAny(s, "{*?[") }
@@ -30,13 +34,20 @@ func hasGlob(s string) bool { return strings.ContainsAny(s, "*?[") }
 // expanded left to right and may nest; a brace holding neither a comma nor a range is kept
 // as it is.
 func expandBraces(s string) ([]string, error) {
-	out := []string{}
-	err := expandInto(s, 0, &out)
-	return out, err
+	e := expansion{pattern: s, out: []string{}}
+	err := e.expandInto(s, 0)
+	return e.out, err
 }
 
-// expandInto appends the expansions of s to out, looking for braces from byte from on.
-func expandInto(s string, from int, out *[]string) error {
+// expansion collects a pattern's names, within maxExpansion names and maxExpansionBytes.
+type expansion struct {
+	pattern string
+	out     []string
+	bytes   int
+}
+
+// expandInto appends the expansions of s to e.out, looking for braces from byte from on.
+func (e *expansion) expandInto(s string, from int) error {
 	for i := from; i < len(s); i++ {
 		if s[i] != '{' {
 			continue
@@ -55,16 +66,19 @@ func expandInto(s string, from int, out *[]string) error {
 		prefix, suffix := s[:i], s[j+1:]
 		for _, a := range alts {
 			// The prefix holds no expandable brace, so expansion resumes where a begins.
-			if err := expandInto(prefix+a+suffix, i, out); err != nil {
+			if err := e.expandInto(prefix+a+suffix, i); err != nil {
 				return err
-			}
-			if len(*out) > maxExpansion {
-				return fmt.Errorf("%s expands to more than %d names", s, maxExpansion)
 			}
 		}
 		return nil
 	}
-	*out = append(*out, s)
+	if len(e.out) >= maxExpansion {
+		return fmt.Errorf("%s expands to more than %d names", echo.Short(e.pattern), maxExpansion)
+	}
+	if e.bytes += len(s); e.bytes > maxExpansionBytes {
+		return fmt.Errorf("%s expands to more than %d MiB of names", echo.Short(e.pattern), maxExpansionBytes>>20)
+	}
+	e.out = append(e.out, s)
 	return nil
 }
 

@@ -3,6 +3,7 @@
 package source
 
 import (
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -35,5 +36,20 @@ func TestExpandBraces(t *testing.T) {
 	}
 	if _, err := expandBraces("{0..9999}{0..9999}"); err == nil || !strings.Contains(err.Error(), "more than") {
 		t.Errorf("a huge expansion: %v", err)
+	}
+}
+
+// Within the name count, long names could still add up to gigabytes: the total is bounded too.
+func TestExpandBracesBytesBounded(t *testing.T) {
+	long := strings.Repeat("x", 4096)
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, err := expandBraces("{0..999999}" + long) // a million names of 4 KiB: 4 GB
+	runtime.ReadMemStats(&after)
+	if err == nil || !strings.Contains(err.Error(), "more than") {
+		t.Errorf("got %v, want an error saying the expansion is too large", err)
+	}
+	if a := after.TotalAlloc - before.TotalAlloc; a > 1<<30 {
+		t.Errorf("%d MB allocated before refusing", a>>20)
 	}
 }
