@@ -532,6 +532,22 @@ func waitFor(ctx context.Context, exited <-chan struct{}, cond func() bool) bool
 	}
 }
 
+// runKilledWhen starts the binary with args and kills it with SIGKILL as soon as when holds;
+// it returns once the process is gone, saying whether the kill ended it (false: it exited on
+// its own first), its output and what Wait returned.
+func runKilledWhen(t *testing.T, ctx context.Context, when func() bool, args ...string) (killed bool, out *bytes.Buffer, waitErr error) {
+	t.Helper()
+	cmd, out := startClipd(t, ctx, nil, args...)
+	exited := make(chan struct{})
+	go func() { waitErr = cmd.Wait(); close(exited) }()
+	if waitFor(ctx, exited, when) {
+		cmd.Process.Signal(syscall.SIGKILL)
+	}
+	<-exited
+	ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus)
+	return ok && ws.Signaled(), out, waitErr
+}
+
 func countChunks(dir string) int {
 	m, _ := filepath.Glob(filepath.Join(dir, "Images_Embedded_*.h5"))
 	return len(m)
@@ -572,15 +588,8 @@ func TestEmbedCrashResume(t *testing.T) {
 	}
 	hit := 0
 	for _, p := range points {
-		cmd, out := startClipd(t, ctx, nil, embedArgs(list, dir, append([]string{"--chunk-size", "10"}, p.extra...)...)...)
-		exited := make(chan struct{})
-		var waitErr error
-		go func() { waitErr = cmd.Wait(); close(exited) }()
-		if waitFor(ctx, exited, p.when) {
-			cmd.Process.Signal(syscall.SIGKILL)
-		}
-		<-exited
-		if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		killed, out, waitErr := runKilledWhen(t, ctx, p.when, embedArgs(list, dir, append([]string{"--chunk-size", "10"}, p.extra...)...)...)
+		if killed {
 			hit++
 			t.Logf("killed %s (%d chunk files on disk)", p.name, countChunks(dir))
 		} else {

@@ -84,14 +84,9 @@ func TestEmbedSameOutputTwice(t *testing.T) {
 	// kill -9 a run while it holds the lock: the rerun is not refused.
 	dir2 := t.TempDir()
 	args2 := embedArgs(list, dir2, "--chunk-size", "1", "--connections", "1")
-	killed, killedOut := startClipd(t, ctx, nil, args2...)
-	exited := make(chan struct{})
-	go func() { killed.Wait(); close(exited) }()
-	if !waitFor(ctx, exited, func() bool { return countChunks(dir2) >= 2 }) {
+	if killed, killedOut, _ := runKilledWhen(t, ctx, func() bool { return countChunks(dir2) >= 2 }, args2...); !killed {
 		t.Fatalf("the run to kill ended early\n%s", killedOut)
 	}
-	killed.Process.Signal(syscall.SIGKILL)
-	<-exited
 	srv.delay.Store(0)
 	rerun, rerunOut := startClipd(t, ctx, nil, args2...)
 	if err := rerun.Wait(); err != nil {

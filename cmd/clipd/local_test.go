@@ -14,7 +14,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -197,15 +196,9 @@ func TestFolderCrashResume(t *testing.T) {
 	want := readH5(t, filepath.Join(ref, embed.FinalName))
 
 	run := t.TempDir()
-	cmd, out = startClipd(t, ctx, nil, embedArgs(dir, run, "--chunk-size", "10", "--batch-size", "1")...)
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	if waitFor(ctx, exited, func() bool { return countChunks(run) >= 3 }) {
-		cmd.Process.Signal(syscall.SIGKILL)
-	}
-	<-exited
-	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() {
-		t.Logf("the run ended before the kill:\n%s", out)
+	if killed, killedOut, _ := runKilledWhen(t, ctx, func() bool { return countChunks(run) >= 3 },
+		embedArgs(dir, run, "--chunk-size", "10", "--batch-size", "1")...); !killed {
+		t.Logf("the run ended before the kill:\n%s", killedOut)
 	}
 	cmd, out = startClipd(t, ctx, nil, embedArgs(dir, run, "--chunk-size", "10")...)
 	if err := cmd.Wait(); err != nil {

@@ -12,7 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -103,14 +102,7 @@ func TestResumeWithSwappedWeightsIsRefused(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
-	cmd, log := startClipd(t, ctx, nil, args()...)
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	if waitFor(ctx, exited, func() bool { return countChunks(out) >= 1 }) {
-		cmd.Process.Signal(syscall.SIGKILL)
-	}
-	<-exited
-	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() {
+	if killed, log, _ := runKilledWhen(t, ctx, func() bool { return countChunks(out) >= 1 }, args()...); !killed {
 		t.Fatalf("the first run was not killed after its first chunk:\n%s", log)
 	}
 
