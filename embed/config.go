@@ -168,6 +168,8 @@ type Config struct {
 	// non-public addresses (refused by default: a URL list must not reach into the machine's
 	// own network). Local mirrors and tests need it.
 	AllowPrivateNetworks bool
+	// S3 is how s3:// inputs, rows and outputs are reached.
+	S3 S3
 	// Version is recorded in the output's clipd_version attribute; "" = "dev".
 	Version string
 

@@ -59,7 +59,8 @@ type embedOptions struct {
 	Dtype        string // "float32" or "float16"
 	Normalize    bool
 	NoResume     bool
-	Memory       int64 // bytes; 0 = the plan's default share of available memory
+	Memory       int64    // bytes; 0 = the plan's default share of available memory
+	S3           embed.S3 // how s3:// locations are reached (the global --s3-* flags)
 
 	Quiet           bool
 	Verbose         bool    // also print the memory plan
@@ -188,6 +189,7 @@ func embedOptionsFrom(cCtx *cli.Context, g globals, getenv func(string) string) 
 		NoResume:     cCtx.Bool("no-resume"),
 		JSON:         cCtx.Bool("json"),
 		Verbose:      cCtx.Bool("verbose"),
+		S3:           g.s3,
 		Quiet:        g.quiet,
 		TTY:          g.tty,
 		Logger:       g.logger,
@@ -344,8 +346,8 @@ func runEmbed(ctx context.Context, o embedOptions) error {
 		Timeout: o.Timeout, Retries: o.Retries, WarnFailureRate: o.WarnFailureRate,
 		UserAgent: o.userAgent(), Version: version,
 		HostConnections: o.HostConns, HostRate: o.HostRate, IgnoreOptOut: o.IgnoreOptOut, RobotsTxt: o.RobotsTxt,
-		AllowPrivateNetworks: o.AllowPrivate,
-		Hooks:                embed.Hooks{AfterBatch: o.afterBatch, EngineDecodesOnCPU: o.EngineDecodesOnCPU},
+		AllowPrivateNetworks: o.AllowPrivate, S3: o.S3,
+		Hooks: embed.Hooks{AfterBatch: o.afterBatch, EngineDecodesOnCPU: o.EngineDecodesOnCPU},
 	}
 	if o.PauseBeforeMerge > 0 {
 		cfg.Hooks.BeforeFinalize = func() { time.Sleep(o.PauseBeforeMerge) }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/clipd/clipd/cgo/engine"
 	"github.com/clipd/clipd/embed"
+	"github.com/clipd/clipd/internal/objstore"
 	"github.com/clipd/clipd/internal/pipeline/outfile"
 	"github.com/clipd/clipd/weights"
 )
@@ -23,6 +24,7 @@ const (
 	exitBadWeights  = 4   // bad weights: not a valid safetensors/CLIP checkpoint, a sha256 mismatch, or NaN/Inf embeddings
 	exitOutput      = 5   // output or disk error: the cache or an output file cannot be written
 	exitNothing     = 6   // embed finished without one embedding: an empty input, or every row failed
+	exitStorage     = 7   // object storage (s3://) refused or unreachable: credentials, access, bucket, endpoint
 	exitInterrupted = 130 // interrupted (Ctrl-C, SIGTERM)
 )
 
@@ -35,6 +37,7 @@ const exitCodesHelp = `EXIT CODES:
    4    bad weights (not a valid safetensors/CLIP checkpoint, sha256 mismatch, embeddings not finite)
    5    output or disk error (the cache or an output file cannot be written)
    6    nothing embedded (embed: the input had no rows, or every row failed)
+   7    object storage refused or unreachable (s3://: bad credentials, access denied, no such bucket, endpoint unreachable)
    130  interrupted`
 
 // usageError is a mistake on the command line.
@@ -73,12 +76,15 @@ func exitCode(err error) int {
 		return exitOK
 	case errors.As(err, &ue):
 		return exitUsage
+	case objstore.Refused(err): // whichever stage or command met it: the fix is the storage's configuration
+		return exitStorage
 	case errors.As(err, &ce):
 		return ce.code
 	case errors.Is(err, outfile.ErrLocked): // another clipd writes the output folder
 		return exitUsage
 	case errors.Is(err, embed.ErrInterrupted):
 		return exitInterrupted
+
 	case errors.Is(err, embed.ErrNothingEmbedded):
 		return exitNothing
 	case errors.Is(err, embed.ErrBadWeights):

@@ -1,4 +1,4 @@
-// main.go: clipd's entry point: the app, its global flags (--quiet, --log-level), the list
+// main.go: clipd's entry point: the app, its global flags (--quiet, --log-level, --s3-*), the list
 // of commands (and `clipd version`), and the path from an error to one line on stderr and an
 // exit code.
 package main
@@ -16,6 +16,8 @@ import (
 
 	"github.com/urfave/cli/v2"
 	"golang.org/x/term"
+
+	"github.com/clipd/clipd/embed"
 )
 
 // version is set at build time: go build -ldflags "-X main.version=v1.2.3" ./cmd/clipd
@@ -68,6 +70,9 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress bars and no informational messages"},
 			&cli.StringFlag{Name: "log-level", Value: "info", EnvVars: []string{"CLIPD_LOG_LEVEL"}, Usage: "debug, info, warn or error"},
+			&cli.StringFlag{Name: "s3-endpoint", Usage: "`URL` of an S3-compatible store for s3:// locations (default: AWS_ENDPOINT_URL, else AWS)"},
+			&cli.StringFlag{Name: "s3-region", Usage: "`REGION` of s3:// buckets (default: AWS_REGION or the profile's, else us-east-1)"},
+			&cli.StringFlag{Name: "s3-profile", Usage: "`NAME` of the AWS profile for s3:// locations (default: AWS_PROFILE, else default)"},
 		},
 		// `clipd help [COMMAND...]` is listed by urfave/cli; normalizeArgs makes it
 		// `clipd [COMMAND...] --help`, so it reaches subcommands and refuses unknown names as usage errors.
@@ -151,12 +156,14 @@ type globals struct {
 	stdout io.Writer
 	stderr io.Writer
 	tty    bool // stderr is a terminal (progress bars are drawn only then)
+	s3     embed.S3
 }
 
 func globalsFrom(cCtx *cli.Context) globals {
 	g := globals{stdout: cCtx.App.Writer, stderr: cCtx.App.ErrWriter}
 	// Global flags given after the command were moved before it by normalizeArgs.
 	g.quiet = cCtx.Bool("quiet")
+	g.s3 = embed.S3{Endpoint: cCtx.String("s3-endpoint"), Region: cCtx.String("s3-region"), Profile: cCtx.String("s3-profile")}
 	level, _ := parseLevel(cCtx.String("log-level"))
 	if g.quiet && !cCtx.IsSet("log-level") {
 		level = slog.LevelWarn
