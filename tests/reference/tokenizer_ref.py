@@ -5,10 +5,11 @@ packaged in Debian 12; see the tokenizer section of engine/include/clipengine.h 
 leaves out and how Hugging Face's tokenizers differ), plus a small seeded vocabulary and the
 test cases libclipengine's tokenizer is compared with, id for id.
 
-  tokenizer_ref.py make-vocab DIR [--seed S] [--merges N]
+  tokenizer_ref.py make-vocab DIR [--seed S] [--merges N] [--shuffle]
       writes DIR/vocab.json and DIR/merges.txt: the 256 byte symbols, their </w> forms,
-      N merges learnt (most frequent pair first) from a corpus made with seed S, then
-      <|startoftext|> and <|endoftext|> with the two highest ids.
+      up to N merges learnt (most frequent pair first) from a corpus made with seed S, then
+      <|startoftext|> and <|endoftext|> with the two highest ids. --shuffle ranks the merges
+      in a seeded random order (SimpleTokenizer's rounds then matter).
   tokenizer_ref.py expect DIR OUT.jsonl [--seed S] [--count N]
       writes the test cases (the hand-picked ones and N made with seed S), one JSON object a
       line: {"hex": UTF-8 bytes in hex, "ctx": context length, "ids": [...], "n": BPE count,
@@ -193,9 +194,17 @@ def merge_word_once(syms, pair):
     return out
 
 
-def make_vocab(folder, seed, n_merges):
+def make_vocab(folder, seed, n_merges, shuffle=False):
     rng = random.Random(seed)
     merges = learn_merges(make_corpus(rng), n_merges)
+    if shuffle:
+        # ranks out of learning order: a pair that uses a merge's result may outrank that
+        # merge, where merging one occurrence at a time and merging by rounds part ways
+        rng.shuffle(merges)
+        # and one such pair for sure: "xyxyz" is xy|xy|z</w> by rounds, xyx|y|z</w> by
+        # merging one occurrence at a time
+        front = [("xy", "x"), ("x", "y")]
+        merges = front + [m for m in merges if m not in front and m[0] + m[1] not in ("xy", "xyx")]
     tokens = list(BYTE_SYM.values())
     tokens += [t + "</w>" for t in list(BYTE_SYM.values())]
     tokens += [a + b for a, b in merges]
@@ -251,7 +260,7 @@ def hand_picked():
         "3.14159", "1,000,000", "2024-01-01", "v1.2.3", "0x1F", "$100", "50%", "#hashtag",
         "@mention", "http://example.com/path?q=1&r=2", "user@example.com", "C++ and C#",
         "!!!???...", "---", "___", "(((nested)))", "\"quoted\"", "¿Qué?", "¡Hola!", "«guillemets»",
-        "a.b.c", "e.g.", "i.e.,", "...and", "end.", ":-)", "<3", "</w>", "a</w>", "x</w>y",
+        "xyxyz", "xyxy", "XYXYXYZ", "a.b.c", "e.g.", "i.e.,", "...and", "end.", ":-)", "<3", "</w>", "a</w>", "x</w>y",
         "\u00ad", "soft\u00adhyphen", "\ufffd", "\uffff", "\U0010ffff", "\ue000",
         "a" * 200, "ab" * 150, "!" * 120, "猫" * 100, "1" * 100, "\U0001F600" * 80,
         " ".join(["word"] * 100), " ".join(f"w{i}" for i in range(90)),
@@ -358,6 +367,7 @@ def main():
     a.add_argument("dir")
     a.add_argument("--seed", type=int, default=18)
     a.add_argument("--merges", type=int, default=400)
+    a.add_argument("--shuffle", action="store_true", help="merges in a seeded random order")
     a = sub.add_parser("expect")
     a.add_argument("dir")
     a.add_argument("out")
@@ -368,7 +378,7 @@ def main():
     a.add_argument("texts", nargs="+")
     args = ap.parse_args()
     if args.cmd == "make-vocab":
-        n = make_vocab(args.dir, args.seed, args.merges)
+        n = make_vocab(args.dir, args.seed, args.merges, args.shuffle)
         print(f"{args.dir}: {512 + n + 2} tokens, {n} merges")
     elif args.cmd == "expect":
         n = expect(args.dir, args.out, args.seed, args.count)
