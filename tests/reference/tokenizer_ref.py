@@ -10,9 +10,9 @@ test cases libclipengine's tokenizer is compared with, id for id.
       up to N merges learnt (most frequent pair first) from a corpus made with seed S, then
       <|startoftext|> and <|endoftext|> with the two highest ids. --shuffle ranks the merges
       in a seeded random order (SimpleTokenizer's rounds then matter).
-  tokenizer_ref.py expect DIR OUT.jsonl [--seed S] [--count N]
-      writes the test cases (the hand-picked ones and N made with seed S), one JSON object a
-      line: {"hex": UTF-8 bytes in hex, "ctx": context length, "ids": [...], "n": BPE count,
+  tokenizer_ref.py expect DIR OUT.jsonl [--seed S] [--count N] [--code-points K]
+      writes the test cases (the hand-picked ones, N random texts and K texts each made of one
+      code point, a seeded sample, -1 for all 1,112,064), one JSON object a line: {"hex": UTF-8 bytes in hex, "ctx": context length, "ids": [...], "n": BPE count,
       "bpe": all BPE ids (no cut)}
       or {"hex": ..., "ctx": ..., "error": "utf8"} for bytes that are not UTF-8.
   tokenizer_ref.py encode DIR TEXT...
@@ -337,12 +337,23 @@ def check_versions():
                  "run with Debian 12's /usr/bin/python3 and python3-regex")
 
 
-def expect(folder, out, seed, count):
+def code_point_texts(rng, count):
+    """Each code point in a text that reads its class, case (and the final sigma's context)
+    and normalisation: c + "Σ" + c + "a" + c; count < 0 takes every code point, else a
+    seeded sample of count."""
+    cps = [c for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF]
+    if count >= 0:
+        cps = rng.sample(cps, count)
+    return [f"{chr(c)}\u03a3{chr(c)}a{chr(c)}".encode("utf-8") for c in cps]
+
+
+def expect(folder, out, seed, count, code_points):
     check_versions()
     tok = Tokenizer(folder)
     rng = random.Random(seed)
     cases = [(b, 77) for b in hand_picked()] + [(b, 77) for b in INVALID]
     cases += [(random_text(rng), 77) for _ in range(count)]
+    cases += [(b, 77) for b in code_point_texts(rng, code_points)]
     # other context lengths: the cut keeps the end token wherever it falls
     cases += [(b"a photo of a dog on the beach", c) for c in (2, 3, 5, 8, 9, 200)]
     cases += [(b"", 2), (("\u732b" * 10).encode(), 4)]
@@ -373,6 +384,8 @@ def main():
     a.add_argument("out")
     a.add_argument("--seed", type=int, default=18)
     a.add_argument("--count", type=int, default=3000)
+    a.add_argument("--code-points", type=int, default=20000,
+                   help="texts made of single code points: a seeded sample of this many; -1 for all")
     a = sub.add_parser("encode")
     a.add_argument("dir")
     a.add_argument("texts", nargs="+")
@@ -381,7 +394,7 @@ def main():
         n = make_vocab(args.dir, args.seed, args.merges, args.shuffle)
         print(f"{args.dir}: {512 + n + 2} tokens, {n} merges")
     elif args.cmd == "expect":
-        n = expect(args.dir, args.out, args.seed, args.count)
+        n = expect(args.dir, args.out, args.seed, args.count, args.code_points)
         print(f"{args.out}: {n} cases")
     else:
         tok = Tokenizer(args.dir)
