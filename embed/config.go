@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/clipd/clipd/cgo/engine"
+	"github.com/clipd/clipd/internal/objstore"
 	"github.com/clipd/clipd/internal/pipeline/decode"
 	"github.com/clipd/clipd/internal/pipeline/fetch"
 	"github.com/clipd/clipd/internal/pipeline/outfile"
@@ -218,7 +219,7 @@ func ShardDirName(s Shard) string { return outfile.ShardDirName(s.Index, s.Count
 func resolveInput(spec string) string {
 	lower := strings.ToLower(spec)
 	switch {
-	case spec == "-", strings.HasPrefix(lower, "http://"), strings.HasPrefix(lower, "https://"):
+	case spec == "-", strings.HasPrefix(lower, "http://"), strings.HasPrefix(lower, "https://"), objstore.IsURL(spec):
 		return spec
 	case strings.HasPrefix(lower, "openimages:"):
 		split := strings.TrimSpace(lower[len("openimages:"):])
