@@ -173,3 +173,35 @@ func TestS3InputErrors(t *testing.T) {
 		}
 	}
 }
+
+// A list object is streamed: the first rows come out after reading a small part of it, not
+// after downloading it whole (memory does not grow with the list).
+func TestS3ListStreamed(t *testing.T) {
+	srv := s3test.Shared(t)
+	bucket := srv.Bucket(t)
+	c := srv.Client(t)
+	var b bytes.Buffer
+	for i := 0; b.Len() < 16<<20; i++ {
+		fmt.Fprintf(&b, "https://images.example/some/longer/path/%09d.jpg\n", i)
+	}
+	l := objstore.Location{Bucket: bucket, Key: "big.txt"}
+	if err := c.PutBytes(context.Background(), l, b.Bytes(), nil); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(testContext(t), l.String(), Options{Objects: c, Buffer: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for range 100 {
+		if r, ok := <-s.Records(); !ok || r.Failure != nil {
+			t.Fatalf("record %+v, open %v", r, ok)
+		}
+	}
+	if n := s.Stats().Bytes; n > 2<<20 {
+		t.Errorf("%d bytes of the %d-byte list read for its first 100 rows", n, b.Len())
+	}
+	if info := s.Info(); info.TotalBytes != int64(b.Len()) {
+		t.Errorf("TotalBytes %d, want %d", info.TotalBytes, b.Len())
+	}
+}
