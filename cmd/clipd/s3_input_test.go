@@ -188,6 +188,32 @@ func TestS3Inputs(t *testing.T) {
 		}
 		closed := "http://" + l.Addr().String()
 		l.Close() // nothing listens there now: connections are refused
+		// An endpoint that accepts connections and never answers.
+		silent, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer silent.Close()
+		go func() {
+			var held []net.Conn
+			defer func() {
+				for _, c := range held {
+					c.Close()
+				}
+			}()
+			for {
+				c, err := silent.Accept()
+				if err != nil {
+					return
+				}
+				held = append(held, c)
+			}
+		}()
+		var many []string
+		for i := range 40 {
+			many = append(many, fmt.Sprintf("s3://%s/refused/img%d.jpg", bucket, i))
+		}
+		manyRows := writeList(t, many)
 		for _, tc := range []struct {
 			name, input string
 			env         []string
@@ -199,14 +225,19 @@ func TestS3Inputs(t *testing.T) {
 			{"unreachable endpoint", spec, []string{"AWS_ENDPOINT_URL=" + closed}, exitStorage, "cannot be reached"},
 			{"missing key", "s3://" + bucket + "/refused/none.txt", nil, exitInput, "no such object; check the key"},
 			{"rows, wrong secret", rows, []string{"AWS_SECRET_ACCESS_KEY=wrong"}, exitStorage, "rejects the credentials"},
+			// 8 connections, --timeout 2s: every worker waits out its deadline twice, then the
+			// run stops instead of failing the 40 rows one timeout at a time.
+			{"rows, silent endpoint", manyRows, []string{"AWS_ENDPOINT_URL=http://" + silent.Addr().String()}, exitStorage, "answered none of 16 requests in a row within --timeout 2s"},
 		} {
 			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 			cmd := exec.CommandContext(ctx, clipdBinary(t), embedArgs(tc.input, t.TempDir())...)
 			cmd.Env = append(append(os.Environ(), srv.Env()...), tc.env...)
 			var stderr bytes.Buffer
 			cmd.Stderr = &stderr
+			start := time.Now()
 			cmd.Run()
 			cancel()
+			t.Logf("%s: exit %d after %v", tc.name, exitStatus(cmd), time.Since(start).Round(time.Millisecond))
 			if code := exitStatus(cmd); code != tc.code {
 				t.Errorf("%s: exit %d, want %d; stderr %q", tc.name, code, tc.code, stderr.String())
 			}
