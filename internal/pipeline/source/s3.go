@@ -252,7 +252,7 @@ func openShardObject(ctx context.Context, opt Options, want *objstore.Info) (io.
 	}
 	if info.ETag != want.ETag || info.Size != want.Size {
 		body.Close()
-		return nil, fmt.Errorf("%s changed since the run began (ETag %s, size %d; now %s, %d); rerun", want, want.ETag, want.Size, info.ETag, info.Size)
+		return nil, fmt.Errorf("%s was written again since the run began (ETag %s, size %d; now %s, %d): the input changed under the run; rerun with --no-resume to start over on the new shards", want, want.ETag, want.Size, info.ETag, info.Size)
 	}
 	return body, nil
 }
