@@ -134,6 +134,20 @@ func TestS3TarShards(t *testing.T) {
 	if got, _ := itemsOf(t, base+"nojson.tar", opt); len(got) != 1 || !strings.HasPrefix(got[0], base+"nojson.tar/k1 1 ") {
 		t.Errorf("a sample without json: %q, want the URL %snojson.tar/k1", got, base)
 	}
+	// A shard written again while the run reads the shards before it ends the stream: its
+	// samples are no longer those the run's identity describes.
+	s, err := Open(testContext(t), base+"{00000..00002}.tar", Options{Objects: c, Buffer: 1}) // reads no further than shard 0 until drained
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := <-s.Records()
+	first.Release()
+	putFile(t, c, bucket, "shards/00002.tar", filepath.Join(dir, "nojson.tar"))
+	drainErr(s)
+	if err := s.Err(); err == nil || !strings.Contains(err.Error(), base+"00002.tar was written again since the run began") {
+		t.Errorf("a shard rewritten during the run: Err %v", err)
+	}
+	s.Close()
 	for spec, want := range map[string]string{
 		base + "{00000..00003}.tar": "1 of the 4 shards named do not exist",
 		base + "*.zip":              "matches no tar shard",
