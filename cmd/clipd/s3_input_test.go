@@ -214,30 +214,36 @@ func TestS3Inputs(t *testing.T) {
 			many = append(many, fmt.Sprintf("s3://%s/refused/img%d.jpg", bucket, i))
 		}
 		manyRows := writeList(t, many)
+		noBucketRows := writeList(t, []string{"s3://no-such-bucket-clipd/a.jpg", "s3://no-such-bucket-clipd/b.jpg"})
 		for _, tc := range []struct {
 			name, input string
 			env         []string
 			code        int
 			want        string
+			extra       []string
 		}{
-			{"wrong secret", spec, []string{"AWS_SECRET_ACCESS_KEY=wrong"}, exitStorage, "rejects the credentials (SignatureDoesNotMatch)"},
-			{"missing bucket", "s3://no-such-bucket-clipd/list.txt", nil, exitStorage, `bucket "no-such-bucket-clipd" does not exist`},
-			{"unreachable endpoint", spec, []string{"AWS_ENDPOINT_URL=" + closed}, exitStorage, "cannot be reached"},
-			{"missing key", "s3://" + bucket + "/refused/none.txt", nil, exitInput, "no such object; check the key"},
-			{"rows, wrong secret", rows, []string{"AWS_SECRET_ACCESS_KEY=wrong"}, exitStorage, "rejects the credentials"},
+			{"wrong secret", spec, []string{"AWS_SECRET_ACCESS_KEY=wrong"}, exitStorage, "rejects the credentials (SignatureDoesNotMatch)", nil},
+			{"missing bucket", "s3://no-such-bucket-clipd/list.txt", nil, exitStorage, `bucket "no-such-bucket-clipd" does not exist`, nil},
+			{"unreachable endpoint", spec, []string{"AWS_ENDPOINT_URL=" + closed}, exitStorage, "cannot be reached", nil},
+			{"missing key", "s3://" + bucket + "/refused/none.txt", nil, exitInput, "no such object; check the key", nil},
+			// --s3-endpoint wins over AWS_ENDPOINT_URL.
+			{"missing key, --s3-endpoint", "s3://" + bucket + "/refused/none.txt", []string{"AWS_ENDPOINT_URL=" + closed}, exitInput, "no such object; check the key", []string{"--s3-endpoint", srv.Endpoint}},
+			// Every row's bucket is missing: nothing embedded (exit 6), and the line says why.
+			{"rows, missing bucket", noBucketRows, nil, exitNothing, "all 2 rows failed (s3 no such bucket no-such-bucket-clipd 2)", nil},
+			{"rows, wrong secret", rows, []string{"AWS_SECRET_ACCESS_KEY=wrong"}, exitStorage, "rejects the credentials", nil},
 			// 8 connections, --timeout 2s: every worker waits out its deadline twice, then the
 			// run stops instead of failing the 40 rows one timeout at a time.
-			{"rows, silent endpoint", manyRows, []string{"AWS_ENDPOINT_URL=http://" + silent.Addr().String()}, exitStorage, "answered none of 16 requests in a row within --timeout 2s"},
+			{"rows, silent endpoint", manyRows, []string{"AWS_ENDPOINT_URL=http://" + silent.Addr().String()}, exitStorage, "answered none of 16 requests in a row within --timeout 2s", nil},
 		} {
 			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-			cmd := exec.CommandContext(ctx, clipdBinary(t), embedArgs(tc.input, t.TempDir())...)
+			cmd := exec.CommandContext(ctx, clipdBinary(t), embedArgs(tc.input, t.TempDir(), tc.extra...)...)
 			cmd.Env = append(append(os.Environ(), srv.Env()...), tc.env...)
 			var stderr bytes.Buffer
 			cmd.Stderr = &stderr
 			start := time.Now()
 			cmd.Run()
 			cancel()
-			t.Logf("%s: exit %d after %v", tc.name, exitStatus(cmd), time.Since(start).Round(time.Millisecond))
+			t.Logf("%s: exit %d after %v: %s", tc.name, exitStatus(cmd), time.Since(start).Round(time.Millisecond), strings.TrimSpace(stderr.String()))
 			if code := exitStatus(cmd); code != tc.code {
 				t.Errorf("%s: exit %d, want %d; stderr %q", tc.name, code, tc.code, stderr.String())
 			}

@@ -84,8 +84,8 @@ func (s *Stage) objectFailure(ctx, tctx context.Context, loc objstore.Location, 
 	if tctx.Err() != nil {
 		most := int64(unansweredPerWorker * s.opt.ObjectWorkers)
 		if n := s.unanswered.Add(1); n >= most && s.opt.Fatal != nil {
-			s.opt.Fatal(fmt.Errorf("%w: %s answered none of %d requests in a row within --timeout %v (reading %s); check --s3-endpoint / AWS_ENDPOINT_URL and the network",
-				objstore.ErrUnreachable, s.opt.Objects.Endpoint(), n, s.opt.Timeout, loc))
+			s.opt.Fatal(&silentStore{msg: fmt.Sprintf("%s: %s answered none of %d requests in a row within --timeout %v; check --s3-endpoint / AWS_ENDPOINT_URL and the network",
+				loc, s.opt.Objects.Endpoint(), n, s.opt.Timeout)})
 			return reasonCanceled
 		}
 		return "s3 timeout"
@@ -99,3 +99,9 @@ func (s *Stage) objectFailure(ctx, tctx context.Context, loc objstore.Location, 
 	}
 	return objstore.Reason(loc, err)
 }
+
+// silentStore is the error of a store that answers nothing: objstore.ErrUnreachable.
+type silentStore struct{ msg string }
+
+func (e *silentStore) Error() string { return e.msg }
+func (e *silentStore) Unwrap() error { return objstore.ErrUnreachable }
