@@ -36,6 +36,16 @@ func (o *objects) Open(ctx context.Context, l objstore.Location) (io.ReadCloser,
 	return c.Open(ctx, l)
 }
 
+// OpenFrom streams an object from an offset on, while it is the same version (a list's
+// stream that lost its connection goes on).
+func (o *objects) OpenFrom(ctx context.Context, l objstore.Location, offset int64, etag string) (io.ReadCloser, objstore.Info, error) {
+	c, err := o.client(ctx)
+	if err != nil {
+		return nil, objstore.Info{}, err
+	}
+	return c.OpenFrom(ctx, l, offset, etag)
+}
+
 // Head describes an object (tar shards named one by one).
 func (o *objects) Head(ctx context.Context, l objstore.Location) (objstore.Info, error) {
 	c, err := o.client(ctx)

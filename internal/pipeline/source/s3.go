@@ -17,6 +17,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/clipd/clipd/internal/objstore"
@@ -26,6 +27,7 @@ import (
 // ObjectStore is what s3:// inputs need of an S3 client; *objstore.Client is one.
 type ObjectStore interface {
 	Open(ctx context.Context, l objstore.Location) (io.ReadCloser, objstore.Info, error)
+	OpenFrom(ctx context.Context, l objstore.Location, offset int64, etag string) (io.ReadCloser, objstore.Info, error)
 	Head(ctx context.Context, l objstore.Location) (objstore.Info, error)
 	List(ctx context.Context, l objstore.Location) ([]objstore.Info, error)
 }
@@ -91,32 +93,118 @@ func objectFingerprint(info objstore.Info) string {
 	return fmt.Sprintf("etag:%s size:%d modified:%s", info.ETag, info.Size, info.Modified.UTC().Format(time.RFC3339Nano))
 }
 
-// openObject streams an object; a read that waits Options.ReadIdleTimeout for a byte fails,
-// as for http(s) inputs. The body's errors are plain transfer errors (never io.EOF's kin
-// before the end): a lost connection is not a truncated file.
+// openObject streams an object (see objectStream).
 func openObject(ctx context.Context, opt Options, loc objstore.Location) (io.ReadCloser, objstore.Info, error) {
-	idle := opt.ReadIdleTimeout
-	if idle == 0 {
-		idle = DefaultReadIdleTimeout
+	o := &objectStream{ctx: ctx, opt: opt, loc: loc}
+	o.idle = opt.ReadIdleTimeout
+	if o.idle == 0 {
+		o.idle = DefaultReadIdleTimeout
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	body, info, err := opt.Objects.Open(ctx, loc)
+	body, info, err := o.open(func(ctx context.Context) (io.ReadCloser, objstore.Info, error) { return opt.Objects.Open(ctx, loc) })
+	if err != nil {
+		return nil, objstore.Info{}, err
+	}
+	o.body, o.info = body, info
+	return o, info, nil
+}
+
+// maxResumes is how many times in a row an object stream goes on after losing its
+// connection (0.5 s, 1 s, 2 s, 4 s and 8 s apart: a store's restart) before it fails.
+const maxResumes = 5
+
+// objectStream is an object's body read as a stream that may last as long as the run (a
+// list is read as the pipeline takes its rows). A read that waits Options.ReadIdleTimeout for
+// a byte gives up on the connection, as for http(s) inputs; a connection lost or given up
+// is replaced by a ranged GET of the same version from the byte reached (objstore.OpenFrom),
+// up to maxResumes times in a row. Its errors are plain transfer errors (never io.EOF's kin
+// before the end): a lost connection is not a truncated file.
+type objectStream struct {
+	ctx   context.Context
+	opt   Options
+	loc   objstore.Location
+	idle  time.Duration
+	info  objstore.Info // the version read (Size: the whole object's)
+	n     int64         // bytes read so far
+	fails int           // resumes since the last byte
+
+	mu     sync.Mutex
+	body   io.ReadCloser // the current GET's
+	closed bool
+}
+
+// open starts a GET with get under a context of its own, which a stalled read cancels.
+func (o *objectStream) open(get func(context.Context) (io.ReadCloser, objstore.Info, error)) (io.ReadCloser, objstore.Info, error) {
+	ctx, cancel := context.WithCancel(o.ctx)
+	body, info, err := get(ctx)
 	if err != nil {
 		cancel()
 		return nil, objstore.Info{}, err
 	}
-	return &objectBody{newIdleBody(body, cancel, idle, loc.String())}, info, nil
+	return newIdleBody(body, cancel, o.idle, o.loc.String()), info, nil
 }
 
-// objectBody flattens a stream's errors into plain ones (see openObject).
-type objectBody struct{ *idleBody }
-
-func (b *objectBody) Read(p []byte) (int, error) {
-	n, err := b.idleBody.Read(p)
-	if err != nil && err != io.EOF {
-		err = errors.New(err.Error())
+func (o *objectStream) Read(p []byte) (int, error) {
+	for {
+		n, err := o.body.Read(p)
+		o.n += int64(n)
+		if n > 0 {
+			o.fails = 0
+		}
+		if err == nil || err == io.EOF {
+			return n, err
+		}
+		if o.ctx.Err() != nil {
+			return n, o.ctx.Err()
+		}
+		if rerr := o.resume(err); rerr != nil {
+			return n, rerr
+		}
+		if n > 0 {
+			return n, nil
+		}
 	}
-	return n, err
+}
+
+// resume replaces the lost body with a ranged GET from o.n on, or says why it cannot.
+func (o *objectStream) resume(cause error) error {
+	o.body.Close()
+	for {
+		if o.fails >= maxResumes || o.n >= o.info.Size {
+			return fmt.Errorf("%s: %v (read %d of %d bytes; gave up after %d attempts to go on)", o.loc, cause, o.n, o.info.Size, o.fails)
+		}
+		o.fails++
+		select {
+		case <-time.After(500 * time.Millisecond << (o.fails - 1)):
+		case <-o.ctx.Done():
+			return o.ctx.Err()
+		}
+		body, _, err := o.open(func(ctx context.Context) (io.ReadCloser, objstore.Info, error) {
+			return o.opt.Objects.OpenFrom(ctx, o.loc, o.n, o.info.ETag)
+		})
+		if err != nil {
+			if errors.Is(err, objstore.ErrChanged) || errors.Is(err, objstore.ErrNotFound) || (objstore.Refused(err) && !errors.Is(err, objstore.ErrUnreachable)) {
+				return errors.New(err.Error()) // the store's line; nothing to wait for
+			}
+			cause = err
+			continue
+		}
+		o.mu.Lock()
+		if o.closed {
+			o.mu.Unlock()
+			body.Close()
+			return os.ErrClosed
+		}
+		o.body = body
+		o.mu.Unlock()
+		return nil
+	}
+}
+
+func (o *objectStream) Close() error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.closed = true
+	return o.body.Close()
 }
 
 // openS3Parquet copies a parquet object (its first bytes already in br) into a temporary
