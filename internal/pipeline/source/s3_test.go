@@ -6,10 +6,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -264,5 +269,43 @@ func TestS3ListSurvivesStoreRestart(t *testing.T) {
 	<-drained
 	if err := s.Err(); err != nil || next != rows {
 		t.Fatalf("%d rows of %d, Err %v", next, rows, err)
+	}
+}
+
+// A store that answers 503 SlowDown (throttling) and 500 before the object: the request is
+// retried with backoff and the list read whole.
+func TestS3ListRetriedOnThrottling(t *testing.T) {
+	srv := s3test.Shared(t)
+	bucket := srv.Bucket(t)
+	l := objstore.Location{Bucket: bucket, Key: "list.txt"}
+	if err := srv.Client(t).PutBytes(context.Background(), l, []byte("https://a.example/1.jpg\nhttps://a.example/2.jpg\n"), nil); err != nil {
+		t.Fatal(err)
+	}
+	target, _ := url.Parse(srv.Endpoint)
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	var gets atomic.Int64
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/list.txt") {
+			switch gets.Add(1) {
+			case 1:
+				w.WriteHeader(http.StatusServiceUnavailable)
+				fmt.Fprint(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>`)
+				return
+			case 2:
+				w.WriteHeader(http.StatusInternalServerError)
+				fmt.Fprint(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>InternalError</Code><Message>We encountered an internal error.</Message></Error>`)
+				return
+			}
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	defer front.Close()
+	c, err := objstore.New(context.Background(), objstore.Options{Endpoint: front.URL, AccessKey: s3test.AccessKey, SecretKey: s3test.SecretKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := itemsOf(t, l.String(), Options{Objects: c})
+	if len(got) != 2 || gets.Load() != 3 {
+		t.Errorf("rows %q after %d GETs, want 2 rows after 3", got, gets.Load())
 	}
 }
