@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/clipd/clipd/cgo/engine"
+	"github.com/clipd/clipd/internal/objstore"
 	"github.com/clipd/clipd/internal/pipeline/decode"
 	"github.com/clipd/clipd/internal/pipeline/fetch"
 	"github.com/clipd/clipd/internal/pipeline/outfile"
@@ -89,9 +90,11 @@ const (
 // Config is one run. The zero value of a field means its default; Input, Output and (unless
 // the default model is in the cache) Weights are needed.
 type Config struct {
-	// Input is a URL list (text, CSV or TSV, optionally gzipped; a path or an http(s) URL),
-	// "-" for Stdin, "openimages:SPLIT" (train, train-boxable, validation, test, all), or a
-	// folder of images (read recursively, in lexical order).
+	// Input is a URL list (text, CSV or TSV, optionally gzipped; a path, an http(s) URL or an
+	// s3://bucket/key object), "-" for Stdin, "openimages:SPLIT" (train, train-boxable,
+	// validation, test, all), a folder of images (read recursively, in lexical order), or tar
+	// shards (files, or s3:// objects and patterns of them); see source.Open. s3:// inputs and
+	// rows are read with S3's settings.
 	Input string
 	// Stdin is read when Input is "-"; nil means os.Stdin.
 	Stdin io.Reader
@@ -218,7 +221,7 @@ func ShardDirName(s Shard) string { return outfile.ShardDirName(s.Index, s.Count
 func resolveInput(spec string) string {
 	lower := strings.ToLower(spec)
 	switch {
-	case spec == "-", strings.HasPrefix(lower, "http://"), strings.HasPrefix(lower, "https://"):
+	case spec == "-", strings.HasPrefix(lower, "http://"), strings.HasPrefix(lower, "https://"), objstore.IsURL(spec):
 		return spec
 	case strings.HasPrefix(lower, "openimages:"):
 		split := strings.TrimSpace(lower[len("openimages:"):])
@@ -271,7 +274,7 @@ func (c Config) check() error {
 	bad := func(format string, args ...any) error { return withKind(ErrConfig, fmt.Errorf(format, args...)) }
 	switch {
 	case c.Input == "":
-		return bad("--input is empty: give a file of URLs, an http(s) URL, a folder, - or openimages:SPLIT")
+		return bad("--input is empty: give a file of URLs, an http(s) or s3:// URL, a folder, - or openimages:SPLIT")
 	case c.Output == "":
 		return bad("--output is empty: give a directory")
 	case namesFile(c.Output):

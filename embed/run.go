@@ -53,7 +53,7 @@ func Run(ctx context.Context, cfg Config, ev Events) (Summary, error) {
 	if err := cfg.check(); err != nil {
 		return Summary{}, err
 	}
-	r := &run{cfg: cfg, ev: ev, started: time.Now(), dir: cfg.OutputDir()}
+	r := &run{cfg: cfg, ev: ev, started: time.Now(), dir: cfg.OutputDir(), objects: newObjects(cfg.S3)}
 	r.log = newLogger(ev.Log)
 	return r.run(ctx)
 }
@@ -75,6 +75,7 @@ type run struct {
 	count counters
 
 	engines *engines
+	objects *objects // the S3 client of s3:// inputs and rows, made on first use
 	fetch   *fetch.Stage
 	read    *read.Stage
 	split   *decode.Split // only when the engine decodes JPEGs
@@ -276,6 +277,7 @@ func (r *run) openSource(ctx context.Context) (*source.Source, error) {
 		CacheDir:      r.cfg.CacheDir,
 		Columns:       r.cfg.SaveColumns,
 		Budget:        r.bodies,
+		Objects:       r.objects,
 	}
 	if r.cfg.Input == "-" && r.cfg.Stdin != nil {
 		return source.New(ctx, r.cfg.Stdin, "stdin", opt)
@@ -356,7 +358,7 @@ func (r *run) pipeline(ctx context.Context, stop context.CancelFunc, es *engines
 				continue
 			}
 			to := remote
-			if rec.Item.Local() {
+			if rec.Item.Local() || rec.Item.Object() {
 				to = local
 			}
 			select {
@@ -381,7 +383,11 @@ func (r *run) pipeline(ctx context.Context, stop context.CancelFunc, es *engines
 		RobotsTxt:            cfg.RobotsTxt,
 		Budget:               r.bodies,
 	})
-	r.read = read.Start(ctx, local, fails, read.Options{MaxBodyBytes: p.MaxBodyBytes, Budget: r.bodies})
+	r.read = read.Start(ctx, local, fails, read.Options{MaxBodyBytes: p.MaxBodyBytes, Budget: r.bodies,
+		Objects: r.objects, ObjectWorkers: p.Connections, Timeout: cfg.Timeout,
+		Fatal: func(err error) {
+			r.fail(stop, fmt.Errorf("%w; the rows done so far are saved: rerun the same command to resume", err))
+		}})
 	bodies := fanIn(r.fetch.Out(), r.read.Out(), carried)
 
 	decodeOpt := decode.Options{Mode: cfg.Preprocess, MaxPixels: p.MaxPixels, MinSide: info.ImageSize}

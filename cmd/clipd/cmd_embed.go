@@ -95,18 +95,20 @@ func newEmbedCommand() *cli.Command {
 			"cleanly (press it twice to stop at once). URLs that fail (404, timeouts, corrupt images, ...)\n" +
 			"are listed with their reason and do not make the run fail, unless nothing at all is embedded\n" +
 			"(exit 6); past --warn-failure-rate a warning names the top reasons.\n\n" +
-			"--input is a list (text, CSV or TSV, optionally gzipped: a path, an http(s) URL of one, or -\n" +
-			"for stdin) of http(s) URLs or local files (paths, file:// URLs); a parquet list;\n" +
+			"--input is a list (text, CSV or TSV, optionally gzipped: a path, an http(s) or s3:// URL of\n" +
+			"one, or - for stdin) of http(s) URLs, s3:// objects or local files (paths, file:// URLs); a\n" +
+			"parquet list (a path or s3://);\n" +
 			"openimages:SPLIT (train, train-boxable, validation, test, all); a folder of image files\n" +
 			"(.jpg .jpeg .png .gif .webp .bmp, recursively) or a quoted pattern of them ('photos/*.jpg');\n" +
 			"or tar shards as img2dataset writes them (00000.tar, 'shards/{00000..00099}.tar', a folder\n" +
-			"of .tar). A local file's row is its absolute path; a tar sample's is its json url.\n" +
+			"of .tar; or s3://b/shards/00000.tar and patterns of such objects). A local file's row is\n" +
+			"its absolute path; a tar sample's is its json url.\n" +
 			"--shard i/n takes a deterministic 1/n of the input; without it, a Kubernetes Indexed Job's\n" +
 			"JOB_COMPLETION_INDEX (with --shard-count or CLIPD_SHARD_COUNT) or a Slurm array's\n" +
 			"SLURM_ARRAY_TASK_ID (of --shard-count, or of SLURM_ARRAY_TASK_COUNT for an array 0..N-1)\n" +
 			"choose the shard.",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "input", Aliases: []string{"i"}, Value: defaultInput, Usage: "URL list (text/CSV/TSV/parquet; a path, an http(s) URL or -), openimages:SPLIT, a folder or pattern of images, or tar shards"},
+			&cli.StringFlag{Name: "input", Aliases: []string{"i"}, Value: defaultInput, Usage: "URL list (text/CSV/TSV/parquet; a path, an http(s) or s3:// URL or -), openimages:SPLIT, a folder or pattern of images, or tar shards (files or s3://)"},
 			&cli.StringFlag{Name: "weights", Aliases: []string{"w"}, Usage: "safetensors file or directory, or a hub name in the cache (default " + weights.DefaultModel + " from the cache; see \"clipd weights fetch\")"},
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "OUTPUT", Usage: "output folder: FOLDER/Images_Embedded.h5, or FOLDER/shard-<i>-of-<n>/Images_Embedded.h5 for a shard (join them with clipd merge FOLDER)"},
 			&cli.Int64Flag{Name: "limit", Usage: "embed at most this many URLs (of the shard); 0 for all"},
