@@ -291,7 +291,7 @@ func runMergeS3(ctx context.Context, opt mergeOptions) error {
 		return err
 	}
 	for _, o := range objects {
-		opt.Logger.Info("downloading", "object", o.info.Location.String(), "bytes", o.info.Size)
+		opt.Logger.Debug("downloading", "object", o.info.Location.String(), "bytes", o.info.Size)
 		if _, err := opt.Staging.download(ctx, c, o.info.Location, strings.TrimPrefix(o.local, opt.Staging.dir+string(filepath.Separator))); err != nil {
 			return err
 		}
@@ -311,7 +311,7 @@ func runMergeS3(ctx context.Context, opt mergeOptions) error {
 		return names.rename(err)
 	}
 	if objstore.IsURL(out) {
-		opt.Logger.Info("uploading", "object", out)
+		opt.Logger.Debug("uploading", "object", out)
 		if err := c.Upload(ctx, target, outLoc, nil); err != nil {
 			return s3Error(err)
 		}
