@@ -451,6 +451,42 @@ func TestS3Refused(t *testing.T) {
 	}
 }
 
+// TestS3InspectContained: the binary runs inspect and merge in a child process (contain.go);
+// with an s3:// argument the parent makes the staging folder and removes it whatever the
+// child's end: a success, and a crash of the child (as libhdf5's on a corrupted heap).
+func TestS3InspectContained(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	srv := s3test.Shared(t)
+	bucket := srv.Bucket(t)
+	file := writeRun(t, filepath.Join(t.TempDir(), "run"), []int64{1, 2, 3}, testRunAttrs("in.txt", "0/1"), true)
+	uploadAs(t, srv, file, bucket, "run/"+outfile.FinalName)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	obj := "s3://" + bucket + "/run/" + outfile.FinalName
+	for _, c := range []struct {
+		what  string
+		env   []string
+		args  []string
+		code  int
+		wants string
+	}{
+		{"inspect", nil, []string{"inspect", obj}, exitOK, obj + "\n  rows        3\n"},
+		{"merge", nil, []string{"merge", "-o", "s3://" + bucket + "/m.h5", "s3://" + bucket + "/run/"}, exitOK, "s3://" + bucket + "/m.h5: 3 rows, 0 failures from 1 files"},
+		{"inspect, the child crashes", []string{"CLIPD_TEST_CHILD_CRASH=1"}, []string{"inspect", obj}, exitInput, "clipd: " + obj + ": libhdf5 crashed reading it (SIGSEGV)"},
+		{"merge, the child crashes", []string{"CLIPD_TEST_CHILD_CRASH=1"}, []string{"merge", "s3://" + bucket + "/run/"}, exitInput, "libhdf5 crashed reading one of the inputs (SIGSEGV)"},
+	} {
+		stg := t.TempDir()
+		cmd, out := startClipd(t, ctx, append(srv.Env(), c.env...), append(c.args, "--staging", stg)...)
+		cmd.Wait()
+		if code := cmd.ProcessState.ExitCode(); code != c.code || !strings.Contains(out.String(), c.wants) {
+			t.Errorf("%s: exit %d (want %d), output %q (want %q)", c.what, code, c.code, out, c.wants)
+		}
+		emptyDir(t, stg)
+	}
+}
+
 // stallProxy is a reverse proxy in front of the S3 server that passes every request on,
 // except the first GET or PUT of an object whose key ends in name: of a GET it sends the
 // answer's first bytes, of a PUT it reads the body's first bytes, then it holds the request
