@@ -453,7 +453,8 @@ func TestS3Refused(t *testing.T) {
 
 // TestS3InspectContained: the binary runs inspect and merge in a child process (contain.go);
 // with an s3:// argument the parent makes the staging folder and removes it whatever the
-// child's end: a success, and a crash of the child (as libhdf5's on a corrupted heap).
+// child's end: a success, and a crash of the child (as libhdf5's on a corrupted heap) with
+// its downloaded copy on disk.
 func TestS3InspectContained(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary")
@@ -474,8 +475,8 @@ func TestS3InspectContained(t *testing.T) {
 	}{
 		{"inspect", nil, []string{"inspect", obj}, exitOK, obj + "\n  rows        3\n"},
 		{"merge", nil, []string{"merge", "-o", "s3://" + bucket + "/m.h5", "s3://" + bucket + "/run/"}, exitOK, "s3://" + bucket + "/m.h5: 3 rows, 0 failures from 1 files"},
-		{"inspect, the child crashes", []string{"CLIPD_TEST_CHILD_CRASH=1"}, []string{"inspect", obj}, exitInput, "clipd: " + obj + ": libhdf5 crashed reading it (SIGSEGV)"},
-		{"merge, the child crashes", []string{"CLIPD_TEST_CHILD_CRASH=1"}, []string{"merge", "s3://" + bucket + "/run/"}, exitInput, "libhdf5 crashed reading one of the inputs (SIGSEGV)"},
+		{"inspect, the child crashes", []string{"CLIPD_TEST_CHILD_CRASH=after-download"}, []string{"inspect", obj}, exitInput, "clipd: " + obj + ": libhdf5 crashed reading it (SIGSEGV)"},
+		{"merge, the child crashes", []string{"CLIPD_TEST_CHILD_CRASH=after-download"}, []string{"merge", "-o", "s3://" + bucket + "/m2.h5", "s3://" + bucket + "/run/"}, exitInput, "libhdf5 crashed reading one of the inputs (SIGSEGV)"},
 	} {
 		stg := t.TempDir()
 		cmd, out := startClipd(t, ctx, append(srv.Env(), c.env...), append(c.args, "--staging", stg)...)

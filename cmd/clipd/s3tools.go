@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/clipd/clipd/internal/objstore"
 	"github.com/clipd/clipd/internal/pipeline/merge"
@@ -90,6 +91,12 @@ func (s *staging) download(ctx context.Context, c *objstore.Client, l objstore.L
 	}
 	if _, err := c.Download(ctx, l, p); err != nil {
 		return "", s3Error(err)
+	}
+	// For the tests of the containment: CLIPD_TEST_CHILD_CRASH=after-download makes the child
+	// crash with its copy on disk, which its parent must remove.
+	if os.Getenv(childEnv) != "" && os.Getenv("CLIPD_TEST_CHILD_CRASH") == "after-download" {
+		syscall.Kill(os.Getpid(), syscall.SIGSEGV)
+		time.Sleep(time.Second)
 	}
 	return p, nil
 }
