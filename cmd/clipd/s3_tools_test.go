@@ -13,11 +13,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -485,6 +487,49 @@ func TestS3InspectContained(t *testing.T) {
 			t.Errorf("%s: exit %d (want %d), output %q (want %q)", c.what, code, c.code, out, c.wants)
 		}
 		emptyDir(t, stg)
+	}
+}
+
+// TestS3DownloadMemoryFlat: the download of an s3:// file is streamed: the binary's peak
+// resident set (parent and child) downloading 200 MiB is that of downloading 8 MiB. The
+// objects are random bytes (inspect then says "not an HDF5 file", after the download).
+func TestS3DownloadMemoryFlat(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary and moves 200 MiB through the S3 server")
+	}
+	srv := s3test.Shared(t)
+	bucket := srv.Bucket(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	peak := func(size int64) int64 {
+		f := filepath.Join(t.TempDir(), "x.h5")
+		w, err := os.Create(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.CopyN(w, rand.NewChaCha8([32]byte{byte(size >> 20)}), size); err != nil {
+			t.Fatal(err)
+		}
+		w.Close()
+		key := fmt.Sprintf("mem/%d.h5", size)
+		uploadAs(t, srv, f, bucket, key)
+		os.Remove(f)
+		stg := t.TempDir()
+		cmd := exec.CommandContext(ctx, clipdBinary(t), "inspect", "--staging", stg, "s3://"+bucket+"/"+key)
+		cmd.Env = append(os.Environ(), srv.Env()...)
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		p := runPeakRSS(cmd)
+		if cmd.ProcessState == nil || cmd.ProcessState.ExitCode() != exitInput || !strings.Contains(out.String(), "s3://"+bucket+"/"+key+": not an HDF5 file") {
+			t.Fatalf("inspect of %d random bytes: %v, %q", size, cmd.ProcessState, out.String())
+		}
+		emptyDir(t, stg)
+		return p
+	}
+	small, large := peak(8<<20), peak(200<<20)
+	t.Logf("peak RSS downloading: 8 MiB %.1f MB, 200 MiB %.1f MB", float64(small)/1e6, float64(large)/1e6)
+	if small == 0 || float64(large) > float64(small)+30e6 {
+		t.Errorf("peak RSS grew from %.1f MB (8 MiB object) to %.1f MB (200 MiB object)", float64(small)/1e6, float64(large)/1e6)
 	}
 }
 
