@@ -240,11 +240,49 @@ func TestS3MergeMissingShard(t *testing.T) {
 		t.Errorf("partial merge's shard attribute %v", attrs["shard"])
 	}
 
+	// a damaged shard file is named by its location, not by its copy in the staging folder
+	if err := srv.Client(t).PutBytes(s3Ctx(t), objstore.Location{Bucket: bucket, Key: "bad/" + outfile.ShardDirName(0, 1) + "/" + outfile.FinalName}, []byte("remember the milk\n"), nil); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr = runClipd("merge", "--staging", stg, "s3://"+bucket+"/bad/")
+	checkOneErrorLine(t, "merge of a damaged shard", code, exitInput, stderr,
+		"...clipd: s3://"+bucket+"/bad/"+outfile.ShardDirName(0, 1)+"/"+outfile.FinalName+": not an HDF5 file")
+	if strings.Contains(stderr, stg) {
+		t.Errorf("the message names the staging folder: %s", stderr)
+	}
+	emptyDir(t, stg)
+	// a staging folder that cannot be made: exit 5, one line
+	code, _, stderr = runClipd("merge", "--staging", filepath.Join(stg, "missing"), "s3://"+bucket+"/run/")
+	checkOneErrorLine(t, "merge with a missing --staging folder", code, exitOutput, stderr,
+		"clipd: staging folder for s3:// files: writing "+filepath.Join(stg, "missing")+": no such file or directory; give --staging a writable folder (or set TMPDIR)")
+
 	code, _, stderr = runClipd("merge", "s3://"+bucket+"/nothing/")
 	checkOneErrorLine(t, "merge of an empty prefix", code, exitInput, stderr,
 		"clipd: s3://"+bucket+"/nothing/: no clipd output under this prefix (no Images_Embedded.h5, no shard-*-of-*/Images_Embedded.h5); give clipd embed's s3:// output or its files")
 	code, _, stderr = runClipd("merge", "-o", filepath.Join(t.TempDir(), "x.h5"), "s3://"+bucket+"/run/missing.h5")
 	checkOneErrorLine(t, "merge of a missing object", code, exitInput, stderr, "clipd: s3://"+bucket+"/run/missing.h5: no such object")
+}
+
+// TestS3MergeStagingTooSmall: a staging disk smaller than the shards: exit 5 and one line
+// before anything is downloaded, saying how much is needed; nothing is left on it.
+func TestS3MergeStagingTooSmall(t *testing.T) {
+	srv := s3test.Shared(t)
+	srv.SetEnv(t)
+	bucket := srv.Bucket(t)
+	big := filepath.Join(t.TempDir(), "big.h5")
+	writeManyFailures(t, big, 20000) // a valid clipd file of a few hundred KB
+	uploadAs(t, srv, big, bucket, "run/"+outfile.ShardDirName(0, 1)+"/"+outfile.FinalName)
+	small := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", small).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a tmpfs (needs root): %v %s", err, out)
+	}
+	defer exec.Command("umount", "-l", small).Run()
+	code, _, stderr := runClipd("merge", "--staging", small, "s3://"+bucket+"/run/")
+	checkOneErrorLine(t, "merge with a 64 KiB staging disk", code, exitOutput, stderr, "...clipd: merging these files needs about ")
+	if !strings.Contains(stderr, " of disk in "+small+", which has ") || !strings.HasSuffix(stderr, "free: give --staging a folder on a larger disk (or set TMPDIR)\n") {
+		t.Errorf("stderr %q", stderr)
+	}
+	emptyDir(t, small)
 }
 
 // TestS3Inspect: inspect of an object, and of its prefix, prints what inspect of the local
