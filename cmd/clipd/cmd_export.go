@@ -56,7 +56,7 @@ func newExportCommand() *cli.Command {
 			"be reached (credentials, access, bucket, endpoint); 130 when interrupted (Ctrl-C, SIGTERM).",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "format", Value: "npy", Usage: "output format: npy (img_emb/*.npy + metadata/*.parquet)"},
-			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "folder to write img_emb/ and metadata/ into (default: export/ beside the file)"},
+			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "folder (or s3://BUCKET/PREFIX/) to write img_emb/ and metadata/ into (default: export/ beside the file)"},
 			&cli.Int64Flag{Name: "rows-per-part", Value: export.DefaultRowsPerPart, Usage: "rows of each part"},
 			&cli.StringFlag{Name: "dtype", Usage: "float16 or float32 (default: the file's)"},
 			&cli.StringFlag{Name: "staging", Usage: stagingUsage},

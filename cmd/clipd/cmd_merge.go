@@ -74,7 +74,7 @@ func newMergeCommand() *cli.Command {
 			"reached (credentials, access, bucket, endpoint); 130 when interrupted (Ctrl-C, SIGTERM).",
 		Flags: []cli.Flag{
 			// Required is checked in Action, so that a missing --output is a usage error (exit 2).
-			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "merged file to write (default FOLDER/Images_Embedded.h5 when the one argument is a folder)"},
+			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "merged file to write, or s3://BUCKET/KEY.h5 (default FOLDER/Images_Embedded.h5 when the one argument is a folder or s3:// prefix)"},
 			&cli.BoolFlag{Name: "allow-missing", Usage: "merge the shards present when some of a run's shards are missing"},
 			&cli.StringFlag{Name: "staging", Usage: stagingUsage},
 		},
