@@ -96,7 +96,11 @@ func newMergeCommand() *cli.Command {
 				}
 				defer stg.close()
 			}
-			if ok, err := contained(cCtx, "libhdf5 crashed reading one of the inputs ({signal}): a file is damaged; find it with clipd inspect on each input", out+".tmp"); ok {
+			var temps []string // what a crashed child leaves: a local OUT's temporary (an s3:// one's is in stg)
+			if !objstore.IsURL(out) {
+				temps = append(temps, out+".tmp")
+			}
+			if ok, err := contained(cCtx, "libhdf5 crashed reading one of the inputs ({signal}): a file is damaged; find it with clipd inspect on each input", temps...); ok {
 				return err
 			}
 			g := globalsFrom(cCtx)
