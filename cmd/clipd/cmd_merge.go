@@ -83,13 +83,14 @@ func newMergeCommand() *cli.Command {
 				return err
 			}
 			out := cCtx.String("output")
-			if out == "" && cCtx.NArg() == 1 {
+			s3 := anyS3(append(cCtx.Args().Slice(), out))
+			if out == "" && cCtx.NArg() == 1 && !s3 {
 				out = filepath.Join(cCtx.Args().First(), outfile.FinalName)
 			}
 			// The staging folder is made before the child starts, so that this process removes
 			// it whatever the child's end (a crash of libhdf5 included).
 			var stg *staging
-			if anyS3(append(cCtx.Args().Slice(), cCtx.String("output"))) {
+			if s3 {
 				var err error
 				if stg, err = newStaging(cCtx.String("staging"), "merge"); err != nil {
 					return err
@@ -97,7 +98,7 @@ func newMergeCommand() *cli.Command {
 				defer stg.close()
 			}
 			var temps []string // what a crashed child leaves: a local OUT's temporary (an s3:// one's is in stg)
-			if !objstore.IsURL(out) {
+			if out != "" && !objstore.IsURL(out) {
 				temps = append(temps, out+".tmp")
 			}
 			if ok, err := contained(cCtx, "libhdf5 crashed reading one of the inputs ({signal}): a file is damaged; find it with clipd inspect on each input", temps...); ok {
