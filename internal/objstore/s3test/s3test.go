@@ -149,13 +149,16 @@ func start(dir string) (*Server, error) {
 // launch starts the process on s's folder and ports and waits until S3 requests succeed.
 func (s *Server) launch() error {
 	p := s.ports
+	// Each bucket is a SeaweedFS collection that takes 7 volumes at its first write: with
+	// -volume.max=50 the 8th bucket of a server could not store anything (HTTP 500). Volumes
+	// are created empty and sparse, so 1000 costs nothing until used.
 	args := []string{"server", "-dir=" + filepath.Join(s.dir, "data"), "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
 		fmt.Sprintf("-master.port=%d", p[0]), fmt.Sprintf("-master.port.grpc=%d", p[1]),
 		fmt.Sprintf("-volume.port=%d", p[2]), fmt.Sprintf("-volume.port.grpc=%d", p[3]),
 		fmt.Sprintf("-filer.port=%d", p[4]), fmt.Sprintf("-filer.port.grpc=%d", p[5]),
 		"-s3", fmt.Sprintf("-s3.port=%d", p[6]), fmt.Sprintf("-s3.port.grpc=%d", p[7]),
 		"-s3.port.iceberg=0", "-s3.port.lance=0", fmt.Sprintf("-metricsPort=%d", p[8]),
-		"-s3.config=" + filepath.Join(s.dir, "s3.json"), "-master.volumeSizeLimitMB=64", "-volume.max=50",
+		"-s3.config=" + filepath.Join(s.dir, "s3.json"), "-master.volumeSizeLimitMB=64", "-volume.max=1000",
 		"-master.telemetry=false", "-filer.localSocket=" + filepath.Join(s.dir, "filer.sock"),
 		"-s3.localSocket=" + filepath.Join(s.dir, "s3.sock")}
 	logf, err := os.OpenFile(filepath.Join(s.dir, "weed.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)

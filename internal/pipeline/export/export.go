@@ -43,11 +43,34 @@ func MetadataPath(dir string, k int) string {
 	return filepath.Join(dir, MetadataDir, "metadata_"+strconv.Itoa(k)+".parquet")
 }
 
+// PartIndex is k for a part's file name (img_emb_K.npy in img_emb, metadata_K.parquet in
+// metadata); ok is false for any other name.
+func PartIndex(dir, name string) (k int, ok bool) {
+	re := embPartRe
+	switch dir {
+	case EmbDir:
+	case MetadataDir:
+		re = metadataPartRe
+	default:
+		return 0, false
+	}
+	m := re.FindStringSubmatch(name)
+	if m == nil {
+		return 0, false
+	}
+	k, err := strconv.Atoi(m[1])
+	return k, err == nil
+}
+
 // Options are the settings of an export.
 type Options struct {
 	Dir         string // the folder that gets img_emb/ and metadata/
 	RowsPerPart int64  // rows of each part (the last has the rest); 0: DefaultRowsPerPart
 	Dtype       string // "float16" or "float32"; "": the file's
+	// Done, when set, is called after part k's two files are complete (renamed to their
+	// names), in part order, with their paths; an error stops the export. It may move the
+	// files elsewhere (clipd export uploads them to s3:// and removes them).
+	Done func(k int, files []string) error
 }
 
 // Result says what an export wrote.
@@ -117,6 +140,11 @@ func NPY(ctx context.Context, path string, opt Options) (Result, error) {
 		start := int64(k) * per
 		if err := p.write(ctx, opt.Dir, k, start, min(per, src.rows-start)); err != nil {
 			return Result{}, err
+		}
+		if opt.Done != nil {
+			if err := opt.Done(k, []string{EmbPath(opt.Dir, k), MetadataPath(opt.Dir, k)}); err != nil {
+				return Result{}, err
+			}
 		}
 	}
 	if err := removeStale(filepath.Join(opt.Dir, EmbDir), embPartRe, res.Parts); err != nil {
