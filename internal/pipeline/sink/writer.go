@@ -33,6 +33,10 @@ type Options struct {
 	HasImageIDs bool          // write image_ids / failed_image_ids
 	NoResume    bool          // discard the chunks and state of an earlier run in Dir
 	Logger      *slog.Logger
+	// Committed, when set, is called with each chunk file's path once the chunk and its
+	// checksum file are complete on disk (from the writer goroutine: a slow one holds the
+	// writer back). An s3:// output uploads the chunk from there.
+	Committed func(path string)
 }
 
 // Errors Open returns (errors.Is), besides outfile.ErrInput (the chunks or state of an earlier run
@@ -177,8 +181,14 @@ func Open(opt Options) (*Writer, error) {
 // finished is what Open says when Dir holds a finished run with key done: complete when it
 // is this run, else another run that this one must not pass off as its own.
 func finished(opt Options, done RunKey) error {
-	final := filepath.Join(opt.Dir, outfile.FinalName)
-	if d := diffKeys(done, keyOf(opt.Attrs)); d != "" {
+	return Finished(filepath.Join(opt.Dir, outfile.FinalName), done, opt.Attrs)
+}
+
+// Finished is what a run with attrs says of the finished file final, made by the run with key
+// done: ErrAlreadyComplete when it is this run, else ErrRunMismatch saying what differs. An
+// s3:// output asks it of the final object's recorded key.
+func Finished(final string, done RunKey, attrs outfile.Attrs) error {
+	if d := diffKeys(done, keyOf(attrs)); d != "" {
 		return fmt.Errorf("%w: %s was made by another run (%s); use --no-resume to replace it, or another --output",
 			ErrRunMismatch, final, d)
 	}
@@ -493,6 +503,9 @@ func (w *Writer) endChunk(c *chunkWriter) error {
 	}
 	w.chks.Add(1)
 	w.log.Debug("chunk written", "path", c.f.Path(), "rows", c.emb.Written(), "failures", c.fail.Written())
+	if w.opt.Committed != nil {
+		w.opt.Committed(c.f.Path())
+	}
 	return nil
 }
 
