@@ -420,14 +420,20 @@ func (m *Mirror) retry(ctx context.Context, fn func() error) error {
 	}
 }
 
-// retryable reports whether another try may succeed.
+// retryable reports whether another try may succeed: not after a refusal of the
+// credentials or access, a missing object, a local file's error, or a request the store
+// calls malformed (HTTP 400: EntityTooSmall, InvalidArgument, ...). A missing bucket or
+// upload is retried: a store that restarts may say so until it has loaded its metadata.
 func retryable(err error) bool {
 	var pe *fs.PathError
+	var status interface{ HTTPStatusCode() int }
 	switch {
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded),
 		errors.Is(err, objstore.ErrCredentials), errors.Is(err, objstore.ErrAccessDenied), errors.Is(err, objstore.ErrNotFound):
 		return false
 	case errors.As(err, &pe): // a local file
+		return false
+	case errors.As(err, &status) && status.HTTPStatusCode() == 400:
 		return false
 	}
 	return true
