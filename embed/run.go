@@ -227,6 +227,7 @@ func (r *run) run(ctx context.Context) (Summary, error) {
 			r.w.Close()
 			return Summary{}, withKind(ErrOutput, err)
 		}
+		r.checkStagingSpace(r.src.Info(), info.EmbedDim)
 	}
 
 	stopProgress := r.startProgress()

@@ -18,11 +18,14 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/clipd/clipd/internal/objstore"
 	"github.com/clipd/clipd/internal/pipeline/mirror"
 	"github.com/clipd/clipd/internal/pipeline/outfile"
+	"github.com/clipd/clipd/internal/pipeline/plan"
 	"github.com/clipd/clipd/internal/pipeline/sink"
+	"github.com/clipd/clipd/internal/pipeline/source"
 	"github.com/clipd/clipd/weights"
 )
 
@@ -254,6 +257,47 @@ func (r *run) s3Publish(ctx context.Context, final string, attrs outfile.Attrs) 
 		r.log.Warn("cannot remove the uploaded file from the staging folder", "path", final, "err", err.Error())
 	}
 	return nil
+}
+
+// stagingRowBytes is what one row takes in a chunk file and again in the final file besides
+// its embedding: its URL (about 100 bytes), id, line, seq, width and height, and the HDF5
+// overhead of variable-length strings.
+const stagingRowBytes = 200
+
+// checkStagingSpace says in one warning line when the staging folder's file system has less
+// free space than the run is expected to need: the chunks of all the run's rows, and at the
+// end the final file beside them (about as large), less the chunks already staged. It can
+// tell only when the number of rows is known (a folder's files, or --limit).
+func (r *run) checkStagingSpace(info source.Info, embedDim int) {
+	rows := int64(0)
+	if info.TotalRows > 0 {
+		rows = info.TotalRows / int64(max(r.cfg.Shard.Count, 1))
+	}
+	if r.cfg.Limit > 0 && (rows == 0 || r.cfg.Limit < rows) {
+		rows = r.cfg.Limit
+	}
+	if rows == 0 {
+		return
+	}
+	width := int64(4)
+	if r.cfg.Dtype == "float16" {
+		width = 2
+	}
+	need := 2 * rows * (int64(embedDim)*width + stagingRowBytes)
+	chunks, _ := outfile.ListChunks(r.dir)
+	for _, c := range chunks {
+		if st, err := os.Stat(c.Path); err == nil {
+			need -= st.Size()
+		}
+	}
+	var fs syscall.Statfs_t
+	if syscall.Statfs(r.dir, &fs) != nil {
+		return
+	}
+	if free := int64(fs.Bavail) * int64(fs.Bsize); free < need {
+		r.log.Warn(fmt.Sprintf("the staging folder %s has %s free, and this run is expected to need about %s (its chunks, then the final file beside them); free space there or pass --staging on a larger disk",
+			r.dir, plan.FormatBytes(free), plan.FormatBytes(need)))
+	}
 }
 
 // uploadFailed is the error of a chunk upload that failed for good.

@@ -8,6 +8,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/clipd/clipd/internal/objstore"
+	"github.com/clipd/clipd/internal/pipeline/outfile"
+	"github.com/clipd/clipd/internal/pipeline/sink"
 )
 
 func TestOutputDirS3(t *testing.T) {
@@ -71,5 +75,42 @@ func TestCheckS3Output(t *testing.T) {
 		case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want) || !errors.Is(err, ErrConfig)):
 			t.Errorf("%s (staging %q): %v, want a configuration error saying %q", c.cfg.Output, c.cfg.Staging, err, c.want)
 		}
+	}
+}
+
+// The final object's metadata tells this run's file (complete) from another run's (refused,
+// saying what differs), also when the key is too long to be kept whole (its sha256 only),
+// and refuses an object clipd did not write.
+func TestFinalMatches(t *testing.T) {
+	attrs := outfile.Attrs{Input: "/data/urls.txt", InputFingerprint: "sha256:ab size:3", Shard: "0/1", WeightsSHA256: "w", Dtype: "float32", EmbedDim: 512}
+	info := func(meta map[string]string) objstore.Info {
+		return objstore.Info{Location: objstore.Location{Bucket: "b", Key: "p/" + FinalName}, Metadata: meta}
+	}
+	if err := finalMatches(info(runKeyMeta(sink.KeyOf(attrs))), attrs); !errors.Is(err, sink.ErrAlreadyComplete) {
+		t.Errorf("the same run: %v", err)
+	}
+	other := attrs
+	other.Limit = 10
+	err := finalMatches(info(runKeyMeta(sink.KeyOf(attrs))), other)
+	if !errors.Is(err, sink.ErrRunMismatch) || !strings.Contains(err.Error(), "limit 0, now 10") || !strings.Contains(err.Error(), "s3://b/p/"+FinalName) {
+		t.Errorf("another --limit: %v", err)
+	}
+	long := attrs
+	long.Input = "/" + strings.Repeat("d", 3000)
+	meta := runKeyMeta(sink.KeyOf(long))
+	if _, whole := meta[metaRunKey]; whole {
+		t.Fatalf("a 3000-byte key kept whole in metadata (%d bytes)", len(meta[metaRunKey]))
+	}
+	if err := finalMatches(info(meta), long); !errors.Is(err, sink.ErrAlreadyComplete) {
+		t.Errorf("the same run, sha256 only: %v", err)
+	}
+	if err := finalMatches(info(meta), attrs); !errors.Is(err, sink.ErrRunMismatch) || !strings.Contains(err.Error(), "run key differs") {
+		t.Errorf("another run, sha256 only: %v", err)
+	}
+	if err := finalMatches(info(map[string]string{"Clipd-Run-Sha256": runKeySHA256(sink.KeyOf(attrs))}), attrs); !errors.Is(err, sink.ErrAlreadyComplete) {
+		t.Errorf("metadata names in another case: %v", err)
+	}
+	if err := finalMatches(info(nil), attrs); !errors.Is(err, sink.ErrRunMismatch) || !strings.Contains(err.Error(), "not written by clipd embed") {
+		t.Errorf("no metadata: %v", err)
 	}
 }

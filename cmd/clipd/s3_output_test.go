@@ -168,6 +168,15 @@ func TestS3OutputEqualsLocal(t *testing.T) {
 		t.Errorf("another --limit: exit %d, want %d", code, exitUsage)
 	}
 	oneLine(t, "another --limit", se, "was made by another run (limit 0, now 5)")
+
+	// A run whose rows are known (here by --limit) and cannot fit in the staging folder's
+	// free space says so in one line (and runs: the estimate may be wrong, and the rows
+	// written are safe if the disk does fill up).
+	code, _, se = clipdRun(t, s3Flags(list, "s3://"+bucket+"/runs/huge", t.TempDir(), "--limit", "1000000000000")...)
+	if code != 0 {
+		t.Errorf("a run with a huge --limit: exit %d: %s", code, se)
+	}
+	oneLine(t, "a run too large for the staging disk", se, "free, and this run is expected to need about")
 }
 
 func mapsKeys(m map[string]int64) []string {
@@ -284,7 +293,8 @@ func (s *syncBuffer) String() string {
 // final file is over 11 MB), the hidden --test-s3-part-size at S3's smallest part (5 MiB,
 // which SeaweedFS enforces as AWS does) and --test-s3-part-delay 1s (each part waits 1 s
 // before it is sent), so the kill, 1.5 s after clipd logs "uploading the final file", lands
-// between its first and its last part.
+// between its first and its last part. Then clipd itself is killed -9 in its final upload, and
+// the same command uploads the finished file its staging folder holds.
 func TestS3OutputSurvivesStoreKill(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary")
@@ -406,6 +416,52 @@ func TestS3OutputSurvivesStoreKill(t *testing.T) {
 	if n, err := c.AbortUploads(actx, objstore.Location{Bucket: bucket, Key: "kill/"}); err != nil || n != 0 {
 		t.Errorf("%d unfinished uploads left in the bucket (%v)", n, err)
 	}
+
+	// clipd itself killed -9 in the middle of the final upload: the staging folder holds the
+	// finished file, the bucket the chunks and state. The same command uploads the staged file
+	// without fetching or merging anything again.
+	staging := t.TempDir()
+	args = embedArgs(list, "s3://"+bucket+"/kill2", "--chunk-size", "800", "--staging", staging, "--log-level", "info",
+		"--test-s3-part-size", fmt.Sprint(partSize), "--test-s3-part-delay", "1s")
+	args = slices.DeleteFunc(args, func(a string) bool { return a == "--quiet" })
+	log2 := &syncBuffer{}
+	cmd = exec.CommandContext(ctx, clipdBinary(t), args...)
+	cmd.Stdout, cmd.Stderr = log2, log2
+	cmd.Env = append(os.Environ(), s3.Env()...)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited2 := make(chan struct{})
+	go func() { cmd.Wait(); close(exited2) }()
+	if !waitFor(ctx, exited2, func() bool { return strings.Contains(log2.String(), "uploading the final file") }) {
+		t.Fatalf("no final upload:\n%s", log2)
+	}
+	time.Sleep(1500 * time.Millisecond)
+	cmd.Process.Signal(syscall.SIGKILL)
+	<-exited2
+	if ws, _ := cmd.ProcessState.Sys().(syscall.WaitStatus); !ws.Signaled() {
+		t.Fatalf("clipd ended before the kill:\n%s", log2)
+	}
+	objs := s3Objects(t, c, bucket, "kill2/")
+	if _, ok := objs["kill2/"+embed.FinalName]; ok || len(objs) == 0 {
+		t.Fatalf("after the kill the bucket holds %v: want the chunks and state, no final object", mapsKeys(objs))
+	}
+	before := img.requests.Load()
+	cmd, out := startClipd(t, ctx, s3.Env(), args[:len(args)-4]...) // without the slow parts
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("rerun after the kill: %v\n%s", err, out)
+	}
+	if !strings.Contains(out.String(), "holds this run's finished file: uploading it") {
+		t.Errorf("the rerun did not upload the staged file:\n%s", out)
+	}
+	if n := img.requests.Load() - before; n != 0 {
+		t.Errorf("the rerun fetched %d URLs", n)
+	}
+	sameResult(t, "after clipd's kill in the final upload", readH5(t, embedFinal(ref)), readH5(t, s3Download(t, c, bucket, "kill2/"+embed.FinalName)))
+	if objs := s3Objects(t, c, bucket, "kill2/"); len(objs) != 1 {
+		t.Errorf("the bucket holds %v, want the final object only", mapsKeys(objs))
+	}
+	onlyLock(t, staging)
 }
 
 // Two shard runs at once to one prefix, with the default staging folders of one cache: both
