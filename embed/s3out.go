@@ -138,7 +138,7 @@ func (r *run) openS3(ctx context.Context) error {
 // s3Finished looks at the bucket before the staging folder is touched: a finished file of
 // this run there is ErrAlreadyComplete (its leftover chunks and state are removed), one of
 // another run is ErrRunMismatch unless the bucket holds a run's state (a run in progress,
-// which sink.Open checks). With NoResume everything of the run's folder goes.
+// which sink.Open checks). With NoResume it only lists the run's folder.
 func (r *run) s3Finished(ctx context.Context, attrs outfile.Attrs) (mirror.Contents, error) {
 	m := r.s3.m
 	c, err := m.Look(ctx)
@@ -146,10 +146,7 @@ func (r *run) s3Finished(ctx context.Context, attrs outfile.Attrs) (mirror.Conte
 		return c, withKind(ErrOutput, err)
 	}
 	if r.cfg.NoResume {
-		if err := m.Clear(ctx, c, true); err != nil {
-			return c, withKind(ErrOutput, err)
-		}
-		return mirror.Contents{}, nil
+		return c, nil // s3Pull clears it, under the staging folder's lock
 	}
 	if c.Final == nil {
 		if !c.State && len(c.Chunks) > 0 {
@@ -217,9 +214,17 @@ func runKeySHA256(k sink.RunKey) string {
 
 // s3Pull fills the staging folder from the bucket (after the lock is taken), unless the
 // folder already holds this run's finished file (a crash after the merge, before its
-// upload): then sink.Open finds it complete and s3Publish uploads it.
+// upload): then sink.Open finds it complete and s3Publish uploads it. With NoResume it
+// removes the run folder's state, chunks and final object from the bucket instead (sink.Open
+// discards the staging folder's).
 func (r *run) s3Pull(ctx context.Context, c mirror.Contents, attrs outfile.Attrs) error {
-	if r.cfg.NoResume || stagedFinal(r.dir, attrs) {
+	if r.cfg.NoResume {
+		if err := r.s3.m.Clear(ctx, c, true); err != nil {
+			return withKind(ErrOutput, err)
+		}
+		return nil
+	}
+	if stagedFinal(r.dir, attrs) {
 		return nil
 	}
 	if err := r.s3.m.Pull(ctx, c); err != nil {

@@ -163,6 +163,18 @@ func TestS3OutputEqualsLocal(t *testing.T) {
 	if n := img.requests.Load() - before; n != 0 {
 		t.Errorf("the complete run fetched %d URLs", n)
 	}
+	// --no-resume runs it all again and replaces the final object.
+	before = img.requests.Load()
+	if code, _, se := clipdRun(t, s3Flags(list, out, t.TempDir(), "--no-resume")...); code != 0 {
+		t.Fatalf("--no-resume: exit %d: %s", code, se)
+	}
+	if n := img.requests.Load() - before; n < 30 {
+		t.Errorf("--no-resume fetched %d URLs, want all 32", n)
+	}
+	sameFile(t, "s3 output after --no-resume", embedFinal(local), s3Download(t, c, bucket, "runs/a/"+embed.FinalName))
+	if got := sortedKeys(s3Objects(t, c, bucket, "runs/")); !slices.Equal(got, want) {
+		t.Errorf("after --no-resume the bucket holds %v, want %v", got, want)
+	}
 	code, _, se = clipdRun(t, s3Flags(list, out, staging, "--limit", "5")...)
 	if code != exitUsage {
 		t.Errorf("another --limit: exit %d, want %d", code, exitUsage)
