@@ -11,6 +11,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"image/color"
 	"fmt"
 	"maps"
 	"math"
@@ -573,6 +574,7 @@ func TestS3OutputRefused(t *testing.T) {
 				t.Errorf("exit %d, want %d: %s", code, tc.code, se)
 			}
 			oneLine(t, tc.name, se, tc.wantIn)
+			t.Logf("exit %d: %s", code, strings.TrimSpace(se))
 			if so != "" {
 				t.Errorf("stdout %q", so)
 			}
@@ -592,4 +594,40 @@ func TestS3OutputRefused(t *testing.T) {
 		t.Errorf("--staging with a local output: exit %d, want %d", code, exitUsage)
 	}
 	oneLine(t, "--staging with a local output", se, "--staging applies only to s3:// outputs")
+}
+
+// Broken weights write nothing to an s3:// output either: the state and the chunks of other
+// rows' failures (chunks of one row here, so that they are uploaded before the first batch's
+// verdict) are removed from the bucket, and the staging folder the run created goes; the same
+// command with good weights then runs as a first run.
+func TestS3OutputBrokenWeightsLeaveNothing(t *testing.T) {
+	s3 := s3test.Start(t)
+	s3.SetEnv(t)
+	bucket := s3.Bucket(t)
+	c := s3.Client(t)
+	img := newImageServer(t)
+	colors := make([]color.RGBA, 24)
+	for i := range colors {
+		colors[i] = red
+	}
+	list, _ := imageList(t, colors)
+	b, _ := os.ReadFile(list)
+	os.WriteFile(list, append([]byte(img.URL+"/missing\n"+img.URL+"/missing?2\n"), b...), 0o644)
+	staging := filepath.Join(t.TempDir(), "staging")
+	out := "s3://" + bucket + "/broken"
+	code, _, se := clipdRun(t, withWeights(s3Flags(list, out, staging, "--chunk-size", "1"), overflowingWeights(t))...)
+	if code != exitBadWeights {
+		t.Errorf("exit %d, want %d: %s", code, exitBadWeights, se)
+	}
+	oneLine(t, "broken weights", se, "are all non-finite (NaN or Inf)")
+	if objs := s3Objects(t, c, bucket, ""); len(objs) != 0 {
+		t.Errorf("the bucket holds %v", sortedKeys(objs))
+	}
+	if _, err := os.Stat(staging); err == nil {
+		ents, _ := os.ReadDir(staging)
+		t.Errorf("the staging folder %s was left behind: %v", staging, ents)
+	}
+	if code, _, se := clipdRun(t, s3Flags(list, out, staging)...); code != exitOK {
+		t.Errorf("rerun with good weights: exit %d: %s", code, se)
+	}
 }

@@ -529,8 +529,11 @@ func (w *Writer) Discard() error {
 	}
 	var errs []error
 	for k := w.firstChunk; k < w.nextChunk; k++ {
-		if err := os.Remove(outfile.ChunkPath(w.opt.Dir, k)); err != nil && !errors.Is(err, os.ErrNotExist) {
-			errs = append(errs, outfile.WrapWrite(outfile.ChunkPath(w.opt.Dir, k), err))
+		p := outfile.ChunkPath(w.opt.Dir, k)
+		for _, f := range []string{p, outfile.ChecksumPath(p)} {
+			if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
+				errs = append(errs, outfile.WrapWrite(f, err))
+			}
 		}
 	}
 	if err := os.Remove(filepath.Join(w.opt.Dir, StateName)); err != nil && !errors.Is(err, os.ErrNotExist) {
