@@ -102,6 +102,9 @@ func newEmbedCommand() *cli.Command {
 			"cleanly (press it twice to stop at once). URLs that fail (404, timeouts, corrupt images, ...)\n" +
 			"are listed with their reason and do not make the run fail, unless nothing at all is embedded\n" +
 			"(exit 6); past --warn-failure-rate a warning names the top reasons.\n\n" +
+			"--output s3://BUCKET/PREFIX writes the same names to a bucket: the run writes a local staging\n" +
+			"folder (--staging) and uploads each chunk as it is finished, then the final file (visible only\n" +
+			"once complete); a rerun on any machine resumes from what the bucket holds.\n\n" +
 			"--input is a list (text, CSV or TSV, optionally gzipped: a path, an http(s) URL of one, or -\n" +
 			"for stdin) of http(s) URLs or local files (paths, file:// URLs); a parquet list;\n" +
 			"openimages:SPLIT (train, train-boxable, validation, test, all); a folder of image files\n" +
