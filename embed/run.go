@@ -179,22 +179,21 @@ func (r *run) run(ctx context.Context) (Summary, error) {
 		return Summary{}, withKind(ErrOutput, err)
 	}
 	defer lock.Unlock()
-	var committed func(string)
-	if r.s3 != nil {
-		if err := r.s3Pull(ctx, remote, attrs); err != nil {
-			return Summary{}, err
-		}
-		committed = r.s3.m.Committed
-	}
-	r.w, err = sink.Open(sink.Options{
+	sinkOpt := sink.Options{
 		Dir:         r.dir,
 		ChunkSize:   r.plan.ChunkSize,
 		Attrs:       attrs,
 		HasImageIDs: r.src.Info().IDColumn != "",
 		NoResume:    cfg.NoResume,
 		Logger:      r.log,
-		Committed:   committed,
-	})
+	}
+	if r.s3 != nil {
+		if err := r.s3Pull(ctx, remote, attrs, sinkOpt); err != nil {
+			return Summary{}, err
+		}
+		sinkOpt.Committed = r.s3.m.Committed
+	}
+	r.w, err = sink.Open(sinkOpt)
 	switch {
 	case errors.Is(err, sink.ErrAlreadyComplete) && r.s3 != nil:
 		// This run's finished file in the staging folder, not in the bucket (a crash
@@ -207,6 +206,8 @@ func (r *run) run(ctx context.Context) (Summary, error) {
 	case errors.Is(err, sink.ErrAlreadyComplete):
 		// The same Config after a finished run (or a crash after the merge): nothing to do.
 		return r.alreadyComplete(), nil
+	case errors.Is(err, sink.ErrRunMismatch) && r.s3 != nil:
+		return Summary{}, withKind(ErrConfig, r.inBucket(err))
 	case errors.Is(err, sink.ErrRunMismatch):
 		return Summary{}, withKind(ErrConfig, err)
 	case err != nil:

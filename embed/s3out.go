@@ -216,8 +216,8 @@ func runKeySHA256(k sink.RunKey) string {
 // folder already holds this run's finished file (a crash after the merge, before its
 // upload): then sink.Open finds it complete and s3Publish uploads it. With NoResume it
 // removes the run folder's state, chunks and final object from the bucket instead (sink.Open
-// discards the staging folder's).
-func (r *run) s3Pull(ctx context.Context, c mirror.Contents, attrs outfile.Attrs) error {
+// discards the staging folder's). opt is what sink.Open will be given.
+func (r *run) s3Pull(ctx context.Context, c mirror.Contents, attrs outfile.Attrs, opt sink.Options) error {
 	if r.cfg.NoResume {
 		if err := r.s3.m.Clear(ctx, c, true); err != nil {
 			return withKind(ErrOutput, err)
@@ -227,7 +227,16 @@ func (r *run) s3Pull(ctx context.Context, c mirror.Contents, attrs outfile.Attrs
 	if stagedFinal(r.dir, attrs) {
 		return nil
 	}
-	if err := r.s3.m.Pull(ctx, c); err != nil {
+	// The state first: a run that the bucket's state refuses downloads no chunk.
+	if err := r.s3.m.PullState(ctx, c); err != nil {
+		return withKind(ErrOutput, err)
+	}
+	if err := sink.CheckState(opt); errors.Is(err, sink.ErrRunMismatch) {
+		return withKind(ErrConfig, r.inBucket(err))
+	} else if err != nil {
+		return withKind(ErrOutput, err)
+	}
+	if err := r.s3.m.PullChunks(ctx, c); err != nil {
 		return withKind(ErrOutput, err)
 	}
 	return nil
@@ -304,6 +313,21 @@ func (r *run) checkStagingSpace(info source.Info, embedDim int) {
 			r.dir, plan.FormatBytes(free), plan.FormatBytes(need)))
 	}
 }
+
+// inBucket is err, about the staging folder, said of the bucket folder it stages (the state
+// that differs came from the bucket).
+func (r *run) inBucket(err error) error {
+	return &renamedError{msg: strings.ReplaceAll(err.Error(), r.dir, r.outDir+" (staged in "+r.dir+")"), err: err}
+}
+
+// renamedError is err with another message.
+type renamedError struct {
+	msg string
+	err error
+}
+
+func (e *renamedError) Error() string { return e.msg }
+func (e *renamedError) Unwrap() error { return e.err }
 
 // uploadFailed is the error of a chunk upload that failed for good.
 func (r *run) uploadFailed(err error) error {

@@ -220,13 +220,15 @@ func countSums(c *objstore.Client, bucket, prefix string) int {
 }
 
 // kill -9 of clipd once the bucket holds 4 complete chunks, then a rerun with another staging
-// folder (as on another machine): it resumes from the bucket, fetches no URL of the uploaded
+// folder (as on another machine): another --limit is refused by the bucket's state before any
+// chunk is downloaded; the same command resumes from the bucket, fetches no URL of the uploaded
 // chunks again, and the final object equals an uninterrupted run's, every URL once.
 func TestS3OutputResumesOnAnotherMachine(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary")
 	}
 	s3 := s3test.Start(t)
+	s3.SetEnv(t)
 	bucket := s3.Bucket(t)
 	c := s3.Client(t)
 	img := newImageServer(t)
@@ -259,6 +261,21 @@ func TestS3OutputResumesOnAnotherMachine(t *testing.T) {
 		t.Fatal("a killed run left a final object")
 	}
 	t.Logf("killed with %d complete chunks in the bucket", done)
+
+	// Another run on the same prefix is refused by the state in the bucket, from any staging
+	// folder, and the line names the bucket's folder.
+	refused := t.TempDir()
+	code, _, se := clipdRun(t, embedFlags(list, out, "--chunk-size", fmt.Sprint(chunk), "--staging", refused, "--limit", "7")...)
+	if code != exitUsage {
+		t.Errorf("another --limit on a run in progress: exit %d, want %d: %s", code, exitUsage, se)
+	}
+	oneLine(t, "another --limit on a run in progress", se, out+" (staged in ")
+	if !strings.Contains(se, "limit 0, now 7") {
+		t.Errorf("the refusal does not say what differs: %s", se)
+	}
+	if n := countChunks(refused); n != 0 || countSums(c, bucket, "job/") != done {
+		t.Errorf("the refused run downloaded %d chunks, or changed the bucket", n)
+	}
 
 	before := img.requests.Load()
 	other := t.TempDir()

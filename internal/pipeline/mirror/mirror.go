@@ -173,12 +173,24 @@ func (m *Mirror) Clear(ctx context.Context, c Contents, final bool) error {
 // without its chunk. Chunks only the folder holds (finished, not yet uploaded) stay; Start
 // uploads them. sink.Open then verifies every chunk against its checksum.
 func (m *Mirror) Pull(ctx context.Context, c Contents) error {
-	if c.State {
-		loc := m.opt.Remote.Join(sink.StateName)
-		if err := m.retry(ctx, func() error { _, err := m.c.Download(ctx, loc, filepath.Join(m.opt.Dir, sink.StateName)); return err }); err != nil {
-			return err
-		}
+	if err := m.PullState(ctx, c); err != nil {
+		return err
 	}
+	return m.PullChunks(ctx, c)
+}
+
+// PullState downloads the bucket's state file into the staging folder, when there is one:
+// a run checks it (sink.CheckState) before it downloads any chunk.
+func (m *Mirror) PullState(ctx context.Context, c Contents) error {
+	if !c.State {
+		return nil
+	}
+	loc := m.opt.Remote.Join(sink.StateName)
+	return m.retry(ctx, func() error { _, err := m.c.Download(ctx, loc, filepath.Join(m.opt.Dir, sink.StateName)); return err })
+}
+
+// PullChunks is Pull's part after PullState: the chunks.
+func (m *Mirror) PullChunks(ctx context.Context, c Contents) error {
 	pulled, bytesPulled := 0, int64(0)
 	for _, name := range sortedNames(c.Chunks) {
 		info := c.Chunks[name]
@@ -192,7 +204,7 @@ func (m *Mirror) Pull(ctx context.Context, c Contents) error {
 		}
 		sumInfo, ok := c.Chunks[name+checksumSuffix]
 		if !ok {
-			m.log.Warn("a chunk in the bucket has no checksum file (its upload was cut short): removed, its rows will be redone", "chunk", info.Location.String())
+			m.log.Info("a chunk in the bucket has no checksum file (its upload was cut short): not trusted, removed from the bucket", "chunk", info.Location.String())
 			if err := m.delete(ctx, info.Location); err != nil {
 				return err
 			}

@@ -135,10 +135,8 @@ func Open(opt Options) (*Writer, error) {
 		}
 		return nil, finished(opt, old.Key)
 	case haveState:
-		want := state{Format: 1, Key: keyOf(opt.Attrs), EmbedDim: opt.Attrs.EmbedDim, Dtype: kind.String(), HasIDs: opt.HasImageIDs}
-		if !reflect.DeepEqual(old, want) {
-			return nil, fmt.Errorf("%w: %s was written by a run with other settings (%s); use --no-resume to discard it, or another --output",
-				ErrRunMismatch, opt.Dir, diffState(old, want))
+		if err := sameRun(opt, kind, old); err != nil {
+			return nil, err
 		}
 	case len(chunks) > 0:
 		return nil, fmt.Errorf("%w: %s holds chunk files but no %s; use --no-resume to discard them, or another --output",
@@ -176,6 +174,33 @@ func Open(opt Options) (*Writer, error) {
 	w.wg.Add(1)
 	go w.run()
 	return w, nil
+}
+
+// sameRun is nil when the state old is of the run opt describes, else ErrRunMismatch saying
+// what differs.
+func sameRun(opt Options, kind h5.Kind, old state) error {
+	want := state{Format: 1, Key: keyOf(opt.Attrs), EmbedDim: opt.Attrs.EmbedDim, Dtype: kind.String(), HasIDs: opt.HasImageIDs}
+	if !reflect.DeepEqual(old, want) {
+		return fmt.Errorf("%w: %s was written by a run with other settings (%s); use --no-resume to discard it, or another --output",
+			ErrRunMismatch, opt.Dir, diffState(old, want))
+	}
+	return nil
+}
+
+// CheckState is what Open says of Dir's state file (ErrRunMismatch when it is another run's,
+// nil when it is this run's or there is none or it is finalized) without reading or
+// touching anything else: an s3:// output checks the state it downloaded from the bucket
+// before it downloads the chunks.
+func CheckState(opt Options) error {
+	kind, err := opt.Attrs.Kind()
+	if err != nil {
+		return err
+	}
+	old, have, err := readState(filepath.Join(opt.Dir, StateName))
+	if err != nil || !have || old.Finalized || opt.NoResume {
+		return err
+	}
+	return sameRun(opt, kind, old)
 }
 
 // finished is what Open says when Dir holds a finished run with key done: complete when it
