@@ -11,8 +11,8 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"image/color"
 	"fmt"
+	"image/color"
 	"maps"
 	"math"
 	"net"
