@@ -225,6 +225,26 @@ func (r *run) s3Pull(ctx context.Context, c mirror.Contents, attrs outfile.Attrs
 		return nil
 	}
 	if stagedFinal(r.dir, attrs) {
+		// Only if the bucket holds no other run in progress (one started with --no-resume
+		// since): its state is checked aside, the staging folder keeps the finished file.
+		if !c.State {
+			return nil
+		}
+		aside, err := os.MkdirTemp(r.dir, ".bucket-state-")
+		if err != nil {
+			return withKind(ErrOutput, outfile.WrapWrite(r.dir, err))
+		}
+		defer os.RemoveAll(aside)
+		if err := r.s3.m.PullStateTo(ctx, c, aside); err != nil {
+			return withKind(ErrOutput, err)
+		}
+		o := opt
+		o.Dir = aside
+		if err := sink.CheckState(o); errors.Is(err, sink.ErrRunMismatch) {
+			return withKind(ErrConfig, &renamedError{msg: strings.ReplaceAll(err.Error(), aside, r.outDir), err: err})
+		} else if err != nil {
+			return withKind(ErrOutput, err)
+		}
 		return nil
 	}
 	// The state first: a run that the bucket's state refuses downloads no chunk.

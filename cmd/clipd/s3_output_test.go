@@ -476,6 +476,26 @@ func TestS3OutputSurvivesStoreKill(t *testing.T) {
 	if _, ok := objs["kill2/"+embed.FinalName]; ok || len(objs) == 0 {
 		t.Fatalf("after the kill the bucket holds %v: want the chunks and state, no final object", mapsKeys(objs))
 	}
+	// Had another run (here --limit 5) started on the prefix since, with --no-resume (its state
+	// in the bucket), the staged file is not uploaded over it: refused, exit 2.
+	stateLoc := objstore.Location{Bucket: bucket, Key: "kill2/.clipd-run.json"}
+	state, err := c.ReadSmall(ctx, stateLoc, 1<<20)
+	if err != nil || !strings.Contains(string(state), `"Limit": 0`) {
+		t.Fatalf("the run's state in the bucket: %q (%v)", state, err)
+	}
+	if err := c.PutBytes(ctx, stateLoc, []byte(strings.Replace(string(state), `"Limit": 0`, `"Limit": 5`, 1)), nil); err != nil {
+		t.Fatal(err)
+	}
+	s3.SetEnv(t)
+	code, _, se := clipdRun(t, embedFlags(list, "s3://"+bucket+"/kill2", "--chunk-size", "800", "--staging", staging)...)
+	if code != exitUsage {
+		t.Errorf("the staged file over another run in progress: exit %d, want %d: %s", code, exitUsage, se)
+	}
+	oneLine(t, "the staged file over another run in progress", se, "s3://"+bucket+"/kill2 was written by a run with other settings (limit 5, now 0)")
+	if err := c.PutBytes(ctx, stateLoc, state, nil); err != nil {
+		t.Fatal(err)
+	}
+
 	before := img.requests.Load()
 	cmd, out := startClipd(t, ctx, s3.Env(), args[:len(args)-4]...) // without the slow parts
 	if err := cmd.Wait(); err != nil {

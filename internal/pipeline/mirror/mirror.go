@@ -182,11 +182,16 @@ func (m *Mirror) Pull(ctx context.Context, c Contents) error {
 // PullState downloads the bucket's state file into the staging folder, when there is one:
 // a run checks it (sink.CheckState) before it downloads any chunk.
 func (m *Mirror) PullState(ctx context.Context, c Contents) error {
+	return m.PullStateTo(ctx, c, m.opt.Dir)
+}
+
+// PullStateTo downloads the bucket's state file into dir, when there is one.
+func (m *Mirror) PullStateTo(ctx context.Context, c Contents, dir string) error {
 	if !c.State {
 		return nil
 	}
 	loc := m.opt.Remote.Join(sink.StateName)
-	return m.retry(ctx, func() error { _, err := m.c.Download(ctx, loc, filepath.Join(m.opt.Dir, sink.StateName)); return err })
+	return m.retry(ctx, func() error { _, err := m.c.Download(ctx, loc, filepath.Join(dir, sink.StateName)); return err })
 }
 
 // PullChunks is Pull's part after PullState: the chunks.
