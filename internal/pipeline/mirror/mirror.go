@@ -280,13 +280,9 @@ func (m *Mirror) Start(ctx context.Context, onErr func(error)) error {
 	if err := m.put(ctx, filepath.Join(m.opt.Dir, sink.StateName)); err != nil {
 		return err
 	}
-	up := ctx
-	if up == nil {
-		up = context.Background()
-	}
 	// Uploads outlive an interruption of the run: the chunks it finished still go up (Wait
 	// waits for them), so that a rerun on another machine finds them.
-	up = context.WithoutCancel(up)
+	up := context.WithoutCancel(ctx)
 	m.queue = make(chan string, m.opt.Queue)
 	m.wg.Add(1)
 	go func() {
