@@ -19,11 +19,13 @@ import (
 
 	"github.com/clipd/clipd/cgo/engine"
 	"github.com/clipd/clipd/internal/echo"
+	"github.com/clipd/clipd/internal/objstore"
 	"github.com/clipd/clipd/internal/pipeline/batch"
 	"github.com/clipd/clipd/internal/pipeline/budget"
 	"github.com/clipd/clipd/internal/pipeline/decode"
 	"github.com/clipd/clipd/internal/pipeline/fetch"
 	"github.com/clipd/clipd/internal/pipeline/item"
+	"github.com/clipd/clipd/internal/pipeline/mirror"
 	"github.com/clipd/clipd/internal/pipeline/outfile"
 	"github.com/clipd/clipd/internal/pipeline/plan"
 	"github.com/clipd/clipd/internal/pipeline/read"
@@ -53,7 +55,12 @@ func Run(ctx context.Context, cfg Config, ev Events) (Summary, error) {
 	if err := cfg.check(); err != nil {
 		return Summary{}, err
 	}
-	r := &run{cfg: cfg, ev: ev, started: time.Now(), dir: cfg.OutputDir(), objects: newObjects(cfg.S3)}
+	r := &run{cfg: cfg, ev: ev, started: time.Now(), dir: cfg.OutputDir(), outDir: cfg.OutputDir(), objects: newObjects(cfg.S3)}
+	if objstore.IsURL(cfg.Output) {
+		if r.dir = cfg.StagingDir(); r.dir == "" {
+			return Summary{}, withKind(ErrConfig, fmt.Errorf("--output %s: no staging folder: pass --staging DIR or --cache-dir DIR", cfg.Output))
+		}
+	}
 	r.log = newLogger(ev.Log)
 	return r.run(ctx)
 }
@@ -67,7 +74,9 @@ type run struct {
 
 	weightsPath string           // the resolved weights (a file or a folder)
 	weights     weights.Identity // the weights file and its sha256, from its bytes
-	dir         string           // the output folder: Config.OutputDir()
+	dir         string           // the folder the sink writes: Config.OutputDir(), or the staging folder of an s3:// output
+	outDir      string           // Config.OutputDir(): dir, or the run's folder in the bucket
+	s3          *s3Output        // an s3:// output's uploads; nil for a local one
 
 	plan  plan.Plan
 	w     *sink.Writer
@@ -95,6 +104,14 @@ type run struct {
 
 func (r *run) run(ctx context.Context) (Summary, error) {
 	cfg := r.cfg
+
+	// An s3:// output's bucket first: a typo, a wrong secret or an unreachable store fails
+	// at once (exit 7), before anything is loaded or written.
+	if objstore.IsURL(cfg.Output) {
+		if err := r.openS3(ctx); err != nil {
+			return Summary{}, err
+		}
+	}
 
 	// The model, the plan and the engines, before anything is downloaded or created.
 	es, err := r.openEngines()
@@ -144,6 +161,15 @@ func (r *run) run(ctx context.Context) (Summary, error) {
 		Columns:          cfg.SaveColumns,
 		IgnoreOptOut:     cfg.IgnoreOptOut,
 	}
+	var remote mirror.Contents
+	if r.s3 != nil {
+		remote, err = r.s3Finished(ctx, attrs)
+		if errors.Is(err, sink.ErrAlreadyComplete) {
+			return r.alreadyComplete(), nil
+		} else if err != nil {
+			return Summary{}, err
+		}
+	}
 	created := missingDirs(r.dir) // what LockDir and sink.Open create, removed again if the weights prove broken
 	// One process writes a folder at a time: another would delete this one's temporaries and
 	// overwrite its final file. The kernel drops the lock when the process ends, kill -9 too.
@@ -154,19 +180,35 @@ func (r *run) run(ctx context.Context) (Summary, error) {
 		return Summary{}, withKind(ErrOutput, err)
 	}
 	defer lock.Unlock()
-	r.w, err = sink.Open(sink.Options{
+	sinkOpt := sink.Options{
 		Dir:         r.dir,
 		ChunkSize:   r.plan.ChunkSize,
 		Attrs:       attrs,
 		HasImageIDs: r.src.Info().IDColumn != "",
 		NoResume:    cfg.NoResume,
 		Logger:      r.log,
-	})
+	}
+	if r.s3 != nil {
+		if err := r.s3Pull(ctx, remote, attrs, sinkOpt); err != nil {
+			return Summary{}, err
+		}
+		sinkOpt.Committed = r.s3.m.Committed
+	}
+	r.w, err = sink.Open(sinkOpt)
 	switch {
+	case errors.Is(err, sink.ErrAlreadyComplete) && r.s3 != nil:
+		// This run's finished file in the staging folder, not in the bucket (a crash
+		// between the merge and the upload): the upload is what is left.
+		r.log.Info("the staging folder holds this run's finished file: uploading it", "staging", r.dir)
+		if err := r.s3Publish(ctx, filepath.Join(r.dir, FinalName), attrs); err != nil {
+			return Summary{}, err
+		}
+		return r.alreadyComplete(), nil
 	case errors.Is(err, sink.ErrAlreadyComplete):
 		// The same Config after a finished run (or a crash after the merge): nothing to do.
-		return Summary{Output: filepath.Join(r.dir, FinalName), Dir: r.dir, Input: cfg.Input, Shard: cfg.Shard.String(),
-			Completed: true, AlreadyComplete: true, FailureReasons: []ReasonCount{}}, nil
+		return r.alreadyComplete(), nil
+	case errors.Is(err, sink.ErrRunMismatch) && r.s3 != nil:
+		return Summary{}, withKind(ErrConfig, r.inBucket(err))
 	case errors.Is(err, sink.ErrRunMismatch):
 		return Summary{}, withKind(ErrConfig, err)
 	case err != nil:
@@ -177,6 +219,17 @@ func (r *run) run(ctx context.Context) (Summary, error) {
 		rr, rf := r.w.Resumed()
 		r.ev.Started(Started{Backend: es.list[0].BackendName(), Plan: r.plan.String(), ImageSize: info.ImageSize,
 			EmbedDim: info.EmbedDim, ResumedRows: rr, ResumedFailures: rf})
+	}
+
+	if r.s3 != nil {
+		// The state goes up first, then the chunks this folder holds that the bucket lacks;
+		// from here each finished chunk follows in the background.
+		err := r.s3.m.Start(ctx, func(err error) { r.fail(stopRun, r.uploadFailed(err)) })
+		if err != nil {
+			r.w.Close()
+			return Summary{}, withKind(ErrOutput, err)
+		}
+		r.checkStagingSpace(r.src.Info(), info.EmbedDim)
 	}
 
 	stopProgress := r.startProgress()
@@ -197,6 +250,19 @@ func (r *run) run(ctx context.Context) (Summary, error) {
 		}
 	} else {
 		closeErr = r.w.Close()
+	}
+	if r.s3 != nil {
+		// Every chunk written goes up before the run ends, interrupted or not, so that a
+		// rerun elsewhere finds it.
+		upErr := r.s3.m.Wait()
+		if upErr != nil && runErr == nil {
+			runErr = r.uploadFailed(upErr)
+		}
+		if resumed, _ := r.w.Resumed(); errors.Is(runErr, ErrBadWeights) && resumed == 0 {
+			if err := r.s3.m.Forget(context.WithoutCancel(ctx)); err != nil {
+				r.log.Warn("cannot remove this run's chunks from the bucket", "err", err.Error())
+			}
+		}
 	}
 	r.count.writeBusy.Add(int64(time.Since(closeStart)))
 	stopProgress()
@@ -223,6 +289,12 @@ func (r *run) run(ctx context.Context) (Summary, error) {
 	if err != nil {
 		return r.summary(""), withKind(ErrOutput, fmt.Errorf("merging the chunks of %s: %w; the chunks are intact: rerun the same command to finish", r.dir, err))
 	}
+	if r.s3 != nil {
+		if err := r.s3Publish(ctx, final, attrs); err != nil {
+			return r.summary(""), err
+		}
+		final = r.s3.m.FinalLocation().String()
+	}
 	out := r.summary(final)
 	if out.Rows+out.ResumedRows == 0 {
 		return out, withKind(ErrNothingEmbedded, nothingEmbedded(out))
@@ -231,6 +303,20 @@ func (r *run) run(ctx context.Context) (Summary, error) {
 		out.Warning = fmt.Sprintf("%.0f%% of the rows failed (%s); see failed_reasons in %s", 100*rate, topReasons(out.FailureReasons, 3), final)
 	}
 	return out, nil
+}
+
+// alreadyComplete is the summary of a run that found its finished file.
+func (r *run) alreadyComplete() Summary {
+	final := filepath.Join(r.dir, FinalName)
+	if r.s3 != nil {
+		final = r.s3.m.FinalLocation().String()
+	}
+	s := Summary{Output: final, Dir: r.outDir, Input: r.cfg.Input, Shard: r.cfg.Shard.String(),
+		Completed: true, AlreadyComplete: true, FailureReasons: []ReasonCount{}}
+	if r.s3 != nil {
+		s.Staging = r.dir
+	}
+	return s
 }
 
 // nothingEmbedded says why a finished run has no embedding.

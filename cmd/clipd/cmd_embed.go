@@ -32,6 +32,7 @@ type embedOptions struct {
 	Weights      string // a path, hub name or URL for weights.Resolve; "" = the default model in the cache
 	CacheDir     string
 	Output       string
+	Staging      string // an s3:// output's local staging folder; "" = one in the cache
 	Limit        int64
 	Shard        embed.Shard
 	ShardFrom    string // where Shard came from, for the log: "--shard", "JOB_COMPLETION_INDEX", ...
@@ -80,6 +81,12 @@ type embedOptions struct {
 	// EngineDecodesOnCPU is the hidden --test-engine-decodes-on-cpu: embed.Hooks'
 	// EngineDecodesOnCPU (the --decode gpu path of the pipeline on a CPU-only machine).
 	EngineDecodesOnCPU bool
+	// S3PartSize, S3PartDelay and S3RetryFor are the hidden --test-s3-part-size,
+	// --test-s3-part-delay and --test-s3-retry-for: small, slow multipart uploads to an
+	// s3:// output (the test that kills the store mid-upload) and a shorter retry window.
+	S3PartSize  int64
+	S3PartDelay time.Duration
+	S3RetryFor  time.Duration
 }
 
 func newEmbedCommand() *cli.Command {
@@ -95,6 +102,9 @@ func newEmbedCommand() *cli.Command {
 			"cleanly (press it twice to stop at once). URLs that fail (404, timeouts, corrupt images, ...)\n" +
 			"are listed with their reason and do not make the run fail, unless nothing at all is embedded\n" +
 			"(exit 6); past --warn-failure-rate a warning names the top reasons.\n\n" +
+			"--output s3://BUCKET/PREFIX writes the same names to a bucket: the run writes a local staging\n" +
+			"folder (--staging) and uploads each chunk as it is finished, then the final file (visible only\n" +
+			"once complete); a rerun on any machine resumes from what the bucket holds.\n\n" +
 			"--input is a list (text, CSV or TSV, optionally gzipped: a path, an http(s) or s3:// URL of\n" +
 			"one, or - for stdin) of http(s) URLs, s3:// objects or local files (paths, file:// URLs); a\n" +
 			"parquet list (a path or s3://);\n" +
@@ -110,7 +120,8 @@ func newEmbedCommand() *cli.Command {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "input", Aliases: []string{"i"}, Value: defaultInput, Usage: "URL list (text/CSV/TSV/parquet; a path, an http(s) or s3:// URL or -), openimages:SPLIT, a folder or pattern of images, or tar shards (files or s3://)"},
 			&cli.StringFlag{Name: "weights", Aliases: []string{"w"}, Usage: "safetensors file or directory, or a hub name in the cache (default " + weights.DefaultModel + " from the cache; see \"clipd weights fetch\")"},
-			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "OUTPUT", Usage: "output folder: FOLDER/Images_Embedded.h5, or FOLDER/shard-<i>-of-<n>/Images_Embedded.h5 for a shard (join them with clipd merge FOLDER)"},
+			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "OUTPUT", Usage: "output folder: FOLDER/Images_Embedded.h5, or FOLDER/shard-<i>-of-<n>/Images_Embedded.h5 for a shard (join them with clipd merge FOLDER); or an s3://BUCKET/PREFIX with the same names"},
+			&cli.StringFlag{Name: "staging", Usage: "s3:// outputs: the local folder the run writes before it uploads (default: one under the cache dir named after the output)"},
 			&cli.Int64Flag{Name: "limit", Usage: "embed at most this many URLs (of the shard); 0 for all"},
 			&cli.StringFlag{Name: "shard", Usage: "i/n: process only shard i (0-based) of n"},
 			&cli.IntFlag{Name: "shard-count", EnvVars: []string{"CLIPD_SHARD_COUNT"}, Usage: "the number of shards when the index comes from JOB_COMPLETION_INDEX or SLURM_ARRAY_TASK_ID"},
@@ -144,6 +155,9 @@ func newEmbedCommand() *cli.Command {
 			&cli.Float64Flag{Name: "warn-failure-rate", Value: embed.DefaultWarnFailureRate, Usage: "warn, with the top reasons, when more than this share of the URLs fails (0 to never warn)"},
 			&cli.DurationFlag{Name: "test-pause-before-merge", Hidden: true},
 			&cli.BoolFlag{Name: "test-engine-decodes-on-cpu", Hidden: true},
+			&cli.Int64Flag{Name: "test-s3-part-size", Hidden: true},
+			&cli.DurationFlag{Name: "test-s3-part-delay", Hidden: true},
+			&cli.DurationFlag{Name: "test-s3-retry-for", Hidden: true},
 			cacheDirFlag(),
 		},
 		Action: func(cCtx *cli.Context) error {
@@ -169,6 +183,7 @@ func embedOptionsFrom(cCtx *cli.Context, g globals, getenv func(string) string) 
 		Weights:      cCtx.String("weights"),
 		CacheDir:     cCtx.String("cache-dir"),
 		Output:       cCtx.String("output"),
+		Staging:      cCtx.String("staging"),
 		Limit:        cCtx.Int64("limit"),
 		URLColumn:    cCtx.String("url-column"),
 		SaveColumns:  splitList(cCtx.StringSlice("save-columns")),
@@ -223,6 +238,9 @@ func embedOptionsFrom(cCtx *cli.Context, g globals, getenv func(string) string) 
 	}
 	o.PauseBeforeMerge = cCtx.Duration("test-pause-before-merge")
 	o.EngineDecodesOnCPU = cCtx.Bool("test-engine-decodes-on-cpu")
+	o.S3PartSize = cCtx.Int64("test-s3-part-size")
+	o.S3PartDelay = cCtx.Duration("test-s3-part-delay")
+	o.S3RetryFor = cCtx.Duration("test-s3-retry-for")
 	switch r := cCtx.Float64("warn-failure-rate"); {
 	case !(r >= 0 && r <= 1):
 		return o, usageErrorf("--warn-failure-rate %g: want a share from 0 to 1, e.g. 0.5", r)
@@ -343,13 +361,17 @@ func runEmbed(ctx context.Context, o embedOptions) error {
 		Input: o.Input, URLColumn: o.URLColumn, SaveColumns: o.SaveColumns, URLKind: o.URLKind, Limit: o.Limit, Shard: o.Shard,
 		Weights: o.Weights, CacheDir: o.CacheDir,
 		Backend: o.Backend, Device: o.Device, Devices: o.Devices, Decode: o.Decode, Threads: o.Threads,
-		Output: o.Output, NoResume: o.NoResume, Dtype: o.Dtype, Normalize: o.Normalize, Preprocess: o.Preprocess,
+		Output: o.Output, Staging: o.Staging, NoResume: o.NoResume, Dtype: o.Dtype, Normalize: o.Normalize, Preprocess: o.Preprocess,
 		Memory: o.Memory, BatchSize: o.BatchSize, ChunkSize: o.ChunkSize, Connections: o.Conns, Decoders: o.Decoders,
 		Timeout: o.Timeout, Retries: o.Retries, WarnFailureRate: o.WarnFailureRate,
 		UserAgent: o.userAgent(), Version: version,
 		HostConnections: o.HostConns, HostRate: o.HostRate, IgnoreOptOut: o.IgnoreOptOut, RobotsTxt: o.RobotsTxt,
 		AllowPrivateNetworks: o.AllowPrivate, S3: o.S3,
-		Hooks: embed.Hooks{AfterBatch: o.afterBatch, EngineDecodesOnCPU: o.EngineDecodesOnCPU},
+		Hooks: embed.Hooks{AfterBatch: o.afterBatch, EngineDecodesOnCPU: o.EngineDecodesOnCPU,
+			S3PartSize: o.S3PartSize, S3RetryFor: o.S3RetryFor},
+	}
+	if d := o.S3PartDelay; d > 0 {
+		cfg.Hooks.BeforeS3Part = func(int32) { time.Sleep(d) }
 	}
 	if o.PauseBeforeMerge > 0 {
 		cfg.Hooks.BeforeFinalize = func() { time.Sleep(o.PauseBeforeMerge) }
