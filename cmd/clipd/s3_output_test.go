@@ -565,6 +565,77 @@ func TestS3OutputShards(t *testing.T) {
 	for i := range 2 {
 		onlyLock(t, embed.Config{Output: "s3://" + bucket + "/sharded", CacheDir: cache, Shard: embed.Shard{Index: i, Count: 2}}.StagingDir())
 	}
+
+	// The issue's end to end: `clipd merge s3://B/sharded/` joins what the two runs wrote:
+	// every URL once, and the file equals the whole-input run's (the shard's attributes aside).
+	code, so, se := clipdRun(t, "--quiet", "merge", "s3://"+bucket+"/sharded/", "--staging", t.TempDir())
+	if code != 0 {
+		t.Fatalf("clipd merge s3://%s/sharded/: exit %d: %s%s", bucket, code, so, se)
+	}
+	merged := readH5(t, s3Download(t, c, bucket, "sharded/"+embed.FinalName))
+	once := map[string]int{}
+	for _, u := range append(merged.URLs, merged.FailedURLs...) {
+		once[u]++
+	}
+	for _, u := range urls {
+		if once[u] != 1 {
+			t.Errorf("%s is in the merged file %d times, want once", u, once[u])
+		}
+	}
+	if len(once) != len(urls) {
+		t.Errorf("the merged file holds %d URLs, want %d", len(once), len(urls))
+	}
+	whole := t.TempDir()
+	if code, _, se := clipdRun(t, embedFlags(list, whole)...); code != 0 {
+		t.Fatalf("whole-input run: exit %d: %s", code, se)
+	}
+	sameResult(t, "merged from the bucket", readH5(t, embedFinal(whole)), merged)
+}
+
+// The issue's first end to end: an embed from an s3:// list of loopback URLs to an s3://
+// output equals the same run from the local list to a local folder, dataset by dataset (the
+// attributes that name the input, and so differ, aside).
+func TestS3ListToS3OutputEqualsLocal(t *testing.T) {
+	s3 := s3test.Start(t)
+	s3.SetEnv(t)
+	bucket := s3.Bucket(t)
+	c := s3.Client(t)
+	img := newImageServer(t)
+	list := writeList(t, append(manyURLs(img.URL, goodFiles(t), 25), img.URL+"/missing", img.URL+"/img/corrupt.jpg"))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := c.Upload(ctx, list, objstore.Location{Bucket: bucket, Key: "lists/urls.txt"}, nil); err != nil {
+		t.Fatal(err)
+	}
+
+	local := t.TempDir()
+	if code, _, se := clipdRun(t, embedFlags(list, local)...); code != 0 {
+		t.Fatalf("local run: exit %d: %s", code, se)
+	}
+	out := "s3://" + bucket + "/out"
+	if code, _, se := clipdRun(t, s3Flags("s3://"+bucket+"/lists/urls.txt", out, t.TempDir())...); code != 0 {
+		t.Fatalf("s3 -> s3 run: exit %d: %s", code, se)
+	}
+	wd, wa := h5read(t, embedFinal(local))
+	gd, ga := h5read(t, s3Download(t, c, bucket, "out/"+embed.FinalName))
+	if !slices.Equal(slices.Sorted(slices.Values(datasetNames(wd))), slices.Sorted(slices.Values(datasetNames(gd)))) {
+		t.Fatalf("datasets %v, want %v", datasetNames(gd), datasetNames(wd))
+	}
+	for name, w := range wd {
+		if !reflect.DeepEqual(w, gd[name]) { // the same engine, the same batches: bit for bit
+			t.Errorf("dataset %s differs:\n got %.300v\nwant %.300v", name, gd[name], w)
+		}
+	}
+	if ga["input"] != "s3://"+bucket+"/lists/urls.txt" || !strings.HasPrefix(fmt.Sprint(ga["input_fingerprint"]), "etag:") {
+		t.Errorf("the s3 run's identity: input %v, fingerprint %v", ga["input"], ga["input_fingerprint"])
+	}
+	for _, k := range []string{"created", "input", "input_fingerprint"} {
+		delete(wa, k)
+		delete(ga, k)
+	}
+	if !reflect.DeepEqual(wa, ga) {
+		t.Errorf("attributes differ:\n got %v\nwant %v", ga, wa)
+	}
 }
 
 // A store that refuses or cannot be reached: exit 7 and one line naming the location, before
