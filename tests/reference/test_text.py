@@ -66,7 +66,7 @@ def compare(case, got, ref):
     check(bool(np.all(np.isfinite(got))), f"{case}: non-finite output")
     cos, rel = cos_rel(got, ref)
     rows.append((case, len(ref), cos.min(), rel.max()))
-    print(f"{case:52s} n={len(ref)} cos_min={cos.min():.12f} maxabs/|ref|={rel.max():.2e} "
+    print(f"{case:52s} n={len(ref)} cos_min={cos.min():.12f} (1-cos {1 - cos.min():.1e}) maxabs/|ref|={rel.max():.2e} "
           f"|ref|~{np.linalg.norm(ref, axis=1).mean():.2f}", flush=True)
     check(bool(np.all(cos >= COS_MIN)), f"{case}: cosine {cos.min():.9f} < {COS_MIN}")
     check(bool(np.all(rel <= REL_MAXABS)), f"{case}: max-abs/|ref| {rel.max():.2e} > {REL_MAXABS}")
