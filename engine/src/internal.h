@@ -84,9 +84,9 @@ clip_status clip_weights_read_config(const char *path, clip_config *cfg, char *e
                                      size_t err_len);
 /* The text tower's config alone, as clip_weights_read_config: *has_text 0 (with the reason
    in absent[absent_len]) when the file has no text tower we can run. */
-clip_status clip_weights_read_text_config(const char *path, clip_text_config *cfg, int *has_text,
-                                          char *absent, size_t absent_len, char *err,
-                                          size_t err_len);
+CLIP_API clip_status clip_weights_read_text_config(const char *path, clip_text_config *cfg,
+                                                   int *has_text, char *absent,
+                                                   size_t absent_len, char *err, size_t err_len);
 /* The public view of a config (clip_engine_info and clip_weights_probe). */
 clip_model_info clip_model_info_of(const clip_config *c);
 clip_text_info clip_text_info_of(const clip_text_config *c);
