@@ -14,7 +14,9 @@ PyTorch reference (clip_ref.TextRef, openai/CLIP's encode_text in plain torch op
    and in Hugging Face naming with exact GELU. Token sequences as clip.tokenize lays them out,
    of varied lengths: the full 77 (end token last), start + end only, a sequence holding id 0
    as a real token.
-3. The API around it: text info and probe equal the config, a sequence alone equals it inside
+3. The committed goldens (testdata/golden_text, make_golden.py): still what clip_ref computes,
+   and what the engine computes.
+4. The API around it: text info and probe equal the config, a sequence alone equals it inside
    a batch, 1 and 2 threads agree, ids outside the vocabulary and n > max_batch are refused
    naming the problem, a vision-only file loads and its text calls are CLIP_ERR_UNSUPPORTED
    saying it has no text tower.
@@ -24,6 +26,7 @@ fp64, from the weights as stored).
 Run: CLIPENGINE_LIB=build/lib/libclipengine.so /usr/bin/python3 tests/reference/test_text.py
 """
 import dataclasses
+import json
 import os
 import sys
 import tempfile
@@ -36,6 +39,7 @@ sys.path.insert(0, HERE)
 import clip_ref as R  # noqa: E402
 import clipengine_ctypes as CE  # noqa: E402
 
+ROOT = os.environ.get("CLIP_SOURCE_DIR", os.path.normpath(os.path.join(HERE, "..", "..")))
 COS_MIN = 0.99999
 REL_MAXABS = 2e-6
 THREADS = 2
@@ -222,6 +226,29 @@ def bad_ids(e, toks, tcfg, label):
                  -1, "max_batch")
 
 
+def test_goldens():
+    """The committed text goldens (testdata/golden_text, made by make_golden.py): clip_ref
+    still computes expected_text.npy from the stored weights, and the engine matches it."""
+    root = os.path.join(ROOT, "testdata", "golden_text")
+    names = sorted(os.listdir(root))
+    check(len(names) >= 2, f"expected >= 2 text goldens in {root}, found {names}")
+    for name in names:
+        d = os.path.join(root, name)
+        with open(os.path.join(d, "meta.json")) as f:
+            meta = json.load(f)
+        tcfg = R.TextConfig(**meta["text_config"])
+        toks = np.load(os.path.join(d, "tokens.npy"))
+        expected = np.load(os.path.join(d, "expected_text.npy"))
+        _, stored = R.read_model(d)
+        check(R.read_text_config(d, stored) == tcfg, f"text golden {name}: config read back differs")
+        again = R.embed_text(tcfg, stored, toks, dtype=torch.float64)
+        check(np.abs(again - expected).max() <= 1e-6 * np.abs(expected).max(),
+              f"text golden {name}: clip_ref no longer reproduces expected_text.npy")
+        with engine(d, max_batch=len(toks)) as e:
+            check(e.text_info() == info_of(tcfg), f"text golden {name}: info {e.text_info()}")
+            compare(f"text golden {name}", e.embed_tokens(toks), expected)
+
+
 def test_vision_only(tmp):
     d = os.path.join(tmp, "vision_only")
     R.write_model(d, R.TINY, R.random_weights(R.TINY, 2), "openai", "f32")
@@ -256,6 +283,7 @@ def main():
     with tempfile.TemporaryDirectory(prefix="clip_text_") as tmp:
         test_reference(tmp)
         test_safetensors_roundtrip(tmp)
+        test_goldens()
         test_vision_only(tmp)
         test_tiny(tmp)
         test_b32(tmp)
