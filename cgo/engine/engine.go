@@ -505,7 +505,7 @@ func PreprocessU8(im Image, size int) ([]byte, error) {
 // TextInfo is clip_text_info: the shape of the text tower (CLIP's encode_text).
 type TextInfo struct {
 	ContextLength, VocabSize, Width, Layers, Heads, EmbedDim int
-	QuickGELU                                               bool
+	QuickGELU                                                bool
 }
 
 func textInfo(ci *C.clip_text_info) TextInfo {
