@@ -362,6 +362,24 @@ static clip_status get_positive(loader *L, const file_config *fc, const clip_jso
   return CLIP_OK;
 }
 
+/* The hidden_act of a Hugging Face config object: *quick 1 for quick_gelu, 0 for gelu, left
+   as it is when absent; another activation's name goes to *other for the caller to judge. */
+static clip_status get_hf_act(loader *L, const file_config *fc, const clip_json *obj,
+                              const char *where, int *quick, const char **other) {
+  const clip_json *act = clip_json_get(obj, "hidden_act");
+  *other = NULL;
+  if (!act || act->type == CLIP_JSON_NULL) return CLIP_OK;
+  if (act->type != CLIP_JSON_STRING)
+    return fail(L, CLIP_ERR_BAD_WEIGHTS, "%s: %shidden_act is not a string", fc->path, where);
+  if (strcmp(act->str, "quick_gelu") == 0)
+    *quick = 1;
+  else if (strcmp(act->str, "gelu") == 0)
+    *quick = 0;
+  else
+    *other = act->str;
+  return CLIP_OK;
+}
+
 /* Hugging Face text_config of a CLIPConfig (absent in a CLIPVisionConfig). An activation
    other than quick_gelu/gelu leaves the vision tower loadable and the text tower unsupported. */
 static clip_status parse_hf_text_config(loader *L, const clip_json *root, file_config *fc) {
@@ -383,19 +401,12 @@ static clip_status parse_hf_text_config(loader *L, const clip_json *root, file_c
     return s;
   if (fc->t_embed_dim < 0 && (s = get_int(L, fc, root, "", "projection_dim", &fc->t_embed_dim)))
     return s;
-  const clip_json *act = clip_json_get(tc, "hidden_act");
-  if (act && act->type != CLIP_JSON_NULL) {
-    if (act->type != CLIP_JSON_STRING)
-      return fail(L, CLIP_ERR_BAD_WEIGHTS, "%s: %shidden_act is not a string", fc->path, where);
-    if (strcmp(act->str, "quick_gelu") == 0)
-      fc->t_quick_gelu = 1;
-    else if (strcmp(act->str, "gelu") == 0)
-      fc->t_quick_gelu = 0;
-    else
-      snprintf(fc->t_unsupported, sizeof fc->t_unsupported,
-               "%s: %shidden_act \"%.64s\" is not supported for the text tower (quick_gelu or "
-               "gelu)", fc->path, where, act->str);
-  }
+  const char *other = NULL;
+  if ((s = get_hf_act(L, fc, tc, where, &fc->t_quick_gelu, &other))) return s;
+  if (other)
+    snprintf(fc->t_unsupported, sizeof fc->t_unsupported,
+             "%s: %shidden_act \"%.64s\" is not supported for the text tower (quick_gelu or "
+             "gelu)", fc->path, where, other);
   return CLIP_OK;
 }
 
@@ -475,19 +486,12 @@ static clip_status parse_hf_config(loader *L, const clip_json *root, file_config
   if (fc->embed_dim < 0 && vc != root &&
       (s = get_int(L, fc, root, "", "projection_dim", &fc->embed_dim)))
     return s;
-  const clip_json *act = clip_json_get(vc, "hidden_act");
-  if (act && act->type != CLIP_JSON_NULL) {
-    if (act->type != CLIP_JSON_STRING)
-      return fail(L, CLIP_ERR_BAD_WEIGHTS, "%s: %shidden_act is not a string", fc->path, where);
-    if (strcmp(act->str, "quick_gelu") == 0)
-      fc->quick_gelu = 1;
-    else if (strcmp(act->str, "gelu") == 0)
-      fc->quick_gelu = 0;
-    else
-      return fail(L, CLIP_ERR_UNSUPPORTED,
-                  "%s: %shidden_act \"%.64s\" is not supported (quick_gelu or gelu)", fc->path,
-                  where, act->str);
-  }
+  const char *other = NULL;
+  if ((s = get_hf_act(L, fc, vc, where, &fc->quick_gelu, &other))) return s;
+  if (other)
+    return fail(L, CLIP_ERR_UNSUPPORTED,
+                "%s: %shidden_act \"%.64s\" is not supported (quick_gelu or gelu)", fc->path,
+                where, other);
   return parse_hf_text_config(L, root, fc);
 }
 

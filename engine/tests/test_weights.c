@@ -22,29 +22,7 @@
 static char tmp_root[512];
 
 /* A fresh subdirectory of the test's temp dir. */
-static const char *new_dir(const char *name) {
-  static char path[8][700];
-  static int next;
-  char *p = path[next++ % 8];
-  snprintf(p, sizeof path[0], "%s/%s", tmp_root, name);
-  if (mkdir(p, 0755) != 0) {
-    perror(p);
-    abort();
-  }
-  return p;
-}
-
-static void write_text(const char *dir, const char *file, const char *text) {
-  char p[800];
-  snprintf(p, sizeof p, "%s/%s", dir, file);
-  FILE *fp = fopen(p, "wb");
-  if (!fp) {
-    perror(p);
-    abort();
-  }
-  fputs(text, fp);
-  fclose(fp);
-}
+static const char *new_dir(const char *name) { return tmp_subdir(tmp_root, name); }
 
 /* Writes a file: 8-byte length field `header_len`, then `header` (hlen bytes), then
    data_len zero bytes. */
@@ -307,7 +285,7 @@ static void test_good_files(void) {
     wf_spec s = wf_tiny_spec(1, "F16");
     const char *d = new_dir("good_hf_f16");
     write_model(path_in(d, "model.safetensors"), &s);
-    write_text(d, "config.json", tiny_hf_clip_config);
+    tmp_write_file(d, "config.json", tiny_hf_clip_config);
     clip_weights w;
     load_ok("hf f16 dir", d, &w);
     if (w.arena) check_model("hf f16 dir", &w, &s, (want_cfg){2, 0, 1e-6f, "hf"});
@@ -322,7 +300,7 @@ static void test_good_files(void) {
     wf_spec s = wf_tiny_spec(0, "BF16");
     const char *d = new_dir("good_open_clip_bf16");
     write_model(path_in(d, "open_clip_model.safetensors"), &s);
-    write_text(d, "open_clip_config.json",
+    tmp_write_file(d, "open_clip_config.json",
                "{\"model_cfg\": {\"embed_dim\": 32, \"quick_gelu\": true, \"vision_cfg\": "
                "{\"image_size\": 32, \"layers\": 2, \"width\": 64, \"patch_size\": 8, "
                "\"head_width\": 32}, \"text_cfg\": {\"width\": 32}},\n"
@@ -340,10 +318,10 @@ static void test_good_files(void) {
     s.layers = 3;
     const char *d = new_dir("good_bare_f16");
     write_model(path_in(d, "tower.safetensors"), &s);
-    write_text(d, "open_clip_config.json",
+    tmp_write_file(d, "open_clip_config.json",
                "{\"model_cfg\": {\"embed_dim\": 32, \"vision_cfg\": {\"image_size\": 32, "
                "\"layers\": 3, \"width\": 64, \"patch_size\": 8, \"mlp_ratio\": 4.0}}}");
-    write_text(d, "notes.txt", "not weights");
+    tmp_write_file(d, "notes.txt", "not weights");
     clip_weights w;
     load_ok("bare f16 dir", d, &w);
     if (w.arena) check_model("bare f16 dir", &w, &s, (want_cfg){1, 0, 1e-5f, "openai"});
@@ -372,7 +350,7 @@ static void test_good_files(void) {
     snprintf(esc->raw_key, sizeof esc->raw_key, "vision_model.post_layernorm\\u002ebias");
     if (wf_write(&f, path_in(d, "model.safetensors")) != 0) abort();
     wf_free(&f);
-    write_text(d, "config.json",
+    tmp_write_file(d, "config.json",
                "{\"model_type\": \"clip_vision_model\", \"hidden_size\": 64, "
                "\"intermediate_size\": 256, \"projection_dim\": 32, \"num_hidden_layers\": 2, "
                "\"num_attention_heads\": 4, \"image_size\": 32, \"patch_size\": 8, "
@@ -623,7 +601,7 @@ static void test_malformed_files(void) {
     char dir[800];
     snprintf(dir, sizeof dir, "%s", pp);
     *strrchr(dir, '/') = 0;
-    write_text(dir, "open_clip_config.json",
+    tmp_write_file(dir, "open_clip_config.json",
                "{\"model_cfg\": {\"embed_dim\": 32, \"vision_cfg\": {\"image_size\": 32, "
                "\"layers\": 2, \"width\": 64, \"patch_size\": 8}}}");
     expect_fail("config vs proj", pp, CLIP_ERR_BAD_WEIGHTS, "says embed_dim 32",
@@ -693,7 +671,7 @@ static void test_malformed_files(void) {
     char dir[800];
     snprintf(dir, sizeof dir, "%s", pp);
     *strrchr(dir, '/') = 0;
-    write_text(dir, configs[i].file, configs[i].text);
+    tmp_write_file(dir, configs[i].file, configs[i].text);
     expect_fail(configs[i].name, dir, configs[i].want, configs[i].sub1, configs[i].sub2);
   }
 }
