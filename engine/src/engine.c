@@ -358,6 +358,11 @@ clip_status clip_engine_embed_tokens(clip_engine *e, const int32_t *tokens, int 
   if (!e->impl->embed_tokens)
     return clip_set_error(e, CLIP_ERR_UNSUPPORTED, "embed tokens: the %s backend has no text forward",
                           e->backend_name);
+  if (!e->w.text_arena) {
+    char err[CLIP_ERR_LEN];
+    s = clip_weights_load_text(&e->w, err, sizeof err);
+    if (s != CLIP_OK) return clip_set_error(e, s, "embed tokens: %s", err);
+  }
   const clip_text_config *c = &e->w.text.cfg;
   const int ctx = c->context_length;
   int *eot = (int *)malloc(sizeof(int) * (size_t)n);

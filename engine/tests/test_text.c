@@ -4,7 +4,9 @@
    a vision-only file that loads without one (text calls CLIP_ERR_UNSUPPORTED saying why);
    text towers a config file marks as unlike CLIP's (unsupported, vision still loads); partly
    present or misshaped text towers (CLIP_ERR_BAD_WEIGHTS naming the tensor, from the loader,
-   the probe and engine create alike); and clip_engine_embed_tokens's argument errors. */
+   the probe and engine create alike); clip_engine_embed_tokens's argument errors; and the
+   text tower's conversion at the first text call (refused when the file changed since
+   create). */
 #define _XOPEN_SOURCE 700 /* mkdtemp, nftw */
 
 #include <math.h>
@@ -12,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h> /* AT_FDCWD */
 #include <sys/stat.h>
 
 #include "internal.h"
@@ -322,6 +325,31 @@ static void test_api(void) {
         "api: NULL / negative arguments");
   CHECK(clip_engine_embed_tokens(e, NULL, 0, NULL) == CLIP_OK, "api: n = 0");
   clip_engine_destroy(e);
+
+  /* The text tower is converted at the first text call, not at create (image-only engines
+     keep no copy), from the file the engine was made from: if that file changed meanwhile,
+     the call fails saying so instead of pairing another file's text tower with this vision
+     tower. */
+  e = cpu_engine(d, 2, &s, err, sizeof err);
+  CHECK(e && !e->w.text_arena && e->w.has_text, "api: text tower converted at create");
+  if (e) {
+    s = clip_engine_embed_tokens(e, tok, 1, out);
+    CHECK(s == CLIP_OK && e->w.text_arena, "api: first text call %d: %s", (int)s,
+          clip_engine_last_error(e));
+    clip_engine_destroy(e);
+  }
+  e = cpu_engine(d, 2, &s, err, sizeof err);
+  char path[800];
+  snprintf(path, sizeof path, "%s/model.safetensors", d);
+  struct timespec times[2] = {{1000000000, 0}, {1000000000, 0}};
+  CHECK(utimensat(AT_FDCWD, path, times, 0) == 0, "api: utimensat");
+  if (e) {
+    s = clip_engine_embed_tokens(e, tok, 1, out);
+    CHECK(s == CLIP_ERR_IO && strstr(clip_engine_last_error(e), "changed") &&
+              strstr(clip_engine_last_error(e), "create the engine again"),
+          "api: a changed file gave %d \"%s\"", (int)s, clip_engine_last_error(e));
+    clip_engine_destroy(e);
+  }
   CHECK(clip_weights_probe_text(d, NULL, err, sizeof err) == CLIP_ERR_INVALID_ARGUMENT &&
             clip_weights_probe_text("", &ti, err, sizeof err) == CLIP_ERR_INVALID_ARGUMENT,
         "api: probe_text arguments");

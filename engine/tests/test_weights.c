@@ -207,14 +207,21 @@ static void check_model(const char *label, const clip_weights *w, const wf_spec 
   CHECK(w->ln_post_w[0] > 0.5f && w->layer[0].ln1_w[W - 1] > 0.5f, "%s: LayerNorm gains", label);
 }
 
-/* Compares the text tower's canonical arrays and config with the fixture's. */
-static void check_text(const char *label, const clip_weights *w, const wf_text_spec *t,
+/* Compares the text tower's canonical arrays and config with the fixture's: none converted
+   by clip_weights_load, all by clip_weights_load_text. */
+static void check_text(const char *label, clip_weights *w, const wf_text_spec *t,
                        want_cfg want) {
   const clip_text_weights *tw = &w->text;
   const clip_text_config *c = &tw->cfg;
   const size_t W = (size_t)t->width, M = (size_t)t->mlp, E = (size_t)t->embed;
   CHECK(w->has_text, "%s: no text tower loaded (%s)", label, w->text_absent);
   if (!w->has_text) return;
+  CHECK(!w->text_arena && !tw->layer && !tw->token_emb && w->source,
+        "%s: the text tower was converted at load", label);
+  char err[CLIP_ERR_LEN] = "";
+  clip_status s = clip_weights_load_text(w, err, sizeof err);
+  CHECK(s == CLIP_OK && w->text_arena, "%s: load_text %d: %s", label, (int)s, err);
+  if (s != CLIP_OK) return;
   CHECK(c->context_length == t->ctx && c->vocab_size == t->vocab && c->width == t->width &&
             c->layers == t->layers && c->mlp_width == t->mlp && c->embed_dim == t->embed,
         "%s: text config ctx%d V%d W%d L%d M%d E%d", label, c->context_length, c->vocab_size,
@@ -222,10 +229,10 @@ static void check_text(const char *label, const clip_weights *w, const wf_text_s
   CHECK(c->heads == want.heads && c->quick_gelu == want.quick_gelu && c->ln_eps == want.ln_eps,
         "%s: text heads %d quick_gelu %d eps %g, want %d %d %g", label, c->heads, c->quick_gelu,
         c->ln_eps, want.heads, want.quick_gelu, want.ln_eps);
-  const char *lo = (const char *)w->arena, *hi = lo + w->arena_bytes;
+  const char *lo = (const char *)w->text_arena, *hi = lo + w->text_arena_bytes;
   CHECK((const char *)tw->layer >= lo && (const char *)(tw->layer + t->layers) <= hi &&
-            (const char *)(tw->proj + E * W) <= hi && tw->layer == w->layer + w->cfg.layers,
-        "%s: a text pointer lies outside the arena", label);
+            (const char *)tw->token_emb >= lo && (const char *)(tw->proj + E * W) <= hi,
+        "%s: a text pointer lies outside the text arena", label);
   same_tag(tw->token_emb, (size_t)t->vocab * W, WF_TEXT_TOK, 0, "token_emb", label);
   same_tag(tw->pos_emb, (size_t)t->ctx * W, WF_TEXT_POS, 0, "text pos_emb", label);
   same_tag(tw->ln_final_w, W, WF_TEXT_LNF_W, 0, "ln_final_w", label);
