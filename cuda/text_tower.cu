@@ -35,12 +35,8 @@ static clip_status text_init_impl(clip_engine *e, cuda_state *st) {
                           c->width, c->heads);
   int smem_optin = 0;
   CU_TRY(e, cudaDeviceGetAttribute(&smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, st->device));
+  ST_TRY(clip_cuda_attention_fits(e, "text ", c->context_length, hd, smem_optin));
   const size_t smem = clip_attention_smem_bytes(c->context_length, hd);
-  if (smem > (size_t)smem_optin)
-    return clip_set_error(e, CLIP_ERR_UNSUPPORTED,
-                          "cuda: text attention over %d tokens (head dim %d) needs %zu bytes of "
-                          "shared memory; the device allows %d",
-                          c->context_length, hd, smem, smem_optin);
   text_state *ts = (text_state *)calloc(1, sizeof *ts);
   if (!ts) return clip_set_error(e, CLIP_ERR_OUT_OF_MEMORY, "cuda: out of host memory");
   st->text = ts;
