@@ -188,27 +188,7 @@ func TestS3Inputs(t *testing.T) {
 		}
 		closed := "http://" + l.Addr().String()
 		l.Close() // nothing listens there now: connections are refused
-		// An endpoint that accepts connections and never answers.
-		silent, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer silent.Close()
-		go func() {
-			var held []net.Conn
-			defer func() {
-				for _, c := range held {
-					c.Close()
-				}
-			}()
-			for {
-				c, err := silent.Accept()
-				if err != nil {
-					return
-				}
-				held = append(held, c)
-			}
-		}()
+		silent := s3test.SilentEndpoint(t) // accepts connections and never answers
 		var many []string
 		for i := range 40 {
 			many = append(many, fmt.Sprintf("s3://%s/refused/img%d.jpg", bucket, i))
@@ -233,7 +213,7 @@ func TestS3Inputs(t *testing.T) {
 			{"rows, wrong secret", rows, []string{"AWS_SECRET_ACCESS_KEY=wrong"}, exitStorage, "rejects the credentials", nil},
 			// 8 connections, --timeout 2s: every worker waits out its deadline twice, then the
 			// run stops instead of failing the 40 rows one timeout at a time.
-			{"rows, silent endpoint", manyRows, []string{"AWS_ENDPOINT_URL=http://" + silent.Addr().String()}, exitStorage, "answered none of 16 requests in a row within --timeout 2s", nil},
+			{"rows, silent endpoint", manyRows, []string{"AWS_ENDPOINT_URL=" + silent}, exitStorage, "answered none of 16 requests in a row within --timeout 2s", nil},
 		} {
 			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 			cmd := exec.CommandContext(ctx, clipdBinary(t), embedArgs(tc.input, t.TempDir(), tc.extra...)...)

@@ -332,3 +332,32 @@ func freePorts(n int) ([]int, error) {
 	}
 	return ports, nil
 }
+
+// SilentEndpoint is the URL of an endpoint on 127.0.0.1 that accepts connections and never
+// answers (a hung store), closed when the test ends.
+func SilentEndpoint(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var held []net.Conn
+		defer func() {
+			for _, c := range held {
+				c.Close()
+			}
+		}()
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			held = append(held, c)
+		}
+	}()
+	t.Cleanup(func() { l.Close(); <-done })
+	return "http://" + l.Addr().String()
+}

@@ -3,7 +3,6 @@ package read
 import (
 	"context"
 	"errors"
-	"net"
 	"os"
 	"strings"
 	"sync"
@@ -117,27 +116,7 @@ func TestReadObjectsFatal(t *testing.T) {
 	}
 
 	// An endpoint that accepts connections and never answers.
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	go func() {
-		var held []net.Conn
-		defer func() {
-			for _, c := range held {
-				c.Close()
-			}
-		}()
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			held = append(held, c)
-		}
-	}()
-	silent, err := objstore.New(ctx, objstore.Options{Endpoint: "http://" + l.Addr().String(), AccessKey: "k", SecretKey: "s", MaxAttempts: 1})
+	silent, err := objstore.New(ctx, objstore.Options{Endpoint: s3test.SilentEndpoint(t), AccessKey: "k", SecretKey: "s", MaxAttempts: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
