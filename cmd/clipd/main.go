@@ -28,6 +28,7 @@ var commands = []func() *cli.Command{
 	newBenchCommand,
 	newMergeCommand,
 	newInspectCommand,
+	newSearchCommand,
 	newExportCommand,
 	newVersionCommand,
 }

@@ -15,6 +15,7 @@ import (
 	"strings"
 
 	"github.com/clipd/clipd/internal/cgo/blas"
+	"github.com/clipd/clipd/internal/echo"
 )
 
 // maxNPYBytes bounds a query file: 64 MiB is 32,768 float32 queries of 512.
@@ -39,7 +40,7 @@ func ReadNPY(path string) (vals []float32, rows, cols int, err error) {
 		return nil, 0, 0, err
 	}
 	bad := func(format string, args ...any) error {
-		return fmt.Errorf("%s: %s; want a float16/32/64 array of shape (D,) or (N, D) from numpy.save", path, fmt.Sprintf(format, args...))
+		return fmt.Errorf("%s: %s; want a float16/32/64 array of shape (D,) or (N, D) from numpy.save", echo.Short(path), fmt.Sprintf(format, args...))
 	}
 	var pre [10]byte
 	if _, err := io.ReadFull(f, pre[:]); err != nil || string(pre[:6]) != "\x93NUMPY" {
@@ -69,11 +70,11 @@ func ReadNPY(path string) (vals []float32, rows, cols int, err error) {
 	d, fo, sh := npyDescrRe.FindStringSubmatch(h), npyFortranRe.FindStringSubmatch(h), npyShapeRe.FindStringSubmatch(h)
 	switch {
 	case d == nil:
-		return nil, 0, 0, bad("its dtype is not a little-endian float (%s)", strings.TrimSpace(h))
+		return nil, 0, 0, bad("its dtype is not a little-endian float (%s)", echo.Short(strings.TrimSpace(h)))
 	case fo == nil || fo[1] != "False":
 		return nil, 0, 0, bad("it is not in C order")
 	case sh == nil:
-		return nil, 0, 0, bad("its shape is not (D,) or (N, D) (%s)", strings.TrimSpace(h))
+		return nil, 0, 0, bad("its shape is not (D,) or (N, D) (%s)", echo.Short(strings.TrimSpace(h)))
 	}
 	size, _ := strconv.Atoi(d[1][len(d[1])-1:])
 	n1, err1 := strconv.ParseInt(sh[1], 10, 64)
