@@ -76,7 +76,7 @@ func newSearchCommand() *cli.Command {
 		ArgsUsage: "OUTPUT",
 		Description: "OUTPUT is an output file or clipd embed's output folder (its Images_Embedded.h5). Each query\n" +
 			"(every --image, every row of --vector) is compared with every embedding of the file, read in\n" +
-			"blocks of --block-rows (one GEMM per block for all queries, so memory stays flat however large\n" +
+			"blocks of --block-rows (all queries scored at once by GEMMs, so memory stays flat however large\n" +
 			"the file), and its -k best rows are printed: rank, cosine, url, and the caption when the file\n" +
 			"saved one. Ties rank by row. Rows and queries are L2-normalized first (float32), whatever the\n" +
 			"file's dtype and `normalized` attribute. An --image is embedded first with --weights, which\n" +

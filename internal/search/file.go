@@ -80,7 +80,7 @@ func (sf *File) open() error {
 		return outfile.InputErrorf("%s: embeddings is a %d-dimensional %s dataset, want rows x dim float32 or float16: not a clipd output file", path, 1+min(dim, 1), kind)
 	}
 	// urls, image ids and embeddings: checked against each other (types, rows).
-	sf.table, sf.rows, err = outfile.OpenTable(f, outfile.EmbeddedTable(true, false, kind, dim), 0)
+	sf.table, sf.rows, err = outfile.OpenTable(f, outfile.EmbeddedTable(true, false, kind, dim), 1)
 	if err != nil {
 		return err
 	}

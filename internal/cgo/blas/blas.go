@@ -12,14 +12,16 @@ package blas
 #include <string.h>
 #include <cblas.h>
 
-// Row-major C[m,n] = A[m,k] x B[n,k]^T.
-static void blas_gemm_nt(int m, int n, int k, const float *a, const float *b, float *c) {
-	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, a, k, b, k, 0.0f, c, n);
-}
-
-// out[i] = sum of squares of row i of a[n,k].
-static void blas_row_sqnorms(int n, int k, const float *a, float *out) {
-	for (int i = 0; i < n; i++) out[i] = cblas_sdot(k, a + (size_t)i * k, 1, a + (size_t)i * k, 1);
+// Cosine numerators and row norms of one block, a sub-block at a time so that the rows the
+// norms pass brings into the cache are still there for the GEMM (one pass over the block's
+// memory instead of two): sqnorms[j] = |b_j|^2, c[i*n+j] = a_i . b_j.
+static void blas_scores(int m, int n, int k, int sub, const float *a, const float *b, float *c, float *sqnorms) {
+	for (int j0 = 0; j0 < n; j0 += sub) {
+		int nj = n - j0 < sub ? n - j0 : sub;
+		const float *bj = b + (size_t)j0 * k;
+		for (int j = 0; j < nj; j++) sqnorms[j0 + j] = cblas_sdot(k, bj + (size_t)j * k, 1, bj + (size_t)j * k, 1);
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, nj, k, 1.0f, a, k, bj, k, 0.0f, c + j0, n);
+	}
 }
 
 // IEEE half to float, exact for every input (normals, subnormals, zeros, Inf, NaN payloads),
@@ -48,36 +50,17 @@ import (
 	"unsafe"
 )
 
-// GemmNT sets c (m x n, row-major) to a (m x k) times the transpose of b (n x k): the dot
-// product of every row of a with every row of b.
-func GemmNT(m, n, k int, a, b, c []float32) error {
-	if m < 0 || n < 0 || k < 0 || len(a) < m*k || len(b) < n*k || len(c) < m*n {
-		return fmt.Errorf("blas: GemmNT(%d, %d, %d) with %d, %d, %d values", m, n, k, len(a), len(b), len(c))
+// Scores sets c (m x n, row-major) to a (m x k) times the transpose of b (n x k), and
+// sqnorms[j] to the sum of squares of row j of b, sub rows of b at a time (a sub-block that
+// fits the CPU's cache: the norms and the GEMM then read b from memory once).
+func Scores(m, n, k, sub int, a, b, c, sqnorms []float32) error {
+	if m < 0 || n < 0 || k < 1 || sub < 1 || len(a) < m*k || len(b) < n*k || len(c) < m*n || len(sqnorms) < n {
+		return fmt.Errorf("blas: Scores(%d, %d, %d, %d) with %d, %d, %d, %d values", m, n, k, sub, len(a), len(b), len(c), len(sqnorms))
 	}
 	if m == 0 || n == 0 {
 		return nil
 	}
-	if k == 0 {
-		clear(c[:m*n])
-		return nil
-	}
-	C.blas_gemm_nt(C.int(m), C.int(n), C.int(k), (*C.float)(&a[0]), (*C.float)(&b[0]), (*C.float)(&c[0]))
-	return nil
-}
-
-// RowSquaredNorms sets out[i] to the sum of squares of row i of a (n x k, row-major).
-func RowSquaredNorms(n, k int, a, out []float32) error {
-	if n < 0 || k < 0 || len(a) < n*k || len(out) < n {
-		return fmt.Errorf("blas: RowSquaredNorms(%d, %d) with %d, %d values", n, k, len(a), len(out))
-	}
-	if n == 0 {
-		return nil
-	}
-	if k == 0 {
-		clear(out[:n])
-		return nil
-	}
-	C.blas_row_sqnorms(C.int(n), C.int(k), (*C.float)(&a[0]), (*C.float)(&out[0]))
+	C.blas_scores(C.int(m), C.int(n), C.int(k), C.int(sub), (*C.float)(&a[0]), (*C.float)(&b[0]), (*C.float)(&c[0]), (*C.float)(&sqnorms[0]))
 	return nil
 }
 

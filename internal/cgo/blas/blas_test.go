@@ -9,55 +9,44 @@ import (
 	"github.com/clipd/clipd/internal/cgo/h5"
 )
 
-func TestGemmNT(t *testing.T) {
+// TestScores: the dot products of every query with every row, and the rows' squared norms,
+// for sub-blocks that do and do not divide the rows.
+func TestScores(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
-	for _, s := range [][3]int{{1, 1, 1}, {1, 1000, 512}, {3, 7, 5}, {17, 33, 64}} {
-		m, n, k := s[0], s[1], s[2]
-		a, b, c := make([]float32, m*k), make([]float32, n*k), make([]float32, m*n)
+	for _, s := range [][4]int{{1, 1, 1, 1}, {1, 1000, 512, 256}, {3, 7, 5, 3}, {17, 33, 64, 100}, {8, 300, 16, 7}} {
+		m, n, k, sub := s[0], s[1], s[2], s[3]
+		a, b, c, sq := make([]float32, m*k), make([]float32, n*k), make([]float32, m*n), make([]float32, n)
 		for i := range a {
 			a[i] = float32(rng.NormFloat64())
 		}
 		for i := range b {
 			b[i] = float32(rng.NormFloat64())
 		}
-		if err := GemmNT(m, n, k, a, b, c); err != nil {
+		if err := Scores(m, n, k, sub, a, b, c, sq); err != nil {
 			t.Fatal(err)
 		}
-		for i := 0; i < m; i++ {
-			for j := 0; j < n; j++ {
+		tol := 1e-4 * math.Sqrt(float64(k))
+		for j := 0; j < n; j++ {
+			want := 0.0
+			for x := 0; x < k; x++ {
+				want += float64(b[j*k+x]) * float64(b[j*k+x])
+			}
+			if d := math.Abs(float64(sq[j]) - want); d > tol*math.Sqrt(want) {
+				t.Fatalf("%v: sqnorm[%d] = %v, want %v", s, j, sq[j], want)
+			}
+			for i := 0; i < m; i++ {
 				want := 0.0
 				for x := 0; x < k; x++ {
 					want += float64(a[i*k+x]) * float64(b[j*k+x])
 				}
-				if d := math.Abs(float64(c[i*n+j]) - want); d > 1e-4*math.Sqrt(float64(k)) {
+				if d := math.Abs(float64(c[i*n+j]) - want); d > tol {
 					t.Fatalf("%v: c[%d,%d] = %v, want %v", s, i, j, c[i*n+j], want)
 				}
 			}
 		}
 	}
-	if err := GemmNT(2, 2, 2, make([]float32, 3), make([]float32, 4), make([]float32, 4)); err == nil {
-		t.Error("GemmNT accepted a short slice")
-	}
-}
-
-func TestRowSquaredNorms(t *testing.T) {
-	const n, k = 9, 13
-	a := make([]float32, n*k)
-	for i := range a {
-		a[i] = float32(i%7) - 3
-	}
-	out := make([]float32, n)
-	if err := RowSquaredNorms(n, k, a, out); err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i < n; i++ {
-		var want float32
-		for _, v := range a[i*k : (i+1)*k] {
-			want += v * v
-		}
-		if out[i] != want { // small integers: exact in any order
-			t.Errorf("row %d: %v, want %v", i, out[i], want)
-		}
+	if err := Scores(2, 2, 2, 1, make([]float32, 3), make([]float32, 4), make([]float32, 4), make([]float32, 2)); err == nil {
+		t.Error("Scores accepted a short slice")
 	}
 }
 
