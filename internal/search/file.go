@@ -79,7 +79,10 @@ func (sf *File) open() error {
 	if dim == 0 || (kind != h5.Float32 && kind != h5.Float16) {
 		return outfile.InputErrorf("%s: embeddings is a %d-dimensional %s dataset, want rows x dim float32 or float16: not a clipd output file", path, 1+min(dim, 1), kind)
 	}
-	// urls, image ids and embeddings: checked against each other (types, rows).
+	// urls, image ids and embeddings: checked against each other (types, rows). A chunk cache
+	// of 1 byte: no chunk fits, so libhdf5 reads the embeddings' chunks straight into the
+	// block (one copy; through its 1 MiB default cache the scan took twice as long) and the
+	// few url chunks a search reads are read when asked.
 	sf.table, sf.rows, err = outfile.OpenTable(f, outfile.EmbeddedTable(true, false, kind, dim), 1)
 	if err != nil {
 		return err
