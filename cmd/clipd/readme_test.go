@@ -47,9 +47,13 @@ func TestReadmeExitCodes(t *testing.T) {
 	}
 }
 
-func TestReadmeEmbedFlags(t *testing.T) { checkReadmeFlags(t, "### `clipd embed` flags", newEmbedCommand()) }
+func TestReadmeEmbedFlags(t *testing.T) {
+	checkReadmeFlags(t, "### `clipd embed` flags", newEmbedCommand())
+}
 
-func TestReadmeSearchFlags(t *testing.T) { checkReadmeFlags(t, "### `clipd search` flags", newSearchCommand()) }
+func TestReadmeSearchFlags(t *testing.T) {
+	checkReadmeFlags(t, "### `clipd search` flags", newSearchCommand())
+}
 
 // checkReadmeFlags: the flags table of the README section under heading lists exactly the
 // visible flags of cmd.
