@@ -1,7 +1,8 @@
-// cmd_search.go: `clipd search OUTPUT --image PATH | --vector FILE.npy [-k 20] [--json]`:
-// the exact top-k rows of an output file by cosine with each query (internal/search streams
-// the file), printed as rank, score, url (and caption), or as JSON. An image query is
-// embedded first with the weights the file was embedded with (checked by sha256).
+// cmd_search.go: `clipd search OUTPUT [TEXT...] [--image PATH] [--vector FILE.npy] [-k 20]
+// [--json]`: the exact top-k rows of an output file by cosine with each query (internal/search
+// streams the file), printed as rank, score, url (and caption), or as JSON. Text and image
+// queries are embedded first with the weights the file was embedded with (checked by sha256);
+// the query model's code (queryModel) serves `clipd embed-text` too.
 package main
 
 import (
@@ -28,6 +29,7 @@ import (
 // searchOptions are the settings of `clipd search`.
 type searchOptions struct {
 	Output    string   // an output file or folder
+	Texts     []string // texts to search with
 	Images    []string // image files to search with
 	Vectors   string   // a .npy of query vectors
 	K         int
@@ -72,19 +74,20 @@ func modelOptionsFrom(cCtx *cli.Context) (modelOptions, error) {
 func newSearchCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "search",
-		Usage:     "find the rows of an output file nearest to an image or a vector (exact, by cosine)",
-		ArgsUsage: "OUTPUT",
+		Usage:     "find the rows of an output file nearest to a text, an image or a vector (exact, by cosine)",
+		ArgsUsage: "OUTPUT [TEXT...]",
 		Description: "OUTPUT is an output file or clipd embed's output folder (its Images_Embedded.h5). Each query\n" +
-			"(every --image, every row of --vector) is compared with every embedding of the file, read in\n" +
+			"(every TEXT, every --image, every row of --vector) is compared with every embedding of the file, read in\n" +
 			"blocks of --block-rows (all queries scored at once by GEMMs, so memory stays flat however large\n" +
 			"the file), and its -k best rows are printed: rank, cosine, url, and the caption when the file\n" +
 			"saved one. Ties rank by row. Rows and queries are L2-normalized first (float32), whatever the\n" +
-			"file's dtype and `normalized` attribute. An --image is embedded first with --weights, which\n" +
+			"file's dtype and `normalized` attribute. A TEXT (tokenized with the vocab.json + merges.txt beside\n" +
+			"the weights, cut to the model's context) or an --image is embedded first with --weights, which\n" +
 			"must be the weights the file was embedded with (their sha256, recorded in the file), unless\n" +
 			"--force. The file is read in a child process, as inspect does.\n" +
 			"Exit codes: 2 for a bad flag or no query; 3 when the file, an image or the vectors are missing\n" +
 			"or unreadable, the file holds no rows, or the query's model is not the file's; 4 for weights that\n" +
-			"cannot embed; 130 when interrupted.",
+			"cannot embed the query (no text tower for a TEXT; NaN/Inf); 130 when interrupted.",
 		Flags: append([]cli.Flag{
 			&cli.StringSliceFlag{Name: "image", Usage: "an image file to search with (repeat for more queries)"},
 			&cli.StringFlag{Name: "vector", Usage: "a .npy file of query vectors: shape (D,) or (N, D), float16/32/64"},
@@ -94,12 +97,12 @@ func newSearchCommand() *cli.Command {
 			&cli.IntFlag{Name: "block-rows", Value: search.DefaultBlockRows, Usage: "rows read and scored at a time (memory: about rows x dim x 8 bytes)"},
 		}, modelFlags()...),
 		Action: func(cCtx *cli.Context) error {
-			if err := checkArgs(cCtx, 1, 1); err != nil {
+			if err := checkArgs(cCtx, 1, -1); err != nil {
 				return err
 			}
 			g := globalsFrom(cCtx)
 			o := searchOptions{
-				Output: cCtx.Args().First(), Images: cCtx.StringSlice("image"), Vectors: cCtx.String("vector"),
+				Output: cCtx.Args().First(), Texts: cCtx.Args().Tail(), Images: cCtx.StringSlice("image"), Vectors: cCtx.String("vector"),
 				K: cCtx.Int("k"), BlockRows: cCtx.Int("block-rows"), Force: cCtx.Bool("force"), JSON: cCtx.Bool("json"),
 				Stdout: g.stdout, Logger: g.logger,
 			}
@@ -112,8 +115,8 @@ func newSearchCommand() *cli.Command {
 				return usageErrorf("-k %d: want 1 or more", o.K)
 			case o.BlockRows <= 0 || o.BlockRows > 1<<22:
 				return usageErrorf("--block-rows %d: want 1 to %d", o.BlockRows, 1<<22)
-			case len(o.Images) == 0 && o.Vectors == "":
-				return usageErrorf("clipd search needs a query: --image PATH or --vector FILE.npy; run \"clipd search --help\"")
+			case len(o.Texts) == 0 && len(o.Images) == 0 && o.Vectors == "":
+				return usageErrorf("clipd search needs a query: a TEXT after OUTPUT, --image PATH or --vector FILE.npy; run \"clipd search --help\"")
 			}
 			if ok, err := contained(cCtx, o.Output+": libhdf5 crashed reading it ({signal}): the file is damaged; clipd cannot read it"); ok {
 				return err
@@ -125,8 +128,8 @@ func newSearchCommand() *cli.Command {
 
 // query is one query vector and what it came from.
 type query struct {
-	Kind   string `json:"kind"`   // image, vector
-	Source string `json:"source"` // the image's path, FILE.npy[row]
+	Kind   string `json:"kind"`   // text, image, vector
+	Source string `json:"source"` // the text, the image's path, FILE.npy[row]
 	vec    []float32
 }
 
@@ -171,17 +174,29 @@ func runSearch(ctx context.Context, o searchOptions) error {
 		return outfile.InputErrorf("%s holds no embedded rows (every row failed, or none was given): nothing to search", path)
 	}
 	var queries []query
-	if len(o.Images) > 0 {
-		m, err := openQueryModel(o.Model, f, o.Force, o.Logger, len(o.Images))
+	if len(o.Images)+len(o.Texts) > 0 {
+		m, err := openQueryModel(o.Model, f, o.Force, o.Logger, max(len(o.Images), min(len(o.Texts), textBatch)), len(o.Images) > 0, len(o.Texts) > 0)
 		if err != nil {
 			return err
 		}
-		qs, err := m.embedImages(o.Images)
-		m.Close()
-		if err != nil {
-			return err
+		defer m.Close()
+		if len(o.Texts) > 0 {
+			ts, err := m.embedTexts(o.Texts)
+			if err != nil {
+				return err
+			}
+			for _, t := range ts {
+				queries = append(queries, query{Kind: "text", Source: t.Text, vec: t.Vec})
+			}
 		}
-		queries = append(queries, qs...)
+		if len(o.Images) > 0 {
+			qs, err := m.embedImages(o.Images)
+			if err != nil {
+				return err
+			}
+			queries = append(queries, qs...)
+		}
+		m.Close() // the engine's memory is not needed for the scan
 	}
 	if o.Vectors != "" {
 		vals, rows, cols, err := search.ReadNPY(o.Vectors)
@@ -246,7 +261,11 @@ func printSearch(w io.Writer, rep *searchReport) {
 		if i > 0 {
 			fmt.Fprintln(w)
 		}
-		fmt.Fprintf(w, "%s %s: %d of %d rows\n", q.Kind, q.Source, len(q.Hits), rep.Rows)
+		src := q.Source
+		if q.Kind == "text" {
+			src = echo.Quote(src)
+		}
+		fmt.Fprintf(w, "%s %s: %d of %d rows\n", q.Kind, src, len(q.Hits), rep.Rows)
 		for _, h := range q.Hits {
 			caption := ""
 			if c, ok := h.Columns["caption"]; ok {
@@ -260,29 +279,63 @@ func printSearch(w io.Writer, rep *searchReport) {
 	}
 }
 
-// queryModel is an engine opened on weights checked against a file's model.
+// queryModel is an engine (and, for text, a tokenizer) on the weights that embed queries.
 type queryModel struct {
-	eng  *engine.Engine
-	path string // the weights
+	eng      *engine.Engine
+	tok      *engine.Tokenizer // nil unless text was asked for
+	text     engine.TextInfo
+	path     string // the weights
+	maxBatch int
+	log      *slog.Logger
 }
 
-func (m *queryModel) Close() { m.eng.Close() }
+// Close frees the engine and the tokenizer; safe twice.
+func (m *queryModel) Close() {
+	m.eng.Close()
+	if m.tok != nil {
+		m.tok.Close()
+	}
+}
 
-// openQueryModel resolves the weights of mo, checks them against the file's (embed dim
-// always; weights sha256 unless force) and opens an engine for batches of up to maxBatch.
-func openQueryModel(mo modelOptions, f *search.File, force bool, log *slog.Logger, maxBatch int) (*queryModel, error) {
+// textBatch is how many texts one engine call embeds.
+const textBatch = 32
+
+// openQueryModel resolves mo's weights and opens an engine on them for batches of up to
+// maxBatch, with the tokenizer beside them when text is true. With a file f, the towers used
+// (images: the vision tower, text: the text tower) must embed into f's dimension, and the
+// weights' sha256 must be the one f records, unless force: both are checked from the
+// weights' header and bytes before the engine is built.
+func openQueryModel(mo modelOptions, f *search.File, force bool, log *slog.Logger, maxBatch int, images, text bool) (*queryModel, error) {
 	wpath, err := weights.Resolve(mo.Weights, mo.CacheDir)
 	if err != nil {
 		return nil, err
 	}
-	info, err := engine.Probe(wpath)
-	if err != nil {
-		return nil, fmt.Errorf("weights %s: %w", wpath, err)
+	if images {
+		info, err := engine.Probe(wpath)
+		if err != nil {
+			return nil, fmt.Errorf("weights %s: %w", wpath, err)
+		}
+		if f != nil && info.EmbedDim != f.Dim() {
+			return nil, outfile.MismatchErrorf("weights %s embed images into %d dimensions, %s's embeddings have %d: give the weights the file was embedded with (--weights)", wpath, info.EmbedDim, f.Path, f.Dim())
+		}
 	}
-	if info.EmbedDim != f.Dim() {
-		return nil, outfile.MismatchErrorf("weights %s embed into %d dimensions, %s's embeddings have %d: give the weights the file was embedded with (--weights)", wpath, info.EmbedDim, f.Path, f.Dim())
+	if text {
+		ti, err := engine.ProbeText(wpath)
+		if errors.Is(err, engine.ErrUnsupported) {
+			instead := ""
+			if f != nil {
+				instead = "; search by --image or --vector instead"
+			}
+			return nil, withExitCode(exitBadWeights, fmt.Errorf("%s%s", engineReason(err), instead))
+		}
+		if err != nil {
+			return nil, fmt.Errorf("weights %s: %w", wpath, err)
+		}
+		if f != nil && ti.EmbedDim != f.Dim() {
+			return nil, outfile.MismatchErrorf("weights %s embed text into %d dimensions, %s's embeddings have %d: give the weights the file was embedded with (--weights)", wpath, ti.EmbedDim, f.Path, f.Dim())
+		}
 	}
-	if f.Attrs.WeightsSHA256 != "" {
+	if f != nil && f.Attrs.WeightsSHA256 != "" {
 		wfile, err := weights.WeightsFile(wpath)
 		if err != nil {
 			return nil, err
@@ -298,14 +351,76 @@ func openQueryModel(mo modelOptions, f *search.File, force bool, log *slog.Logge
 			}
 			log.Warn("the query's weights are not the file's (--force): cosines across models mean little", "file_weights_sha256", f.Attrs.WeightsSHA256, "query_weights_sha256", id.SHA256)
 		}
-	} else {
+	} else if f != nil {
 		log.Warn("the file records no weights sha256: the query's model cannot be checked against it", "file", f.Path)
 	}
-	eng, err := engine.Open(engine.Options{WeightsPath: wpath, Backend: mo.Backend, Device: mo.Device, Threads: mo.Threads, MaxBatch: max(1, maxBatch)})
-	if err != nil {
+	m := &queryModel{path: wpath, maxBatch: max(1, maxBatch), log: log}
+	if m.eng, err = engine.Open(engine.Options{WeightsPath: wpath, Backend: mo.Backend, Device: mo.Device, Threads: mo.Threads, MaxBatch: m.maxBatch}); err != nil {
 		return nil, fmt.Errorf("weights %s: %w", wpath, err)
 	}
-	return &queryModel{eng: eng, path: wpath}, nil
+	if text {
+		if m.text, err = m.eng.TextInfo(); err != nil {
+			m.Close()
+			return nil, fmt.Errorf("weights %s: %w", wpath, err)
+		}
+		if m.tok, err = engine.OpenTokenizer(wpath); err != nil {
+			m.Close()
+			return nil, withExitCode(exitInput, fmt.Errorf("%s", engineReason(err))) // it says where and what to do
+		}
+	}
+	return m, nil
+}
+
+// engineReason is an engine error's own message, without the operation in front.
+func engineReason(err error) string {
+	var ee *engine.Error
+	if errors.As(err, &ee) && ee.Msg != "" {
+		return ee.Msg
+	}
+	return err.Error()
+}
+
+// textEmbedding is one text's embedding (not normalized: CLIP's encode_text) and its
+// tokens: BPE ids before the cut to the context length, and whether it was cut.
+type textEmbedding struct {
+	Text   string
+	Tokens int
+	Cut    bool
+	Vec    []float32
+}
+
+// embedTexts tokenizes and embeds texts, maxBatch at a time. A text longer than the context
+// is cut (as clip.tokenize(truncate=True) does) and a warning says so.
+func (m *queryModel) embedTexts(texts []string) ([]textEmbedding, error) {
+	ctx, dim := m.text.ContextLength, m.text.EmbedDim
+	out := make([]textEmbedding, len(texts))
+	for start := 0; start < len(texts); start += m.maxBatch {
+		part := texts[start:min(len(texts), start+m.maxBatch)]
+		ids := make([]int32, 0, len(part)*ctx)
+		for i, t := range part {
+			tok, n, err := m.tok.Tokenize(t, ctx)
+			if err != nil {
+				return nil, withExitCode(exitInput, fmt.Errorf("text %s: %s", echo.Quote(t), engineReason(err)))
+			}
+			ids = append(ids, tok...)
+			out[start+i] = textEmbedding{Text: t, Tokens: n, Cut: n > ctx-2}
+			if n > ctx-2 {
+				m.log.Warn("text longer than the model's context: cut", "text", echo.Short(t), "tokens", n, "kept", ctx-2)
+			}
+		}
+		vecs := make([]float32, len(part)*dim)
+		if err := m.eng.EmbedTokens(ids, len(part), vecs); err != nil {
+			return nil, fmt.Errorf("weights %s: embedding text: %w", m.path, err)
+		}
+		for i := range part {
+			v := vecs[i*dim : (i+1)*dim]
+			if !batch.AllFinite(v) {
+				return nil, withExitCode(exitBadWeights, fmt.Errorf("weights %s embed the text %s to NaN or Inf: the weights are broken; check --weights", m.path, echo.Quote(part[i])))
+			}
+			out[start+i].Vec = v
+		}
+	}
+	return out, nil
 }
 
 // embedImages decodes each image (Pillow-exact, as clipd embed --preprocess exact) and embeds

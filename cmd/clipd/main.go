@@ -29,6 +29,7 @@ var commands = []func() *cli.Command{
 	newMergeCommand,
 	newInspectCommand,
 	newSearchCommand,
+	newEmbedTextCommand,
 	newExportCommand,
 	newVersionCommand,
 }
