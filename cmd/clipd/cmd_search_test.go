@@ -245,9 +245,9 @@ func TestSearchRefusals(t *testing.T) {
 		code int
 		want string
 	}{
-		{[]string{"search", filepath.Join(tmp, "missing")}, exitUsage, "clipd: clipd search needs a query: --image PATH or --vector FILE.npy; run \"clipd search --help\""},
+		{[]string{"search", filepath.Join(tmp, "missing")}, exitUsage, "clipd: clipd search needs a query: a TEXT after OUTPUT, --image PATH or --vector FILE.npy; run \"clipd search --help\""},
 		{[]string{"search", out, "--vector", zero, "-k", "0"}, exitUsage, "clipd: -k 0: want 1 or more"},
-		{[]string{"search", out, "a red bus", "--vector", zero}, exitUsage, "...clipd search takes OUTPUT, got 2 argument(s)"},
+		{[]string{"search", out, "--vector", zero, "--block-rows", "0"}, exitUsage, "clipd: --block-rows 0: want 1 to 4194304"},
 		{append([]string{"search", filepath.Join(tmp, "missing"), "--image", img}, w...), exitInput, "clipd: " + filepath.Join(tmp, "missing") + ": no such file or directory"},
 		{[]string{"search", noEmb, "--vector", zero}, exitInput, "clipd: " + noEmb + " has no embeddings dataset: not a clipd output file; give the file (or folder) clipd embed wrote"},
 		{[]string{"search", tmp, "--vector", zero}, exitInput, "clipd: " + tmp + ": no clipd output in this folder (no Images_Embedded.h5); give a clipd output file or folder"},
@@ -267,4 +267,81 @@ func TestSearchRefusals(t *testing.T) {
 	if code != exitOK || !strings.Contains(stderr, "(--force)") || strings.Count(stdout, "\n") != 3 {
 		t.Errorf("--force: exit %d, stdout %q, stderr %q", code, stdout, stderr)
 	}
+}
+
+// TestSearchText: `clipd search OUTPUT TEXT` on a folder embedded with a two-tower model:
+// the hits are numpy's best rows by cosine with the reference's text embedding (tokenizer and
+// text tower in Python), and the same as searching with the vector embed-text writes; a
+// vision-only checkpoint cannot search by text (exit 4, one line).
+func TestSearchText(t *testing.T) {
+	model := textModel(t)
+	photos := photoFolder(t)
+	out := filepath.Join(t.TempDir(), "out")
+	if code, _, stderr := runClipd("--quiet", "embed", "--input", photos, "--output", out, "--weights", model, "--backend", "cpu", "--threads", "1"); code != exitOK {
+		t.Fatalf("clipd embed: exit %d: %s", code, stderr)
+	}
+	texts := []string{"a photo of a dog", "a red bus"}
+	code, stdout, stderr := runClipd("search", out, texts[0], texts[1], "--weights", model, "--backend", "cpu", "-k", "4", "--json")
+	if code != exitOK {
+		t.Fatalf("search TEXT: exit %d: %s", code, stderr)
+	}
+	var rep searchReport
+	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Queries) != 2 || rep.Queries[0].Kind != "text" || rep.Queries[1].Source != texts[1] {
+		t.Fatalf("report %+v", rep)
+	}
+	// numpy: every row's cosine with the reference embedding of each text.
+	ref := referenceTexts(t, model, texts)
+	const py = `
+import sys, json, h5py, numpy as np
+f = h5py.File(sys.argv[1], "r")
+e = f["embeddings"][:].astype(np.float64)
+e /= np.linalg.norm(e, axis=1, keepdims=True)
+q = np.array(json.loads(sys.argv[2]), np.float64)
+q /= np.linalg.norm(q, axis=1, keepdims=True)
+json.dump({"cos": (q @ e.T).tolist(), "urls": [u.decode() for u in f["urls"][:]]}, sys.stdout)
+`
+	qs, _ := json.Marshal(ref.Embeddings)
+	b, err := exec.Command("/usr/bin/python3", "-c", py, rep.File, string(qs)).Output()
+	if err != nil {
+		t.Fatalf("numpy: %v", err)
+	}
+	var np struct {
+		Cos  [][]float64 `json:"cos"`
+		URLs []string    `json:"urls"`
+	}
+	if err := json.Unmarshal(b, &np); err != nil {
+		t.Fatal(err)
+	}
+	for i := range texts {
+		checkHits(t, "text "+texts[i], rep.Queries[i].Hits, np.Cos[i], np.URLs, 4)
+	}
+	// The same hits from the vectors embed-text writes.
+	vec := filepath.Join(t.TempDir(), "q.npy")
+	if code, _, stderr := runClipd("embed-text", "--weights", model, "--backend", "cpu", "--output", vec, texts[0], texts[1]); code != exitOK {
+		t.Fatalf("embed-text: exit %d: %s", code, stderr)
+	}
+	code, stdout, _ = runClipd("search", out, "--vector", vec, "-k", "4", "--json")
+	var byVec searchReport
+	if code != exitOK || json.Unmarshal([]byte(stdout), &byVec) != nil || len(byVec.Queries) != 2 {
+		t.Fatalf("search --vector: exit %d: %s", code, stdout)
+	}
+	for i := range texts {
+		for j, h := range byVec.Queries[i].Hits {
+			if g := rep.Queries[i].Hits[j]; g.Row != h.Row || g.Score != h.Score {
+				t.Fatalf("text %d hit %d: by text %+v, by embed-text's vector %+v", i, j, g, h)
+			}
+		}
+	}
+	// Text output, and the vision-only checkpoint.
+	code, stdout, _ = runClipd("search", out, texts[0], "--weights", model, "--backend", "cpu", "-k", "2")
+	if code != exitOK || !strings.HasPrefix(stdout, `text "a photo of a dog": 2 of 9 rows`+"\n   1  ") {
+		t.Fatalf("search TEXT printed (exit %d):\n%s", code, stdout)
+	}
+	visionOnly := embedFolder(t, photos)
+	code, _, stderr = runClipd("search", visionOnly, "a dog", "--weights", tinyWeights, "--backend", "cpu")
+	checkOneErrorLine(t, "search by text with a vision-only checkpoint", code, exitBadWeights, stderr,
+		"clipd: "+filepath.Join(tinyWeights, "model.safetensors")+" has no text tower (no token_embedding.weight beside visual.*): text embeddings need a whole CLIP checkpoint; search by --image or --vector instead")
 }
