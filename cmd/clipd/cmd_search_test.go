@@ -143,6 +143,16 @@ func TestSearchReadmeExample(t *testing.T) {
 		t.Fatalf("report %+v", rep)
 	}
 	checkHits(t, "--image", rep.Queries[0].Hits, cos, urls, 5)
+
+	// The file is read in a child process: libhdf5 crashing on a damaged file (the hook makes
+	// the child die of SIGSEGV as it would) is one line and exit 3.
+	cmd = exec.CommandContext(ctx, clipdBinary(t), "search", out, "--vector", filepath.Join(t.TempDir(), "q.npy"))
+	cmd.Env = append(os.Environ(), "CLIPD_TEST_CHILD_CRASH=1")
+	stderr.Reset()
+	cmd.Stderr = &stderr
+	cmd.Run()
+	checkOneErrorLine(t, "clipd search, its child crashing", exitStatus(cmd), exitInput, stderr.String(),
+		"clipd: "+out+": libhdf5 crashed reading it (SIGSEGV): the file is damaged; clipd cannot read it")
 }
 
 // writeVectors writes rows of dim values as a (rows, dim) .npy of descr "<f4" or "<f2".

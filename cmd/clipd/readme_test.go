@@ -1,5 +1,5 @@
-// readme_test.go: the README's exit-code table and its `clipd embed` and `clipd search` flags
-// tables say what --help says, so none drifts from the code.
+// readme_test.go: the README's exit-code table and its `clipd embed`, `clipd search` and `clipd
+// embed-text` flags tables say what --help says, so none drifts from the code.
 package main
 
 import (
@@ -53,6 +53,10 @@ func TestReadmeEmbedFlags(t *testing.T) {
 
 func TestReadmeSearchFlags(t *testing.T) {
 	checkReadmeFlags(t, "### `clipd search` flags", newSearchCommand())
+}
+
+func TestReadmeEmbedTextFlags(t *testing.T) {
+	checkReadmeFlags(t, "### `clipd embed-text` flags", newEmbedTextCommand())
 }
 
 // checkReadmeFlags: the flags table of the README section under heading lists exactly the
