@@ -18,7 +18,7 @@ package blas
 // OpenBLAS runs single-threaded, as the engine runs it (engine/src/gemm.c; its thread count
 // is process-wide): a sub-block's GEMM is too small to share, and OpenBLAS's threads only
 // busy-wait against the goroutine that reads the next block (measured: 8 queries over
-// 200,000 x 512 took 0.74-0.94 s with 2 threads, 0.22-0.53 s with 1).
+// 200,000 x 512 took 0.73-0.94 s with 2 threads, 0.22-0.53 s with 1).
 static void blas_scores(int m, int n, int k, int sub, const float *a, const float *b, float *c, float *sqnorms) {
 	if (openblas_get_num_threads() != 1) openblas_set_num_threads(1);
 	for (int j0 = 0; j0 < n; j0 += sub) {
