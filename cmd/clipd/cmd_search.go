@@ -76,15 +76,16 @@ func newSearchCommand() *cli.Command {
 		Name:      "search",
 		Usage:     "find the rows of an output file nearest to a text, an image or a vector (exact, by cosine)",
 		ArgsUsage: "OUTPUT [TEXT...]",
-		Description: "OUTPUT is an output file or clipd embed's output folder (its Images_Embedded.h5). Each query\n" +
-			"(every TEXT, every --image, every row of --vector) is compared with every embedding of the file, read in\n" +
-			"blocks of --block-rows (all queries scored at once by GEMMs, so memory stays flat however large\n" +
-			"the file), and its -k best rows are printed: rank, cosine, url, and the caption when the file\n" +
-			"saved one. Ties rank by row. Rows and queries are L2-normalized first (float32), whatever the\n" +
-			"file's dtype and `normalized` attribute. A TEXT (tokenized with the vocab.json + merges.txt beside\n" +
-			"the weights, cut to the model's context) or an --image is embedded first with --weights, which\n" +
-			"must be the weights the file was embedded with (their sha256, recorded in the file), unless\n" +
-			"--force. The file is read in a child process, as inspect does.\n" +
+		Description: "OUTPUT is an output file or clipd embed's output folder (its Images_Embedded.h5). Each\n" +
+			"query (every TEXT, every --image, every row of --vector) is compared with every embedding of\n" +
+			"the file, read in blocks of --block-rows (all queries scored at once by GEMMs, so memory stays\n" +
+			"flat however large the file), and its -k best rows are printed: rank, cosine, url, and the\n" +
+			"caption when the file saved one. Ties rank by row. Rows and queries are L2-normalized first\n" +
+			"(float32), whatever the file's dtype and `normalized` attribute. A TEXT (tokenized with the\n" +
+			"vocab.json + merges.txt beside the weights, cut to the model's context) or an --image is\n" +
+			"embedded first with --weights, which must be the weights the file was embedded with (their\n" +
+			"sha256, recorded in the file), unless --force. The file is read in a child process, as inspect\n" +
+			"does.\n" +
 			"Exit codes: 2 for a bad flag or no query; 3 when the file, an image or the vectors are missing\n" +
 			"or unreadable, the file holds no rows, or the query's model is not the file's; 4 for weights that\n" +
 			"cannot embed the query (no text tower for a TEXT; NaN/Inf); 130 when interrupted.",
