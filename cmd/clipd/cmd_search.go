@@ -174,6 +174,24 @@ func runSearch(ctx context.Context, o searchOptions) error {
 	if f.Rows() == 0 {
 		return outfile.InputErrorf("%s holds no embedded rows (every row failed, or none was given): nothing to search", path)
 	}
+	// The vectors first: a wrong file is found before an engine is built.
+	var vectors []query
+	if o.Vectors != "" {
+		vals, rows, cols, err := search.ReadNPY(o.Vectors)
+		var pe *os.PathError
+		switch {
+		case errors.As(err, &pe):
+			return outfile.InputErrorf("--vector %s", pathErrorLine(o.Vectors, err))
+		case err != nil:
+			return outfile.InputErrorf("--vector %v", err)
+		}
+		if cols != f.Dim() {
+			return outfile.MismatchErrorf("--vector %s holds vectors of %d values, %s's embeddings have %d: give vectors of the file's model", echo.Short(o.Vectors), cols, path, f.Dim())
+		}
+		for r := range rows {
+			vectors = append(vectors, query{Kind: "vector", Source: fmt.Sprintf("%s[%d]", o.Vectors, r), vec: vals[r*cols : (r+1)*cols]})
+		}
+	}
 	var queries []query
 	if len(o.Images)+len(o.Texts) > 0 {
 		m, err := openQueryModel(o.Model, f, o.Force, o.Logger, max(len(o.Images), min(len(o.Texts), textBatch)), len(o.Images) > 0, len(o.Texts) > 0)
@@ -199,22 +217,7 @@ func runSearch(ctx context.Context, o searchOptions) error {
 		}
 		m.Close() // the engine's memory is not needed for the scan
 	}
-	if o.Vectors != "" {
-		vals, rows, cols, err := search.ReadNPY(o.Vectors)
-		var pe *os.PathError
-		switch {
-		case errors.As(err, &pe):
-			return outfile.InputErrorf("--vector %s", pathErrorLine(o.Vectors, err))
-		case err != nil:
-			return outfile.InputErrorf("--vector %v", err)
-		}
-		if cols != f.Dim() {
-			return outfile.MismatchErrorf("--vector %s holds vectors of %d values, %s's embeddings have %d: give vectors of the file's model", o.Vectors, cols, path, f.Dim())
-		}
-		for r := range rows {
-			queries = append(queries, query{Kind: "vector", Source: fmt.Sprintf("%s[%d]", o.Vectors, r), vec: vals[r*cols : (r+1)*cols]})
-		}
-	}
+	queries = append(queries, vectors...)
 	dim := f.Dim()
 	all := make([]float32, 0, len(queries)*dim)
 	for _, q := range queries {
