@@ -341,7 +341,11 @@ func newH5TextWriter(path string, rows, dim int, m *queryModel, cacheDir string,
 		f.Abort()
 		return nil, err
 	}
-	return &h5TextWriter{f: f, tf: tf, attrs: outfile.Attrs{Model: m.path, WeightsSHA256: id.SHA256, EmbedDim: dim, Normalized: normalized,
+	model, err := filepath.Abs(m.path) // the weights' identity is their sha256; this says where they were
+	if err != nil {
+		model = m.path
+	}
+	return &h5TextWriter{f: f, tf: tf, attrs: outfile.Attrs{Model: model, WeightsSHA256: id.SHA256, EmbedDim: dim, Normalized: normalized,
 		Dtype: "float32", Version: version, Input: "texts"}}, nil
 }
 
