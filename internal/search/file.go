@@ -6,6 +6,7 @@
 package search
 
 import (
+	"fmt"
 	"sort"
 	"unsafe"
 
@@ -134,6 +135,21 @@ func (sf *File) Dim() int { return sf.emb.Cols() }
 
 // Kind is the embeddings' element type (float32 or float16).
 func (sf *File) Kind() h5.Kind { return sf.emb.Kind() }
+
+// Half reports whether the embeddings are float16 (File is a HalfRows).
+func (sf *File) Half() bool { return sf.emb.Kind() == h5.Float16 }
+
+// ReadHalfBlock reads rows [start, start+n) of float16 embeddings as stored into dst.
+func (sf *File) ReadHalfBlock(start int64, n int, dst []uint16) error {
+	if sf.emb.Kind() != h5.Float16 {
+		return fmt.Errorf("%s: embeddings are %s, not float16", sf.Path, sf.emb.Kind())
+	}
+	if n == 0 {
+		return nil
+	}
+	dst = dst[:n*sf.Dim()]
+	return outfile.WrapRead(sf.Path, sf.emb.ReadRaw(start, n, unsafe.Slice((*byte)(unsafe.Pointer(&dst[0])), 2*len(dst))))
+}
 
 // ReadBlock reads rows [start, start+n) of the embeddings as float32 into dst.
 func (sf *File) ReadBlock(start int64, n int, dst []float32) error {

@@ -31,6 +31,15 @@ type Rows interface {
 	ReadBlock(start int64, n int, dst []float32) error
 }
 
+// HalfRows is Rows whose values are stored as float16: Search reads blocks of them as stored
+// (half the bytes) and converts each sub-block in the cache, where it is scored.
+type HalfRows interface {
+	Rows
+	Half() bool // the values are float16
+	// ReadHalfBlock reads rows [start, start+n) as IEEE half-precision bits into dst.
+	ReadHalfBlock(start int64, n int, dst []uint16) error
+}
+
 // Hit is one row found: its index in the file and its cosine with the query.
 type Hit struct {
 	Row   int64   `json:"row"`
@@ -78,8 +87,8 @@ func Normalize(v []float32, dim int) error {
 
 // Search scores every row of src against the queries (nq rows of src.Dim() values, each
 // normalized by the caller: Normalize) and returns each query's best opt.K rows. It stops
-// when ctx ends (ctx's error). Memory: two blocks of BlockRows x (Dim + nq + 1) float32 and
-// the heaps.
+// when ctx ends (ctx's error). Memory: two blocks of BlockRows x Dim values (float32, or
+// float16 from a HalfRows), BlockRows x (nq + 1) float32 and the heaps.
 func Search(ctx context.Context, src Rows, queries []float32, opt Options) (*Result, error) {
 	dim := src.Dim()
 	if dim <= 0 || len(queries) == 0 || len(queries)%dim != 0 {
@@ -105,36 +114,47 @@ func Search(ctx context.Context, src Rows, queries []float32, opt Options) (*Res
 	readerDone := make(chan struct{})
 	// The reader may be inside ReadBlock: the caller closes the file only after it returned.
 	defer func() { cancel(); <-readerDone }()
+	hs, half := src.(HalfRows)
+	half = half && hs.Half()
 	type block struct {
 		start int64
 		n     int
-		vals  []float32
+		vals  []float32 // float32 rows, or
+		half  []uint16  // float16 rows as stored (HalfRows)
 		err   error
 	}
 	// Two buffers: the reader fills one while the other is scored.
-	free := make(chan []float32, 2)
+	free := make(chan block, 2)
 	for range 2 {
-		free <- make([]float32, blockRows*dim)
+		if half {
+			free <- block{half: make([]uint16, blockRows*dim)}
+		} else {
+			free <- block{vals: make([]float32, blockRows*dim)}
+		}
 	}
 	full := make(chan block, 1)
 	go func() {
 		defer close(readerDone)
 		defer close(full)
 		for start := int64(0); start < rows; start += int64(blockRows) {
-			var buf []float32
+			var b block
 			select {
-			case buf = <-free:
+			case b = <-free:
 			case <-ctx.Done():
 				return
 			}
-			n := int(min(int64(blockRows), rows-start))
-			err := src.ReadBlock(start, n, buf[:n*dim])
+			b.start, b.n = start, int(min(int64(blockRows), rows-start))
+			if half {
+				b.err = hs.ReadHalfBlock(start, b.n, b.half[:b.n*dim])
+			} else {
+				b.err = src.ReadBlock(start, b.n, b.vals[:b.n*dim])
+			}
 			select {
-			case full <- block{start, n, buf, err}:
+			case full <- b:
 			case <-ctx.Done():
 				return
 			}
-			if err != nil {
+			if b.err != nil {
 				return
 			}
 		}
@@ -146,6 +166,10 @@ func Search(ctx context.Context, src Rows, queries []float32, opt Options) (*Res
 	}
 	scores := make([]float32, nq*blockRows)
 	norms := make([]float32, blockRows)
+	var scratch []float32 // a float16 sub-block converted
+	if half {
+		scratch = make([]float32, subRows*dim)
+	}
 	for b := range full {
 		if b.err != nil {
 			return nil, b.err
@@ -153,11 +177,16 @@ func Search(ctx context.Context, src Rows, queries []float32, opt Options) (*Res
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		vals := b.vals[:b.n*dim]
-		if err := blas.Scores(nq, b.n, dim, subRows, queries, vals, scores, norms); err != nil {
+		var err error
+		if half {
+			err = blas.ScoresHalf(nq, b.n, dim, subRows, queries, b.half[:b.n*dim], scores, norms, scratch)
+		} else {
+			err = blas.Scores(nq, b.n, dim, subRows, queries, b.vals[:b.n*dim], scores, norms)
+		}
+		if err != nil {
 			return nil, err
 		}
-		free <- b.vals
+		free <- b
 		// norms[j] becomes 1/|row j|, or NaN for a row without a cosine.
 		for j, ss := range norms[:b.n] {
 			if ss > 0 && ss <= math.MaxFloat32 {

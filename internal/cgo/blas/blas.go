@@ -12,23 +12,6 @@ package blas
 #include <string.h>
 #include <cblas.h>
 
-// Cosine numerators and row norms of one block, a sub-block at a time so that the rows the
-// norms pass brings into the cache are still there for the GEMM (one pass over the block's
-// memory instead of two): sqnorms[j] = |b_j|^2, c[i*n+j] = a_i . b_j.
-// OpenBLAS runs single-threaded, as the engine runs it (engine/src/gemm.c; its thread count
-// is process-wide): a sub-block's GEMM is too small to share, and OpenBLAS's threads only
-// busy-wait against the goroutine that reads the next block (measured: 8 queries over
-// 200,000 x 512 took 0.73-0.94 s with 2 threads, 0.22-0.53 s with 1).
-static void blas_scores(int m, int n, int k, int sub, const float *a, const float *b, float *c, float *sqnorms) {
-	if (openblas_get_num_threads() != 1) openblas_set_num_threads(1);
-	for (int j0 = 0; j0 < n; j0 += sub) {
-		int nj = n - j0 < sub ? n - j0 : sub;
-		const float *bj = b + (size_t)j0 * k;
-		for (int j = 0; j < nj; j++) sqnorms[j0 + j] = cblas_sdot(k, bj + (size_t)j * k, 1, bj + (size_t)j * k, 1);
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, nj, k, 1.0f, a, k, bj, k, 0.0f, c + j0, n);
-	}
-}
-
 // IEEE half to float, exact for every input (normals, subnormals, zeros, Inf, NaN payloads),
 // without branches so that the compiler vectorizes the loop: the 15 magnitude bits shifted
 // into a float's place are the value times 2^-112 (also for subnormals, as a float
@@ -47,6 +30,38 @@ static void blas_f16_to_f32(size_t n, const uint16_t *in, float *out) {
 		memcpy(&out[i], &bits, 4);
 	}
 }
+
+// Cosine numerators and row norms of one block, a sub-block at a time so that the rows the
+// norms pass brings into the cache are still there for the GEMM (one pass over the block's
+// memory instead of two): sqnorms[j] = |b_j|^2, c[i*n+j] = a_i . b_j.
+// OpenBLAS runs single-threaded, as the engine runs it (engine/src/gemm.c; its thread count
+// is process-wide): a sub-block's GEMM is too small to share, and OpenBLAS's threads only
+// busy-wait against the goroutine that reads the next block (measured: 8 queries over
+// 200,000 x 512 took 0.73-0.94 s with 2 threads, 0.22-0.53 s with 1).
+static void blas_scores_ld(int m, int n, int k, int sub, const float *a, const float *b, float *c, int ldc, float *sqnorms) {
+	if (openblas_get_num_threads() != 1) openblas_set_num_threads(1);
+	for (int j0 = 0; j0 < n; j0 += sub) {
+		int nj = n - j0 < sub ? n - j0 : sub;
+		const float *bj = b + (size_t)j0 * k;
+		for (int j = 0; j < nj; j++) sqnorms[j0 + j] = cblas_sdot(k, bj + (size_t)j * k, 1, bj + (size_t)j * k, 1);
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, nj, k, 1.0f, a, k, bj, k, 0.0f, c + j0, ldc);
+	}
+}
+
+static void blas_scores(int m, int n, int k, int sub, const float *a, const float *b, float *c, float *sqnorms) {
+	blas_scores_ld(m, n, k, sub, a, b, c, n, sqnorms);
+}
+
+// blas_scores for float16 rows: each sub-block is converted into scratch[sub * k] first, so
+// the float32 rows exist only in the cache (the block's memory is read once, at half size).
+static void blas_scores_f16(int m, int n, int k, int sub, const float *a, const uint16_t *b, float *c, float *sqnorms, float *scratch) {
+	for (int j0 = 0; j0 < n; j0 += sub) {
+		int nj = n - j0 < sub ? n - j0 : sub;
+		blas_f16_to_f32((size_t)nj * k, b + (size_t)j0 * k, scratch);
+		blas_scores_ld(m, nj, k, nj, a, scratch, c + j0, n, sqnorms + j0);
+	}
+}
+
 */
 import "C"
 
@@ -66,6 +81,21 @@ func Scores(m, n, k, sub int, a, b, c, sqnorms []float32) error {
 		return nil
 	}
 	C.blas_scores(C.int(m), C.int(n), C.int(k), C.int(sub), (*C.float)(&a[0]), (*C.float)(&b[0]), (*C.float)(&c[0]), (*C.float)(&sqnorms[0]))
+	return nil
+}
+
+// ScoresHalf is Scores for rows b stored as IEEE half-precision values (their bits): each
+// sub-block is converted exactly into scratch (at least sub x k values) and scored there, so
+// the block is read from memory once, at half the size of float32 rows.
+func ScoresHalf(m, n, k, sub int, a []float32, b []uint16, c, sqnorms, scratch []float32) error {
+	if m < 0 || n < 0 || k < 1 || sub < 1 || len(a) < m*k || len(b) < n*k || len(c) < m*n || len(sqnorms) < n || len(scratch) < min(sub, n)*k {
+		return fmt.Errorf("blas: ScoresHalf(%d, %d, %d, %d) with %d, %d, %d, %d, %d values", m, n, k, sub, len(a), len(b), len(c), len(sqnorms), len(scratch))
+	}
+	if m == 0 || n == 0 {
+		return nil
+	}
+	C.blas_scores_f16(C.int(m), C.int(n), C.int(k), C.int(sub), (*C.float)(&a[0]), (*C.uint16_t)(unsafe.Pointer(&b[0])), (*C.float)(&c[0]),
+		(*C.float)(&sqnorms[0]), (*C.float)(&scratch[0]))
 	return nil
 }
 
