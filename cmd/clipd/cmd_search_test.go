@@ -355,3 +355,45 @@ json.dump({"cos": (q @ e.T).tolist(), "urls": [u.decode() for u in f["urls"][:]]
 	checkOneErrorLine(t, "search by text with a vision-only checkpoint", code, exitBadWeights, stderr,
 		"clipd: "+filepath.Join(tinyWeights, "model.safetensors")+" has no text tower (no token_embedding.weight beside visual.*): text embeddings need a whole CLIP checkpoint; search by --image or --vector instead")
 }
+
+// TestSearchHostileFiles: the crafted files of the hardening trial (craftFiles) given to
+// search: each is exit 3 and one line naming the file, with no panic, no out-of-memory and no
+// hang; the file declaring 2^52 failures is searched (search reads no failure), its one row
+// found.
+func TestSearchHostileFiles(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	dir := t.TempDir()
+	if b, err := exec.Command("/usr/bin/python3", "-c", craftFiles, dir).CombinedOutput(); err != nil {
+		t.Fatalf("making the files: %v\n%s", err, b)
+	}
+	q := filepath.Join(dir, "q.npy")
+	writeVectors(t, q, []float32{1, 1, 1, 1}, 4, "<f4")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	for _, name := range []string{"no_urls.h5", "short_urls.h5", "huge_2p40.h5", "wide_2p40.h5", "huge_2p27.h5", "wide_2p27.h5", "failures_2p52.h5"} {
+		p := filepath.Join(dir, name)
+		cmd := exec.CommandContext(ctx, clipdBinary(t), "search", p, "--vector", q, "-k", "3")
+		var stdout, stderr strings.Builder
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		start := time.Now()
+		peak := runPeakRSS(cmd)
+		if took := time.Since(start); took > 20*time.Second {
+			t.Errorf("search %s took %v", name, took)
+		}
+		if peak > 512<<20 {
+			t.Errorf("search %s: peak RSS %d MB", name, peak>>20)
+		}
+		if name == "failures_2p52.h5" {
+			if exitStatus(cmd) != exitOK || !strings.Contains(stdout.String(), "   1  1.0000  http://a/1\n") {
+				t.Errorf("search %s: exit %d, stdout %q, stderr %q", name, exitStatus(cmd), stdout.String(), stderr.String())
+			}
+			continue
+		}
+		checkOneErrorLine(t, "search "+name, exitStatus(cmd), exitInput, stderr.String(), "...clipd: ")
+		if e := stderr.String(); !strings.Contains(e, p) || !strings.Contains(e, "the file is damaged") && !strings.Contains(e, "not a clipd output file") {
+			t.Errorf("search %s: stderr %q does not name the file and say it is damaged", name, e)
+		}
+	}
+}
