@@ -337,7 +337,7 @@ func (p *partWriter) write(ctx context.Context, dir string, k int, start, n int6
 	if p.outKind == h5.Float16 {
 		descr = "<f2"
 	}
-	header, err := npyHeader(descr, n, p.src.emb.Cols())
+	header, err := NPYHeader(descr, n, p.src.emb.Cols())
 	if err != nil {
 		return outfile.WrapWrite(embPath+tmpSuffix, err)
 	}
