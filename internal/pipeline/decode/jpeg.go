@@ -112,7 +112,7 @@ func (d *Decoder) allRowsWritten(data, dst []byte, w, h int, pf turbojpeg.PixelF
 	fill(a, 0x00)
 	fill(b, 0xFF)
 	for _, buf := range [][]byte{a, b} {
-		d.tj.Reset() // a fresh handle: nothing of the warned decode carries over
+		d.tj.Reset() // each decode from a fresh handle, as the first one was
 		if err := d.tj.Decompress(data, buf, w, w*pf.BytesPerPixel(), h, pf, jpegFlags); err != nil && !isWarning(err) {
 			return false
 		}
