@@ -153,10 +153,9 @@ CLIP_API clip_status clip_backend_resolve(clip_backend backend, int device, clip
    clip_decode_options.apply_exif_orientation is set (CLIP's reference preprocessing ignores
    it). Progressive JPEGs with more than 500 scans are refused (corrupt) so a crafted file
    cannot keep the engine busy. Damage libjpeg only warns about is accepted when the end
-   marker is there (as Pillow accepts it) and every row was decoded: TurboJPEG reports a
-   fatal error that follows a warning as a warning, without writing the rows after it; such
-   an image is CLIP_ERR_IMAGE_CORRUPT ("decoding stopped before the last row"), as Pillow
-   refuses it (a warned image is decoded twice more to tell the two apart).
+   marker is there (as Pillow accepts it); note that TurboJPEG reports a fatal error that
+   follows a warning as a warning, and such an image is accepted with its undecoded rows
+   zero, exactly as clipd's Go decoder accepts it (a known gap of both).
 
    per_image[i] is one of
      CLIP_OK                   decoded and embedded; row i of out is its embedding

@@ -259,40 +259,6 @@ static void inverted_cmyk_to_rgb(uint8_t *dst, const uint8_t *src, size_t pixels
   }
 }
 
-/* all_rows_written checks a decode that TurboJPEG reported as a warning: when libjpeg fails
-   fatally after an earlier warning, TurboJPEG still reports a warning (its error code keeps
-   the first one, and its message may be an older image's), and the rows after the failure
-   are never written; Pillow refuses such an image ("broken data stream"). The image is
-   decoded again into dst filled with 0x00 and into a second buffer filled with 0xFF, each
-   from a fresh handle: a complete decode writes every byte, the same in both; a byte that
-   differs was never written. 1: complete (dst holds the 0x00 decode), 0: stopped early,
-   -1: out of memory. internal/pipeline/decode's allRowsWritten does the same. */
-static int all_rows_written(clip_jpeg_decoder *d, const uint8_t *data, size_t size, uint8_t *dst,
-                            int w, int h, int pf) {
-  const size_t n = (size_t)w * (size_t)h * (size_t)tjPixelSize[pf];
-  uint8_t *other = (uint8_t *)malloc(n);
-  if (!other) return -1;
-  memset(dst, 0x00, n);
-  memset(other, 0xFF, n);
-  uint8_t *bufs[2] = {dst, other};
-  int ok = 1;
-  for (int i = 0; i < 2 && ok; i++) {
-    reset(d);
-    if (!d->h) {
-      free(other);
-      return -1;
-    }
-    if (tjDecompress2(d->h, data, (unsigned long)size, bufs[i], w, w * tjPixelSize[pf], h, pf, TJFLAG_LIMITSCANS) != 0 &&
-        tjGetErrorCode(d->h) != TJERR_WARNING) {
-      reset(d);
-      ok = 0;
-    }
-  }
-  if (ok) ok = memcmp(dst, other, n) == 0;
-  free(other);
-  return ok;
-}
-
 clip_status clip_jpeg_decode(clip_jpeg_decoder *d, const uint8_t *data, size_t size,
                              const clip_decode_options *o, uint8_t **rgb, int *width,
                              int *height, char *msg, size_t msg_len) {
@@ -302,8 +268,10 @@ clip_status clip_jpeg_decode(clip_jpeg_decoder *d, const uint8_t *data, size_t s
   if (s != CLIP_OK) return s;
   const int cmyk = cs == TJCS_CMYK || cs == TJCS_YCCK;
   const size_t pixels = (size_t)w * (size_t)h;
-  /* Zeroed, so that nothing of earlier memory can reach an embedding (a warned decode is
-     checked for unwritten rows by all_rows_written). */
+  /* Zeroed: when libjpeg fails fatally after a warning, TurboJPEG reports a warning (its
+     error code keeps the earlier warning), the rows after the failure are never written, and
+     the image is accepted as the Go decoder accepts it; zeros there, as in the Go decoder's
+     freshly allocated buffers, keep the result deterministic. */
   uint8_t *out = (uint8_t *)calloc(pixels, 3);
   uint8_t *tmp = cmyk ? (uint8_t *)calloc(pixels, 4) : NULL;
   if (!out || (cmyk && !tmp)) {
@@ -324,21 +292,6 @@ clip_status clip_jpeg_decode(clip_jpeg_decoder *d, const uint8_t *data, size_t s
   if (r != 0) {
     tj_error_of(d, &te);
     if (!te.warning) reset(d);
-  }
-  if (r != 0 && te.warning && jpeg_error(&te, data, size, msg, msg_len) == CLIP_OK) {
-    const int written = all_rows_written(d, data, size, cmyk ? tmp : out, w, h, cmyk ? TJPF_CMYK : TJPF_RGB);
-    if (written < 0) {
-      free(out);
-      free(tmp);
-      snprintf(msg, msg_len, "out of memory decoding a %dx%d jpeg", w, h);
-      return CLIP_ERR_OUT_OF_MEMORY;
-    }
-    if (!written) {
-      free(out);
-      free(tmp);
-      snprintf(msg, msg_len, "corrupt jpeg: decoding stopped before the last row");
-      return CLIP_ERR_IMAGE_CORRUPT;
-    }
   }
   if (cmyk && (r == 0 || te.warning)) inverted_cmyk_to_rgb(out, tmp, pixels);
   free(tmp);

@@ -137,14 +137,6 @@ func (d *Decompressor) Close() error {
 // reset replaces the handle after a failure: libjpeg-turbo 2.1's tjDecompressHeader3 returns
 // from an error without aborting the decompressor, and the next call on that handle would
 // resume the old stream's marker parsing ("Unsupported marker type" on a good file).
-// Reset replaces the handle with a fresh one: nothing of an earlier decode (its state, its
-// warning flag and message) reaches the next.
-func (d *Decompressor) Reset() {
-	if d.h != nil {
-		d.reset()
-	}
-}
-
 func (d *Decompressor) reset() {
 	C.tjDestroy(d.h)
 	d.h = C.tjInitDecompress()

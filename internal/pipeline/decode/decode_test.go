@@ -4,10 +4,10 @@
 package decode
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
+	"github.com/clipd/clipd/internal/pipeline/item"
 	"hash/crc32"
 	"os"
 	"path/filepath"
@@ -16,9 +16,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/clipd/clipd/internal/cgo/turbojpeg"
-	"github.com/clipd/clipd/internal/pipeline/item"
 )
 
 func readFixture(t testing.TB, name string) []byte {
@@ -255,67 +252,4 @@ func TestStageCancel(t *testing.T) {
 			t.Fatal("output not closed after cancel and close(in)")
 		}
 	}
-}
-
-// damagedProgressive is progressive.jpg with every 53rd byte of its second half flipped
-// (XOR 0x5A), its end marker kept: libjpeg warns, then fails fatally ("Bogus marker length").
-func damagedProgressive(t testing.TB) []byte {
-	data := append([]byte(nil), readFixture(t, "progressive.jpg")...)
-	for i := len(data) / 2; i < len(data)-2; i += 53 {
-		data[i] ^= 0x5A
-	}
-	return data
-}
-
-// When libjpeg fails fatally after a warning, TurboJPEG reports a warning and writes none
-// of the rows after the failure. Pillow refuses such an image ("broken data stream when
-// reading image file"); clipd accepted it, with the rows that were never written holding
-// whatever the pooled buffer held before.
-func TestFatalAfterWarningIsCorrupt(t *testing.T) {
-	data := damagedProgressive(t)
-	for i := range 3 { // pooled buffers of earlier decodes come back: several rounds
-		im, err := Decode(data, Options{})
-		var de *Error
-		if !errors.As(err, &de) || de.Kind != ErrCorrupt || err.Error() != "corrupt jpeg: decoding stopped before the last row" {
-			t.Fatalf("round %d: %v (image %v); want corrupt jpeg: decoding stopped before the last row", i, err, im != nil)
-		}
-		// A full decode in between fills the pool with other pixels.
-		ok, err := Decode(readFixture(t, "progressive.jpg"), Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ok.Release()
-	}
-	// A warned image whose rows are all written stays accepted (corrupt-but-complete data,
-	// as Pillow accepts it): s420.jpg with its middle byte flipped decodes every row, with a
-	// warning of extraneous bytes before the end marker.
-	orig := readFixture(t, "s420.jpg")
-	junk := append([]byte(nil), orig...)
-	junk[len(junk)/2] ^= 0x5A
-	tj, err := turbojpeg.NewDecompressor()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tj.Close()
-	h, err := tj.Header(junk)
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = tj.Decompress(junk, make([]byte, h.Width*h.Height*3), h.Width, h.Width*3, h.Height, turbojpeg.PixelRGB, jpegFlags)
-	if !isWarning(err) {
-		t.Fatalf("a flipped byte in s420.jpg: %v; the test wants a warning", err)
-	}
-	im, err := Decode(junk, Options{})
-	if err != nil {
-		t.Fatalf("a flipped byte in s420.jpg: %v; want the image (a warning only)", err)
-	}
-	first := append([]byte(nil), im.RGB...)
-	im.Release()
-	// Its pixels are the decode's own, not a pooled buffer's: the same every time.
-	other, _ := Decode(readFixture(t, "progressive.jpg"), Options{})
-	other.Release()
-	if im, err = Decode(junk, Options{}); err != nil || !bytes.Equal(im.RGB, first) {
-		t.Fatalf("the warned image decoded again: %v, equal %v", err, err == nil && bytes.Equal(im.RGB, first))
-	}
-	im.Release()
 }

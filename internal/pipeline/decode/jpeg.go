@@ -45,20 +45,13 @@ func (d *Decoder) decodeJPEG(data []byte) (*Image, error) {
 	im.OrigWidth, im.OrigHeight = h.Width, h.Height
 	if !cmyk {
 		err = d.tj.Decompress(data, im.RGB, w, w*3, ht, turbojpeg.PixelRGB, jpegFlags)
-		if err != nil && jpegError(err, data) == nil && !d.allRowsWritten(data, im.RGB, w, ht, turbojpeg.PixelRGB) {
-			err = errStoppedEarly
-		}
 	} else {
 		// libjpeg cannot convert CMYK to RGB; decode the (YCCK -> ) CMYK samples and convert
 		// them as Pillow does.
 		tmp, class := getBuf(w * ht * 4)
-		cmykBuf := (*tmp)[:w*ht*4]
-		err = d.tj.Decompress(data, cmykBuf, w, w*4, ht, turbojpeg.PixelCMYK, jpegFlags)
-		if err != nil && jpegError(err, data) == nil && !d.allRowsWritten(data, cmykBuf, w, ht, turbojpeg.PixelCMYK) {
-			err = errStoppedEarly
-		}
+		err = d.tj.Decompress(data, (*tmp)[:w*ht*4], w, w*4, ht, turbojpeg.PixelCMYK, jpegFlags)
 		if err == nil || isWarning(err) {
-			invertedCMYKToRGB(im.RGB, cmykBuf)
+			invertedCMYKToRGB(im.RGB, (*tmp)[:w*ht*4])
 		}
 		putBuf(tmp, class)
 	}
@@ -92,40 +85,6 @@ func fastSize(w, h, minSide int) (int, int) {
 	return bw, bh
 }
 
-// errStoppedEarly is a decode that TurboJPEG reported as a warning but that stopped before
-// its last row (see allRowsWritten).
-var errStoppedEarly = &Error{Kind: ErrCorrupt, Format: "jpeg", Detail: "decoding stopped before the last row"}
-
-// allRowsWritten checks a decode that TurboJPEG reported as a warning. When libjpeg fails
-// fatally after an earlier warning, TurboJPEG still reports a warning (its error code keeps
-// the first one, and its message may be an older image's), and the rows after the failure
-// are never written; Pillow refuses such an image ("broken data stream"). The image is
-// decoded again into dst filled with 0x00 and into a second buffer filled with 0xFF: a
-// complete decode writes every byte, the same in both; a byte that differs was never
-// written. Only warned images pay for this (two more decodes); dst holds the 0x00 decode.
-// engine/src/jpeg.c does the same, so both decoders agree.
-func (d *Decoder) allRowsWritten(data, dst []byte, w, h int, pf turbojpeg.PixelFormat) bool {
-	n := w * h * pf.BytesPerPixel()
-	other, class := getBuf(n)
-	defer putBuf(other, class)
-	a, b := dst[:n], (*other)[:n]
-	fill(a, 0x00)
-	fill(b, 0xFF)
-	for _, buf := range [][]byte{a, b} {
-		d.tj.Reset() // each decode from a fresh handle, as the first one was
-		if err := d.tj.Decompress(data, buf, w, w*pf.BytesPerPixel(), h, pf, jpegFlags); err != nil && !isWarning(err) {
-			return false
-		}
-	}
-	return bytes.Equal(a, b)
-}
-
-func fill(b []byte, v byte) {
-	for i := range b {
-		b[i] = v
-	}
-}
-
 func isWarning(err error) bool {
 	var te *turbojpeg.Error
 	return errors.As(err, &te) && te.Warning
@@ -138,9 +97,6 @@ func isWarning(err error) bool {
 // damaged file that also lacks its end-of-image marker counts as truncated too.
 func jpegError(err error, data []byte) error {
 	var te *turbojpeg.Error
-	if de := (*Error)(nil); errors.As(err, &de) {
-		return de
-	}
 	if !errors.As(err, &te) {
 		return &Error{Kind: ErrCorrupt, Format: "jpeg", Detail: err.Error()}
 	}
