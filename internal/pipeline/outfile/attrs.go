@@ -25,6 +25,9 @@ type Attrs struct {
 	URLKind          string   // openimages inputs: original, thumbnail or mirror
 	Columns          []string // input columns saved with each row (datasets named by SavedName)
 	IgnoreOptOut     bool     // images whose server opted out (X-Robots-Tag noai, ...) were fetched anyway
+	// TextColumn is the input column whose text each row's text_embeddings holds the
+	// embedding of; "" when the file has no text embeddings.
+	TextColumn string
 }
 
 // Kind is the element kind of the embeddings Dtype names ("" is float32).
@@ -61,6 +64,9 @@ func writeAttrs(f *h5.File, a Attrs) error {
 			return err
 		}
 	}
+	if a.TextColumn != "" { // files without text embeddings keep the attributes they always had
+		return f.SetAttr("text_column", a.TextColumn)
+	}
 	return nil
 }
 
@@ -92,6 +98,8 @@ func ReadAttrs(f *h5.File) (Attrs, error) {
 			a.Shard = s
 		case "url_kind":
 			a.URLKind = s
+		case "text_column":
+			a.TextColumn = s
 		case "saved_columns":
 			if s != "" {
 				a.Columns = strings.Split(s, ",")

@@ -30,6 +30,7 @@ type RunKey struct {
 	Normalized       bool
 	Columns          string // the saved input columns, comma-separated
 	IgnoreOptOut     bool   `json:",omitempty"`
+	TextColumn       string `json:",omitempty"` // the input column whose text is embedded too; "" for none
 }
 
 // keyOf is the RunKey that attributes a record.
@@ -43,7 +44,7 @@ func keyOf(a outfile.Attrs) RunKey {
 	}
 	return RunKey{Input: a.Input, InputFingerprint: a.InputFingerprint, Shard: shard, Limit: a.Limit, URLKind: a.URLKind,
 		WeightsSHA256: a.WeightsSHA256, Preprocess: a.Preprocess, Dtype: a.Dtype, Normalized: a.Normalized,
-		Columns: strings.Join(a.Columns, ","), IgnoreOptOut: a.IgnoreOptOut}
+		Columns: strings.Join(a.Columns, ","), IgnoreOptOut: a.IgnoreOptOut, TextColumn: a.TextColumn}
 }
 
 // diffKeys says how key b differs from a, the earlier run's ("" when they are the same).
@@ -63,6 +64,9 @@ func diffKeys(a, b RunKey) string {
 		if name == "WeightsSHA256" {
 			d = append(d, fmt.Sprintf("the weights changed (sha256 %s, now %s)", orNone(x.(string)), orNone(y.(string))))
 			continue
+		}
+		if name == "TextColumn" {
+			name = "text column"
 		}
 		d = append(d, fmt.Sprintf("%s %v, now %v", strings.ToLower(name), orNone(fmt.Sprint(x)), orNone(fmt.Sprint(y))))
 	}
