@@ -23,10 +23,17 @@ type engines struct {
 	decodes bool  // JPEGs go to the engines' encoded call
 	backend engine.Backend
 	info    engine.ModelInfo
+	// texts are the engines' text towers (Config.TextColumn), one per engine, in list's
+	// order; nil when no text is embedded.
+	texts []batch.TextEmbedder
+	close []func() // closes what texts hold (tokenizers)
 }
 
 // Close closes every engine.
 func (es *engines) Close() {
+	for _, c := range es.close {
+		c()
+	}
 	for _, e := range es.list {
 		e.Close()
 	}
@@ -171,6 +178,12 @@ func (r *run) openEngines() (*engines, error) {
 				es.Close()
 				return nil, err
 			}
+		}
+	}
+	if cfg.TextColumn != "" {
+		if err := es.openTexts(wpath); err != nil {
+			es.Close()
+			return nil, err
 		}
 	}
 	es.info = es.list[0].Info()

@@ -142,6 +142,7 @@ func (r *run) run(ctx context.Context) (Summary, error) {
 		URLKind:          string(cfg.URLKind),
 		Columns:          cfg.SaveColumns,
 		IgnoreOptOut:     cfg.IgnoreOptOut,
+		TextColumn:       cfg.TextColumn,
 	}
 	created := missingDirs(r.dir) // what LockDir and sink.Open create, removed again if the weights prove broken
 	// One process writes a folder at a time: another would delete this one's temporaries and
@@ -229,6 +230,11 @@ func (r *run) run(ctx context.Context) (Summary, error) {
 	if rate := out.FailureRate(); cfg.WarnFailureRate > 0 && rate > cfg.WarnFailureRate {
 		out.Warning = fmt.Sprintf("%.0f%% of the rows failed (%s); see failed_reasons in %s", 100*rate, topReasons(out.FailureReasons, 3), final)
 	}
+	if t := out.Text; t != nil && t.Texts > 0 && t.Empty == t.Texts {
+		// A misspelt json field of tar shards cannot be refused at the start: say it here.
+		out.Warning = strings.TrimPrefix(out.Warning+"; ", "; ") + fmt.Sprintf(
+			"no row of this run had a text in column %q: every text embedding is the embedding of \"\"; check --text-column", cfg.TextColumn)
+	}
 	return out, nil
 }
 
@@ -275,6 +281,7 @@ func (r *run) openSource(ctx context.Context) (*source.Source, error) {
 		OpenImagesURL: r.cfg.URLKind,
 		CacheDir:      r.cfg.CacheDir,
 		Columns:       r.cfg.SaveColumns,
+		TextColumn:    r.cfg.TextColumn,
 		Budget:        r.bodies,
 	}
 	if r.cfg.Input == "-" && r.cfg.Stdin != nil {
@@ -403,7 +410,7 @@ func (r *run) pipeline(ctx context.Context, stop context.CancelFunc, es *engines
 	}
 	first, others := es.embedders()
 	r.batch = batch.Start(ctx, first, toBatch, batch.Options{BatchSize: p.BatchSize, Normalize: cfg.Normalize, Released: r.budget.Release,
-		Others: others, Fails: fails, Fallback: decodeOpt})
+		Others: others, Fails: fails, Fallback: decodeOpt, Texts: es.texts})
 	r.stagesUp.Store(true)
 
 	// Engine -> rows -> sink, here. An image whose embedding is not finite fails alone; but
@@ -447,7 +454,7 @@ func (r *run) pipeline(ctx context.Context, stop context.CancelFunc, es *engines
 				nonFinite(it)
 				continue
 			}
-			if err := w.Add(sink.Row{Item: it, Embedding: emb}); err != nil {
+			if err := w.Add(sink.Row{Item: it, Embedding: emb, TextEmbedding: b.TextRow(i)}); err != nil {
 				r.fail(stop, withKind(ErrOutput, err))
 				break
 			}
