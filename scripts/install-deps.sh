@@ -7,6 +7,7 @@ APT_PACKAGES=(
   build-essential cmake pkg-config
   libhdf5-dev hdf5-tools libturbojpeg0-dev libjpeg-turbo-progs libopenblas-dev
   python3-torch python3-numpy python3-pil python3-h5py python3-yaml
+  python3-regex  # tests/reference/tokenizer_ref.py: the pattern classes of CLIP's tokenizer
   clang libclang-rt-14-dev  # libFuzzer + ASan/UBSan for the C fuzz harnesses (make fuzz)
 )
 CUDA_PACKAGES=(nvidia-cuda-toolkit g++-11)

@@ -85,9 +85,12 @@ func adoptLocked(dir string, src *source) (*Manifest, error) {
 		if errors.Is(err, os.ErrNotExist) {
 			continue
 		}
-		var obj map[string]any
-		if err != nil || len(b) > maxExtraSize || json.Unmarshal(b, &obj) != nil {
-			return nil, newErr(ErrBadWeights, err, fmt.Sprintf("weights: %s was placed in the cache by hand but is not a readable JSON object of at most %d bytes; fix or remove it", filepath.Join(dir, name), maxExtraSize))
+		want := "readable"
+		if err == nil {
+			want = checkExtra(name, b)
+		}
+		if want != "" {
+			return nil, newErr(ErrBadWeights, err, fmt.Sprintf("weights: %s was placed in the cache by hand but is not %s; fix or remove it", filepath.Join(dir, name), want))
 		}
 		s := sha256.Sum256(b)
 		rec := FileRecord{File: name, Size: int64(len(b)), SHA256: hex.EncodeToString(s[:])}

@@ -57,13 +57,17 @@ type Manifest struct {
 	SHA256   string       `json:"sha256"`
 	Verified string       `json:"verified"` // what the sha256 was checked against: "hub", "flag" or "none"
 	Fetched  time.Time    `json:"fetched"`
-	Extras   []FileRecord `json:"extras,omitempty"` // config files fetched beside the weights
+	Extras   []FileRecord `json:"extras,omitempty"` // config and tokenizer files fetched beside the weights
+	// ExtrasChecked names the extra files the hub was asked for (absent ones included), so
+	// that a manifest from before the tokenizer files were fetched is told apart.
+	ExtrasChecked []string `json:"extras_checked,omitempty"`
 	// Adopted: placed in the cache by hand, not downloaded (adopt.go); URL is where fetch
 	// would have downloaded it from, and Fetched when it was adopted.
 	Adopted bool `json:"adopted,omitempty"`
 }
 
-// FileRecord is one extra file (config.json, open_clip_config.json) of a download.
+// FileRecord is one extra file (config.json, open_clip_config.json, vocab.json, merges.txt)
+// of a download.
 type FileRecord struct {
 	File   string `json:"file"`
 	URL    string `json:"url"`

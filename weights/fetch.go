@@ -23,10 +23,12 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"github.com/clipd/clipd/internal/filehash"
 )
@@ -369,7 +371,7 @@ func (f *fetcher) fetch(ctx context.Context, dir string) (*Result, error) {
 	if !f.o.Force {
 		rem.sha256 = want
 		if res, ok := f.cached(dir, final, rem); ok {
-			return res, nil
+			return f.completeExtras(ctx, dir, res)
 		}
 	}
 
@@ -399,9 +401,10 @@ func (f *fetcher) fetch(ctx context.Context, dir string) (*Result, error) {
 		m.Name = DefaultModel
 	}
 	if src.hub {
-		if m.Extras, err = f.fetchExtras(ctx, dir); err != nil {
+		if m.Extras, err = f.fetchExtras(ctx, dir, extraFiles); err != nil {
 			return nil, err
 		}
+		m.ExtrasChecked = extraFiles
 	}
 	if err := f.install(dir, part, final, m); err != nil {
 		return nil, err
@@ -959,17 +962,39 @@ func parseContentRange(s string) (start, end, complete int64, ok bool) {
 	return start, end, complete, true
 }
 
-// extraFiles are the config files fetched beside hub weights when the repository has them.
-var extraFiles = []string{"config.json", "open_clip_config.json"}
+// extraFiles are the files fetched beside hub weights when the repository has them: the
+// model's config files, and the text tokenizer's vocabulary (tokenizerFiles), which
+// libclipengine's clip_tokenizer_open reads from the weights' folder.
+var extraFiles = []string{"config.json", "open_clip_config.json", "vocab.json", "merges.txt"}
 
-// maxExtraSize bounds a config file.
+// tokenizerFiles are the extra files an older clipd did not fetch: a cached download
+// whose manifest does not say they were looked for gets them on the next fetch.
+var tokenizerFiles = []string{"vocab.json", "merges.txt"}
+
+// maxExtraSize bounds an extra file (CLIP's vocab.json is 0.9 MB, merges.txt 0.5 MB).
 const maxExtraSize = 4 << 20
 
-// fetchExtras downloads the repository's config files at the same revision (absent ones
-// are skipped, and a stale copy from another revision removed). Each must be a JSON object.
-func (f *fetcher) fetchExtras(ctx context.Context, dir string) ([]FileRecord, error) {
+// checkExtra says what is wrong with an extra file's bytes ("" when nothing): a .json file
+// must be a JSON object, merges.txt UTF-8 text, each at most maxExtraSize bytes.
+func checkExtra(name string, b []byte) string {
+	if strings.HasSuffix(name, ".json") {
+		var obj map[string]any
+		if len(b) > maxExtraSize || json.Unmarshal(b, &obj) != nil {
+			return fmt.Sprintf("a JSON object of at most %d bytes", maxExtraSize)
+		}
+		return ""
+	}
+	if len(b) > maxExtraSize || !utf8.Valid(b) {
+		return fmt.Sprintf("UTF-8 text of at most %d bytes", maxExtraSize)
+	}
+	return ""
+}
+
+// fetchExtras downloads the named extra files of the repository at the same revision
+// (absent ones are skipped, and a stale copy from another revision removed).
+func (f *fetcher) fetchExtras(ctx context.Context, dir string, names []string) ([]FileRecord, error) {
 	var recs []FileRecord
-	for _, name := range extraFiles {
+	for _, name := range names {
 		u := f.src.resolveURL(name)
 		var body []byte
 		var status int
@@ -1002,16 +1027,15 @@ func (f *fetcher) fetchExtras(ctx context.Context, dir string) ([]FileRecord, er
 		target := filepath.Join(dir, name)
 		if status != http.StatusOK {
 			if status != http.StatusNotFound {
-				f.log.Warn("skipping a config file", "url", u, "status", status)
+				f.log.Warn("skipping an extra file", "url", u, "status", status)
 			}
 			if err := os.Remove(target); err != nil && !errors.Is(err, os.ErrNotExist) {
 				return nil, newErr(ErrDisk, err, fmt.Sprintf("weights: cannot remove the stale %s: %v", target, err))
 			}
 			continue
 		}
-		var obj map[string]any
-		if len(body) > maxExtraSize || json.Unmarshal(body, &obj) != nil {
-			return nil, newErr(ErrBadWeights, nil, fmt.Sprintf("weights: %s is not a JSON object of at most %d bytes", u, maxExtraSize))
+		if want := checkExtra(name, body); want != "" {
+			return nil, newErr(ErrBadWeights, nil, fmt.Sprintf("weights: %s is not %s", u, want))
 		}
 		if err := writeFileAtomic(target, body); err != nil {
 			return nil, err
@@ -1020,6 +1044,41 @@ func (f *fetcher) fetchExtras(ctx context.Context, dir string) ([]FileRecord, er
 		recs = append(recs, FileRecord{File: name, URL: u, Size: int64(len(body)), SHA256: hex.EncodeToString(s[:])})
 	}
 	return recs, nil
+}
+
+// completeExtras gives cached hub weights the tokenizer files when their manifest does not
+// say they were looked for (a download by an older clipd, or weights placed by hand): the
+// ones not in the folder are fetched (a copy placed by hand is kept) and the manifest
+// records them and the look-up, so later fetches ask the hub nothing more.
+func (f *fetcher) completeExtras(ctx context.Context, dir string, res *Result) (*Result, error) {
+	m := res.Manifest
+	if !f.src.hub || slices.Contains(m.ExtrasChecked, tokenizerFiles[0]) {
+		return res, nil
+	}
+	var names []string
+	for _, name := range tokenizerFiles {
+		if _, err := os.Stat(filepath.Join(dir, name)); errors.Is(err, os.ErrNotExist) {
+			names = append(names, name)
+		}
+	}
+	recs, err := f.fetchExtras(ctx, dir, names)
+	if err != nil {
+		return nil, err
+	}
+	m.Extras = append(m.Extras, recs...)
+	for _, name := range extraFiles {
+		if !slices.Contains(m.ExtrasChecked, name) {
+			m.ExtrasChecked = append(m.ExtrasChecked, name)
+		}
+	}
+	mb, _ := json.MarshalIndent(m, "", "  ")
+	if err := writeFileAtomic(filepath.Join(dir, ManifestFile), append(mb, '\n')); err != nil {
+		return nil, err
+	}
+	if len(recs) > 0 {
+		f.log.Info("fetched the tokenizer files the cached weights lacked", "dir", dir, "files", len(recs))
+	}
+	return res, syncDir(dir)
 }
 
 // install records the sha256 and the manifest, then renames the verified part file into

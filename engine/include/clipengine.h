@@ -228,6 +228,70 @@ CLIP_API clip_status clip_engine_decode_stats(const clip_engine *e, clip_decode_
    CLIP_ERR_INVALID_ARGUMENT for a NULL out or a negative max_batch. */
 CLIP_API clip_status clip_decode_device_bytes(int max_batch, int64_t *out);
 
+/* ---- the text tokenizer ---- */
+
+/* CLIP's byte-level BPE tokenizer: text -> the context_length (77) ids the text tower reads.
+
+   What it computes, exactly (tests/reference/tokenizer_ref.py is the same algorithm in
+   Python, and the tests compare the two id for id): OpenAI's SimpleTokenizer.encode
+   (clip/simple_tokenizer.py) with ftfy.fix_text replaced by unicodedata.normalize("NFC"):
+     NFC; html.unescape twice; str.strip(); regex \s+ -> " "; str.strip(); str.lower();
+     regex.findall of <\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|
+       [\p{N}]|[^\s\p{L}\p{N}]+ (IGNORECASE); each piece's UTF-8 bytes through
+       bytes_to_unicode, "</w>" on the last symbol, merged by merges.txt rank; a piece that is
+       exactly <|startoftext|> or <|endoftext|> is that token;
+     then clip.tokenize(truncate=True): [start] + ids + [end], cut so the end token stays
+     last, zero-padded.
+   Character classes and case are Python's for every code point: str.lower (full mappings,
+   U+0130 -> "i\u0307", the final sigma), str.isspace, NFC from Python 3.11's unicodedata
+   (Unicode 14.0); \p{L}, \p{N}, \s from the `regex` module 2022.10.31 (Unicode 15.0); the
+   HTML5 entities and numeric-reference rules of Python 3.11's html module.
+
+   Where this differs from the tokenizers people run (all agree on text that ftfy leaves
+   alone apart from NFC and that has no HTML entity, which covers ordinary captions):
+   - OpenAI's SimpleTokenizer with ftfy: ftfy.fix_text also uncurls quotes (U+2018/U+2019
+     -> ', so "don\u2019t" gives 't here too there but not here), replaces Latin ligatures and
+     full-width characters (U+FF01.. -> ASCII, U+3000 -> space), repairs mojibake, removes
+     control and terminal-escape characters, and unescapes HTML entities once more when the
+     text has no '<' (so &amp;amp;amp; differs). None of these are done here.
+   - Hugging Face CLIPTokenizer (slow) with ftfy: no html.unescape at all (only ftfy's);
+     text that is exactly a special token may be split out before the pattern runs.
+     Without ftfy it uses BasicTokenizer instead: control characters dropped, spaces put
+     around CJK ideographs (which changes the BPE of mixed CJK/Latin runs), NFC, lower-case,
+     no HTML unescaping. It maps a token missing from vocab.json to <|endoftext|>; here
+     clip_tokenizer_create refuses such files instead.
+   - Hugging Face CLIPTokenizerFast (tokenizers): NFC, \s+ -> " ", lower-case, then the same
+     pattern; no HTML unescaping, no ftfy.
+   - merges.txt: the first line is skipped only when it starts with "#version" (Hugging
+     Face always skips it); every pair line is used (OpenAI and Hugging Face take 48,894),
+     which is the whole file for CLIP's vocabulary.
+   - Python raises for a numeric reference of more than 4,300 digits; here it is U+FFFD. */
+typedef struct clip_tokenizer clip_tokenizer; /* opaque; immutable after create, usable from many threads */
+
+/* vocab_json: the path of a Hugging Face vocab.json (token -> id); merges_txt: the path of its
+   merges.txt ("#version" first line optional). The special tokens are <|startoftext|> and
+   <|endoftext|> from the vocabulary. Errors (message in err, may be NULL):
+   CLIP_ERR_INVALID_ARGUMENT, CLIP_ERR_IO (a file cannot be read), CLIP_ERR_BAD_WEIGHTS (not
+   a CLIP byte-level BPE vocabulary: no special tokens, a byte token missing, a merge whose
+   result the vocabulary lacks), CLIP_ERR_OUT_OF_MEMORY. */
+CLIP_API clip_status clip_tokenizer_create(const char *vocab_json, const char *merges_txt,
+                                           clip_tokenizer **out, char *err, size_t err_len);
+/* Finds the vocabulary beside weights: a folder (or the folder of a .safetensors file)
+   holding vocab.json + merges.txt (what `clipd weights fetch` downloads); CLIP_ERR_IO saying
+   which file is missing where. Otherwise as clip_tokenizer_create. */
+CLIP_API clip_status clip_tokenizer_open(const char *weights_path, clip_tokenizer **out,
+                                         char *err, size_t err_len);
+CLIP_API void clip_tokenizer_destroy(clip_tokenizer *t); /* NULL is fine */
+/* UTF-8 text (len bytes; may hold NULs) -> ids[context_length]: start token, BPE ids
+   (truncated so that the end token still fits), end token, zeros. *n_tokens (may be NULL)
+   gets the BPE token count before truncation (so callers can say a text was cut: it was
+   when *n_tokens > context_length - 2). Errors: CLIP_ERR_INVALID_ARGUMENT (NULL t or ids,
+   NULL text with len > 0, context_length < 2, text that is not valid UTF-8: overlong forms,
+   surrogates and code points past U+10FFFF included), CLIP_ERR_OUT_OF_MEMORY; ids are then
+   not written. Cost: linear in the text apart from BPE, n log n in a piece's length. */
+CLIP_API clip_status clip_tokenize(const clip_tokenizer *t, const char *text, size_t len,
+                                   int32_t *ids, int context_length, int *n_tokens);
+
 #ifdef __cplusplus
 }
 #endif
