@@ -1,4 +1,5 @@
-/* attention.cu: fused attention, one block per (image, head). K and V of the head are loaded
+/* attention.cu: fused attention, one block per (sequence, head), optionally causal (the text
+   tower). K and V of the head are loaded
    once into shared memory as fp32 rows padded to D+4 floats (16-byte aligned rows whose
    starting banks differ between neighbouring keys, so a quarter-warp's float4 loads do not
    conflict). Each warp takes query rows in turn: lane j scores key j (+32, +64...), the warp
@@ -28,7 +29,7 @@ size_t clip_attention_smem_bytes(int tokens, int head_dim) {
 template <typename T>
 __global__ void __launch_bounds__(CLIP_ATTN_THREADS)
 attention_kernel(const T *__restrict__ qkv, T *__restrict__ out, int tokens, int width, int heads,
-                 int hd, float scale) {
+                 int hd, float scale, int causal) {
   extern __shared__ float4 smem4[]; /* float4 for 16-byte alignment */
   float *sm = reinterpret_cast<float *>(smem4);
   const int ks = hd + 4;
@@ -57,9 +58,12 @@ attention_kernel(const T *__restrict__ qkv, T *__restrict__ out, int tokens, int
     const T *qr = base + (size_t)t * ld;
     for (int d = lane; d < hd; d += 32) q[d] = clip_to_f(qr[d]) * scale;
     __syncwarp();
+    /* Causal (the text tower): query t sees keys 0..t; the masked scores are -inf in CLIP,
+       whose exp is 0, so they are simply left out. */
+    const int keys = causal ? t + 1 : tokens;
 
     float mx = -INFINITY;
-    for (int j = lane; j < tokens; j += 32) {
+    for (int j = lane; j < keys; j += 32) {
       const float4 *kr = reinterpret_cast<const float4 *>(Ks + j * ks);
       const float4 *q4 = reinterpret_cast<const float4 *>(q);
       float s = 0.f;
@@ -72,7 +76,7 @@ attention_kernel(const T *__restrict__ qkv, T *__restrict__ out, int tokens, int
     }
     mx = warp_max_f(mx);
     float sum = 0.f;
-    for (int j = lane; j < tokens; j += 32) {
+    for (int j = lane; j < keys; j += 32) {
       const float ev = __expf(p[j] - mx);
       p[j] = ev;
       sum += ev;
@@ -83,7 +87,7 @@ attention_kernel(const T *__restrict__ qkv, T *__restrict__ out, int tokens, int
     T *orow = out + (row0 + t) * (size_t)width + (size_t)h * hd;
     for (int d = 2 * lane; d < hd; d += 64) {
       float a0 = 0.f, a1 = 0.f;
-      for (int j = 0; j < tokens; j++) {
+      for (int j = 0; j < keys; j++) {
         const float2 vv = *reinterpret_cast<const float2 *>(Vs + j * ks + d);
         const float pj = p[j];
         a0 += pj * vv.x;
@@ -116,7 +120,7 @@ static const size_t attn_tc_smem =
 template <typename T>
 __global__ void __launch_bounds__(ATTN_TC_THREADS)
 attention_tc_kernel(const T *__restrict__ qkv, T *__restrict__ out, int tokens, int width,
-                    int heads, float scale) {
+                    int heads, float scale, int causal) {
 #if __CUDA_ARCH__ >= 800
   using namespace nvcuda;
   extern __shared__ float4 smem4[];
@@ -161,14 +165,16 @@ attention_tc_kernel(const T *__restrict__ qkv, T *__restrict__ out, int tokens, 
   }
   __syncwarp();
 
-  /* softmax over keys < T, row by row; lane holds keys lane and lane + 32 */
+  /* softmax over keys < T (causal: keys <= r), row by row; lane holds keys lane and
+     lane + 32. Every row keeps key 0, so mx is finite. */
   for (int r = r0; r < r0 + 16; r++) {
     const float *srow = Ss + r * ATTN_TC_LDF;
-    const float a0 = lane < tokens ? srow[lane] * scale : -INFINITY;
-    const float a1 = lane + 32 < tokens ? srow[lane + 32] * scale : -INFINITY;
+    const int keys = causal && r + 1 < tokens ? r + 1 : tokens;
+    const float a0 = lane < keys ? srow[lane] * scale : -INFINITY;
+    const float a1 = lane + 32 < keys ? srow[lane + 32] * scale : -INFINITY;
     const float mx = warp_max_f(fmaxf(a0, a1));
-    const float e0 = lane < tokens ? __expf(a0 - mx) : 0.f;
-    const float e1 = lane + 32 < tokens ? __expf(a1 - mx) : 0.f;
+    const float e0 = lane < keys ? __expf(a0 - mx) : 0.f;
+    const float e1 = lane + 32 < keys ? __expf(a1 - mx) : 0.f;
     const float inv = 1.f / warp_sum_f(e0 + e1);
     T *prow = Qs + r * ATTN_TC_LDH;
     prow[lane] = clip_from_f<T>(e0 * inv);
@@ -227,7 +233,7 @@ cudaError_t clip_attention_prepare(clip_dtype dt, size_t smem_bytes) {
 }
 
 cudaError_t clip_attention_tc_launch(const void *qkv, void *out, clip_dtype dt, int n, int tokens,
-                                     int width, int heads, cudaStream_t stream) {
+                                     int width, int heads, int causal, cudaStream_t stream) {
   if (n <= 0) return cudaSuccess;
   if (dt == CLIP_DT_F32 || heads <= 0 || width % heads != 0 || width / heads != ATTN_TC_D ||
       tokens <= 0 || tokens > ATTN_TC_T || width % 8 != 0)
@@ -235,15 +241,15 @@ cudaError_t clip_attention_tc_launch(const void *qkv, void *out, clip_dtype dt, 
   const float scale = 1.0f / sqrtf((float)ATTN_TC_D);
   if (dt == CLIP_DT_F16)
     attention_tc_kernel<__half><<<(unsigned)(n * heads), ATTN_TC_THREADS, attn_tc_smem, stream>>>(
-        (const __half *)qkv, (__half *)out, tokens, width, heads, scale);
+        (const __half *)qkv, (__half *)out, tokens, width, heads, scale, causal);
   else
     attention_tc_kernel<__nv_bfloat16><<<(unsigned)(n * heads), ATTN_TC_THREADS, attn_tc_smem, stream>>>(
-        (const __nv_bfloat16 *)qkv, (__nv_bfloat16 *)out, tokens, width, heads, scale);
+        (const __nv_bfloat16 *)qkv, (__nv_bfloat16 *)out, tokens, width, heads, scale, causal);
   return cudaGetLastError();
 }
 
 cudaError_t clip_attention_simt_launch(const void *qkv, void *out, clip_dtype dt, int n, int tokens,
-                                       int width, int heads, cudaStream_t stream) {
+                                       int width, int heads, int causal, cudaStream_t stream) {
   if (n <= 0) return cudaSuccess;
   const int hd = width / heads;
   if (hd % 4 != 0 || hd * heads != width) return cudaErrorInvalidValue;
@@ -251,13 +257,13 @@ cudaError_t clip_attention_simt_launch(const void *qkv, void *out, clip_dtype dt
   const float scale = 1.0f / sqrtf((float)hd);
   CLIP_DISPATCH_DTYPE(dt, attention_kernel<T><<<(unsigned)(n * heads), CLIP_ATTN_THREADS, smem,
                                                  stream>>>((const T *)qkv, (T *)out, tokens, width,
-                                                           heads, hd, scale));
+                                                           heads, hd, scale, causal));
   return cudaGetLastError();
 }
 
 cudaError_t clip_attention_launch(const void *qkv, void *out, clip_dtype dt, int n, int tokens,
-                                  int width, int heads, cudaStream_t stream) {
+                                  int width, int heads, int causal, cudaStream_t stream) {
   if (attention_tc_ok(dt, tokens, width, heads))
-    return clip_attention_tc_launch(qkv, out, dt, n, tokens, width, heads, stream);
-  return clip_attention_simt_launch(qkv, out, dt, n, tokens, width, heads, stream);
+    return clip_attention_tc_launch(qkv, out, dt, n, tokens, width, heads, causal, stream);
+  return clip_attention_simt_launch(qkv, out, dt, n, tokens, width, heads, causal, stream);
 }

@@ -12,6 +12,7 @@
      debug.cu        CLIP_CUDA_PROFILE timing and the clipengine_cuda.h entry points
      decode.cu       JPEG bytes in: nvJPEG decode into a device arena (hardware engines
                      where present), the device resize from there, CPU fallbacks
+     text_tower.cu   the text tower (clip_engine_embed_tokens): the same ops, causal attention
 
    Streams: uploads run on `copy`, kernels on `compute`. Calls are synchronous (the API
    returns embeddings), so there is no overlap between calls. An engine is used by one
@@ -33,6 +34,7 @@
 #include "memory.cuh"
 #include "patch_embed.cuh"
 #include "staging.cuh"
+#include "text_tower.cuh"
 
 clip_status clip_cuda_fail(clip_engine *e, cudaError_t err, const char *what, const char *file,
                            int line) {
@@ -83,7 +85,7 @@ clip_status clip_cuda_forward_ops(clip_engine *e, cuda_state *st, int n, int sta
     clip_prof_mark(st, P_QKV);
     ST_TRY(clip_gemm(e, g, dt, st->ln, W, L->qkv_w, L->qkv_b, st->qkv, 3 * W, rows, 3 * W, W, cs));
     clip_prof_mark(st, P_ATTENTION);
-    CU_TRY(e, clip_attention_launch(st->qkv, st->att, dt, n, T, W, c->heads, cs));
+    CU_TRY(e, clip_attention_launch(st->qkv, st->att, dt, n, T, W, c->heads, 0, cs));
     clip_prof_mark(st, P_OUT);
     ST_TRY(clip_gemm(e, g, dt, st->att, W, L->out_w, L->out_b, st->tmp, W, rows, W, W, cs));
     clip_prof_mark(st, P_LAYERNORM);
@@ -178,6 +180,7 @@ static void cuda_destroy(clip_engine *e) {
   if (st->compute) cudaStreamSynchronize(st->compute);
   if (st->copy) cudaStreamSynchronize(st->copy);
   clip_jpeg_destroy(st);
+  clip_cuda_text_destroy(st);
   clip_graphs_clear(st);
   if (st->gemm_ready) clip_gemm_destroy(&st->gemm);
   for (int i = 0; i < 2; i++) {
@@ -202,7 +205,7 @@ static void cuda_destroy(clip_engine *e) {
 }
 
 static const clip_backend_impl cuda_impl = {cuda_embed_pixels, cuda_embed_images, cuda_destroy,
-                                            cuda_embed_encoded};
+                                            cuda_embed_encoded, clip_cuda_embed_tokens};
 
 cuda_state *clip_cuda_engine_state(clip_engine *e) {
   return e && e->impl == &cuda_impl ? state_of(e) : NULL;

@@ -1,8 +1,9 @@
 /* backend.cuh: the CUDA backend's per-engine state and error macros, shared by the host-side
    files of cuda/: backend.cu (the orchestrator: create, the forward, embed, destroy),
    memory.cu (device arenas, weights upload), staging.cu (pinned staging, packing, uploads),
-   graphs.cu (CUDA graphs of the forward), thread_pool.cu (host workers) and debug.cu
-   (profiling and the clipengine_cuda.h entry points). Private to cuda/. */
+   graphs.cu (CUDA graphs of the forward), thread_pool.cu (host workers), debug.cu
+   (profiling and the clipengine_cuda.h entry points) and text_tower.cu (the text tower's
+   forward). Private to cuda/. */
 #ifndef CLIP_CUDA_BACKEND_CUH
 #define CLIP_CUDA_BACKEND_CUH
 
@@ -52,6 +53,25 @@ typedef struct dev_layer {
   void *fc1_w, *fc1_b;                  /* (M, W), (M) */
   void *fc2_w, *fc2_b;                  /* (W, M), (W) */
 } dev_layer;
+
+/* The text tower on the device (text_tower.cu), made at the engine's first
+   clip_engine_embed_tokens so that image-only engines spend no device memory on it. */
+typedef struct text_state {
+  void *wmem; /* weights arena */
+  size_t wbytes;
+  float *tok, *pos;       /* (V, W), (C, W) fp32 */
+  float *lnf_w, *lnf_b;   /* (W) fp32 */
+  float *proj;            /* (E, W) fp32 */
+  dev_layer *layer;       /* [layers] (host array of device pointers) */
+  void *amem; /* activations arena, sized for max_batch sequences */
+  size_t abytes;
+  int32_t *ids;           /* (mb*C) token ids */
+  int32_t *eot;           /* (mb) end-token positions */
+  float *x;               /* (mb*C, W) residual stream, fp32 */
+  void *ln, *qkv, *att, *tmp, *h; /* (mb*C, W), (mb*C, 3W), (mb*C, W), (mb*C, W), (mb*C, M) dtype */
+  float *sel;             /* (mb, W) the end-token rows, then ln_final of them */
+  float *emb;             /* (mb, E) */
+} text_state;
 
 typedef struct staging_slot {
   uint8_t *host; /* pinned */
@@ -120,6 +140,8 @@ typedef struct cuda_state {
   graph_entry graph[GRAPH_CACHE];
   unsigned long graph_clock;
   long graph_launches, graph_captures;
+
+  text_state *text;           /* the text tower (text_tower.cu); NULL until first used */
 
   struct clip_jpeg_dev *jpeg; /* nvJPEG decoding (decode.cu); NULL: JPEGs decode on the CPU */
   int jpeg_mode;              /* CLIP_JPEG_* (decode.cuh) */

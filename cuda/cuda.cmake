@@ -25,8 +25,9 @@ if(NOT CLIP_CUDA STREQUAL "OFF")
     # The ops (one kernel family each), then the host side by concern under backend.cu.
     set(CLIP_CUDA_SOURCES
       attention.cu convert.cu gelu.cu gemm.cu layernorm.cu patch_embed.cu resize.cu
-      resize_plan.cu
-      backend.cu debug.cu decode.cu device.cu graphs.cu memory.cu staging.cu thread_pool.cu)
+      resize_plan.cu text_embed.cu
+      backend.cu debug.cu decode.cu device.cu graphs.cu memory.cu staging.cu text_tower.cu
+      thread_pool.cu)
     list(TRANSFORM CLIP_CUDA_SOURCES PREPEND ${CMAKE_SOURCE_DIR}/cuda/)
     message(STATUS "clipengine: CUDA backend ON (${CMAKE_CUDA_COMPILER_VERSION}, archs ${CMAKE_CUDA_ARCHITECTURES})")
     target_sources(clipengine PRIVATE ${CLIP_CUDA_SOURCES})

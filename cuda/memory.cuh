@@ -18,4 +18,12 @@ void clip_layout_activations(cuda_state *st, const clip_config *c, int mb, clip_
 /* e->w (host fp32) -> the weights arena in st->dt, and the normalization table; synchronous. */
 clip_status clip_upload_weights(clip_engine *e, cuda_state *st);
 
+/* The text tower's arenas (ts->layer must hold c->layers entries), as the vision tower's. */
+void clip_layout_text_weights(cuda_state *st, text_state *ts, const clip_text_config *c,
+                              clip_arena *a);
+void clip_layout_text_activations(cuda_state *st, text_state *ts, const clip_text_config *c,
+                                  int mb, clip_arena *a);
+/* e->w.text (host fp32) -> ts's weights arena in st->dt; synchronous. */
+clip_status clip_upload_text_weights(clip_engine *e, cuda_state *st, text_state *ts);
+
 #endif /* CLIP_CUDA_MEMORY_CUH */

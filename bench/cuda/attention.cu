@@ -158,9 +158,9 @@ static void run_variant(int v, const __half *dq, __half *dout, int n, int T, int
     attention_naive<<<(total + 127) / 128, 128>>>(dq, dout, n, T, W, H);
     LAB_CHECK(cudaGetLastError());
   } else if (v == 1) {
-    LAB_CHECK(clip_attention_simt_launch(dq, dout, CLIP_DT_F16, n, T, W, H, 0));
+    LAB_CHECK(clip_attention_simt_launch(dq, dout, CLIP_DT_F16, n, T, W, H, 0, 0));
   } else if (v == 3) {
-    LAB_CHECK(clip_attention_tc_launch(dq, dout, CLIP_DT_F16, n, T, W, H, 0));
+    LAB_CHECK(clip_attention_tc_launch(dq, dout, CLIP_DT_F16, n, T, W, H, 0, 0));
   } else {
     const size_t smem = qb_smem(T, W / H);
     if (smem > 48 * 1024)

@@ -502,5 +502,73 @@ func PreprocessU8(im Image, size int) ([]byte, error) {
 	return out, nil
 }
 
+// TextInfo is clip_text_info: the shape of the text tower (CLIP's encode_text).
+type TextInfo struct {
+	ContextLength, VocabSize, Width, Layers, Heads, EmbedDim int
+	QuickGELU                                                bool
+}
+
+func textInfo(ci *C.clip_text_info) TextInfo {
+	return TextInfo{
+		ContextLength: int(ci.context_length), VocabSize: int(ci.vocab_size), Width: int(ci.width),
+		Layers: int(ci.layers), Heads: int(ci.heads), EmbedDim: int(ci.embed_dim),
+		QuickGELU: ci.quick_gelu != 0,
+	}
+}
+
+// ProbeText reads the text tower's config of a weights file without creating an engine, as
+// Probe does for the vision tower. A file without a text tower (or with one the library
+// cannot run) is an ErrUnsupported error saying why.
+func ProbeText(weightsPath string) (TextInfo, error) {
+	cpath := C.CString(weightsPath)
+	defer C.free(unsafe.Pointer(cpath))
+	var errbuf [1024]C.char
+	var ci C.clip_text_info
+	if s := C.clip_weights_probe_text(cpath, &ci, &errbuf[0], C.size_t(len(errbuf))); s != C.CLIP_OK {
+		return TextInfo{}, newError(s, "probe text tower", C.GoString(&errbuf[0]))
+	}
+	return textInfo(&ci), nil
+}
+
+// TextInfo returns the text tower's shape, or an ErrUnsupported error saying why the weights
+// have none (a vision-only file).
+func (e *Engine) TextInfo() (TextInfo, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.h == nil {
+		return TextInfo{}, ErrClosed
+	}
+	var ci C.clip_text_info
+	if s := C.clip_engine_text_info(e.h, &ci); s != C.CLIP_OK {
+		return TextInfo{}, e.lastError(s, "text info")
+	}
+	return textInfo(&ci), nil
+}
+
+// EmbedTokens embeds n token sequences into out (n*EmbedDim), NOT L2-normalized (CLIP's
+// encode_text). tokens holds n*ContextLength ids, each sequence as clip_tokenize lays it out
+// (start token, BPE ids, end token, zeros); the state is taken at each sequence's largest id
+// (the end token). An id outside [0, VocabSize) is an ErrInvalidArgument naming the sequence
+// and position; weights without a text tower give ErrUnsupported.
+func (e *Engine) EmbedTokens(tokens []int32, n int, out []float32) error {
+	ti, err := e.TextInfo()
+	if err != nil {
+		return err
+	}
+	if n < 0 || len(tokens) < n*ti.ContextLength || len(out) < n*ti.EmbedDim {
+		return &Error{Status: StatusInvalidArgument, Op: "embed tokens", Msg: fmt.Sprintf("n=%d with %d ids (want %d per sequence) and %d outputs (want %d per sequence)", n, len(tokens), ti.ContextLength, len(out), ti.EmbedDim)}
+	}
+	if n == 0 {
+		return nil
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.h == nil {
+		return ErrClosed
+	}
+	s := C.clip_engine_embed_tokens(e.h, (*C.int32_t)(unsafe.Pointer(&tokens[0])), C.int(n), (*C.float)(unsafe.Pointer(&out[0])))
+	return e.lastError(s, "embed tokens")
+}
+
 // Version is clip_version().
 func Version() string { return C.GoString(C.clip_version()) }

@@ -22,8 +22,9 @@ import (
 
 const goldenRoot = "../../testdata/golden"
 
-// readNPY reads a little-endian float32 .npy file (C order) written by numpy.
-func readNPY(t *testing.T, path string) ([]float32, []int) {
+// npyPayload reads a little-endian .npy file (C order) written by numpy whose dtype is descr
+// ("<f4", "<i4"): its data bytes and shape.
+func npyPayload(t *testing.T, path, descr string) ([]byte, []int) {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -39,8 +40,8 @@ func readNPY(t *testing.T, path string) ([]float32, []int) {
 		hlen, off = int(binary.LittleEndian.Uint32(b[8:12])), 12
 	}
 	header := string(b[off : off+hlen])
-	if !strings.Contains(header, "'descr': '<f4'") || strings.Contains(header, "'fortran_order': True") {
-		t.Fatalf("%s: want little-endian float32 C order, header %s", path, header)
+	if !strings.Contains(header, "'descr': '"+descr+"'") || strings.Contains(header, "'fortran_order': True") {
+		t.Fatalf("%s: want %s C order, header %s", path, descr, header)
 	}
 	m := regexp.MustCompile(`'shape': \(([^)]*)\)`).FindStringSubmatch(header)
 	var shape []int
@@ -53,9 +54,30 @@ func readNPY(t *testing.T, path string) ([]float32, []int) {
 		}
 	}
 	data := b[off+hlen:]
-	out := make([]float32, count)
+	if len(data) < 4*count {
+		t.Fatalf("%s: %d data bytes for shape %v", path, len(data), shape)
+	}
+	return data[:4*count], shape
+}
+
+// readNPY reads a little-endian float32 .npy file (C order) written by numpy.
+func readNPY(t *testing.T, path string) ([]float32, []int) {
+	t.Helper()
+	data, shape := npyPayload(t, path, "<f4")
+	out := make([]float32, len(data)/4)
 	for i := range out {
 		out[i] = math.Float32frombits(binary.LittleEndian.Uint32(data[4*i:]))
+	}
+	return out, shape
+}
+
+// readNPYInt32 reads a little-endian int32 .npy file (C order) written by numpy.
+func readNPYInt32(t *testing.T, path string) ([]int32, []int) {
+	t.Helper()
+	data, shape := npyPayload(t, path, "<i4")
+	out := make([]int32, len(data)/4)
+	for i := range out {
+		out[i] = int32(binary.LittleEndian.Uint32(data[4*i:]))
 	}
 	return out, shape
 }

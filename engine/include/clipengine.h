@@ -292,6 +292,41 @@ CLIP_API void clip_tokenizer_destroy(clip_tokenizer *t); /* NULL is fine */
 CLIP_API clip_status clip_tokenize(const clip_tokenizer *t, const char *text, size_t len,
                                    int32_t *ids, int context_length, int *n_tokens);
 
+/* ---- text tower (CLIP's encode_text) ---- */
+
+/* The text tower's shape. Every CLIP checkpoint carries one: OpenAI/open_clip names
+   (token_embedding.weight, positional_embedding, transformer.resblocks.N.*, ln_final,
+   text_projection beside visual.*) or Hugging Face names (text_model.*, text_projection.weight).
+   Its config comes from the shapes plus the same config file as the vision tower's (Hugging Face
+   config.json text_config; open_clip_config.json model_cfg.text_cfg and quick_gelu); without
+   one, heads = width/64 and QuickGELU. */
+typedef struct clip_text_info {
+  int context_length, vocab_size, width, layers, heads, embed_dim;
+  int quick_gelu; /* 1: x*sigmoid(1.702x) (OpenAI); 0: exact erf GELU */
+} clip_text_info;
+
+/* The text tower of e's weights. CLIP_ERR_UNSUPPORTED when the weights have no text tower (a
+   vision-only file) or one this library cannot run (the reason in clip_engine_last_error);
+   CLIP_ERR_INVALID_ARGUMENT for NULL arguments. */
+CLIP_API clip_status clip_engine_text_info(const clip_engine *e, clip_text_info *out);
+
+/* n token sequences, each context_length int32 ids (start token, BPE ids, end token, then 0s,
+   as clip_tokenize writes them) -> out[n * embed_dim] float32, NOT L2-normalized (same as
+   model.encode_text): token + positional embedding, the pre-LN blocks under a causal mask,
+   ln_final, and the state at each sequence's end token, which is taken to be the position of
+   its largest id (the first, if it repeats; OpenAI's text.argmax(-1)), @ text_projection.
+   n <= max_batch. An id outside [0, vocab_size) is CLIP_ERR_INVALID_ARGUMENT (naming the
+   sequence and position); weights without a text tower give CLIP_ERR_UNSUPPORTED. Rows that
+   overflow hold NaN/Inf, as in clip_engine_embed_images. One thread at a time per engine. */
+CLIP_API clip_status clip_engine_embed_tokens(clip_engine *e, const int32_t *tokens, int n,
+                                              float *out);
+
+/* The text tower's config of a weights file without building an engine, as clip_weights_probe
+   (the same files, checks and messages: a file that probes CLIP_OK loads). CLIP_ERR_UNSUPPORTED
+   with the reason in err when the file has no text tower this library can run. */
+CLIP_API clip_status clip_weights_probe_text(const char *weights_path, clip_text_info *out,
+                                             char *err, size_t err_len);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,7 +1,9 @@
-/* cpu_backend.c: the CPU forward pass of CLIP's vision tower in fp32 over the canonical
-   weights (e->w). Every linear layer is one GEMM over all tokens of the batch (gemm.c:
-   OpenBLAS or the C kernel); LayerNorm, attention and GELU are plain C loops split over
-   OpenMP threads. All scratch is allocated once at init, sized for e->max_batch. */
+/* cpu_backend.c: the CPU forward passes of CLIP's vision tower and text tower in fp32 over
+   the canonical weights (e->w). Both towers run the same pre-LN residual block (the text
+   tower's attention is causal). Every linear layer is one GEMM over all tokens of the batch
+   (gemm.c: OpenBLAS or the C kernel); LayerNorm, attention and GELU are plain C loops split
+   over OpenMP threads. All scratch is allocated once at init, sized for e->max_batch of the
+   larger tower. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,13 +24,14 @@ static int thread_id(void) { return omp_get_thread_num(); }
 static int thread_id(void) { return 0; }
 #endif
 
+/* Sized for the larger of the two towers (text: T = context length, W/M its widths). */
 typedef struct cpu_state {
-  int cap;       /* images the buffers hold (max_batch) */
+  int cap;       /* images (or token sequences) the buffers hold (max_batch) */
   float *x;      /* (cap*T, W) residual stream */
   float *h;      /* (cap*T, W) LayerNorm output / attention output / patch embeddings */
   float *big;    /* max of (cap*T, 3W) qkv, (cap*T, M) MLP hidden, (cap*g*g, 3*P*P) im2col */
   float *scores; /* (threads, T, T) one attention score matrix per thread */
-  float *cls;    /* (cap, W) ln_post of the class tokens */
+  float *cls;    /* (cap, W) ln_post of the class tokens / ln_final of the end tokens */
 } cpu_state;
 
 /* ---- ops ---- */
@@ -130,13 +133,14 @@ static inline float verff(float x) {
   return out;
 }
 
-/* Multi-head attention for every (image, head) pair: qkv (n*T, 3W) with q | k | v blocks per
-   row, heads as consecutive hd-wide slices; result (n*T, W) in the same head layout, ready for
-   the output projection. Per pair: S = (Q K^T) / sqrt(hd), softmax with the row max
+/* Multi-head attention for every (sequence, head) pair: qkv (n*T, 3W) with q | k | v blocks
+   per row, heads as consecutive hd-wide slices; result (n*T, W) in the same head layout, ready
+   for the output projection. Per pair: S = (Q K^T) / sqrt(hd), softmax with the row max
    subtracted, O = P V; the two products go to clip_sgemm_small (OpenBLAS's vector kernels
-   when built with it; a plain loop was ~5x slower). */
+   when built with it; a plain loop was ~5x slower). causal: query t sees keys 0..t only (the
+   text tower's mask: CLIP adds -inf above the diagonal, whose exp is exactly 0). */
 static void attention(const float *qkv, float *out, float *scores, int n, int T, int W, int H,
-                      int threads) {
+                      int causal, int threads) {
   const int hd = W / H, ld = 3 * W;
   const float scale = 1.0f / sqrtf((float)hd);
   CLIP_OMP(omp parallel for schedule(static) num_threads(threads) if (n * H > 1))
@@ -150,17 +154,19 @@ static void attention(const float *qkv, float *out, float *scores, int n, int T,
     clip_sgemm_small(1, T, T, hd, scale, q, ld, k, ld, S, T);
     for (int t = 0; t < T; t++) {
       float *st = S + (size_t)t * T;
+      const int keys = causal ? t + 1 : T;
       float mx = st[0];
-      for (int s = 1; s < T; s++) mx = st[s] > mx ? st[s] : mx;
+      for (int s = 1; s < keys; s++) mx = st[s] > mx ? st[s] : mx;
       float sum = 0.0f;
       CLIP_OMP(omp simd reduction(+ : sum))
-      for (int s = 0; s < T; s++) {
+      for (int s = 0; s < keys; s++) {
         const float p = vexpf(st[s] - mx);
         st[s] = p;
         sum += p;
       }
       const float inv = 1.0f / sum;
-      for (int s = 0; s < T; s++) st[s] *= inv;
+      for (int s = 0; s < keys; s++) st[s] *= inv;
+      for (int s = keys; s < T; s++) st[s] = 0.0f;
     }
     clip_sgemm_small(0, T, hd, T, 1.0f, S, T, v, ld, o, W);
   }
@@ -183,7 +189,23 @@ static void gelu_inplace(float *a, size_t count, int quick, int threads) {
   }
 }
 
-/* ---- the forward ---- */
+/* ---- the forwards ---- */
+
+/* One pre-LN residual block on the stream st->x (n sequences of T tokens, width W, MLP width
+   M): x += out_proj(attention(ln_1(x))); x += fc2(act(fc1(ln_2(x)))). */
+static void residual_block(cpu_state *st, const clip_layer_weights *L, int n, int T, int W, int M,
+                           int heads, int quick_gelu, float eps, int causal, int th) {
+  const int rows = n * T;
+  float *x = st->x, *h = st->h, *big = st->big;
+  layer_norm(x, h, rows, W, L->ln1_w, L->ln1_b, eps, th);
+  clip_sgemm_nt(rows, 3 * W, W, h, L->qkv_w, L->qkv_b, big, th);
+  attention(big, h, st->scores, n, T, W, heads, causal, th);
+  clip_sgemm_nt_acc(rows, W, W, h, L->out_w, L->out_b, x, th);
+  layer_norm(x, h, rows, W, L->ln2_w, L->ln2_b, eps, th);
+  clip_sgemm_nt(rows, M, W, h, L->fc1_w, L->fc1_b, big, th);
+  gelu_inplace(big, (size_t)rows * M, quick_gelu, th);
+  clip_sgemm_nt_acc(rows, W, M, big, L->fc2_w, L->fc2_b, x, th);
+}
 
 static clip_status cpu_embed_pixels(clip_engine *e, const float *pixels, int n, float *out) {
   cpu_state *st = (cpu_state *)e->backend_state;
@@ -211,17 +233,8 @@ static clip_status cpu_embed_pixels(clip_engine *e, const float *pixels, int n, 
   }
   layer_norm(x, x, rows, W, w->ln_pre_w, w->ln_pre_b, c->ln_eps, th);
 
-  for (int l = 0; l < c->layers; l++) {
-    const clip_layer_weights *L = &w->layer[l];
-    layer_norm(x, h, rows, W, L->ln1_w, L->ln1_b, c->ln_eps, th);
-    clip_sgemm_nt(rows, 3 * W, W, h, L->qkv_w, L->qkv_b, big, th);
-    attention(big, h, st->scores, n, T, W, c->heads, th);
-    clip_sgemm_nt_acc(rows, W, W, h, L->out_w, L->out_b, x, th);
-    layer_norm(x, h, rows, W, L->ln2_w, L->ln2_b, c->ln_eps, th);
-    clip_sgemm_nt(rows, M, W, h, L->fc1_w, L->fc1_b, big, th);
-    gelu_inplace(big, (size_t)rows * M, c->quick_gelu, th);
-    clip_sgemm_nt_acc(rows, W, M, big, L->fc2_w, L->fc2_b, x, th);
-  }
+  for (int l = 0; l < c->layers; l++)
+    residual_block(st, &w->layer[l], n, T, W, M, c->heads, c->quick_gelu, c->ln_eps, 0, th);
 
   /* ln_post on the class tokens only, then the projection (E, W) */
   for (int b = 0; b < n; b++)
@@ -229,6 +242,37 @@ static clip_status cpu_embed_pixels(clip_engine *e, const float *pixels, int n, 
   layer_norm(st->cls, st->cls, n, W, w->ln_post_w, w->ln_post_b, c->ln_eps, th);
   /* Rows that overflowed (NaN/Inf) are returned as they are, as the CUDA backend does: the
      caller fails those images alone (see clip_engine_embed_images). */
+  clip_sgemm_nt(n, c->embed_dim, W, st->cls, w->proj, NULL, out, th);
+  return CLIP_OK;
+}
+
+/* The text tower (clip_engine_embed_tokens; ids and eot checked by the engine): token +
+   positional embeddings, the blocks under the causal mask, ln_final on each sequence's end
+   token, the projection (E, W). */
+static clip_status cpu_embed_tokens(clip_engine *e, const int32_t *tokens, const int *eot, int n,
+                                    float *out) {
+  cpu_state *st = (cpu_state *)e->backend_state;
+  if (!st) return clip_set_error(e, CLIP_ERR_BACKEND, "cpu backend: not initialised");
+  if (n > st->cap)
+    return clip_set_error(e, CLIP_ERR_INVALID_ARGUMENT,
+                          "cpu backend: n=%d is larger than the buffers (%d sequences)", n, st->cap);
+  const clip_text_weights *w = &e->w.text;
+  const clip_text_config *c = &w->cfg;
+  const int W = c->width, T = c->context_length, rows = n * T, th = e->threads;
+  float *x = st->x;
+  CLIP_OMP(omp parallel for schedule(static) num_threads(th))
+  for (int r = 0; r < rows; r++) {
+    const float *tok = w->token_emb + (size_t)tokens[r] * W;
+    const float *pos = w->pos_emb + (size_t)(r % T) * W;
+    float *dst = x + (size_t)r * W;
+    for (int i = 0; i < W; i++) dst[i] = tok[i] + pos[i];
+  }
+  for (int l = 0; l < c->layers; l++)
+    residual_block(st, &w->layer[l], n, T, W, c->mlp_width, c->heads, c->quick_gelu, c->ln_eps, 1,
+                   th);
+  for (int b = 0; b < n; b++)
+    memcpy(st->cls + (size_t)b * W, x + ((size_t)b * T + eot[b]) * W, sizeof(float) * (size_t)W);
+  layer_norm(st->cls, st->cls, n, W, w->ln_final_w, w->ln_final_b, c->ln_eps, th);
   clip_sgemm_nt(n, c->embed_dim, W, st->cls, w->proj, NULL, out, th);
   return CLIP_OK;
 }
@@ -245,12 +289,11 @@ static void cpu_destroy(clip_engine *e) {
   e->backend_state = NULL;
 }
 
-static const clip_backend_impl cpu_impl = {cpu_embed_pixels, NULL, cpu_destroy, NULL};
+static const clip_backend_impl cpu_impl = {cpu_embed_pixels, NULL, cpu_destroy, NULL,
+                                           cpu_embed_tokens};
 
-static size_t max3(size_t a, size_t b, size_t c) {
-  size_t m = a > b ? a : b;
-  return m > c ? m : c;
-}
+static size_t max2(size_t a, size_t b) { return a > b ? a : b; }
+static size_t max3(size_t a, size_t b, size_t c) { return max2(max2(a, b), c); }
 
 clip_status clip_cpu_backend_init(clip_engine *e) {
   const clip_config *c = &e->w.cfg;
@@ -264,22 +307,36 @@ clip_status clip_cpu_backend_init(clip_engine *e) {
   if (e->threads < 1) e->threads = 1;
   const size_t cap = (size_t)(e->max_batch > 0 ? e->max_batch : 1);
   const size_t W = c->width, T = c->tokens, M = c->mlp_width, P = c->patch_size;
-  const size_t tok = cap * T;
-  const size_t big = max3(tok * 3 * W, tok * M, cap * c->grid * c->grid * 3 * P * P);
+  size_t tokW = cap * T * W, big = max3(cap * T * 3 * W, cap * T * M,
+                                         cap * c->grid * c->grid * 3 * P * P);
+  size_t T2 = T * T, clsW = cap * W;
+  const clip_text_config *tc = &e->w.text.cfg;
+  if (e->w.has_text) {
+    if (tc->width <= 0 || tc->heads <= 0 || tc->width % tc->heads != 0 || tc->context_length <= 0 ||
+        tc->mlp_width <= 0 || tc->embed_dim <= 0 || !e->w.text.layer)
+      return clip_set_error(e, CLIP_ERR_BAD_WEIGHTS,
+                            "cpu backend: inconsistent text config (width %d, heads %d, context %d)",
+                            tc->width, tc->heads, tc->context_length);
+    const size_t tT = (size_t)tc->context_length, tW = (size_t)tc->width;
+    tokW = max2(tokW, cap * tT * tW);
+    big = max3(big, cap * tT * 3 * tW, cap * tT * (size_t)tc->mlp_width);
+    T2 = max2(T2, tT * tT);
+    clsW = max2(clsW, cap * tW);
+  }
 
   cpu_state *st = (cpu_state *)calloc(1, sizeof *st);
   if (!st) return clip_set_error(e, CLIP_ERR_OUT_OF_MEMORY, "cpu backend: out of host memory");
   e->backend_state = st;
   e->impl = &cpu_impl; /* so a failed init is cleaned up by destroy */
   st->cap = (int)cap;
-  st->x = (float *)malloc(sizeof(float) * tok * W);
-  st->h = (float *)malloc(sizeof(float) * tok * W);
+  st->x = (float *)malloc(sizeof(float) * tokW);
+  st->h = (float *)malloc(sizeof(float) * tokW);
   st->big = (float *)malloc(sizeof(float) * big);
-  const size_t att = (size_t)e->threads * T * T;
+  const size_t att = (size_t)e->threads * T2;
   st->scores = (float *)malloc(sizeof(float) * att);
-  st->cls = (float *)malloc(sizeof(float) * cap * W);
+  st->cls = (float *)malloc(sizeof(float) * clsW);
   if (!st->x || !st->h || !st->big || !st->scores || !st->cls) {
-    size_t bytes = sizeof(float) * (2 * tok * W + big + att + cap * W);
+    size_t bytes = sizeof(float) * (2 * tokW + big + att + clsW);
     return clip_set_error(e, CLIP_ERR_OUT_OF_MEMORY,
                           "cpu backend: cannot allocate %zu MB of scratch for max_batch %zu "
                           "(lower max_batch)",

@@ -194,6 +194,45 @@ clip_status clip_weights_probe(const char *weights_path, clip_model_info *out, c
   return s;
 }
 
+clip_text_info clip_text_info_of(const clip_text_config *c) {
+  clip_text_info t;
+  memset(&t, 0, sizeof t);
+  t.context_length = c->context_length;
+  t.vocab_size = c->vocab_size;
+  t.width = c->width;
+  t.layers = c->layers;
+  t.heads = c->heads;
+  t.embed_dim = c->embed_dim;
+  t.quick_gelu = c->quick_gelu;
+  return t;
+}
+
+clip_status clip_weights_probe_text(const char *weights_path, clip_text_info *out, char *err,
+                                    size_t err_len) {
+  if (err && err_len) err[0] = 0;
+  if (!out) {
+    clip_format_error(err, err_len, "clip_weights_probe_text: out is NULL");
+    return CLIP_ERR_INVALID_ARGUMENT;
+  }
+  memset(out, 0, sizeof *out);
+  if (!weights_path || !weights_path[0]) {
+    clip_format_error(err, err_len, "clip_weights_probe_text: weights_path is empty");
+    return CLIP_ERR_INVALID_ARGUMENT;
+  }
+  clip_text_config c;
+  int has_text = 0;
+  char absent[CLIP_ERR_LEN];
+  clip_status s = clip_weights_read_text_config(weights_path, &c, &has_text, absent, sizeof absent,
+                                                err, err_len);
+  if (s != CLIP_OK) return s;
+  if (!has_text) {
+    clip_format_error(err, err_len, "%s", absent);
+    return CLIP_ERR_UNSUPPORTED;
+  }
+  *out = clip_text_info_of(&c);
+  return CLIP_OK;
+}
+
 clip_status clip_backend_resolve(clip_backend backend, int device, clip_backend_info *out,
                                  char *err, size_t err_len) {
   if (err && err_len) err[0] = 0;
@@ -289,5 +328,57 @@ clip_status clip_engine_embed_images(clip_engine *e, const clip_image *images, i
     if (s == CLIP_OK) s = e->impl->embed_pixels(e, px, m, out + (size_t)i0 * e->info.embed_dim);
   }
   free(px);
+  return s;
+}
+
+/* ---- the text tower ---- */
+
+clip_status clip_engine_text_info(const clip_engine *e, clip_text_info *out) {
+  if (!e || !out) return CLIP_ERR_INVALID_ARGUMENT;
+  memset(out, 0, sizeof *out);
+  if (!e->w.has_text) {
+    /* The reason goes where every call's message goes. e is const in the fixed style of the
+       info getters, but engines are never const objects (clip_engine_create allocates them)
+       and one thread at a time uses one, so the message is written through a cast. */
+    clip_engine *me = (clip_engine *)e;
+    return clip_set_error(me, CLIP_ERR_UNSUPPORTED, "text info: %s", e->w.text_absent);
+  }
+  *out = clip_text_info_of(&e->w.text.cfg);
+  return CLIP_OK;
+}
+
+clip_status clip_engine_embed_tokens(clip_engine *e, const int32_t *tokens, int n, float *out) {
+  if (!e) return CLIP_ERR_INVALID_ARGUMENT;
+  e->last_error[0] = 0;
+  if (!e->w.has_text)
+    return clip_set_error(e, CLIP_ERR_UNSUPPORTED, "embed tokens: %s", e->w.text_absent);
+  clip_status s = check_batch(e, tokens, n, out);
+  if (s != CLIP_OK || n == 0) return s;
+  if (!e->impl->embed_tokens)
+    return clip_set_error(e, CLIP_ERR_UNSUPPORTED, "embed tokens: the %s backend has no text forward",
+                          e->backend_name);
+  const clip_text_config *c = &e->w.text.cfg;
+  const int ctx = c->context_length;
+  int *eot = (int *)malloc(sizeof(int) * (size_t)n);
+  if (!eot) return clip_set_error(e, CLIP_ERR_OUT_OF_MEMORY, "embed tokens: out of host memory");
+  /* Every id checked before any math; the end token is where the largest id first occurs
+     (OpenAI's text.argmax(-1): the end token 49407 is the largest id). */
+  for (int i = 0; i < n; i++) {
+    const int32_t *seq = tokens + (size_t)i * ctx;
+    int best = 0;
+    for (int t = 0; t < ctx; t++) {
+      if (seq[t] < 0 || seq[t] >= c->vocab_size) {
+        free(eot);
+        return clip_set_error(e, CLIP_ERR_INVALID_ARGUMENT,
+                              "embed tokens: sequence %d position %d holds id %d, outside the "
+                              "vocabulary [0, %d)",
+                              i, t, (int)seq[t], c->vocab_size);
+      }
+      if (seq[t] > seq[best]) best = t;
+    }
+    eot[i] = best;
+  }
+  s = e->impl->embed_tokens(e, tokens, eot, n, out);
+  free(eot);
   return s;
 }

@@ -35,6 +35,23 @@ typedef struct clip_layer_weights {
   const float *fc2_w, *fc2_b; /* (W, M), (W) */
 } clip_layer_weights;
 
+/* The text tower's shape (OpenAI's encode_text), derived like the vision tower's. */
+typedef struct clip_text_config {
+  int context_length, vocab_size, width, layers, heads, mlp_width, embed_dim;
+  int quick_gelu;
+  float ln_eps;
+} clip_text_config;
+
+/* The text tower's canonical fp32 weights (pointers into clip_weights.arena). */
+typedef struct clip_text_weights {
+  clip_text_config cfg;
+  const float *token_emb;             /* (V, W) */
+  const float *pos_emb;               /* (ctx, W) */
+  clip_layer_weights *layer;          /* [cfg.layers], same layout as the vision blocks */
+  const float *ln_final_w, *ln_final_b; /* (W) */
+  const float *proj;                  /* (E, W): embedding = proj @ ln_final(x_eot) */
+} clip_text_weights;
+
 /* Canonical fp32 weights, whatever the file's naming and dtype. All pointers point into
    `arena` (one allocation owned by this struct). */
 typedef struct clip_weights {
@@ -46,6 +63,9 @@ typedef struct clip_weights {
   clip_layer_weights *layer;          /* [cfg.layers] */
   const float *ln_post_w, *ln_post_b; /* (W) */
   const float *proj;                  /* (E, W): embedding = proj @ ln_post(x_cls) */
+  int has_text;         /* 1: `text` is loaded */
+  clip_text_weights text;
+  char text_absent[CLIP_ERR_LEN]; /* has_text == 0: why the text calls are unsupported (one line) */
   void *arena;
   size_t arena_bytes;
   char naming[16]; /* "openai" or "hf": which naming the file used */
@@ -62,8 +82,14 @@ CLIP_API void clip_weights_free(clip_weights *w); /* zeroed or loaded; safe twic
    zeroed. Behind clip_weights_probe. */
 clip_status clip_weights_read_config(const char *path, clip_config *cfg, char *err,
                                      size_t err_len);
+/* The text tower's config alone, as clip_weights_read_config: *has_text 0 (with the reason
+   in absent[absent_len]) when the file has no text tower we can run. */
+CLIP_API clip_status clip_weights_read_text_config(const char *path, clip_text_config *cfg,
+                                                   int *has_text, char *absent,
+                                                   size_t absent_len, char *err, size_t err_len);
 /* The public view of a config (clip_engine_info and clip_weights_probe). */
 clip_model_info clip_model_info_of(const clip_config *c);
+clip_text_info clip_text_info_of(const clip_text_config *c);
 
 /* Internal functions marked CLIP_API are exported (prefix clip_) only so the C tests can
    call them; they are not part of the public contract. */
@@ -108,6 +134,10 @@ typedef struct clip_backend_impl {
      e->decode_stats); NULL means: the engine decodes on the CPU (engine/src/encoded.c). */
   clip_status (*embed_encoded)(clip_engine *e, const uint8_t *const *data, const size_t *sizes,
                                int n, float *out, clip_status *per_image);
+  /* n token sequences (n*ctx int32 ids, checked) -> out[n*E] of the text tower; eot[i] is
+     sequence i's EOT position (the argmax of its ids). NULL: the backend has no text forward. */
+  clip_status (*embed_tokens)(clip_engine *e, const int32_t *tokens, const int *eot, int n,
+                              float *out);
 } clip_backend_impl;
 
 struct clip_engine {

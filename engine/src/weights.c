@@ -1,8 +1,10 @@
 /* weights.c: loads a CLIP vision tower from safetensors (OpenAI/open_clip `visual.*` naming,
-   its prefix-less vision-only form, or Hugging Face `vision_model.*` naming), derives the
-   model config from the tensor shapes, checks it against the config file beside the weights
-   (Hugging Face config.json or open_clip_config.json), and converts every tensor the engine
-   needs into one fp32 arena in the canonical layout of clip_weights (internal.h). */
+   its prefix-less vision-only form, or Hugging Face `vision_model.*` naming), and the text
+   tower beside it when the file has one (optional: a vision-only file loads without it),
+   derives both towers' configs from the tensor shapes, checks them against the config file
+   beside the weights (Hugging Face config.json or open_clip_config.json), and converts every
+   tensor the engine needs into one fp32 arena in the canonical layout of clip_weights
+   (internal.h). */
 #define _POSIX_C_SOURCE 200809L /* strdup, strndup */
 
 #include <dirent.h>
@@ -106,17 +108,23 @@ static void top_name(const loader *L, const char *openai, const char *hf, char *
     snprintf(out, NAME_LEN, "%s%s", L->prefix, openai);
 }
 
-static void block_prefix(const loader *L, char *out) {
-  if (L->hf)
+/* Where the blocks of a tower are named: the vision tower's (text == 0) or the text tower's
+   (OpenAI's text blocks sit at the top level of a full checkpoint). */
+static void block_prefix(const loader *L, int text, char *out) {
+  if (text)
+    snprintf(out, NAME_LEN, "%s", L->hf ? "text_model.encoder.layers." : "transformer.resblocks.");
+  else if (L->hf)
     snprintf(out, NAME_LEN, "vision_model.encoder.layers.");
   else
     snprintf(out, NAME_LEN, "%stransformer.resblocks.", L->prefix);
 }
 
-static void block_name(const loader *L, int layer, const char *openai, const char *hf, char *out) {
+static void block_name(const loader *L, int text, int layer, const char *openai, const char *hf,
+                       char *out) {
+  char pre[NAME_LEN];
+  block_prefix(L, text, pre);
   /* Short enough that the full name always fits NAME_LEN. */
-  const char *pre = L->hf ? "vision_model.encoder.layers." : "transformer.resblocks.";
-  snprintf(out, NAME_LEN, "%s%s%d.%.64s", L->hf ? "" : L->prefix, pre, layer, L->hf ? hf : openai);
+  snprintf(out, NAME_LEN, "%.128s%d.%.64s", pre, layer, L->hf ? hf : openai);
 }
 
 static const char *conv_name_openai = "conv1.weight";
@@ -190,6 +198,22 @@ static int parse_block_index(const char *s) {
   return *s == '.' ? (int)v : -1;
 }
 
+/* A tower's layer count: the highest block index present + 1; walk() then demands every
+   block below it, so a gap is reported as the first missing tensor. */
+static int count_blocks(const loader *L, int text) {
+  char pre[NAME_LEN];
+  block_prefix(L, text, pre);
+  size_t plen = strlen(pre);
+  int max_index = -1;
+  for (size_t i = 0; i < L->st.count; i++) {
+    const char *n = L->st.tensors[i].name;
+    if (strncmp(n, pre, plen) != 0) continue;
+    int idx = parse_block_index(n + plen);
+    if (idx > max_index) max_index = idx;
+  }
+  return max_index + 1;
+}
+
 /* Reads W, P, T, grid, L, M, E from the tensors that define them. The remaining tensors are
    checked against these in walk(). */
 static clip_status derive_from_shapes(loader *L, clip_config *c) {
@@ -231,25 +255,13 @@ static clip_status derive_from_shapes(loader *L, clip_config *c) {
   c->grid = grid;
   c->image_size = grid * c->patch_size;
 
-  /* Layers: the highest block index present + 1; walk() then demands every block below it,
-     so a gap is reported as the first missing tensor. */
-  char pre[NAME_LEN];
-  block_prefix(L, pre);
-  size_t plen = strlen(pre);
-  int max_index = -1;
-  for (size_t i = 0; i < L->st.count; i++) {
-    const char *n = L->st.tensors[i].name;
-    if (strncmp(n, pre, plen) != 0) continue;
-    int idx = parse_block_index(n + plen);
-    if (idx > max_index) max_index = idx;
-  }
-  c->layers = max_index + 1;
+  c->layers = count_blocks(L, 0);
   if (c->layers == 0) {
-    block_name(L, 0, "ln_1.weight", "layer_norm1.weight", name);
+    block_name(L, 0, 0, "ln_1.weight", "layer_norm1.weight", name);
     return fail(L, CLIP_ERR_BAD_WEIGHTS, "missing tensor %s", name);
   }
 
-  block_name(L, 0, "mlp.c_fc.weight", "mlp.fc1.weight", name);
+  block_name(L, 0, 0, "mlp.c_fc.weight", "mlp.fc1.weight", name);
   const clip_st_tensor *fc1 = need(L, name, &s);
   if (!fc1) return s;
   if (fc1->ndim != 2 || fc1->shape[1] != c->width || fc1->shape[0] <= 0 ||
@@ -284,6 +296,11 @@ typedef struct file_config {
   int head_width;
   double ln_eps;   /* 0: not given */
   double mlp_ratio; /* open_clip only; 0: not given */
+  /* The text tower's part (HF text_config, open_clip text_cfg); -1 / 0: not said. */
+  int t_cfg; /* 1: the file has a text config */
+  int t_width, t_layers, t_heads, t_ctx, t_vocab, t_mlp_width, t_embed_dim, t_quick_gelu;
+  double t_ln_eps, t_mlp_ratio;
+  char t_unsupported[CLIP_ERR_LEN]; /* a text-tower feature this library does not run: the reason */
 } file_config;
 
 static clip_status read_file(loader *L, const char *path, char **out, size_t *len) {
@@ -345,6 +362,93 @@ static clip_status get_positive(loader *L, const file_config *fc, const clip_jso
   return CLIP_OK;
 }
 
+/* Hugging Face text_config of a CLIPConfig (absent in a CLIPVisionConfig). An activation
+   other than quick_gelu/gelu leaves the vision tower loadable and the text tower unsupported. */
+static clip_status parse_hf_text_config(loader *L, const clip_json *root, file_config *fc) {
+  const clip_json *tc = clip_json_get(root, "text_config");
+  if (!tc || tc->type == CLIP_JSON_NULL) return CLIP_OK;
+  if (tc->type != CLIP_JSON_OBJECT)
+    return fail(L, CLIP_ERR_BAD_WEIGHTS, "%s: text_config is not an object", fc->path);
+  const char *where = "text_config.";
+  fc->t_cfg = 1;
+  clip_status s;
+  if ((s = get_int(L, fc, tc, where, "hidden_size", &fc->t_width)) ||
+      (s = get_int(L, fc, tc, where, "intermediate_size", &fc->t_mlp_width)) ||
+      (s = get_int(L, fc, tc, where, "num_hidden_layers", &fc->t_layers)) ||
+      (s = get_int(L, fc, tc, where, "num_attention_heads", &fc->t_heads)) ||
+      (s = get_int(L, fc, tc, where, "max_position_embeddings", &fc->t_ctx)) ||
+      (s = get_int(L, fc, tc, where, "vocab_size", &fc->t_vocab)) ||
+      (s = get_int(L, fc, tc, where, "projection_dim", &fc->t_embed_dim)) ||
+      (s = get_positive(L, fc, tc, where, "layer_norm_eps", &fc->t_ln_eps)))
+    return s;
+  if (fc->t_embed_dim < 0 && (s = get_int(L, fc, root, "", "projection_dim", &fc->t_embed_dim)))
+    return s;
+  const clip_json *act = clip_json_get(tc, "hidden_act");
+  if (act && act->type != CLIP_JSON_NULL) {
+    if (act->type != CLIP_JSON_STRING)
+      return fail(L, CLIP_ERR_BAD_WEIGHTS, "%s: %shidden_act is not a string", fc->path, where);
+    if (strcmp(act->str, "quick_gelu") == 0)
+      fc->t_quick_gelu = 1;
+    else if (strcmp(act->str, "gelu") == 0)
+      fc->t_quick_gelu = 0;
+    else
+      snprintf(fc->t_unsupported, sizeof fc->t_unsupported,
+               "%s: %shidden_act \"%.64s\" is not supported for the text tower (quick_gelu or "
+               "gelu)", fc->path, where, act->str);
+  }
+  return CLIP_OK;
+}
+
+/* open_clip model_cfg.text_cfg. Text towers open_clip builds differently from CLIP's (a
+   Hugging Face model, another pooling, no causal mask, a projection bias, layer scale) leave
+   the vision tower loadable and the text tower unsupported, with the reason. */
+static clip_status parse_open_clip_text_config(loader *L, const clip_json *mc, const char *mwhere,
+                                               file_config *fc) {
+  const clip_json *tc = clip_json_get(mc, "text_cfg");
+  if (!tc || tc->type == CLIP_JSON_NULL) return CLIP_OK;
+  char where[64];
+  snprintf(where, sizeof where, "%stext_cfg.", mwhere);
+  if (tc->type != CLIP_JSON_OBJECT)
+    return fail(L, CLIP_ERR_BAD_WEIGHTS, "%s: %.40stext_cfg is not an object", fc->path, mwhere);
+  fc->t_cfg = 1;
+  clip_status s;
+  if ((s = get_int(L, fc, tc, where, "width", &fc->t_width)) ||
+      (s = get_int(L, fc, tc, where, "layers", &fc->t_layers)) ||
+      (s = get_int(L, fc, tc, where, "heads", &fc->t_heads)) ||
+      (s = get_int(L, fc, tc, where, "context_length", &fc->t_ctx)) ||
+      (s = get_int(L, fc, tc, where, "vocab_size", &fc->t_vocab)) ||
+      (s = get_positive(L, fc, tc, where, "mlp_ratio", &fc->t_mlp_ratio)))
+    return s;
+  if (fc->t_heads < 0) fc->t_heads = 8; /* open_clip's CLIPTextCfg default */
+  fc->t_embed_dim = fc->embed_dim;
+  fc->t_quick_gelu = fc->quick_gelu;
+  static const char *const flags[] = {"no_causal_mask", "embed_cls", "proj_bias"};
+  const clip_json *v;
+  if ((v = clip_json_get(tc, "hf_model_name")) && v->type == CLIP_JSON_STRING)
+    snprintf(fc->t_unsupported, sizeof fc->t_unsupported,
+             "%s: %shf_model_name \"%.64s\": Hugging Face text towers are not supported (only "
+             "CLIP's own text transformer)", fc->path, where, v->str);
+  else if ((v = clip_json_get(tc, "pool_type")) && v->type == CLIP_JSON_STRING &&
+           strcmp(v->str, "argmax") != 0)
+    snprintf(fc->t_unsupported, sizeof fc->t_unsupported,
+             "%s: %spool_type \"%.32s\" is not supported (only argmax, CLIP's end-token pooling)",
+             fc->path, where, v->str);
+  else if ((v = clip_json_get(tc, "proj_type")) && v->type == CLIP_JSON_STRING &&
+           strcmp(v->str, "linear") != 0)
+    snprintf(fc->t_unsupported, sizeof fc->t_unsupported,
+             "%s: %sproj_type \"%.32s\" is not supported (only linear)", fc->path, where, v->str);
+  else if ((v = clip_json_get(tc, "ls_init_value")) && v->type == CLIP_JSON_NUMBER)
+    snprintf(fc->t_unsupported, sizeof fc->t_unsupported,
+             "%s: %sls_init_value: text towers with layer scale are not supported", fc->path,
+             where);
+  for (size_t k = 0; k < sizeof flags / sizeof flags[0] && !fc->t_unsupported[0]; k++)
+    if ((v = clip_json_get(tc, flags[k])) && v->type == CLIP_JSON_BOOL && v->boolean)
+      snprintf(fc->t_unsupported, sizeof fc->t_unsupported,
+               "%s: %s%s is true: only CLIP's own text transformer is supported", fc->path, where,
+               flags[k]);
+  return CLIP_OK;
+}
+
 /* Hugging Face: a CLIPVisionConfig (keys at the top) or a CLIPConfig (keys in vision_config,
    projection_dim at either level). Keys HF leaves out equal its defaults: hidden_act
    quick_gelu, layer_norm_eps 1e-5, and num_attention_heads 12, which width/64 reproduces for
@@ -384,7 +488,7 @@ static clip_status parse_hf_config(loader *L, const clip_json *root, file_config
                   "%s: %shidden_act \"%.64s\" is not supported (quick_gelu or gelu)", fc->path,
                   where, act->str);
   }
-  return CLIP_OK;
+  return parse_hf_text_config(L, root, fc);
 }
 
 /* open_clip: {"model_cfg": {"embed_dim", "quick_gelu", "vision_cfg": {...}}, ...}, or the
@@ -443,7 +547,7 @@ static clip_status parse_open_clip_config(loader *L, const clip_json *root, file
   } else {
     fc->quick_gelu = 0; /* open_clip's default: exact GELU */
   }
-  return CLIP_OK;
+  return parse_open_clip_text_config(L, mc, mwhere, fc);
 }
 
 static int file_exists(const char *path) {
@@ -462,6 +566,8 @@ static clip_status load_config_file(loader *L, const char *dir, char *path_buf, 
   memset(fc, 0, sizeof *fc);
   fc->width = fc->layers = fc->heads = fc->mlp_width = fc->patch_size = fc->image_size =
       fc->embed_dim = fc->quick_gelu = fc->head_width = -1;
+  fc->t_width = fc->t_layers = fc->t_heads = fc->t_ctx = fc->t_vocab = fc->t_mlp_width =
+      fc->t_embed_dim = fc->t_quick_gelu = -1;
   for (int k = 0; k < 2 && !fc->path; k++) {
     snprintf(path_buf, path_len, "%s/%s", dir, kinds[k]);
     if (file_exists(path_buf)) {
@@ -510,8 +616,8 @@ static clip_status apply_config_file(loader *L, const file_config *fc, clip_conf
   top_name(L, conv_name_openai, conv_name_hf, conv);
   top_name(L, pos_name_openai, pos_name_hf, pos);
   top_name(L, proj_name_openai, proj_name_hf, proj);
-  block_name(L, 0, "mlp.c_fc.weight", "mlp.fc1.weight", fc1);
-  block_prefix(L, pre);
+  block_name(L, 0, 0, "mlp.c_fc.weight", "mlp.fc1.weight", fc1);
+  block_prefix(L, 0, pre);
 
   if (fc->width > 0 && fc->width != c->width) {
     snprintf(derived, sizeof derived, "width %d", c->width);
@@ -557,6 +663,191 @@ static clip_status apply_config_file(loader *L, const file_config *fc, clip_conf
     c->heads = c->width / fc->head_width;
     c->quick_gelu = fc->quick_gelu;
   }
+  return CLIP_OK;
+}
+
+/* ---- the text tower: presence, config from the shapes and the config file ---- */
+
+static const char *tok_name_openai = "token_embedding.weight";
+static const char *tok_name_hf = "text_model.embeddings.token_embedding.weight";
+static const char *tpos_name_openai = "positional_embedding";
+static const char *tpos_name_hf = "text_model.embeddings.position_embedding.weight";
+static const char *tproj_name_openai = "text_projection";
+static const char *tproj_name_hf = "text_projection.weight";
+
+static void text_name(const loader *L, const char *openai, const char *hf, char *out) {
+  snprintf(out, NAME_LEN, "%s", L->hf ? hf : openai);
+}
+
+/* The first text-tower tensor of the file, or NULL when it has none. OpenAI's text tensors sit
+   at the top level beside visual.*, so a prefix-less vision-only state dict (whose vision
+   tensors are the top-level ones) has no text tower; HF's position_ids buffer is no weight. */
+static const char *first_text_tensor(const loader *L) {
+  for (size_t i = 0; i < L->st.count; i++) {
+    const char *n = L->st.tensors[i].name;
+    if (L->hf) {
+      if ((has_prefix(n, "text_model.") && strcmp(n, "text_model.embeddings.position_ids") != 0) ||
+          has_prefix(n, "text_projection"))
+        return n;
+    } else if (L->prefix[0]) {
+      if (has_prefix(n, "token_embedding.") || strcmp(n, tpos_name_openai) == 0 ||
+          has_prefix(n, "transformer.") || has_prefix(n, "ln_final.") ||
+          has_prefix(n, "text_projection"))
+        return n;
+    }
+  }
+  return NULL;
+}
+
+/* Reads V, W, ctx, layers, M, E of the text tower from the tensors that define them. */
+static clip_status derive_text_from_shapes(loader *L, clip_text_config *t) {
+  clip_status s = CLIP_OK;
+  char name[NAME_LEN], shape[160];
+
+  text_name(L, tok_name_openai, tok_name_hf, name);
+  const clip_st_tensor *tok = need(L, name, &s);
+  if (!tok) return s;
+  if (tok->ndim != 2 || tok->shape[0] <= 0 || tok->shape[0] > INT32_MAX / 4 ||
+      tok->shape[1] <= 0 || tok->shape[1] > INT32_MAX / 4) {
+    shape_str(tok, shape, sizeof shape);
+    return fail(L, CLIP_ERR_BAD_WEIGHTS, "tensor %s has shape %s, want [vocab_size width]", name,
+                shape);
+  }
+  t->vocab_size = (int)tok->shape[0];
+  t->width = (int)tok->shape[1];
+
+  text_name(L, tpos_name_openai, tpos_name_hf, name);
+  const clip_st_tensor *pos = need(L, name, &s);
+  if (!pos) return s;
+  if (pos->ndim != 2 || pos->shape[1] != t->width || pos->shape[0] <= 0 ||
+      pos->shape[0] > 1000000) {
+    shape_str(pos, shape, sizeof shape);
+    return fail(L, CLIP_ERR_BAD_WEIGHTS, "tensor %s has shape %s, want [context_length %d]", name,
+                shape, t->width);
+  }
+  t->context_length = (int)pos->shape[0];
+
+  t->layers = count_blocks(L, 1);
+  if (t->layers == 0) {
+    block_name(L, 1, 0, "ln_1.weight", "layer_norm1.weight", name);
+    return fail(L, CLIP_ERR_BAD_WEIGHTS, "missing tensor %s", name);
+  }
+  block_name(L, 1, 0, "mlp.c_fc.weight", "mlp.fc1.weight", name);
+  const clip_st_tensor *fc1 = need(L, name, &s);
+  if (!fc1) return s;
+  if (fc1->ndim != 2 || fc1->shape[1] != t->width || fc1->shape[0] <= 0 ||
+      fc1->shape[0] > INT32_MAX / 4) {
+    shape_str(fc1, shape, sizeof shape);
+    return fail(L, CLIP_ERR_BAD_WEIGHTS, "tensor %s has shape %s, want [mlp_width %d]", name,
+                shape, t->width);
+  }
+  t->mlp_width = (int)fc1->shape[0];
+
+  text_name(L, tproj_name_openai, tproj_name_hf, name);
+  const clip_st_tensor *proj = need(L, name, &s);
+  if (!proj) return s;
+  int e_axis = L->hf ? 0 : 1; /* OpenAI stores [W, E], Hugging Face [E, W] */
+  if (proj->ndim != 2 || proj->shape[1 - e_axis] != t->width || proj->shape[e_axis] <= 0 ||
+      proj->shape[e_axis] > INT32_MAX / 4) {
+    shape_str(proj, shape, sizeof shape);
+    return fail(L, CLIP_ERR_BAD_WEIGHTS, "tensor %s has shape %s, want %s (width %d)", name, shape,
+                L->hf ? "[embed_dim width]" : "[width embed_dim]", t->width);
+  }
+  t->embed_dim = (int)proj->shape[e_axis];
+  return CLIP_OK;
+}
+
+/* Checks the config file's text part against the shapes and takes what only the file knows
+   (heads, activation, LayerNorm epsilon). */
+static clip_status apply_text_config(loader *L, const file_config *fc, clip_text_config *t) {
+  const int hf = strcmp(fc->kind, "config.json") == 0;
+  char tok[NAME_LEN], pos[NAME_LEN], fc1[NAME_LEN], proj[NAME_LEN], pre[NAME_LEN], derived[96];
+  text_name(L, tok_name_openai, tok_name_hf, tok);
+  text_name(L, tpos_name_openai, tpos_name_hf, pos);
+  text_name(L, tproj_name_openai, tproj_name_hf, proj);
+  block_name(L, 1, 0, "mlp.c_fc.weight", "mlp.fc1.weight", fc1);
+  block_prefix(L, 1, pre);
+  const char *sec = hf ? "text_config." : "text_cfg.";
+  char key[64];
+#define TEXT_KEY(k) (snprintf(key, sizeof key, "%s%s", sec, (k)), key)
+  if (fc->t_width > 0 && fc->t_width != t->width) {
+    snprintf(derived, sizeof derived, "width %d", t->width);
+    return disagree(L, fc, TEXT_KEY(hf ? "hidden_size" : "width"), fc->t_width, tok, derived);
+  }
+  if (fc->t_vocab > 0 && fc->t_vocab != t->vocab_size) {
+    snprintf(derived, sizeof derived, "vocab_size %d", t->vocab_size);
+    return disagree(L, fc, TEXT_KEY("vocab_size"), fc->t_vocab, tok, derived);
+  }
+  if (fc->t_ctx > 0 && fc->t_ctx != t->context_length) {
+    snprintf(derived, sizeof derived, "context_length %d", t->context_length);
+    return disagree(L, fc, TEXT_KEY(hf ? "max_position_embeddings" : "context_length"), fc->t_ctx,
+                    pos, derived);
+  }
+  if (fc->t_mlp_width > 0 && fc->t_mlp_width != t->mlp_width) {
+    snprintf(derived, sizeof derived, "intermediate_size %d", t->mlp_width);
+    return disagree(L, fc, TEXT_KEY("intermediate_size"), fc->t_mlp_width, fc1, derived);
+  }
+  if (fc->t_mlp_ratio > 0 && (int)(t->width * fc->t_mlp_ratio) != t->mlp_width) {
+    snprintf(derived, sizeof derived, "mlp width %d", t->mlp_width);
+    return disagree(L, fc, TEXT_KEY("width*mlp_ratio"), (int)(t->width * fc->t_mlp_ratio), fc1,
+                    derived);
+  }
+  if (fc->t_embed_dim > 0 && fc->t_embed_dim != t->embed_dim) {
+    snprintf(derived, sizeof derived, "embed_dim %d", t->embed_dim);
+    return disagree(L, fc, hf ? "projection_dim" : "embed_dim", fc->t_embed_dim, proj, derived);
+  }
+  if (fc->t_layers > 0 && fc->t_layers != t->layers)
+    return fail(L, CLIP_ERR_BAD_WEIGHTS, "%s says %s %d, but %s holds %d text blocks (%s0 .. %s%d)",
+                fc->path, TEXT_KEY(hf ? "num_hidden_layers" : "layers"), fc->t_layers, L->file,
+                t->layers, pre, pre, t->layers - 1);
+#undef TEXT_KEY
+  if (fc->t_heads > 0) t->heads = fc->t_heads;
+  if (fc->t_ln_eps > 0) t->ln_eps = (float)fc->t_ln_eps;
+  if (hf) {
+    if (fc->t_quick_gelu >= 0) t->quick_gelu = fc->t_quick_gelu;
+  } else {
+    t->quick_gelu = fc->quick_gelu; /* open_clip: one model-wide flag */
+  }
+  return CLIP_OK;
+}
+
+/* The text tower's config, after the vision tower's: *has_text 0 with the reason in absent
+   when there is none (or one the config file says we cannot run); an error for a text tower
+   that is there but broken. */
+static clip_status text_config(loader *L, const file_config *fc, const clip_config *vision,
+                               clip_text_config *t, int *has_text, char *absent,
+                               size_t absent_len) {
+  memset(t, 0, sizeof *t);
+  *has_text = 0;
+  if (fc->path && fc->t_unsupported[0]) {
+    snprintf(absent, absent_len, "%s", fc->t_unsupported);
+    return CLIP_OK;
+  }
+  if (!first_text_tensor(L)) {
+    snprintf(absent, absent_len, "%s has no text tower (%s): text embeddings need a whole CLIP checkpoint",
+             L->file, L->hf ? "no text_model.* tensors" : L->prefix[0] ? "no token_embedding.weight beside visual.*" : "a vision-only state dict");
+    return CLIP_OK;
+  }
+  clip_status s = derive_text_from_shapes(L, t);
+  if (s != CLIP_OK) return s;
+  /* Defaults of OpenAI's checkpoints, the ones that ship without a config file. */
+  t->heads = t->width / 64 > 0 ? t->width / 64 : 1;
+  t->quick_gelu = 1;
+  t->ln_eps = 1e-5f;
+  if (fc->path && (s = apply_text_config(L, fc, t)) != CLIP_OK) return s;
+  if (t->heads <= 0 || t->width % t->heads != 0)
+    return fail(L, CLIP_ERR_BAD_WEIGHTS, "text width %d is not divisible by %d heads%s%s%s",
+                t->width, t->heads, fc->path ? " (from " : "", fc->path ? fc->path : "",
+                fc->path ? ")" : "");
+  if (t->embed_dim != vision->embed_dim) {
+    char name[NAME_LEN];
+    text_name(L, tproj_name_openai, tproj_name_hf, name);
+    return fail(L, CLIP_ERR_BAD_WEIGHTS,
+                "tensor %s projects the text tower to %d dimensions, the vision tower to %d; "
+                "CLIP's two towers share one embedding space", name, t->embed_dim,
+                vision->embed_dim);
+  }
+  *has_text = 1;
   return CLIP_OK;
 }
 
@@ -651,8 +942,98 @@ static void take2(walker *wk, const char *name, int64_t d0, int64_t d1, float *d
   take(wk, name, 2, s, dst, transpose);
 }
 
-static clip_status walk(loader *L, const clip_config *c, clip_weights *w, float *base,
-                        size_t *floats_used) {
+/* One pre-LN residual block of either tower (text: 1 for the text tower), into lw (NULL in
+   the checking pass). Both towers' blocks have the same tensors under the same suffixes. */
+static void walk_block(walker *wk, int text, int l, int64_t W, int64_t M, clip_layer_weights *lw) {
+  loader *L = wk->L;
+  clip_layer_weights dummy;
+  if (!lw) lw = &dummy;
+  char name[NAME_LEN];
+  float *p;
+#define BLOCK1(field, n_openai, n_hf, d0)                                                       \
+  do {                                                                                         \
+    block_name(L, text, l, n_openai, n_hf, name);                                              \
+    lw->field = p = reserve(wk, (size_t)(d0));                                                 \
+    take1(wk, name, d0, p);                                                                    \
+  } while (0)
+#define BLOCK2(field, n_openai, n_hf, d0, d1)                                                   \
+  do {                                                                                         \
+    block_name(L, text, l, n_openai, n_hf, name);                                              \
+    lw->field = p = reserve(wk, (size_t)((d0) * (d1)));                                        \
+    take2(wk, name, d0, d1, p, 0);                                                             \
+  } while (0)
+  BLOCK1(ln1_w, "ln_1.weight", "layer_norm1.weight", W);
+  BLOCK1(ln1_b, "ln_1.bias", "layer_norm1.bias", W);
+  if (L->hf) {
+    /* Separate q, k, v projections stack into the canonical (3W, W) qkv. */
+    static const char *const qkv[3] = {"q_proj", "k_proj", "v_proj"};
+    float *qw = reserve(wk, (size_t)(3 * W * W));
+    float *qb = reserve(wk, (size_t)(3 * W));
+    lw->qkv_w = qw;
+    lw->qkv_b = qb;
+    for (int k = 0; k < 3; k++) {
+      char part[64];
+      snprintf(part, sizeof part, "self_attn.%s.weight", qkv[k]);
+      block_name(L, text, l, "", part, name);
+      take2(wk, name, W, W, qw ? qw + k * W * W : NULL, 0);
+      snprintf(part, sizeof part, "self_attn.%s.bias", qkv[k]);
+      block_name(L, text, l, "", part, name);
+      take1(wk, name, W, qb ? qb + k * W : NULL);
+    }
+  } else {
+    BLOCK2(qkv_w, "attn.in_proj_weight", "", 3 * W, W);
+    BLOCK1(qkv_b, "attn.in_proj_bias", "", 3 * W);
+  }
+  BLOCK2(out_w, "attn.out_proj.weight", "self_attn.out_proj.weight", W, W);
+  BLOCK1(out_b, "attn.out_proj.bias", "self_attn.out_proj.bias", W);
+  BLOCK1(ln2_w, "ln_2.weight", "layer_norm2.weight", W);
+  BLOCK1(ln2_b, "ln_2.bias", "layer_norm2.bias", W);
+  BLOCK2(fc1_w, "mlp.c_fc.weight", "mlp.fc1.weight", M, W);
+  BLOCK1(fc1_b, "mlp.c_fc.bias", "mlp.fc1.bias", M);
+  BLOCK2(fc2_w, "mlp.c_proj.weight", "mlp.fc2.weight", W, M);
+  BLOCK1(fc2_b, "mlp.c_proj.bias", "mlp.fc2.bias", W);
+#undef BLOCK1
+#undef BLOCK2
+}
+
+/* The text tower's tensors, after the vision tower's in the same arena (tw NULL in the
+   checking pass). */
+static void walk_text(walker *wk, const clip_text_config *t, clip_text_weights *tw) {
+  loader *L = wk->L;
+  clip_text_weights dummy;
+  if (!tw) {
+    memset(&dummy, 0, sizeof dummy);
+    tw = &dummy;
+  }
+  const int64_t W = t->width, M = t->mlp_width, E = t->embed_dim, V = t->vocab_size;
+  const int64_t C = t->context_length;
+  char name[NAME_LEN];
+  float *p;
+  text_name(L, tok_name_openai, tok_name_hf, name);
+  tw->token_emb = p = reserve(wk, (size_t)(V * W));
+  take2(wk, name, V, W, p, 0);
+  text_name(L, tpos_name_openai, tpos_name_hf, name);
+  tw->pos_emb = p = reserve(wk, (size_t)(C * W));
+  take2(wk, name, C, W, p, 0);
+  for (int l = 0; l < t->layers && wk->status == CLIP_OK; l++)
+    walk_block(wk, 1, l, W, M, tw->layer ? &tw->layer[l] : NULL);
+  text_name(L, "ln_final.weight", "text_model.final_layer_norm.weight", name);
+  tw->ln_final_w = p = reserve(wk, (size_t)W);
+  take1(wk, name, W, p);
+  text_name(L, "ln_final.bias", "text_model.final_layer_norm.bias", name);
+  tw->ln_final_b = p = reserve(wk, (size_t)W);
+  take1(wk, name, W, p);
+  text_name(L, tproj_name_openai, tproj_name_hf, name);
+  tw->proj = p = reserve(wk, (size_t)(E * W));
+  if (L->hf)
+    take2(wk, name, E, W, p, 0);
+  else
+    take2(wk, name, W, E, p, 1); /* x @ text_projection becomes proj^T x: store (E, W) */
+}
+
+/* Every tensor of the vision tower, then (tc not NULL) of the text tower. */
+static clip_status walk(loader *L, const clip_config *c, const clip_text_config *tc,
+                        clip_weights *w, float *base, size_t *floats_used) {
   walker wk = {L, base, 0, CLIP_OK};
   const int64_t W = c->width, M = c->mlp_width, E = c->embed_dim, P = c->patch_size;
   const int64_t T = c->tokens;
@@ -678,55 +1059,8 @@ static clip_status walk(loader *L, const clip_config *c, clip_weights *w, float 
   w->ln_pre_b = p = reserve(&wk, (size_t)W);
   take1(&wk, name, W, p);
 
-  for (int l = 0; l < c->layers && wk.status == CLIP_OK; l++) {
-    clip_layer_weights *lw = base ? &w->layer[l] : NULL;
-    clip_layer_weights dummy;
-    if (!lw) lw = &dummy;
-#define BLOCK1(field, n_openai, n_hf, d0)                                                       \
-  do {                                                                                         \
-    block_name(L, l, n_openai, n_hf, name);                                                    \
-    lw->field = p = reserve(&wk, (size_t)(d0));                                                \
-    take1(&wk, name, d0, p);                                                                   \
-  } while (0)
-#define BLOCK2(field, n_openai, n_hf, d0, d1)                                                   \
-  do {                                                                                         \
-    block_name(L, l, n_openai, n_hf, name);                                                    \
-    lw->field = p = reserve(&wk, (size_t)((d0) * (d1)));                                       \
-    take2(&wk, name, d0, d1, p, 0);                                                            \
-  } while (0)
-    BLOCK1(ln1_w, "ln_1.weight", "layer_norm1.weight", W);
-    BLOCK1(ln1_b, "ln_1.bias", "layer_norm1.bias", W);
-    if (L->hf) {
-      /* Separate q, k, v projections stack into the canonical (3W, W) qkv. */
-      static const char *const qkv[3] = {"q_proj", "k_proj", "v_proj"};
-      float *qw = reserve(&wk, (size_t)(3 * W * W));
-      float *qb = reserve(&wk, (size_t)(3 * W));
-      lw->qkv_w = qw;
-      lw->qkv_b = qb;
-      for (int k = 0; k < 3; k++) {
-        char part[64];
-        snprintf(part, sizeof part, "self_attn.%s.weight", qkv[k]);
-        block_name(L, l, "", part, name);
-        take2(&wk, name, W, W, qw ? qw + k * W * W : NULL, 0);
-        snprintf(part, sizeof part, "self_attn.%s.bias", qkv[k]);
-        block_name(L, l, "", part, name);
-        take1(&wk, name, W, qb ? qb + k * W : NULL);
-      }
-    } else {
-      BLOCK2(qkv_w, "attn.in_proj_weight", "", 3 * W, W);
-      BLOCK1(qkv_b, "attn.in_proj_bias", "", 3 * W);
-    }
-    BLOCK2(out_w, "attn.out_proj.weight", "self_attn.out_proj.weight", W, W);
-    BLOCK1(out_b, "attn.out_proj.bias", "self_attn.out_proj.bias", W);
-    BLOCK1(ln2_w, "ln_2.weight", "layer_norm2.weight", W);
-    BLOCK1(ln2_b, "ln_2.bias", "layer_norm2.bias", W);
-    BLOCK2(fc1_w, "mlp.c_fc.weight", "mlp.fc1.weight", M, W);
-    BLOCK1(fc1_b, "mlp.c_fc.bias", "mlp.fc1.bias", M);
-    BLOCK2(fc2_w, "mlp.c_proj.weight", "mlp.fc2.weight", W, M);
-    BLOCK1(fc2_b, "mlp.c_proj.bias", "mlp.fc2.bias", W);
-#undef BLOCK1
-#undef BLOCK2
-  }
+  for (int l = 0; l < c->layers && wk.status == CLIP_OK; l++)
+    walk_block(&wk, 0, l, W, M, base ? &w->layer[l] : NULL);
 
   top_name(L, "ln_post.weight", "vision_model.post_layernorm.weight", name);
   w->ln_post_w = p = reserve(&wk, (size_t)W);
@@ -751,6 +1085,7 @@ static clip_status walk(loader *L, const clip_config *c, clip_weights *w, float 
       wk.status = fail(L, CLIP_ERR_UNSUPPORTED,
                        "tensor %s is present, but a CLIP vision tower has no such bias", extra);
   }
+  if (tc && wk.status == CLIP_OK) walk_text(&wk, tc, base ? &w->text : NULL);
   *floats_used = wk.off;
   return wk.status;
 }
@@ -903,18 +1238,26 @@ static clip_status load(const char *path, clip_weights *w, int convert_tensors, 
     goto out;
   }
 
+  clip_text_config tc;
+  int has_text = 0;
+  if ((s = text_config(&L, &fc, &c, &tc, &has_text, w->text_absent, sizeof w->text_absent)) !=
+      CLIP_OK)
+    goto out;
+
   /* Checking pass: every tensor present, convertible and of the right shape. */
   size_t floats = 0;
   clip_weights probe;
   memset(&probe, 0, sizeof probe);
-  if ((s = walk(&L, &c, &probe, NULL, &floats)) != CLIP_OK) goto out;
+  if ((s = walk(&L, &c, has_text ? &tc : NULL, &probe, NULL, &floats)) != CLIP_OK) goto out;
+  w->has_text = has_text;
+  if (has_text) w->text.cfg = tc;
   if (!convert_tensors) {
     w->cfg = c;
     snprintf(w->naming, sizeof w->naming, "%s", L.hf ? "hf" : "openai");
     goto out;
   }
 
-  size_t layer_bytes = (size_t)c.layers * sizeof(clip_layer_weights);
+  size_t layer_bytes = (size_t)(c.layers + (has_text ? tc.layers : 0)) * sizeof(clip_layer_weights);
   layer_bytes = (layer_bytes + ARENA_ALIGN - 1) / ARENA_ALIGN * ARENA_ALIGN;
   if (floats > (SIZE_MAX - layer_bytes) / sizeof(float) - ARENA_ALIGN) {
     s = fail(&L, CLIP_ERR_OUT_OF_MEMORY, "the model needs more memory than can be addressed");
@@ -929,8 +1272,9 @@ static clip_status load(const char *path, clip_weights *w, int convert_tensors, 
   }
   memset(arena, 0, bytes);
   w->layer = (clip_layer_weights *)arena;
+  if (has_text) w->text.layer = w->layer + c.layers;
   size_t used = 0;
-  s = walk(&L, &c, w, (float *)((char *)arena + layer_bytes), &used);
+  s = walk(&L, &c, has_text ? &tc : NULL, w, (float *)((char *)arena + layer_bytes), &used);
   if (s != CLIP_OK) goto out; /* cannot happen after the checking pass, but stay safe */
 
   w->cfg = c;
@@ -958,6 +1302,23 @@ clip_status clip_weights_load(const char *path, clip_weights *w, char *err, size
     return CLIP_ERR_INVALID_ARGUMENT;
   }
   return load(path, w, 1, err, err_len);
+}
+
+clip_status clip_weights_read_text_config(const char *path, clip_text_config *cfg, int *has_text,
+                                          char *absent, size_t absent_len, char *err,
+                                          size_t err_len) {
+  if (err && err_len) err[0] = 0;
+  if (absent && absent_len) absent[0] = 0;
+  if (!cfg || !has_text) {
+    if (err && err_len) snprintf(err, err_len, "weights: clip_weights_read_text_config: NULL output");
+    return CLIP_ERR_INVALID_ARGUMENT;
+  }
+  clip_weights w;
+  clip_status s = load(path, &w, 0, err, err_len);
+  *cfg = w.text.cfg; /* zeroed on failure or without a text tower */
+  *has_text = w.has_text;
+  if (absent && absent_len) snprintf(absent, absent_len, "%s", w.text_absent);
+  return s;
 }
 
 clip_status clip_weights_read_config(const char *path, clip_config *cfg, char *err,

@@ -4,7 +4,9 @@
    uint8 crops bit-identical to clip_preprocess_image_u8, embeddings equal to the CPU path's),
    exact-GELU weights, argument and out-of-memory errors, and the debug entry points: the
    staged forward (each stage against host math on the previous stage) and CUDA graphs
-   (replays bit-identical to direct launches, on/off switches).
+   (replays bit-identical to direct launches, on/off switches); and the text tower
+   (clip_engine_embed_tokens) against the CPU backend's, in each precision, on both attention
+   paths (context 77: CUDA cores; 40: tensor cores in fp16/bf16).
    Without a CUDA build or device it prints SKIP and exits 0. */
 #define _XOPEN_SOURCE 700 /* mkdtemp, setenv */
 #define _GNU_SOURCE       /* RTLD_DEFAULT */
@@ -23,8 +25,12 @@
 #include "check.h"
 
 
-/* The tiny tower: image 64, patch 16 (T = 17), width 128 (2 heads of 64), 2 layers. */
+/* The tiny tower: image 64, patch 16 (T = 17), width 128 (2 heads of 64), 2 layers. Its text
+   tower: width 128 (2 heads of 64), 2 layers, vocabulary 500, context TEXT_CTX_QUICK = 77 in
+   the QuickGELU model (the CUDA-core attention) and TEXT_CTX_ERF = 40 in the exact-GELU one
+   (the tensor-core attention in fp16/bf16). */
 enum { IMG = 64, PATCH = 16, WIDTH = 128, LAYERS = 2, MLP = 512, EMBED = 64, TOK = 17 };
+enum { TEXT_VOCAB = 500, TEXT_CTX_QUICK = 77, TEXT_CTX_ERF = 40, NSEQ = 6 };
 
 static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
 static float rnd_normal(void) { /* Box-Muller on xorshift64 */
@@ -81,6 +87,29 @@ static int write_model(const char *dir, int quick) {
   add_random(&f, "visual.ln_post.weight", 1, SHAPE(WIDTH), 0.1f, 1);
   add_random(&f, "visual.ln_post.bias", 1, SHAPE(WIDTH), 0.05f, 0);
   add_random(&f, "visual.proj", 2, SHAPE(WIDTH, EMBED), 1.0f / sqrtf(W), 0);
+  /* The text tower, scaled as tests/reference/clip_ref.py's random_text_weights. */
+  const int ctx = quick ? TEXT_CTX_QUICK : TEXT_CTX_ERF;
+  add_random(&f, "token_embedding.weight", 2, SHAPE(TEXT_VOCAB, WIDTH), 0.5f, 0);
+  add_random(&f, "positional_embedding", 2, SHAPE(ctx, WIDTH), 0.1f, 0);
+  for (int l = 0; l < LAYERS; l++) {
+#define L(suffix) (snprintf(name, sizeof name, "transformer.resblocks.%d.%s", l, suffix), name)
+    add_random(&f, L("ln_1.weight"), 1, SHAPE(WIDTH), 0.1f, 1);
+    add_random(&f, L("ln_1.bias"), 1, SHAPE(WIDTH), 0.05f, 0);
+    add_random(&f, L("attn.in_proj_weight"), 2, SHAPE(3 * WIDTH, WIDTH), 1.0f / sqrtf(W), 0);
+    add_random(&f, L("attn.in_proj_bias"), 1, SHAPE(3 * WIDTH), 0.05f, 0);
+    add_random(&f, L("attn.out_proj.weight"), 2, SHAPE(WIDTH, WIDTH), 0.5f / sqrtf(W), 0);
+    add_random(&f, L("attn.out_proj.bias"), 1, SHAPE(WIDTH), 0.05f, 0);
+    add_random(&f, L("ln_2.weight"), 1, SHAPE(WIDTH), 0.1f, 1);
+    add_random(&f, L("ln_2.bias"), 1, SHAPE(WIDTH), 0.05f, 0);
+    add_random(&f, L("mlp.c_fc.weight"), 2, SHAPE(MLP, WIDTH), 1.0f / sqrtf(W), 0);
+    add_random(&f, L("mlp.c_fc.bias"), 1, SHAPE(MLP), 0.05f, 0);
+    add_random(&f, L("mlp.c_proj.weight"), 2, SHAPE(WIDTH, MLP), 0.5f / sqrtf(M), 0);
+    add_random(&f, L("mlp.c_proj.bias"), 1, SHAPE(WIDTH), 0.05f, 0);
+#undef L
+  }
+  add_random(&f, "ln_final.weight", 1, SHAPE(WIDTH), 0.1f, 1);
+  add_random(&f, "ln_final.bias", 1, SHAPE(WIDTH), 0.05f, 0);
+  add_random(&f, "text_projection", 2, SHAPE(WIDTH, EMBED), 1.0f / sqrtf(W), 0);
   char path[700];
   snprintf(path, sizeof path, "%s/model.safetensors", dir);
   int rc = wf_write(&f, path);
@@ -353,6 +382,73 @@ static void check_stages(const char *dir, const float *px, stage_fn sf) {
   clip_weights_free(&w);
 }
 
+/* NSEQ token sequences as clip_tokenize lays them out (start id, ids, end id = the largest,
+   zeros): lengths ctx (end token last), 2, and between; one holds a real id 0. */
+static void fill_tokens(int32_t *tok, int ctx) {
+  const int len[NSEQ] = {ctx, 2, 5, ctx / 2, ctx - 3, 9};
+  memset(tok, 0, sizeof(int32_t) * (size_t)NSEQ * ctx);
+  for (int i = 0; i < NSEQ; i++) {
+    int32_t *t = tok + (size_t)i * ctx;
+    t[0] = TEXT_VOCAB - 2;
+    for (int k = 1; k < len[i] - 1; k++) t[k] = (int32_t)((k * 131 + i * 977) % (TEXT_VOCAB - 2));
+    if (i == 2) t[2] = 0;
+    t[len[i] - 1] = TEXT_VOCAB - 1;
+  }
+}
+
+/* The CUDA text tower against the CPU backend's in each precision: per-sequence cosine, a
+   smaller batch, a repeated call, padding after the end token, n > max_batch. */
+static void check_text(const char *dir, int ctx) {
+  clip_status s;
+  char err[512];
+  int32_t tok[NSEQ * TEXT_CTX_QUICK];
+  float ref[NSEQ * EMBED], out[NSEQ * EMBED], again[NSEQ * EMBED];
+  fill_tokens(tok, ctx);
+  clip_engine *cpu = make_engine(dir, CLIP_BACKEND_CPU, CLIP_PRECISION_FP32, NSEQ, &s, err, sizeof err);
+  CHECK(cpu != NULL, "text: CPU engine: %s", err);
+  if (!cpu) return;
+  s = clip_engine_embed_tokens(cpu, tok, NSEQ, ref);
+  CHECK(s == CLIP_OK, "text: CPU embed_tokens: %s", clip_engine_last_error(cpu));
+  clip_engine_destroy(cpu);
+  const struct { clip_precision p; const char *name; double min_cos; } precs[3] = {
+      {CLIP_PRECISION_FP32, "fp32", 0.99999}, {CLIP_PRECISION_FP16, "fp16", 0.999},
+      {CLIP_PRECISION_BF16, "bf16", 0.995}};
+  for (int k = 0; k < 3; k++) {
+    clip_engine *e = make_engine(dir, CLIP_BACKEND_CUDA, precs[k].p, NSEQ, &s, err, sizeof err);
+    CHECK(e != NULL, "text %s: CUDA engine: %s", precs[k].name, err);
+    if (!e) continue;
+    clip_text_info ti;
+    CHECK(clip_engine_text_info(e, &ti) == CLIP_OK && ti.context_length == ctx, "text info");
+    s = clip_engine_embed_tokens(e, tok, NSEQ, out);
+    CHECK(s == CLIP_OK, "text %s: embed_tokens: %s", precs[k].name, clip_engine_last_error(e));
+    double cmin, amax;
+    compare(out, ref, NSEQ, EMBED, &cmin, &amax);
+    printf("  text ctx %d %s: min cos %.7f, max abs %.2e\n", ctx, precs[k].name, cmin, amax);
+    CHECK(cmin >= precs[k].min_cos, "text ctx %d %s: min cos %.7f < %g", ctx, precs[k].name, cmin,
+          precs[k].min_cos);
+    /* Two sequences alone (a lazily planned GEMM shape), then the batch again: bit-identical. */
+    s = clip_engine_embed_tokens(e, tok, 2, again);
+    compare(again, ref, 2, EMBED, &cmin, &amax);
+    CHECK(s == CLIP_OK && cmin >= precs[k].min_cos, "text %s n=2: %d, min cos %.7f", precs[k].name,
+          (int)s, cmin);
+    s = clip_engine_embed_tokens(e, tok, NSEQ, again);
+    CHECK(s == CLIP_OK && memcmp(again, out, sizeof out) == 0, "text %s: a repeated call differs",
+          precs[k].name);
+    /* Ids after a short sequence's end token change nothing (the mask is causal). */
+    int32_t padded[NSEQ * TEXT_CTX_QUICK];
+    memcpy(padded, tok, sizeof(int32_t) * NSEQ * ctx);
+    for (int t = 2; t < ctx; t++) padded[ctx + t] = (int32_t)(t * 37 % (TEXT_VOCAB - 1));
+    s = clip_engine_embed_tokens(e, padded, NSEQ, again);
+    CHECK(s == CLIP_OK && memcmp(again, out, sizeof out) == 0,
+          "text %s: ids after the end token changed the embeddings", precs[k].name);
+    int32_t big[(NSEQ + 1) * TEXT_CTX_QUICK];
+    memset(big, 0, sizeof big);
+    s = clip_engine_embed_tokens(e, big, NSEQ + 1, again);
+    CHECK(s == CLIP_ERR_INVALID_ARGUMENT, "text %s: n > max_batch gave %d", precs[k].name, (int)s);
+    clip_engine_destroy(e);
+  }
+}
+
 int main(void) {
   char tmpl[] = "/tmp/clip_test_cuda_XXXXXX";
   if (!mkdtemp(tmpl)) {
@@ -420,6 +516,7 @@ int main(void) {
     if (!quick) run_precision(dirs[d], CLIP_PRECISION_FP32, "fp32", 0.99999, px, ref_px, n, imgs, ref_img);
     run_precision(dirs[d], CLIP_PRECISION_FP16, "fp16", 0.999, px, ref_px, n, imgs, ref_img);
     if (!quick) run_precision(dirs[d], CLIP_PRECISION_BF16, "bf16", 0.995, px, ref_px, n, imgs, ref_img);
+    check_text(dirs[d], d == 0 ? TEXT_CTX_QUICK : TEXT_CTX_ERF);
   }
 
   /* The device's uint8 crops equal the CPU path's bit for bit. */

@@ -1,6 +1,7 @@
 /* test_weights.c: checks the safetensors weights loader (clip_weights_load): fp16/bf16
    conversion, good files in both namings and all three dtypes (canonical arrays, transposed
-   proj, stacked qkv, derived config, config files, directories, whole checkpoints), and that
+   proj, stacked qkv, derived config, config files, directories, whole checkpoints with their
+   text towers), and that
    every kind of malformed file gives the right status and a message naming the problem. */
 #define _XOPEN_SOURCE 700 /* mkdtemp, nftw */
 
@@ -228,6 +229,43 @@ static void check_model(const char *label, const clip_weights *w, const wf_spec 
   CHECK(w->ln_post_w[0] > 0.5f && w->layer[0].ln1_w[W - 1] > 0.5f, "%s: LayerNorm gains", label);
 }
 
+/* Compares the text tower's canonical arrays and config with the fixture's. */
+static void check_text(const char *label, const clip_weights *w, const wf_text_spec *t,
+                       want_cfg want) {
+  const clip_text_weights *tw = &w->text;
+  const clip_text_config *c = &tw->cfg;
+  const size_t W = (size_t)t->width, M = (size_t)t->mlp, E = (size_t)t->embed;
+  CHECK(w->has_text, "%s: no text tower loaded (%s)", label, w->text_absent);
+  if (!w->has_text) return;
+  CHECK(c->context_length == t->ctx && c->vocab_size == t->vocab && c->width == t->width &&
+            c->layers == t->layers && c->mlp_width == t->mlp && c->embed_dim == t->embed,
+        "%s: text config ctx%d V%d W%d L%d M%d E%d", label, c->context_length, c->vocab_size,
+        c->width, c->layers, c->mlp_width, c->embed_dim);
+  CHECK(c->heads == want.heads && c->quick_gelu == want.quick_gelu && c->ln_eps == want.ln_eps,
+        "%s: text heads %d quick_gelu %d eps %g, want %d %d %g", label, c->heads, c->quick_gelu,
+        c->ln_eps, want.heads, want.quick_gelu, want.ln_eps);
+  const char *lo = (const char *)w->arena, *hi = lo + w->arena_bytes;
+  CHECK((const char *)tw->layer >= lo && (const char *)(tw->layer + t->layers) <= hi &&
+            (const char *)(tw->proj + E * W) <= hi && tw->layer == w->layer + w->cfg.layers,
+        "%s: a text pointer lies outside the arena", label);
+  same_tag(tw->token_emb, (size_t)t->vocab * W, WF_TEXT_TOK, 0, "token_emb", label);
+  same_tag(tw->pos_emb, (size_t)t->ctx * W, WF_TEXT_POS, 0, "text pos_emb", label);
+  same_tag(tw->ln_final_w, W, WF_TEXT_LNF_W, 0, "ln_final_w", label);
+  same_tag(tw->ln_final_b, W, WF_TEXT_LNF_B, 0, "ln_final_b", label);
+  same_tag(tw->proj, E * W, WF_TEXT_PROJ, 0, "text proj", label);
+  for (int l = 0; l < t->layers; l++) {
+    const clip_layer_weights *lw = &tw->layer[l];
+    same_tag(lw->ln1_w, W, wf_text_layer_tag(l, WF_LN1_W), 0, "text ln1_w", label);
+    same_tag(lw->qkv_w, 3 * W * W, wf_text_layer_tag(l, WF_QKV_W), 0, "text qkv_w", label);
+    same_tag(lw->qkv_b, 3 * W, wf_text_layer_tag(l, WF_QKV_B), 0, "text qkv_b", label);
+    same_tag(lw->out_w, W * W, wf_text_layer_tag(l, WF_OUT_W), 0, "text out_w", label);
+    same_tag(lw->ln2_b, W, wf_text_layer_tag(l, WF_LN2_B), 0, "text ln2_b", label);
+    same_tag(lw->fc1_w, M * W, wf_text_layer_tag(l, WF_FC1_W), 0, "text fc1_w", label);
+    same_tag(lw->fc2_w, W * M, wf_text_layer_tag(l, WF_FC2_W), 0, "text fc2_w", label);
+    same_tag(lw->fc2_b, W, wf_text_layer_tag(l, WF_FC2_B), 0, "text fc2_b", label);
+  }
+}
+
 static void load_ok(const char *label, const char *path, clip_weights *w) {
   char err[CLIP_ERR_LEN] = "";
   clip_status s = clip_weights_load(path, w, err, sizeof err);
@@ -311,31 +349,27 @@ static void test_good_files(void) {
     if (w.arena) check_model("bare f16 dir", &w, &s, (want_cfg){1, 0, 1e-5f, "openai"});
     clip_weights_free(&w);
   }
-  /* 5. A whole HF CLIP checkpoint: text tower, logit_scale scalar, I64 position_ids, F32
-        vision tensors, a CLIPVisionConfig-style config.json with top-level keys; one tensor
-        name written with a JSON escape; unicode in the metadata. */
+  /* 5. A whole HF CLIP checkpoint: text tower (BF16), logit_scale scalar, I64 position_ids,
+        F32 vision tensors, a CLIPVisionConfig-style config.json with top-level keys; one
+        tensor name written with a JSON escape; unicode in the metadata. */
   {
     wf_spec s = wf_tiny_spec(1, "F32");
+    wf_spec s_text = wf_tiny_spec(1, "BF16");
+    wf_text_spec t = wf_tiny_text_spec();
     const char *d = new_dir("good_hf_checkpoint");
     wf_file f = {0};
     int64_t ids[77];
     for (int i = 0; i < 77; i++) ids[i] = i;
     wf_add_raw(&f, "text_model.embeddings.position_ids", "I64", 2, (const int64_t[]){1, 77}, ids,
                sizeof ids);
-    float text[32 * 96];
-    for (int i = 0; i < 32 * 96; i++) text[i] = (float)(i % 13) / 8.0f;
-    wf_add(&f, "text_model.encoder.layers.0.self_attn.q_proj.weight", "F16", 2,
-           (const int64_t[]){32, 32}, text);
-    wf_add(&f, "text_model.embeddings.token_embedding.weight", "F32", 2, (const int64_t[]){96, 32},
-           text);
+    wf_add_text(&f, &s_text, &t);
     wf_add_model(&f, &s);
     wf_add_raw(&f, "vision_model.embeddings.position_ids", "I64", 2, (const int64_t[]){1, 17},
                ids, 17 * sizeof ids[0]);
-    wf_add(&f, "text_projection.weight", "BF16", 2, (const int64_t[]){32, 32}, text);
     float scale = 4.625f;
     wf_add(&f, "logit_scale", "F32", 0, NULL, &scale);
-    wf_tensor *t = wf_find(&f, "vision_model.post_layernorm.bias");
-    snprintf(t->raw_key, sizeof t->raw_key, "vision_model.post_layernorm\\u002ebias");
+    wf_tensor *esc = wf_find(&f, "vision_model.post_layernorm.bias");
+    snprintf(esc->raw_key, sizeof esc->raw_key, "vision_model.post_layernorm\\u002ebias");
     if (wf_write(&f, path_in(d, "model.safetensors")) != 0) abort();
     wf_free(&f);
     write_text(d, "config.json",
@@ -347,23 +381,20 @@ static void test_good_files(void) {
     clip_weights w;
     load_ok("hf checkpoint", path_in(d, "model.safetensors"), &w);
     if (w.arena) check_model("hf checkpoint", &w, &s, (want_cfg){4, 1, 1e-5f, "hf"});
+    if (w.arena) check_text("hf checkpoint", &w, &t, (want_cfg){1, 1, 1e-5f, "hf"});
     clip_weights_free(&w);
   }
   /* 6. A whole OpenAI checkpoint: the text tower's own transformer.resblocks.* and
-        positional_embedding (without "visual.") must be ignored; dtypes mixed per tensor. */
+        positional_embedding (without "visual.") are the text tower's, not the vision
+        tower's; dtypes mixed per tensor. */
   {
     wf_spec s = wf_tiny_spec(0, "BF16");
+    wf_spec s_text = wf_tiny_spec(0, "F16");
+    wf_text_spec t = wf_tiny_text_spec();
+    t.layers = 3;
     const char *d = new_dir("good_openai_checkpoint");
     wf_file f = {0};
-    float text[96 * 32];
-    for (int i = 0; i < 96 * 32; i++) text[i] = (float)(i % 5) - 2.0f;
-    wf_add(&f, "positional_embedding", "F32", 2, (const int64_t[]){77, 32}, text);
-    wf_add(&f, "transformer.resblocks.0.attn.in_proj_weight", "F16", 2, (const int64_t[]){96, 32},
-           text);
-    wf_add(&f, "transformer.resblocks.5.ln_1.weight", "F32", 1, (const int64_t[]){32}, text);
-    wf_add(&f, "token_embedding.weight", "F32", 2, (const int64_t[]){49, 32}, text);
-    wf_add(&f, "ln_final.weight", "F32", 1, (const int64_t[]){32}, text);
-    wf_add(&f, "text_projection", "F32", 2, (const int64_t[]){32, 32}, text);
+    wf_add_text(&f, &s_text, &t);
     float scale = 4.625f;
     wf_add(&f, "logit_scale", "F32", 0, NULL, &scale);
     wf_add_model(&f, &s);
@@ -389,6 +420,7 @@ static void test_good_files(void) {
     clip_weights w;
     load_ok("openai checkpoint", d, &w);
     if (w.arena) check_model("openai checkpoint", &w, &s, (want_cfg){1, 1, 1e-5f, "openai"});
+    if (w.arena) check_text("openai checkpoint", &w, &t, (want_cfg){1, 1, 1e-5f, "openai"});
     clip_weights_free(&w);
   }
 }

@@ -1,8 +1,8 @@
-/* weights_fixture.h: test helper that writes small CLIP vision towers as .safetensors files,
-   in either naming (OpenAI/open_clip `visual.*`, bare, or Hugging Face) and dtype (F32, F16,
-   BF16), with values known in advance: canonical element i of canonical tensor `tag` is
-   wf_value(tag, i). Tests edit the tensor list (drop, reshape, retype) before writing to make
-   broken files. Header-only so any C test can include it. */
+/* weights_fixture.h: test helper that writes small CLIP vision towers (and text towers
+   beside them) as .safetensors files, in either naming (OpenAI/open_clip `visual.*`, bare, or
+   Hugging Face) and dtype (F32, F16, BF16), with values known in advance: canonical element i
+   of canonical tensor `tag` is wf_value(tag, i). Tests edit the tensor list (drop, reshape,
+   retype) before writing to make broken files. Header-only so any C test can include it. */
 #ifndef CLIP_WEIGHTS_FIXTURE_H
 #define CLIP_WEIGHTS_FIXTURE_H
 
@@ -26,16 +26,23 @@ enum {
   WF_FC1_W, WF_FC1_B, WF_FC2_W, WF_FC2_B
 };
 
+/* The text tower's tags: its top-level tensors, then its blocks as the vision blocks. */
+enum { WF_TEXT_TOK = 1000, WF_TEXT_POS, WF_TEXT_LNF_W, WF_TEXT_LNF_B, WF_TEXT_PROJ,
+       WF_TEXT_LAYER0 = 1010 };
+
 WF_FN int wf_layer_tag(int layer, int which) { return WF_LAYER0 + 20 * layer + which; }
+WF_FN int wf_text_layer_tag(int layer, int which) { return WF_TEXT_LAYER0 + 20 * layer + which; }
 
 /* Multiples of 1/16 in [-1.875, 1.875]: exact in F16 and BF16. LayerNorm gains sit around 1
    (multiples of 1/64 in [0.53, 1.47], still exact) so a gain read as a bias shows. */
 WF_FN float wf_value(int tag, size_t i) {
   int r = (int)(((size_t)tag * 37u + i * 11u + (i / 7u) * 3u) % 61u) - 30;
   float v = (float)r / 16.0f;
-  int gain = tag == WF_LN_PRE_W || tag == WF_LN_POST_W ||
-             (tag >= WF_LAYER0 && ((tag - WF_LAYER0) % 20 == WF_LN1_W ||
-                                   (tag - WF_LAYER0) % 20 == WF_LN2_W));
+  int gain = tag == WF_LN_PRE_W || tag == WF_LN_POST_W || tag == WF_TEXT_LNF_W ||
+             (tag >= WF_LAYER0 && tag < WF_TEXT_TOK &&
+              ((tag - WF_LAYER0) % 20 == WF_LN1_W || (tag - WF_LAYER0) % 20 == WF_LN2_W)) ||
+             (tag >= WF_TEXT_LAYER0 && ((tag - WF_TEXT_LAYER0) % 20 == WF_LN1_W ||
+                                        (tag - WF_TEXT_LAYER0) % 20 == WF_LN2_W));
   return gain ? 1.0f + v / 4.0f : v;
 }
 
@@ -240,6 +247,96 @@ WF_FN wf_tensor *wf_add_tag(wf_file *f, const wf_spec *s, const char *name, int 
   return t;
 }
 
+/* One pre-LN block (both towers name theirs alike below their prefix `b`), canonical tags
+   from tag_of(layer, which). */
+WF_FN void wf_add_block(wf_file *f, const wf_spec *s, const char *b, int l, int64_t W, int64_t M,
+                        int (*tag_of)(int, int)) {
+  char name[160];
+#define WF_SHAPE(...) ((const int64_t[]){__VA_ARGS__})
+#define WF_L(suffix, ndim, shape, which, first)                                                 \
+  do {                                                                                         \
+    snprintf(name, sizeof name, "%s%s", b, suffix);                                            \
+    wf_add_tag(f, s, name, ndim, shape, tag_of(l, which), first);                              \
+  } while (0)
+  WF_L(s->hf ? "layer_norm1.weight" : "ln_1.weight", 1, WF_SHAPE(W), WF_LN1_W, 0);
+  WF_L(s->hf ? "layer_norm1.bias" : "ln_1.bias", 1, WF_SHAPE(W), WF_LN1_B, 0);
+  if (s->hf) {
+    /* q, k, v are row blocks 0, 1, 2 of the canonical (3W, W) qkv. */
+    static const char *const part[3] = {"q_proj", "k_proj", "v_proj"};
+    for (int k = 0; k < 3; k++) {
+      char sfx[64];
+      snprintf(sfx, sizeof sfx, "self_attn.%s.weight", part[k]);
+      WF_L(sfx, 2, WF_SHAPE(W, W), WF_QKV_W, (size_t)(k * W * W));
+      snprintf(sfx, sizeof sfx, "self_attn.%s.bias", part[k]);
+      WF_L(sfx, 1, WF_SHAPE(W), WF_QKV_B, (size_t)(k * W));
+    }
+  } else {
+    WF_L("attn.in_proj_weight", 2, WF_SHAPE(3 * W, W), WF_QKV_W, 0);
+    WF_L("attn.in_proj_bias", 1, WF_SHAPE(3 * W), WF_QKV_B, 0);
+  }
+  WF_L(s->hf ? "self_attn.out_proj.weight" : "attn.out_proj.weight", 2, WF_SHAPE(W, W), WF_OUT_W, 0);
+  WF_L(s->hf ? "self_attn.out_proj.bias" : "attn.out_proj.bias", 1, WF_SHAPE(W), WF_OUT_B, 0);
+  WF_L(s->hf ? "layer_norm2.weight" : "ln_2.weight", 1, WF_SHAPE(W), WF_LN2_W, 0);
+  WF_L(s->hf ? "layer_norm2.bias" : "ln_2.bias", 1, WF_SHAPE(W), WF_LN2_B, 0);
+  WF_L(s->hf ? "mlp.fc1.weight" : "mlp.c_fc.weight", 2, WF_SHAPE(M, W), WF_FC1_W, 0);
+  WF_L(s->hf ? "mlp.fc1.bias" : "mlp.c_fc.bias", 1, WF_SHAPE(M), WF_FC1_B, 0);
+  WF_L(s->hf ? "mlp.fc2.weight" : "mlp.c_proj.weight", 2, WF_SHAPE(W, M), WF_FC2_W, 0);
+  WF_L(s->hf ? "mlp.fc2.bias" : "mlp.c_proj.bias", 1, WF_SHAPE(W), WF_FC2_B, 0);
+#undef WF_L
+#undef WF_SHAPE
+}
+
+/* A [rows, cols] file tensor whose element (r, c) is canonical element (c, r) of `tag`: how
+   OpenAI stores its projections ([W, E] for the canonical (E, W)). */
+WF_FN void wf_add_transposed(wf_file *f, const wf_spec *s, const char *name, int64_t rows,
+                             int64_t cols, int tag) {
+  float *v = (float *)malloc((size_t)(rows * cols) * sizeof *v);
+  if (!v) abort();
+  for (int64_t r = 0; r < rows; r++)
+    for (int64_t c = 0; c < cols; c++) v[r * cols + c] = wf_value(tag, (size_t)(c * rows + r));
+  const int64_t shape[2] = {rows, cols};
+  wf_add(f, name, s->dtype, 2, shape, v);
+  free(v);
+}
+
+/* A text tower: context length, vocabulary, width, blocks, MLP width, embedding. */
+typedef struct wf_text_spec {
+  int ctx, vocab, width, layers, mlp, embed;
+} wf_text_spec;
+
+WF_FN wf_text_spec wf_tiny_text_spec(void) {
+  wf_text_spec t = {8, 40, 64, 2, 128, 32}; /* embed = wf_tiny_spec's */
+  return t;
+}
+
+WF_FN int wf_text_tag_of(int l, int which) { return wf_text_layer_tag(l, which); }
+
+/* Adds every text tensor of t, named and stored as s says (s->hf, s->dtype); OpenAI's sit at
+   the top level beside visual.*. */
+WF_FN void wf_add_text(wf_file *f, const wf_spec *s, const wf_text_spec *t) {
+  const int64_t W = t->width, M = t->mlp, E = t->embed, V = t->vocab, C = t->ctx;
+  const int64_t tok_shape[2] = {V, W}, pos_shape[2] = {C, W}, w_shape[1] = {W};
+  wf_add_tag(f, s, s->hf ? "text_model.embeddings.token_embedding.weight" : "token_embedding.weight",
+             2, tok_shape, WF_TEXT_TOK, 0);
+  wf_add_tag(f, s, s->hf ? "text_model.embeddings.position_embedding.weight" : "positional_embedding",
+             2, pos_shape, WF_TEXT_POS, 0);
+  for (int l = 0; l < t->layers; l++) {
+    char b[96];
+    snprintf(b, sizeof b, "%s%d.", s->hf ? "text_model.encoder.layers." : "transformer.resblocks.", l);
+    wf_add_block(f, s, b, l, W, M, wf_text_tag_of);
+  }
+  wf_add_tag(f, s, s->hf ? "text_model.final_layer_norm.weight" : "ln_final.weight", 1, w_shape,
+             WF_TEXT_LNF_W, 0);
+  wf_add_tag(f, s, s->hf ? "text_model.final_layer_norm.bias" : "ln_final.bias", 1, w_shape,
+             WF_TEXT_LNF_B, 0);
+  if (s->hf) {
+    const int64_t p_shape[2] = {E, W};
+    wf_add_tag(f, s, "text_projection.weight", 2, p_shape, WF_TEXT_PROJ, 0);
+  } else {
+    wf_add_transposed(f, s, "text_projection", W, E, WF_TEXT_PROJ);
+  }
+}
+
 /* Adds every vision tensor of the tower described by s. */
 WF_FN void wf_add_model(wf_file *f, const wf_spec *s) {
   const int64_t W = s->width, P = s->patch, T = (int64_t)s->grid * s->grid + 1, M = s->mlp,
@@ -271,36 +368,7 @@ WF_FN void wf_add_model(wf_file *f, const wf_spec *s) {
       snprintf(b, sizeof b, "vision_model.encoder.layers.%d.", l);
     else
       snprintf(b, sizeof b, "%stransformer.resblocks.%d.", pre, l);
-#define WF_L(suffix, ndim, shape, which, first)                                                 \
-  do {                                                                                         \
-    snprintf(name, sizeof name, "%s%s", b, suffix);                                            \
-    wf_add_tag(f, s, name, ndim, shape, wf_layer_tag(l, which), first);                        \
-  } while (0)
-    WF_L(s->hf ? "layer_norm1.weight" : "ln_1.weight", 1, WF_SHAPE(W), WF_LN1_W, 0);
-    WF_L(s->hf ? "layer_norm1.bias" : "ln_1.bias", 1, WF_SHAPE(W), WF_LN1_B, 0);
-    if (s->hf) {
-      /* q, k, v are row blocks 0, 1, 2 of the canonical (3W, W) qkv. */
-      static const char *const part[3] = {"q_proj", "k_proj", "v_proj"};
-      for (int k = 0; k < 3; k++) {
-        char sfx[64];
-        snprintf(sfx, sizeof sfx, "self_attn.%s.weight", part[k]);
-        WF_L(sfx, 2, WF_SHAPE(W, W), WF_QKV_W, (size_t)(k * W * W));
-        snprintf(sfx, sizeof sfx, "self_attn.%s.bias", part[k]);
-        WF_L(sfx, 1, WF_SHAPE(W), WF_QKV_B, (size_t)(k * W));
-      }
-    } else {
-      WF_L("attn.in_proj_weight", 2, WF_SHAPE(3 * W, W), WF_QKV_W, 0);
-      WF_L("attn.in_proj_bias", 1, WF_SHAPE(3 * W), WF_QKV_B, 0);
-    }
-    WF_L(s->hf ? "self_attn.out_proj.weight" : "attn.out_proj.weight", 2, WF_SHAPE(W, W), WF_OUT_W, 0);
-    WF_L(s->hf ? "self_attn.out_proj.bias" : "attn.out_proj.bias", 1, WF_SHAPE(W), WF_OUT_B, 0);
-    WF_L(s->hf ? "layer_norm2.weight" : "ln_2.weight", 1, WF_SHAPE(W), WF_LN2_W, 0);
-    WF_L(s->hf ? "layer_norm2.bias" : "ln_2.bias", 1, WF_SHAPE(W), WF_LN2_B, 0);
-    WF_L(s->hf ? "mlp.fc1.weight" : "mlp.c_fc.weight", 2, WF_SHAPE(M, W), WF_FC1_W, 0);
-    WF_L(s->hf ? "mlp.fc1.bias" : "mlp.c_fc.bias", 1, WF_SHAPE(M), WF_FC1_B, 0);
-    WF_L(s->hf ? "mlp.fc2.weight" : "mlp.c_proj.weight", 2, WF_SHAPE(W, M), WF_FC2_W, 0);
-    WF_L(s->hf ? "mlp.fc2.bias" : "mlp.c_proj.bias", 1, WF_SHAPE(W), WF_FC2_B, 0);
-#undef WF_L
+    wf_add_block(f, s, b, l, W, M, wf_layer_tag);
   }
   if (s->hf) {
     wf_add_tag(f, s, "vision_model.post_layernorm.weight", 1, WF_SHAPE(W), WF_LN_POST_W, 0);
@@ -312,13 +380,8 @@ WF_FN void wf_add_model(wf_file *f, const wf_spec *s) {
     snprintf(name, sizeof name, "%sln_post.bias", pre);
     wf_add_tag(f, s, name, 1, WF_SHAPE(W), WF_LN_POST_B, 0);
     /* OpenAI stores proj as [W, E]: file element (w, e) is canonical element (e, w). */
-    float *v = (float *)malloc((size_t)(W * E) * sizeof *v);
-    if (!v) abort();
-    for (int64_t w = 0; w < W; w++)
-      for (int64_t e = 0; e < E; e++) v[w * E + e] = wf_value(WF_PROJ, (size_t)(e * W + w));
     snprintf(name, sizeof name, "%sproj", pre);
-    wf_add(f, name, s->dtype, 2, WF_SHAPE(W, E), v);
-    free(v);
+    wf_add_transposed(f, s, name, W, E, WF_PROJ);
   }
 #undef WF_SHAPE
 }

@@ -27,6 +27,11 @@ class ModelInfo(ctypes.Structure):
                                              "heads", "mlp_width", "embed_dim", "quick_gelu")]
 
 
+class TextInfo(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_int) for n in ("context_length", "vocab_size", "width", "layers",
+                                             "heads", "embed_dim", "quick_gelu")]
+
+
 class Image(ctypes.Structure):
     _fields_ = [("rgb", ctypes.POINTER(ctypes.c_uint8)), ("width", ctypes.c_int),
                 ("height", ctypes.c_int), ("stride", ctypes.c_int)]
@@ -72,6 +77,16 @@ def lib(path=None):
     L.clip_preprocess_image_u8.argtypes = [ctypes.POINTER(Image), ctypes.c_int,
                                            ctypes.POINTER(ctypes.c_uint8)]
     L.clip_preprocess_image_u8.restype = ctypes.c_int
+    # The text tower (absent from libraries built before it: then text calls raise).
+    if hasattr(L, "clip_engine_embed_tokens"):
+        L.clip_engine_text_info.argtypes = [ctypes.c_void_p, ctypes.POINTER(TextInfo)]
+        L.clip_engine_text_info.restype = ctypes.c_int
+        L.clip_engine_embed_tokens.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_int32),
+                                               ctypes.c_int, fptr]
+        L.clip_engine_embed_tokens.restype = ctypes.c_int
+        L.clip_weights_probe_text.argtypes = [ctypes.c_char_p, ctypes.POINTER(TextInfo),
+                                              ctypes.c_char_p, ctypes.c_size_t]
+        L.clip_weights_probe_text.restype = ctypes.c_int
     _lib = L
     return L
 
@@ -169,3 +184,29 @@ class Engine:
         self._check(lib().clip_engine_embed_images(self.h, ims, len(arrays),
                                                    out.ctypes.data_as(ctypes.POINTER(ctypes.c_float))))
         return out
+
+    def text_info(self):
+        """clip_engine_text_info -> dict (ClipError CLIP_ERR_UNSUPPORTED without a text tower)."""
+        info = TextInfo()
+        self._check(lib().clip_engine_text_info(self.h, ctypes.byref(info)))
+        return {n: getattr(info, n) for n, _ in TextInfo._fields_}
+
+    def embed_tokens(self, tokens):
+        """tokens int [n, context_length] -> float32 [n, embed_dim] (clip_engine_embed_tokens)."""
+        tokens = np.ascontiguousarray(tokens, np.int32)
+        n = tokens.shape[0]
+        out = np.empty((n, self.info["embed_dim"]), np.float32)
+        self._check(lib().clip_engine_embed_tokens(
+            self.h, tokens.ctypes.data_as(ctypes.POINTER(ctypes.c_int32)), n,
+            out.ctypes.data_as(ctypes.POINTER(ctypes.c_float))))
+        return out
+
+
+def probe_text(weights_path):
+    """clip_weights_probe_text -> dict of clip_text_info (ClipError when there is none)."""
+    info = TextInfo()
+    err = ctypes.create_string_buffer(1024)
+    s = lib().clip_weights_probe_text(os.fsencode(weights_path), ctypes.byref(info), err, len(err))
+    if s != CLIP_OK:
+        raise ClipError(s, err.value.decode(errors="replace"))
+    return {n: getattr(info, n) for n, _ in TextInfo._fields_}
