@@ -117,6 +117,12 @@ func (r *run) openEngines() (*engines, error) {
 	if err != nil {
 		return nil, fmt.Errorf("weights %s: %w", wpath, err)
 	}
+	var text engine.TextInfo
+	if cfg.TextColumn != "" {
+		if text, err = probeText(wpath, info); err != nil {
+			return nil, err
+		}
+	}
 	// The weights' identity from their bytes, before the engine maps them (after the header
 	// proved them weights, so a broken file is not read whole first); checked again
 	// after, so that the weights used are the weights hashed.
@@ -181,7 +187,7 @@ func (r *run) openEngines() (*engines, error) {
 		}
 	}
 	if cfg.TextColumn != "" {
-		if err := es.openTexts(wpath); err != nil {
+		if err := es.openTexts(wpath, text); err != nil {
 			es.Close()
 			return nil, err
 		}

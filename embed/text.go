@@ -4,9 +4,11 @@
 package embed
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/clipd/clipd/cgo/engine"
+	"github.com/clipd/clipd/internal/pipeline/batch"
 )
 
 // textTower is the text side of an engine: n sequences of ctx ids in, n*EmbedDim floats out
@@ -42,10 +44,62 @@ func (t *textEmbedder) EmbedTexts(texts []string, out []float32) (int, error) {
 	return truncated, t.tower.EmbedTokens(t.ids, len(texts), out)
 }
 
-// openTexts opens the text tower of every engine of es, for the weights at wpath.
-//
-// The engine's text tower (cgo/engine TextInfo/EmbedTokens) is not in this build yet: a run
-// with a text column is refused with one line rather than run without its text embeddings.
-func (es *engines) openTexts(wpath string) error {
-	return withKind(ErrConfig, fmt.Errorf("--text-column: this build's engine has no text tower (weights %s); run without --text-column", wpath))
+// probeText checks, before any engine is built, that the weights at wpath can embed texts:
+// a text tower (of the vision tower's embed_dim) and the tokenizer's vocab.json and
+// merges.txt beside them. Its errors are ErrBadWeights (exit 4): these weights cannot do what
+// the run asks; other weights (or no --text-column) can.
+func probeText(wpath string, vision engine.ModelInfo) (engine.TextInfo, error) {
+	bad := func(format string, args ...any) error { return withKind(ErrBadWeights, fmt.Errorf(format, args...)) }
+	ti, err := engine.ProbeText(wpath)
+	if err != nil {
+		return ti, bad("--text-column: weights %s have no usable text tower (%v): give the weights of a whole CLIP model (image and text towers), or run without --text-column", wpath, engineMsg(err))
+	}
+	if ti.EmbedDim != vision.EmbedDim {
+		return ti, bad("--text-column: weights %s: the text tower embeds to %d values, the image tower to %d: the two towers are not one CLIP model", wpath, ti.EmbedDim, vision.EmbedDim)
+	}
+	tok, err := engine.OpenTokenizer(wpath)
+	if err != nil {
+		return ti, bad("--text-column: the tokenizer of weights %s: %v; put the model's vocab.json and merges.txt beside the weights (clipd weights fetch downloads them)", wpath, engineMsg(err))
+	}
+	tok.Close()
+	return ti, nil
+}
+
+// openTexts opens the text side of every engine of es (probed by probeText): one tokenizer
+// for all, and a textEmbedder per engine. A first text ("") is embedded on each engine, so a
+// backend without a text forward, a vocabulary with ids past the tower's, or a tower that
+// embeds to NaN fails here, before the output is touched.
+func (es *engines) openTexts(wpath string, ti engine.TextInfo) error {
+	tok, err := engine.OpenTokenizer(wpath)
+	if err != nil {
+		return withKind(ErrBadWeights, fmt.Errorf("--text-column: the tokenizer of weights %s: %v", wpath, engineMsg(err)))
+	}
+	es.close = append(es.close, func() { tok.Close() })
+	out := make([]float32, ti.EmbedDim)
+	for i, e := range es.list {
+		te := &textEmbedder{tower: e, tok: tok, ctx: ti.ContextLength}
+		if _, err := te.EmbedTexts([]string{""}, out); err != nil {
+			switch {
+			case errors.Is(err, engine.ErrUnsupported):
+				return withKind(ErrConfig, fmt.Errorf("--text-column: %v; run the text tower on another backend (--backend cpu), or without --text-column", engineMsg(err)))
+			case errors.Is(err, engine.ErrInvalidArgument):
+				return withKind(ErrBadWeights, fmt.Errorf("--text-column: weights %s: the tokenizer's vocabulary does not fit the text tower (%d ids): %v; use the vocab.json and merges.txt of these weights", wpath, ti.VocabSize, engineMsg(err)))
+			}
+			return fmt.Errorf("--text-column: weights %s: embedding a test text on engine %d: %w", wpath, i, err)
+		}
+		if !batch.AllFinite(out) {
+			return withKind(ErrBadWeights, fmt.Errorf("--text-column: weights %s: the embedding of an empty text is not finite (NaN or Inf): the text tower is broken; nothing was written", wpath))
+		}
+		es.texts = append(es.texts, te)
+	}
+	return nil
+}
+
+// engineMsg is an engine error's message without its status name, for a one-line error.
+func engineMsg(err error) string {
+	var ee *engine.Error
+	if errors.As(err, &ee) && ee.Msg != "" {
+		return ee.Msg
+	}
+	return err.Error()
 }

@@ -1,0 +1,425 @@
+// text_e2e_test.go: `clipd embed --text-column` end to end with a tiny whole CLIP model (made
+// by tests/reference/make_text_model.py) on the CPU: a CSV of URLs and captions served from
+// 127.0.0.1, interrupted and resumed, and a tar shard with .txt captions; h5py reads
+// text_embeddings and each row equals the engine's embedding of that row's caption (through
+// the Go binding) and the Python reference's (tokenizer_ref + clip_ref); the errors at the
+// start (no text tower, no vocabulary, no such column, another text column on resume).
+package main
+
+import (
+	"archive/tar"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/clipd/clipd/cgo/engine"
+	"github.com/clipd/clipd/embed"
+	"github.com/clipd/clipd/internal/pipeline/batch"
+)
+
+const makeTextModel = "../../tests/reference/make_text_model.py"
+
+// textModel writes the tiny whole model (image and text towers, vocab.json, merges.txt) into
+// a new folder.
+func textModel(t *testing.T) string {
+	t.Helper()
+	if _, err := os.Stat("/usr/bin/python3"); err != nil {
+		t.Skip("needs Debian's /usr/bin/python3 with torch and python3-regex (make deps)")
+	}
+	dir := filepath.Join(t.TempDir(), "model")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if b, err := exec.CommandContext(ctx, "/usr/bin/python3", makeTextModel, "make", dir).CombinedOutput(); err != nil {
+		t.Fatalf("make_text_model.py make: %v\n%s", err, b)
+	}
+	return dir
+}
+
+// goTextEmbeddings embeds each text alone through the Go binding (tokenizer + engine).
+func goTextEmbeddings(t *testing.T, model string, texts []string, normalize bool) [][]float32 {
+	t.Helper()
+	e, err := engine.Open(engine.Options{WeightsPath: model, Backend: engine.BackendCPU, Threads: 1, MaxBatch: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	ti, err := e.TextInfo()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := engine.OpenTokenizer(model)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tok.Close()
+	var out [][]float32
+	for _, s := range texts {
+		ids, _, err := tok.Tokenize(s, ti.ContextLength)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v := make([]float32, ti.EmbedDim)
+		if err := e.EmbedTokens(ids, 1, v); err != nil {
+			t.Fatal(err)
+		}
+		if normalize {
+			batch.Normalize(v)
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
+// pyTextEmbeddings are the Python reference's embeddings of texts (not normalized).
+func pyTextEmbeddings(t *testing.T, model string, texts []string) [][]float64 {
+	t.Helper()
+	dir := t.TempDir()
+	b, _ := json.Marshal(texts)
+	in, out := filepath.Join(dir, "texts.json"), filepath.Join(dir, "emb.npy")
+	if err := os.WriteFile(in, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := exec.Command("/usr/bin/python3", makeTextModel, "embed", model, in, out).CombinedOutput(); err != nil {
+		t.Fatalf("make_text_model.py embed: %v\n%s", err, b)
+	}
+	js, err := exec.Command("/usr/bin/python3", "-c", "import sys, json, numpy as np; json.dump(np.load(sys.argv[1]).astype('float64').tolist(), sys.stdout)", out).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v [][]float64
+	if err := json.Unmarshal(js, &v); err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// textH5 is what h5py reads of a file with text embeddings.
+type textH5 struct {
+	URLs       []string    `json:"urls"`
+	Emb        [][]float64 `json:"embeddings"`
+	Text       [][]float64 `json:"text_embeddings"`
+	TextDtype  string      `json:"text_dtype"`
+	Dtype      string      `json:"dtype"`
+	TextColumn string      `json:"text_column"`
+	Captions   []string    `json:"caption"`
+	Failed     []string    `json:"failed_urls"`
+}
+
+func readTextH5(t *testing.T, path string) textH5 {
+	t.Helper()
+	const script = `
+import sys, json, h5py
+f = h5py.File(sys.argv[1], "r")
+t, e = f["text_embeddings"], f["embeddings"]
+assert t.shape == e.shape, (t.shape, e.shape)
+out = {"urls": list(f["urls"].asstr()[:]), "embeddings": e[:].astype("float64").tolist(),
+       "text_embeddings": t[:].astype("float64").tolist(), "text_dtype": str(t.dtype), "dtype": str(e.dtype),
+       "text_column": f.attrs["text_column"], "failed_urls": list(f["failed_urls"].asstr()[:]),
+       "caption": list(f["caption"].asstr()[:]) if "caption" in f else None}
+json.dump(out, sys.stdout)
+`
+	b, err := exec.Command("/usr/bin/python3", "-W", "ignore", "-c", script, path).Output()
+	if err != nil {
+		var msg []byte
+		if ee, ok := err.(*exec.ExitError); ok {
+			msg = ee.Stderr
+		}
+		t.Fatalf("h5py cannot read %s: %v\n%s", path, err, msg)
+	}
+	var r textH5
+	if err := json.Unmarshal(b, &r); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// close64 compares a row read back with an expected one within tol (relative to 1 + |want|).
+func close64(got []float64, want []float32, tol float64) bool {
+	if len(got) != len(want) {
+		return false
+	}
+	for i := range got {
+		if math.Abs(got[i]-float64(want[i])) > tol*(1+math.Abs(float64(want[i]))) {
+			return false
+		}
+	}
+	return true
+}
+
+// cosine of two rows.
+func cosine(a []float64, b []float64) float64 {
+	var ab, aa, bb float64
+	for i := range a {
+		ab, aa, bb = ab+a[i]*b[i], aa+a[i]*a[i], bb+b[i]*b[i]
+	}
+	return ab / math.Sqrt(aa*bb)
+}
+
+// longCaption has more BPE tokens than the context (77) holds.
+var longCaption = strings.Repeat("a photo of the dog on the street with two people ", 12)
+
+func TestEmbedTextColumnCSV(t *testing.T) {
+	model := textModel(t)
+	srv := newImageServer(t)
+	good := goodFiles(t)[:14]
+	captions := []string{"a photo of a cat", "", "quoted, with a comma", longCaption, "東京 写真 猫 😀", "café naïve déjà vu",
+		"  two   spaces  ", "&amp; html &lt;3", "A RED BUS", "1 2 3 10 100 2024", "don't can't we're", "kyoto",
+		"x", "the end"}
+	var b strings.Builder
+	b.WriteString("url,caption,other\n")
+	capOf := map[string]string{}
+	for i, n := range good {
+		u := srv.URL + "/img/" + n
+		capOf[u] = strings.TrimSpace(captions[i]) // CSV fields are read without the spaces around them
+		fmt.Fprintf(&b, "%s,%q,o%d\n", u, captions[i], i)
+		if i == 5 {
+			fmt.Fprintf(&b, "%s,a caption of a missing image,o\n", srv.URL+"/missing")
+		}
+	}
+	fmt.Fprintf(&b, "%s\n", srv.URL+"/img/"+goodFiles(t)[14]) // a row too short to have the column: ""
+	capOf[srv.URL+"/img/"+goodFiles(t)[14]] = ""
+	csv := filepath.Join(t.TempDir(), "list.csv")
+	if err := os.WriteFile(csv, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "OUT")
+	base := []string{"embed", "-i", csv, "-w", model, "-o", out, "--save-columns", "caption",
+		"--backend", "cpu", "--threads", "1", "--batch-size", "4", "--chunk-size", "5", "--memory", "1GiB",
+		"--allow-private-networks", "--retries", "0", "--timeout", "10s", "--json", "-q"}
+	args := append(append([]string{}, base...), "--text-column", "caption")
+
+	// Interrupted after the first batches, then resumed by the same command.
+	o, err := embedOptionsFromArgs(t, args)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(testCtx(t))
+	o.afterBatch = func(rows int64) {
+		if rows >= 6 {
+			cancel()
+		}
+	}
+	if err := runEmbed(ctx, o); exitCode(err) != exitInterrupted {
+		t.Fatalf("interrupted run: %v", err)
+	}
+	if code, stdout, stderr := runClipd(args...); code != 0 {
+		t.Fatalf("resumed run: exit %d\n%s%s", code, stdout, stderr)
+	}
+	final := filepath.Join(out, embed.FinalName)
+	h := readTextH5(t, final)
+	if len(h.URLs) != 15 || len(h.Failed) != 1 || h.TextColumn != "caption" || h.TextDtype != "float32" || h.Dtype != "float32" {
+		t.Fatalf("%d rows, failed %v, text column %q, dtypes %s %s", len(h.URLs), h.Failed, h.TextColumn, h.TextDtype, h.Dtype)
+	}
+	var texts []string
+	for i, u := range h.URLs {
+		c, ok := capOf[u]
+		if !ok {
+			t.Fatalf("row %d: unexpected url %s", i, u)
+		}
+		if h.Captions[i] != c {
+			t.Errorf("row %d: saved caption %q, want %q", i, h.Captions[i], c)
+		}
+		texts = append(texts, c)
+	}
+	want := goTextEmbeddings(t, model, texts, false)
+	ref := pyTextEmbeddings(t, model, texts)
+	for i := range texts {
+		if !close64(h.Text[i], want[i], 1e-5) {
+			t.Errorf("row %d (%q): text embedding %v, want the engine's %v", i, texts[i], h.Text[i][:4], want[i][:4])
+		}
+		if c := cosine(h.Text[i], ref[i]); c < 0.99999 {
+			t.Errorf("row %d (%q): cosine with the Python reference %v", i, texts[i], c)
+		}
+		if cosine(h.Text[i], h.Emb[i]) > 0.9999 {
+			t.Errorf("row %d: the text embedding is the image's", i)
+		}
+	}
+	// The rows' texts differ, and so do their embeddings: no row got another row's.
+	for i := 1; i < len(texts); i++ {
+		if texts[i] != texts[i-1] && close64(h.Text[i], want[i-1], 1e-5) {
+			t.Errorf("rows %d and %d have one text embedding", i-1, i)
+		}
+	}
+
+	var stats embed.Summary
+	if err := json.Unmarshal(readFile(t, filepath.Join(out, "Images_Embedded.stats.json")), &stats); err != nil {
+		t.Fatal(err)
+	}
+	// The resumed run's own texts: those of the rows it embedded.
+	if stats.ResumedRows == 0 || stats.Rows == 0 {
+		t.Errorf("resumed %d rows, embedded %d: the run was not resumed", stats.ResumedRows, stats.Rows)
+	}
+	if s := stats.Text; s == nil || s.Column != "caption" || s.Texts != stats.Rows || s.Truncated > 1 || s.Empty > 2 {
+		t.Errorf("stats text %+v (rows %d)", stats.Text, stats.Rows)
+	}
+
+	// Another text column (or none) on the same output: refused, one line, exit 2.
+	for _, other := range [][]string{{"--text-column", "other"}, nil} {
+		code, _, stderr := runClipd(append(append([]string{}, base...), other...)...)
+		want := "text column caption, now other"
+		if other == nil {
+			want = "text column caption, now none"
+		}
+		checkOneErrorLine(t, "another text column", code, exitUsage, stderr, "..."+want)
+	}
+}
+
+// A whole run without interruption counts what it embedded: one text cut, two empty.
+func TestEmbedTextColumnSummary(t *testing.T) {
+	model := textModel(t)
+	srv := newImageServer(t)
+	good := goodFiles(t)[:5]
+	var b strings.Builder
+	b.WriteString("URL\tText\n")
+	for i, n := range good {
+		c := []string{"a cat", "", longCaption, "", "two dogs"}[i]
+		fmt.Fprintf(&b, "%s/img/%s\t%s\n", srv.URL, n, c)
+	}
+	tsv := filepath.Join(t.TempDir(), "list.tsv")
+	os.WriteFile(tsv, []byte(b.String()), 0o644)
+	out := filepath.Join(t.TempDir(), "OUT")
+	code, stdout, stderr := runClipd("embed", "-i", tsv, "-w", model, "-o", out, "--text-column", "text", "--backend", "cpu",
+		"--threads", "1", "--batch-size", "2", "--memory", "1GiB", "--allow-private-networks", "--retries", "0", "--json")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s%s", code, stdout, stderr)
+	}
+	if !strings.Contains(stdout, "texts (text): 5 embedded, 1 cut to the model's context, 2 empty or missing") {
+		t.Errorf("summary:\n%s", stdout)
+	}
+	var stats embed.Summary
+	if err := json.Unmarshal(readFile(t, filepath.Join(out, "Images_Embedded.stats.json")), &stats); err != nil {
+		t.Fatal(err)
+	}
+	if s := stats.Text; s == nil || *s != (embed.TextSummary{Column: "text", Texts: 5, Truncated: 1, Empty: 2, Busy: s.Busy}) {
+		t.Errorf("stats text %+v", stats.Text)
+	}
+}
+
+// A tar shard whose samples carry .txt captions (no json): --normalize --dtype float16.
+func TestEmbedTextColumnTar(t *testing.T) {
+	model := textModel(t)
+	imgs := goodFiles(t)[:7]
+	shard := filepath.Join(t.TempDir(), "00000.tar")
+	f, err := os.Create(shard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tw := tar.NewWriter(f)
+	put := func(name string, b []byte) {
+		tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(b))})
+		tw.Write(b)
+	}
+	capOf := map[string]string{}
+	for i, n := range imgs {
+		key := fmt.Sprintf("%09d", i)
+		put(key+filepath.Ext(n), readFile(t, filepath.Join(e2eDir, n)))
+		c := fmt.Sprintf("caption number %d of the shard", i)
+		if i == 4 {
+			c = "" // no .txt member
+		} else {
+			put(key+".txt", []byte(c+"\n"))
+		}
+		capOf["00000.tar/"+key] = c
+	}
+	tw.Close()
+	f.Close()
+	out := filepath.Join(t.TempDir(), "OUT")
+	code, stdout, stderr := runClipd("embed", "-i", shard, "-w", model, "-o", out, "--text-column", "caption", "--normalize",
+		"--dtype", "float16", "--backend", "cpu", "--threads", "1", "--batch-size", "3", "--chunk-size", "4", "--memory", "1GiB", "-q")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s%s", code, stdout, stderr)
+	}
+	h := readTextH5(t, filepath.Join(out, embed.FinalName))
+	if len(h.URLs) != len(imgs) || h.TextDtype != "float16" {
+		t.Fatalf("%d rows, text dtype %s", len(h.URLs), h.TextDtype)
+	}
+	var texts []string
+	for _, u := range h.URLs {
+		c, ok := capOf[u]
+		if !ok {
+			t.Fatalf("unexpected url %s", u)
+		}
+		texts = append(texts, c)
+	}
+	want := goTextEmbeddings(t, model, texts, true)
+	for i := range texts {
+		var ss float64
+		for _, x := range h.Text[i] {
+			ss += x * x
+		}
+		if !close64(h.Text[i], want[i], 2e-3) || math.Abs(ss-1) > 4e-3 {
+			t.Errorf("row %d (%q): text embedding %v (norm^2 %v), want %v", i, texts[i], h.Text[i][:4], ss, want[i][:4])
+		}
+	}
+}
+
+// The errors at the start, before anything is fetched or written: weights without a text
+// tower, a model without its vocabulary (exit 4), an input without the column (exit 3).
+func TestEmbedTextColumnErrors(t *testing.T) {
+	model := textModel(t)
+	srv := newImageServer(t)
+	dir := t.TempDir()
+	csv := filepath.Join(dir, "list.csv")
+	os.WriteFile(csv, []byte("url,caption\n"+srv.URL+"/img/"+goodFiles(t)[0]+",a cat\n"), 0o644)
+	txt := filepath.Join(dir, "list.txt")
+	os.WriteFile(txt, []byte(srv.URL+"/img/"+goodFiles(t)[0]+"\n"), 0o644)
+	noVocab := filepath.Join(dir, "novocab")
+	os.MkdirAll(noVocab, 0o755)
+	for _, n := range []string{"model.safetensors", "open_clip_config.json"} {
+		os.WriteFile(filepath.Join(noVocab, n), readFile(t, filepath.Join(model, n)), 0o644)
+	}
+	for _, c := range []struct {
+		name, input, weights, column string
+		code                         int
+		says                         string
+	}{
+		{"vision-only weights", csv, tinyWeights, "caption", exitBadWeights, "have no usable text tower"},
+		{"no vocabulary", csv, noVocab, "caption", exitBadWeights, "vocab.json"},
+		{"no such column", csv, model, "title", exitInput, `no text column "title" in the header; the columns are "url", "caption"`},
+		{"a plain list", txt, model, "caption", exitInput, `no text column "caption"`},
+	} {
+		out := filepath.Join(dir, "out-"+strings.ReplaceAll(c.name, " ", "-"))
+		before := srv.requests.Load()
+		code, _, stderr := runClipd("embed", "-i", c.input, "-w", c.weights, "-o", out, "--text-column", c.column,
+			"--backend", "cpu", "--threads", "1", "--memory", "1GiB", "--allow-private-networks", "-q")
+		checkOneErrorLine(t, c.name, code, c.code, stderr, "..."+c.says)
+		if n := srv.requests.Load() - before; n != 0 {
+			t.Errorf("%s: %d requests before the error", c.name, n)
+		}
+		if c.code == exitBadWeights {
+			if _, err := os.Stat(out); err == nil {
+				t.Errorf("%s: the output folder was created", c.name)
+			}
+		}
+	}
+}
+
+// embedOptionsFromArgs parses a `clipd embed` command line into its options as the CLI does.
+func embedOptionsFromArgs(t *testing.T, args []string) (embedOptions, error) {
+	t.Helper()
+	var o embedOptions
+	var perr error
+	app := newApp(io.Discard, io.Discard)
+	for _, c := range app.Commands {
+		if c.Name == "embed" {
+			c.Action = func(cCtx *cli.Context) error {
+				o, perr = embedOptionsFrom(cCtx, globalsFrom(cCtx), func(string) string { return "" })
+				return nil
+			}
+		}
+	}
+	if err := app.Run(normalizeArgs(app, append([]string{"clipd"}, args...))); err != nil {
+		return o, err
+	}
+	return o, perr
+}
