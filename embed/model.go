@@ -142,7 +142,7 @@ func (r *run) openEngines() (*engines, error) {
 		MemoryBudget:      cfg.Memory,
 		EmbedDim:          info.EmbedDim,
 		ImageSize:         info.ImageSize,
-		WeightsParams:     info.Params(),
+		WeightsParams:     info.Params() + textParams(text), // the text tower's share only when it runs
 		Backend:           backend.String(),
 		DeviceMemory:      deviceMemory,
 		BatchSize:         cfg.BatchSize,

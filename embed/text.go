@@ -103,3 +103,16 @@ func engineMsg(err error) string {
 	}
 	return err.Error()
 }
+
+// textParams is the parameter count of a text tower (0 for none), for the memory plan: the
+// token and position embeddings, the blocks, ln_final and the projection.
+func textParams(ti engine.TextInfo) int64 {
+	if ti.Width == 0 {
+		return 0
+	}
+	V, C, W, L, E := int64(ti.VocabSize), int64(ti.ContextLength), int64(ti.Width), int64(ti.Layers), int64(ti.EmbedDim)
+	const mlpRatio = 4 // CLIP's text towers; the info does not give the MLP width
+	M := mlpRatio * W
+	block := 2*W + 3*W*W + 3*W + W*W + W + 2*W + M*W + M + W*M + W
+	return V*W + C*W + L*block + 2*W + W*E
+}
