@@ -90,8 +90,9 @@ func newEmbedCommand() *cli.Command {
 		Description: "Fetches every URL of --input, decodes it, embeds it with the model of --weights and writes\n" +
 			"OUTPUT/Images_Embedded_<k>.h5 chunk files as it goes; at the end of the input the chunks are\n" +
 			"merged into OUTPUT/Images_Embedded.h5 (urls, embeddings, image_ids, failed_urls,\n" +
-			"failed_reasons). Rerunning the same command after an interruption or a crash resumes it:\n" +
-			"no URL is embedded twice and none is lost; another command (another input or input content,\n" +
+			"failed_reasons; text_embeddings with --text-column). Rerunning the same command after an\n" +
+			"interruption or a crash resumes it: no URL is embedded twice and none is lost; another\n" +
+			"command (another input or input content,\n" +
 			"--limit, --shard, --dtype, ...) on the same --output is refused (exit 2). Ctrl-C stops\n" +
 			"cleanly (press it twice to stop at once). URLs that fail (404, timeouts, corrupt images, ...)\n" +
 			"are listed with their reason and do not make the run fail, unless nothing at all is embedded\n" +
