@@ -317,7 +317,11 @@ CLIP_API clip_status clip_engine_text_info(const clip_engine *e, clip_text_info 
    its largest id (the first, if it repeats; OpenAI's text.argmax(-1)), @ text_projection.
    n <= max_batch. An id outside [0, vocab_size) is CLIP_ERR_INVALID_ARGUMENT (naming the
    sequence and position); weights without a text tower give CLIP_ERR_UNSUPPORTED. Rows that
-   overflow hold NaN/Inf, as in clip_engine_embed_images. One thread at a time per engine. */
+   overflow hold NaN/Inf, as in clip_engine_embed_images. One thread at a time per engine.
+   clip_engine_create checks the text tower but converts it only here, at the first call (and
+   the CUDA backend uploads it then), so engines that only embed images hold no copy; that
+   first call reads the weights file again and fails with CLIP_ERR_IO if the file changed
+   since create. */
 CLIP_API clip_status clip_engine_embed_tokens(clip_engine *e, const int32_t *tokens, int n,
                                               float *out);
 

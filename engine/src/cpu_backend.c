@@ -313,7 +313,7 @@ clip_status clip_cpu_backend_init(clip_engine *e) {
   const clip_text_config *tc = &e->w.text.cfg;
   if (e->w.has_text) {
     if (tc->width <= 0 || tc->heads <= 0 || tc->width % tc->heads != 0 || tc->context_length <= 0 ||
-        tc->mlp_width <= 0 || tc->embed_dim <= 0 || !e->w.text.layer)
+        tc->mlp_width <= 0 || tc->embed_dim <= 0)
       return clip_set_error(e, CLIP_ERR_BAD_WEIGHTS,
                             "cpu backend: inconsistent text config (width %d, heads %d, context %d)",
                             tc->width, tc->heads, tc->context_length);

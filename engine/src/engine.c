@@ -176,18 +176,26 @@ clip_model_info clip_model_info_of(const clip_config *c) {
   return m;
 }
 
-clip_status clip_weights_probe(const char *weights_path, clip_model_info *out, char *err,
-                               size_t err_len) {
+/* The probes' argument checks: clears err and out (out_size bytes). */
+static clip_status probe_args(const char *fn, const char *weights_path, void *out, size_t out_size,
+                              char *err, size_t err_len) {
   if (err && err_len) err[0] = 0;
   if (!out) {
-    clip_format_error(err, err_len, "clip_weights_probe: out is NULL");
+    clip_format_error(err, err_len, "%s: out is NULL", fn);
     return CLIP_ERR_INVALID_ARGUMENT;
   }
-  memset(out, 0, sizeof *out);
+  memset(out, 0, out_size);
   if (!weights_path || !weights_path[0]) {
-    clip_format_error(err, err_len, "clip_weights_probe: weights_path is empty");
+    clip_format_error(err, err_len, "%s: weights_path is empty", fn);
     return CLIP_ERR_INVALID_ARGUMENT;
   }
+  return CLIP_OK;
+}
+
+clip_status clip_weights_probe(const char *weights_path, clip_model_info *out, char *err,
+                               size_t err_len) {
+  clip_status a = probe_args("clip_weights_probe", weights_path, out, sizeof *out, err, err_len);
+  if (a != CLIP_OK) return a;
   clip_config c;
   clip_status s = clip_weights_read_config(weights_path, &c, err, err_len);
   if (s == CLIP_OK) *out = clip_model_info_of(&c);
@@ -209,16 +217,9 @@ clip_text_info clip_text_info_of(const clip_text_config *c) {
 
 clip_status clip_weights_probe_text(const char *weights_path, clip_text_info *out, char *err,
                                     size_t err_len) {
-  if (err && err_len) err[0] = 0;
-  if (!out) {
-    clip_format_error(err, err_len, "clip_weights_probe_text: out is NULL");
-    return CLIP_ERR_INVALID_ARGUMENT;
-  }
-  memset(out, 0, sizeof *out);
-  if (!weights_path || !weights_path[0]) {
-    clip_format_error(err, err_len, "clip_weights_probe_text: weights_path is empty");
-    return CLIP_ERR_INVALID_ARGUMENT;
-  }
+  clip_status a = probe_args("clip_weights_probe_text", weights_path, out, sizeof *out, err,
+                             err_len);
+  if (a != CLIP_OK) return a;
   clip_text_config c;
   int has_text = 0;
   char absent[CLIP_ERR_LEN];
@@ -357,6 +358,11 @@ clip_status clip_engine_embed_tokens(clip_engine *e, const int32_t *tokens, int 
   if (!e->impl->embed_tokens)
     return clip_set_error(e, CLIP_ERR_UNSUPPORTED, "embed tokens: the %s backend has no text forward",
                           e->backend_name);
+  if (!e->w.text_arena) {
+    char err[CLIP_ERR_LEN];
+    s = clip_weights_load_text(&e->w, err, sizeof err);
+    if (s != CLIP_OK) return clip_set_error(e, s, "embed tokens: %s", err);
+  }
   const clip_text_config *c = &e->w.text.cfg;
   const int ctx = c->context_length;
   int *eot = (int *)malloc(sizeof(int) * (size_t)n);

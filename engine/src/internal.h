@@ -42,7 +42,13 @@ typedef struct clip_text_config {
   float ln_eps;
 } clip_text_config;
 
-/* The text tower's canonical fp32 weights (pointers into clip_weights.arena). */
+/* Which file a weights struct was loaded from (stat fields), to notice it changing. */
+typedef struct clip_file_id {
+  int64_t dev, ino, size, mtime_ns, ctime_ns;
+} clip_file_id;
+
+/* The text tower's canonical fp32 weights (pointers into clip_weights.text_arena; all NULL
+   until clip_weights_load_text). */
 typedef struct clip_text_weights {
   clip_text_config cfg;
   const float *token_emb;             /* (V, W) */
@@ -63,9 +69,15 @@ typedef struct clip_weights {
   clip_layer_weights *layer;          /* [cfg.layers] */
   const float *ln_post_w, *ln_post_b; /* (W) */
   const float *proj;                  /* (E, W): embedding = proj @ ln_post(x_cls) */
-  int has_text;         /* 1: `text` is loaded */
+  /* The text tower: checked and configured at load, converted at the first text call so
+     that image-only engines keep no copy of it (B/32: 250 MB of fp32). */
+  int has_text;         /* 1: the file has a text tower this library runs; text.cfg is set */
   clip_text_weights text;
   char text_absent[CLIP_ERR_LEN]; /* has_text == 0: why the text calls are unsupported (one line) */
+  void *text_arena;     /* the text tower's fp32 weights; NULL until clip_weights_load_text */
+  size_t text_arena_bytes;
+  char *source;         /* the .safetensors file (malloc'd), for clip_weights_load_text */
+  clip_file_id source_id;
   void *arena;
   size_t arena_bytes;
   char naming[16]; /* "openai" or "hf": which naming the file used */
@@ -77,6 +89,11 @@ typedef struct clip_weights {
    message naming the problem in err, and leaves *w zeroed. */
 CLIP_API clip_status clip_weights_load(const char *path, clip_weights *w, char *err, size_t err_len);
 CLIP_API void clip_weights_free(clip_weights *w); /* zeroed or loaded; safe twice */
+/* Converts the text tower of loaded weights w (has_text) from w->source into w->text_arena;
+   CLIP_OK at once when it already is. CLIP_ERR_IO when the file changed since w was loaded
+   (another file's text tower must not join this vision tower); CLIP_ERR_UNSUPPORTED without
+   a text tower; CLIP_ERR_OUT_OF_MEMORY. */
+CLIP_API clip_status clip_weights_load_text(clip_weights *w, char *err, size_t err_len);
 /* The config alone: the same files, checks and messages as clip_weights_load (every tensor
    present and of the right shape and dtype), without converting a tensor. On failure *cfg is
    zeroed. Behind clip_weights_probe. */

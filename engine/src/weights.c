@@ -362,6 +362,24 @@ static clip_status get_positive(loader *L, const file_config *fc, const clip_jso
   return CLIP_OK;
 }
 
+/* The hidden_act of a Hugging Face config object: *quick 1 for quick_gelu, 0 for gelu, left
+   as it is when absent; another activation's name goes to *other for the caller to judge. */
+static clip_status get_hf_act(loader *L, const file_config *fc, const clip_json *obj,
+                              const char *where, int *quick, const char **other) {
+  const clip_json *act = clip_json_get(obj, "hidden_act");
+  *other = NULL;
+  if (!act || act->type == CLIP_JSON_NULL) return CLIP_OK;
+  if (act->type != CLIP_JSON_STRING)
+    return fail(L, CLIP_ERR_BAD_WEIGHTS, "%s: %shidden_act is not a string", fc->path, where);
+  if (strcmp(act->str, "quick_gelu") == 0)
+    *quick = 1;
+  else if (strcmp(act->str, "gelu") == 0)
+    *quick = 0;
+  else
+    *other = act->str;
+  return CLIP_OK;
+}
+
 /* Hugging Face text_config of a CLIPConfig (absent in a CLIPVisionConfig). An activation
    other than quick_gelu/gelu leaves the vision tower loadable and the text tower unsupported. */
 static clip_status parse_hf_text_config(loader *L, const clip_json *root, file_config *fc) {
@@ -383,19 +401,12 @@ static clip_status parse_hf_text_config(loader *L, const clip_json *root, file_c
     return s;
   if (fc->t_embed_dim < 0 && (s = get_int(L, fc, root, "", "projection_dim", &fc->t_embed_dim)))
     return s;
-  const clip_json *act = clip_json_get(tc, "hidden_act");
-  if (act && act->type != CLIP_JSON_NULL) {
-    if (act->type != CLIP_JSON_STRING)
-      return fail(L, CLIP_ERR_BAD_WEIGHTS, "%s: %shidden_act is not a string", fc->path, where);
-    if (strcmp(act->str, "quick_gelu") == 0)
-      fc->t_quick_gelu = 1;
-    else if (strcmp(act->str, "gelu") == 0)
-      fc->t_quick_gelu = 0;
-    else
-      snprintf(fc->t_unsupported, sizeof fc->t_unsupported,
-               "%s: %shidden_act \"%.64s\" is not supported for the text tower (quick_gelu or "
-               "gelu)", fc->path, where, act->str);
-  }
+  const char *other = NULL;
+  if ((s = get_hf_act(L, fc, tc, where, &fc->t_quick_gelu, &other))) return s;
+  if (other)
+    snprintf(fc->t_unsupported, sizeof fc->t_unsupported,
+             "%s: %shidden_act \"%.64s\" is not supported for the text tower (quick_gelu or "
+             "gelu)", fc->path, where, other);
   return CLIP_OK;
 }
 
@@ -475,19 +486,12 @@ static clip_status parse_hf_config(loader *L, const clip_json *root, file_config
   if (fc->embed_dim < 0 && vc != root &&
       (s = get_int(L, fc, root, "", "projection_dim", &fc->embed_dim)))
     return s;
-  const clip_json *act = clip_json_get(vc, "hidden_act");
-  if (act && act->type != CLIP_JSON_NULL) {
-    if (act->type != CLIP_JSON_STRING)
-      return fail(L, CLIP_ERR_BAD_WEIGHTS, "%s: %shidden_act is not a string", fc->path, where);
-    if (strcmp(act->str, "quick_gelu") == 0)
-      fc->quick_gelu = 1;
-    else if (strcmp(act->str, "gelu") == 0)
-      fc->quick_gelu = 0;
-    else
-      return fail(L, CLIP_ERR_UNSUPPORTED,
-                  "%s: %shidden_act \"%.64s\" is not supported (quick_gelu or gelu)", fc->path,
-                  where, act->str);
-  }
+  const char *other = NULL;
+  if ((s = get_hf_act(L, fc, vc, where, &fc->quick_gelu, &other))) return s;
+  if (other)
+    return fail(L, CLIP_ERR_UNSUPPORTED,
+                "%s: %shidden_act \"%.64s\" is not supported (quick_gelu or gelu)", fc->path,
+                where, other);
   return parse_hf_text_config(L, root, fc);
 }
 
@@ -1031,9 +1035,19 @@ static void walk_text(walker *wk, const clip_text_config *t, clip_text_weights *
     take2(wk, name, W, E, p, 1); /* x @ text_projection becomes proj^T x: store (E, W) */
 }
 
-/* Every tensor of the vision tower, then (tc not NULL) of the text tower. */
-static clip_status walk(loader *L, const clip_config *c, const clip_text_config *tc,
-                        clip_weights *w, float *base, size_t *floats_used) {
+/* Every tensor of the text tower t: checked (base NULL; tw may be NULL then) or converted
+   into base. */
+static clip_status walk_text_tower(loader *L, const clip_text_config *t, clip_text_weights *tw,
+                                   float *base, size_t *floats_used) {
+  walker wk = {L, base, 0, CLIP_OK};
+  walk_text(&wk, t, base ? tw : NULL);
+  *floats_used = wk.off;
+  return wk.status;
+}
+
+/* Every tensor of the vision tower: checked (base NULL) or converted into base. */
+static clip_status walk(loader *L, const clip_config *c, clip_weights *w, float *base,
+                        size_t *floats_used) {
   walker wk = {L, base, 0, CLIP_OK};
   const int64_t W = c->width, M = c->mlp_width, E = c->embed_dim, P = c->patch_size;
   const int64_t T = c->tokens;
@@ -1085,7 +1099,6 @@ static clip_status walk(loader *L, const clip_config *c, const clip_text_config 
       wk.status = fail(L, CLIP_ERR_UNSUPPORTED,
                        "tensor %s is present, but a CLIP vision tower has no such bias", extra);
   }
-  if (tc && wk.status == CLIP_OK) walk_text(&wk, tc, base ? &w->text : NULL);
   *floats_used = wk.off;
   return wk.status;
 }
@@ -1183,11 +1196,41 @@ nomem:
 
 /* ---- entry points ---- */
 
-/* The one loader behind clip_weights_load and clip_weights_read_config: locates the files,
-   derives and checks the config, and runs walk()'s checking pass over every tensor. With
-   convert == 0 it stops there (nothing allocated beyond the header index, no tensor data
-   read) and fills only w->cfg and w->naming. */
-static clip_status load(const char *path, clip_weights *w, int convert_tensors, char *err,
+/* What load() converts after checking every tensor of both towers. */
+enum { LOAD_CONFIG, LOAD_VISION, LOAD_TEXT };
+
+/* The fp32 arena: nlayers block tables, then floats floats, 64-byte aligned and zeroed. */
+static clip_status alloc_arena(loader *L, int nlayers, size_t floats, void **arena,
+                               size_t *layer_bytes, size_t *bytes) {
+  *layer_bytes = (size_t)nlayers * sizeof(clip_layer_weights);
+  *layer_bytes = (*layer_bytes + ARENA_ALIGN - 1) / ARENA_ALIGN * ARENA_ALIGN;
+  if (floats > (SIZE_MAX - *layer_bytes) / sizeof(float) - ARENA_ALIGN)
+    return fail(L, CLIP_ERR_OUT_OF_MEMORY, "the model needs more memory than can be addressed");
+  *bytes = *layer_bytes + floats * sizeof(float);
+  *bytes = (*bytes + ARENA_ALIGN - 1) / ARENA_ALIGN * ARENA_ALIGN; /* aligned_alloc wants this */
+  *arena = aligned_alloc(ARENA_ALIGN, *bytes);
+  if (!*arena)
+    return fail(L, CLIP_ERR_OUT_OF_MEMORY, "cannot allocate %zu bytes for the fp32 weights",
+                *bytes);
+  memset(*arena, 0, *bytes);
+  return CLIP_OK;
+}
+
+static void file_id_of(const struct stat *st, clip_file_id *id) {
+  id->dev = (int64_t)st->st_dev;
+  id->ino = (int64_t)st->st_ino;
+  id->size = (int64_t)st->st_size;
+  id->mtime_ns = (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
+  id->ctime_ns = (int64_t)st->st_ctim.tv_sec * 1000000000 + st->st_ctim.tv_nsec;
+}
+
+/* The one loader behind clip_weights_load, clip_weights_load_text and the config readers:
+   locates the files, derives and checks both towers' configs, and runs the checking pass over
+   every tensor. LOAD_CONFIG stops there (nothing allocated beyond the header index, no tensor
+   data read) and fills w->cfg, w->naming, w->has_text, w->text.cfg and w->text_absent;
+   LOAD_VISION also converts the vision tower into w->arena and records the file in
+   w->source; LOAD_TEXT converts the text tower (only) into w->text_arena. */
+static clip_status load(const char *path, clip_weights *w, int what, char *err,
                         size_t err_len) {
   memset(w, 0, sizeof *w);
   loader L;
@@ -1245,42 +1288,47 @@ static clip_status load(const char *path, clip_weights *w, int convert_tensors, 
     goto out;
 
   /* Checking pass: every tensor present, convertible and of the right shape. */
-  size_t floats = 0;
+  size_t vfloats = 0, tfloats = 0;
   clip_weights probe;
   memset(&probe, 0, sizeof probe);
-  if ((s = walk(&L, &c, has_text ? &tc : NULL, &probe, NULL, &floats)) != CLIP_OK) goto out;
+  if ((s = walk(&L, &c, &probe, NULL, &vfloats)) != CLIP_OK) goto out;
+  if (has_text && (s = walk_text_tower(&L, &tc, NULL, NULL, &tfloats)) != CLIP_OK) goto out;
+  w->cfg = c;
+  snprintf(w->naming, sizeof w->naming, "%s", L.hf ? "hf" : "openai");
   w->has_text = has_text;
   if (has_text) w->text.cfg = tc;
-  if (!convert_tensors) {
-    w->cfg = c;
-    snprintf(w->naming, sizeof w->naming, "%s", L.hf ? "hf" : "openai");
-    goto out;
-  }
+  if (what == LOAD_CONFIG) goto out;
 
-  size_t layer_bytes = (size_t)(c.layers + (has_text ? tc.layers : 0)) * sizeof(clip_layer_weights);
-  layer_bytes = (layer_bytes + ARENA_ALIGN - 1) / ARENA_ALIGN * ARENA_ALIGN;
-  if (floats > (SIZE_MAX - layer_bytes) / sizeof(float) - ARENA_ALIGN) {
-    s = fail(&L, CLIP_ERR_OUT_OF_MEMORY, "the model needs more memory than can be addressed");
-    goto out;
+  size_t layer_bytes = 0, bytes = 0, used = 0;
+  if (what == LOAD_VISION) {
+    struct stat fst;
+    if (stat(file, &fst) != 0) {
+      s = fail(&L, CLIP_ERR_IO, "cannot stat %s: %s", file, strerror(errno));
+      goto out;
+    }
+    file_id_of(&fst, &w->source_id);
+    if (!(w->source = strdup(file))) {
+      s = fail(&L, CLIP_ERR_OUT_OF_MEMORY, "out of memory");
+      goto out;
+    }
+    if ((s = alloc_arena(&L, c.layers, vfloats, &arena, &layer_bytes, &bytes)) != CLIP_OK) goto out;
+    w->layer = (clip_layer_weights *)arena;
+    s = walk(&L, &c, w, (float *)((char *)arena + layer_bytes), &used);
+    if (s != CLIP_OK) goto out; /* cannot happen after the checking pass, but stay safe */
+    w->arena = arena;
+    w->arena_bytes = bytes;
+  } else {
+    if (!has_text) {
+      s = fail(&L, CLIP_ERR_UNSUPPORTED, "%s", w->text_absent);
+      goto out;
+    }
+    if ((s = alloc_arena(&L, tc.layers, tfloats, &arena, &layer_bytes, &bytes)) != CLIP_OK) goto out;
+    w->text.layer = (clip_layer_weights *)arena;
+    s = walk_text_tower(&L, &tc, &w->text, (float *)((char *)arena + layer_bytes), &used);
+    if (s != CLIP_OK) goto out;
+    w->text_arena = arena;
+    w->text_arena_bytes = bytes;
   }
-  size_t bytes = layer_bytes + floats * sizeof(float);
-  bytes = (bytes + ARENA_ALIGN - 1) / ARENA_ALIGN * ARENA_ALIGN; /* aligned_alloc wants this */
-  arena = aligned_alloc(ARENA_ALIGN, bytes);
-  if (!arena) {
-    s = fail(&L, CLIP_ERR_OUT_OF_MEMORY, "cannot allocate %zu bytes for the fp32 weights", bytes);
-    goto out;
-  }
-  memset(arena, 0, bytes);
-  w->layer = (clip_layer_weights *)arena;
-  if (has_text) w->text.layer = w->layer + c.layers;
-  size_t used = 0;
-  s = walk(&L, &c, has_text ? &tc : NULL, w, (float *)((char *)arena + layer_bytes), &used);
-  if (s != CLIP_OK) goto out; /* cannot happen after the checking pass, but stay safe */
-
-  w->cfg = c;
-  w->arena = arena;
-  w->arena_bytes = bytes;
-  snprintf(w->naming, sizeof w->naming, "%s", L.hf ? "hf" : "openai");
   arena = NULL;
 
 out:
@@ -1290,6 +1338,7 @@ out:
   free(dir);
   if (s != CLIP_OK) {
     free(arena);
+    free(w->source);
     memset(w, 0, sizeof *w);
   }
   return s;
@@ -1301,7 +1350,52 @@ clip_status clip_weights_load(const char *path, clip_weights *w, char *err, size
     if (err && err_len) snprintf(err, err_len, "weights: clip_weights_load: w is NULL");
     return CLIP_ERR_INVALID_ARGUMENT;
   }
-  return load(path, w, 1, err, err_len);
+  return load(path, w, LOAD_VISION, err, err_len);
+}
+
+clip_status clip_weights_load_text(clip_weights *w, char *err, size_t err_len) {
+  if (err && err_len) err[0] = 0;
+  if (!w || !w->source) {
+    if (err && err_len) snprintf(err, err_len, "weights: clip_weights_load_text: no loaded weights");
+    return CLIP_ERR_INVALID_ARGUMENT;
+  }
+  if (!w->has_text) {
+    if (err && err_len) snprintf(err, err_len, "%s", w->text_absent);
+    return CLIP_ERR_UNSUPPORTED;
+  }
+  if (w->text_arena) return CLIP_OK;
+  /* The file must still be the one the engine was made from: the text tower is read from it
+     now, and must belong to the vision tower already loaded. */
+  struct stat fst;
+  clip_file_id now;
+  memset(&now, 0, sizeof now);
+  if (stat(w->source, &fst) == 0) file_id_of(&fst, &now);
+  if (memcmp(&now, &w->source_id, sizeof now) != 0) {
+    if (err && err_len)
+      snprintf(err, err_len,
+               "weights: %s changed (or went away) since the engine was created, so its text "
+               "tower cannot be read to match the vision tower; create the engine again",
+               w->source);
+    return CLIP_ERR_IO;
+  }
+  clip_weights t;
+  clip_status s = load(w->source, &t, LOAD_TEXT, err, err_len);
+  if (s != CLIP_OK) return s;
+  if (memcmp(&t.cfg, &w->cfg, sizeof t.cfg) != 0 ||
+      memcmp(&t.text.cfg, &w->text.cfg, sizeof t.text.cfg) != 0) {
+    clip_weights_free(&t);
+    if (err && err_len)
+      snprintf(err, err_len,
+               "weights: the config of %s changed since the engine was created; create the "
+               "engine again", w->source);
+    return CLIP_ERR_IO;
+  }
+  w->text = t.text;
+  w->text_arena = t.text_arena;
+  w->text_arena_bytes = t.text_arena_bytes;
+  t.text_arena = NULL;
+  clip_weights_free(&t);
+  return CLIP_OK;
 }
 
 clip_status clip_weights_read_text_config(const char *path, clip_text_config *cfg, int *has_text,
@@ -1314,7 +1408,7 @@ clip_status clip_weights_read_text_config(const char *path, clip_text_config *cf
     return CLIP_ERR_INVALID_ARGUMENT;
   }
   clip_weights w;
-  clip_status s = load(path, &w, 0, err, err_len);
+  clip_status s = load(path, &w, LOAD_CONFIG, err, err_len);
   *cfg = w.text.cfg; /* zeroed on failure or without a text tower */
   *has_text = w.has_text;
   if (absent && absent_len) snprintf(absent, absent_len, "%s", w.text_absent);
@@ -1329,7 +1423,7 @@ clip_status clip_weights_read_config(const char *path, clip_config *cfg, char *e
     return CLIP_ERR_INVALID_ARGUMENT;
   }
   clip_weights w;
-  clip_status s = load(path, &w, 0, err, err_len);
+  clip_status s = load(path, &w, LOAD_CONFIG, err, err_len);
   *cfg = w.cfg; /* zeroed on failure */
   return s;
 }
@@ -1337,5 +1431,7 @@ clip_status clip_weights_read_config(const char *path, clip_config *cfg, char *e
 void clip_weights_free(clip_weights *w) {
   if (!w) return;
   free(w->arena);
+  free(w->text_arena);
+  free(w->source);
   memset(w, 0, sizeof *w);
 }

@@ -57,33 +57,38 @@ static void add_random(wf_file *f, const char *name, int ndim, const int64_t *sh
 
 #define SHAPE(...) ((const int64_t[]){__VA_ARGS__})
 
+/* Block l of a tower under prefix pre ("visual.transformer.resblocks." or the text tower's
+   "transformer.resblocks."), both WIDTH wide with MLP hidden units. */
+static void add_random_block(wf_file *f, const char *pre, int l) {
+  char name[160];
+  const float W = WIDTH, M = MLP;
+#define L(suffix) (snprintf(name, sizeof name, "%s%d.%s", pre, l, suffix), name)
+  add_random(f, L("ln_1.weight"), 1, SHAPE(WIDTH), 0.1f, 1);
+  add_random(f, L("ln_1.bias"), 1, SHAPE(WIDTH), 0.05f, 0);
+  add_random(f, L("attn.in_proj_weight"), 2, SHAPE(3 * WIDTH, WIDTH), 1.0f / sqrtf(W), 0);
+  add_random(f, L("attn.in_proj_bias"), 1, SHAPE(3 * WIDTH), 0.05f, 0);
+  add_random(f, L("attn.out_proj.weight"), 2, SHAPE(WIDTH, WIDTH), 0.5f / sqrtf(W), 0);
+  add_random(f, L("attn.out_proj.bias"), 1, SHAPE(WIDTH), 0.05f, 0);
+  add_random(f, L("ln_2.weight"), 1, SHAPE(WIDTH), 0.1f, 1);
+  add_random(f, L("ln_2.bias"), 1, SHAPE(WIDTH), 0.05f, 0);
+  add_random(f, L("mlp.c_fc.weight"), 2, SHAPE(MLP, WIDTH), 1.0f / sqrtf(W), 0);
+  add_random(f, L("mlp.c_fc.bias"), 1, SHAPE(MLP), 0.05f, 0);
+  add_random(f, L("mlp.c_proj.weight"), 2, SHAPE(WIDTH, MLP), 0.5f / sqrtf(M), 0);
+  add_random(f, L("mlp.c_proj.bias"), 1, SHAPE(WIDTH), 0.05f, 0);
+#undef L
+}
+
 /* Writes dir/model.safetensors (OpenAI naming), scaled like tests/reference/clip_ref.py, and
    for exact GELU an open_clip_config.json saying so. */
 static int write_model(const char *dir, int quick) {
   wf_file f = {0};
-  char name[160];
-  const float W = WIDTH, M = MLP;
+  const float W = WIDTH;
   add_random(&f, "visual.conv1.weight", 4, SHAPE(WIDTH, 3, PATCH, PATCH), 1.0f / sqrtf(3 * PATCH * PATCH), 0);
   add_random(&f, "visual.class_embedding", 1, SHAPE(WIDTH), 0.1f, 0);
   add_random(&f, "visual.positional_embedding", 2, SHAPE(TOK, WIDTH), 0.1f, 0);
   add_random(&f, "visual.ln_pre.weight", 1, SHAPE(WIDTH), 0.1f, 1);
   add_random(&f, "visual.ln_pre.bias", 1, SHAPE(WIDTH), 0.05f, 0);
-  for (int l = 0; l < LAYERS; l++) {
-#define L(suffix) (snprintf(name, sizeof name, "visual.transformer.resblocks.%d.%s", l, suffix), name)
-    add_random(&f, L("ln_1.weight"), 1, SHAPE(WIDTH), 0.1f, 1);
-    add_random(&f, L("ln_1.bias"), 1, SHAPE(WIDTH), 0.05f, 0);
-    add_random(&f, L("attn.in_proj_weight"), 2, SHAPE(3 * WIDTH, WIDTH), 1.0f / sqrtf(W), 0);
-    add_random(&f, L("attn.in_proj_bias"), 1, SHAPE(3 * WIDTH), 0.05f, 0);
-    add_random(&f, L("attn.out_proj.weight"), 2, SHAPE(WIDTH, WIDTH), 0.5f / sqrtf(W), 0);
-    add_random(&f, L("attn.out_proj.bias"), 1, SHAPE(WIDTH), 0.05f, 0);
-    add_random(&f, L("ln_2.weight"), 1, SHAPE(WIDTH), 0.1f, 1);
-    add_random(&f, L("ln_2.bias"), 1, SHAPE(WIDTH), 0.05f, 0);
-    add_random(&f, L("mlp.c_fc.weight"), 2, SHAPE(MLP, WIDTH), 1.0f / sqrtf(W), 0);
-    add_random(&f, L("mlp.c_fc.bias"), 1, SHAPE(MLP), 0.05f, 0);
-    add_random(&f, L("mlp.c_proj.weight"), 2, SHAPE(WIDTH, MLP), 0.5f / sqrtf(M), 0);
-    add_random(&f, L("mlp.c_proj.bias"), 1, SHAPE(WIDTH), 0.05f, 0);
-#undef L
-  }
+  for (int l = 0; l < LAYERS; l++) add_random_block(&f, "visual.transformer.resblocks.", l);
   add_random(&f, "visual.ln_post.weight", 1, SHAPE(WIDTH), 0.1f, 1);
   add_random(&f, "visual.ln_post.bias", 1, SHAPE(WIDTH), 0.05f, 0);
   add_random(&f, "visual.proj", 2, SHAPE(WIDTH, EMBED), 1.0f / sqrtf(W), 0);
@@ -91,22 +96,7 @@ static int write_model(const char *dir, int quick) {
   const int ctx = quick ? TEXT_CTX_QUICK : TEXT_CTX_ERF;
   add_random(&f, "token_embedding.weight", 2, SHAPE(TEXT_VOCAB, WIDTH), 0.5f, 0);
   add_random(&f, "positional_embedding", 2, SHAPE(ctx, WIDTH), 0.1f, 0);
-  for (int l = 0; l < LAYERS; l++) {
-#define L(suffix) (snprintf(name, sizeof name, "transformer.resblocks.%d.%s", l, suffix), name)
-    add_random(&f, L("ln_1.weight"), 1, SHAPE(WIDTH), 0.1f, 1);
-    add_random(&f, L("ln_1.bias"), 1, SHAPE(WIDTH), 0.05f, 0);
-    add_random(&f, L("attn.in_proj_weight"), 2, SHAPE(3 * WIDTH, WIDTH), 1.0f / sqrtf(W), 0);
-    add_random(&f, L("attn.in_proj_bias"), 1, SHAPE(3 * WIDTH), 0.05f, 0);
-    add_random(&f, L("attn.out_proj.weight"), 2, SHAPE(WIDTH, WIDTH), 0.5f / sqrtf(W), 0);
-    add_random(&f, L("attn.out_proj.bias"), 1, SHAPE(WIDTH), 0.05f, 0);
-    add_random(&f, L("ln_2.weight"), 1, SHAPE(WIDTH), 0.1f, 1);
-    add_random(&f, L("ln_2.bias"), 1, SHAPE(WIDTH), 0.05f, 0);
-    add_random(&f, L("mlp.c_fc.weight"), 2, SHAPE(MLP, WIDTH), 1.0f / sqrtf(W), 0);
-    add_random(&f, L("mlp.c_fc.bias"), 1, SHAPE(MLP), 0.05f, 0);
-    add_random(&f, L("mlp.c_proj.weight"), 2, SHAPE(WIDTH, MLP), 0.5f / sqrtf(M), 0);
-    add_random(&f, L("mlp.c_proj.bias"), 1, SHAPE(WIDTH), 0.05f, 0);
-#undef L
-  }
+  for (int l = 0; l < LAYERS; l++) add_random_block(&f, "transformer.resblocks.", l);
   add_random(&f, "ln_final.weight", 1, SHAPE(WIDTH), 0.1f, 1);
   add_random(&f, "ln_final.bias", 1, SHAPE(WIDTH), 0.05f, 0);
   add_random(&f, "text_projection", 2, SHAPE(WIDTH, EMBED), 1.0f / sqrtf(W), 0);

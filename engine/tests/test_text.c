@@ -4,7 +4,9 @@
    a vision-only file that loads without one (text calls CLIP_ERR_UNSUPPORTED saying why);
    text towers a config file marks as unlike CLIP's (unsupported, vision still loads); partly
    present or misshaped text towers (CLIP_ERR_BAD_WEIGHTS naming the tensor, from the loader,
-   the probe and engine create alike); and clip_engine_embed_tokens's argument errors. */
+   the probe and engine create alike); clip_engine_embed_tokens's argument errors; and the
+   text tower's conversion at the first text call (refused when the file changed since
+   create). */
 #define _XOPEN_SOURCE 700 /* mkdtemp, nftw */
 
 #include <math.h>
@@ -12,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h> /* AT_FDCWD */
 #include <sys/stat.h>
 
 #include "internal.h"
@@ -21,30 +24,8 @@
 
 static char tmp_root[512];
 
-/* A fresh subdirectory of the test's temp dir (the path stays valid for a few calls). */
-static const char *new_dir(const char *name) {
-  static char path[8][700];
-  static int next;
-  char *p = path[next++ % 8];
-  snprintf(p, sizeof path[0], "%s/%s", tmp_root, name);
-  if (mkdir(p, 0755) != 0) {
-    perror(p);
-    abort();
-  }
-  return p;
-}
-
-static void write_file(const char *dir, const char *file, const char *text) {
-  char p[800];
-  snprintf(p, sizeof p, "%s/%s", dir, file);
-  FILE *fp = fopen(p, "wb");
-  if (!fp) {
-    perror(p);
-    abort();
-  }
-  fputs(text, fp);
-  fclose(fp);
-}
+/* A fresh subdirectory of the test's temp dir. */
+static const char *new_dir(const char *name) { return tmp_subdir(tmp_root, name); }
 
 typedef void (*edit_fn)(wf_file *f);
 
@@ -64,6 +45,19 @@ static const char *write_model(const char *name, int hf, const char *dtype, int 
   if (wf_write(&f, p) != 0) abort();
   wf_free(&f);
   return d;
+}
+
+/* A CPU engine on dir (NULL with *s and err set when create fails). */
+static clip_engine *cpu_engine(const char *dir, int max_batch, clip_status *s, char *err,
+                               size_t err_len) {
+  clip_engine_params p = clip_engine_default_params();
+  p.weights_path = dir;
+  p.backend = CLIP_BACKEND_CPU;
+  p.threads = 1;
+  p.max_batch = max_batch;
+  clip_engine *e = NULL;
+  *s = clip_engine_create(&p, &e, err, err_len);
+  return e;
 }
 
 /* The config the text tower of dir loads with (failing the test when it does not load). */
@@ -116,12 +110,7 @@ static void expect_fail(const char *label, const char *dir, clip_status want, co
   clip_model_info mi;
   s = clip_weights_probe(dir, &mi, err, sizeof err);
   CHECK(s == want && strstr(err, sub), "%s: probe gave %d \"%s\"", label, (int)s, err);
-  clip_engine_params p = clip_engine_default_params();
-  p.weights_path = dir;
-  p.backend = CLIP_BACKEND_CPU;
-  p.threads = 1;
-  clip_engine *e = NULL;
-  s = clip_engine_create(&p, &e, err, sizeof err);
+  clip_engine *e = cpu_engine(dir, 0, &s, err, sizeof err);
   CHECK(s == want && e == NULL && strstr(err, sub), "%s: create gave %d \"%s\"", label, (int)s, err);
   clip_engine_destroy(e);
 }
@@ -138,12 +127,7 @@ static void expect_no_text(const char *label, const char *dir, const char *sub) 
   clip_status s = clip_weights_probe_text(dir, &ti, err, sizeof err);
   CHECK(s == CLIP_ERR_UNSUPPORTED && strstr(err, sub), "%s: probe_text %d \"%s\"", label, (int)s,
         err);
-  clip_engine_params p = clip_engine_default_params();
-  p.weights_path = dir;
-  p.backend = CLIP_BACKEND_CPU;
-  p.threads = 1;
-  clip_engine *e = NULL;
-  s = clip_engine_create(&p, &e, err, sizeof err);
+  clip_engine *e = cpu_engine(dir, 0, &s, err, sizeof err);
   CHECK(s == CLIP_OK, "%s: create %d: %s", label, (int)s, err);
   if (!e) return;
   s = clip_engine_text_info(e, &ti);
@@ -170,7 +154,7 @@ static void test_good(void) {
   expect_text("hf bf16 no config", write_model("hf_bf16", 1, "BF16", 1, NULL), 1, 1, 1e-5f);
   /* HF config.json text_config: heads, activation, eps; the vision config beside it. */
   const char *d = write_model("hf_f16_config", 1, "F16", 1, NULL);
-  write_file(d, "config.json",
+  tmp_write_file(d, "config.json",
              "{\"projection_dim\": 32, \"vision_config\": {\"hidden_size\": 64, "
              "\"num_attention_heads\": 2},\n \"text_config\": {\"hidden_size\": 64, "
              "\"intermediate_size\": 128, \"num_hidden_layers\": 2, \"num_attention_heads\": 4, "
@@ -179,7 +163,7 @@ static void test_good(void) {
   expect_text("hf config.json text_config", d, 4, 0, 1e-6f);
   /* open_clip: text_cfg without heads means open_clip's default 8; quick_gelu false. */
   d = write_model("openai_open_clip_config", 0, "F32", 1, NULL);
-  write_file(d, "open_clip_config.json",
+  tmp_write_file(d, "open_clip_config.json",
              "{\"model_cfg\": {\"embed_dim\": 32, \"quick_gelu\": false, \"vision_cfg\": "
              "{\"width\": 64, \"layers\": 2, \"patch_size\": 8, \"image_size\": 32}, \"text_cfg\": "
              "{\"context_length\": 8, \"vocab_size\": 40, \"width\": 64, \"layers\": 2, "
@@ -195,15 +179,15 @@ static void test_absent(void) {
   expect_no_text("hf vision-only", write_model("hf_vision_only", 1, "F32", 0, NULL),
                  "no text tower");
   const char *d = write_model("hf_gelu_new", 1, "F32", 1, NULL);
-  write_file(d, "config.json", "{\"text_config\": {\"hidden_act\": \"gelu_new\"}}");
+  tmp_write_file(d, "config.json", "{\"text_config\": {\"hidden_act\": \"gelu_new\"}}");
   expect_no_text("hf text hidden_act gelu_new", d, "hidden_act \"gelu_new\"");
   d = write_model("open_clip_hf_text", 0, "F32", 1, NULL);
-  write_file(d, "open_clip_config.json",
+  tmp_write_file(d, "open_clip_config.json",
              "{\"model_cfg\": {\"embed_dim\": 32, \"vision_cfg\": {\"width\": 64}, \"text_cfg\": "
              "{\"hf_model_name\": \"xlm-roberta-base\"}}}");
   expect_no_text("open_clip text_cfg.hf_model_name", d, "hf_model_name");
   d = write_model("open_clip_pool_last", 0, "F32", 1, NULL);
-  write_file(d, "open_clip_config.json",
+  tmp_write_file(d, "open_clip_config.json",
              "{\"model_cfg\": {\"embed_dim\": 32, \"vision_cfg\": {\"width\": 64}, \"text_cfg\": "
              "{\"pool_type\": \"last\"}}}");
   expect_no_text("open_clip text_cfg.pool_type last", d, "pool_type \"last\"");
@@ -267,17 +251,17 @@ static void test_broken(void) {
               CLIP_ERR_UNSUPPORTED, "token_embedding.weight has unsupported dtype F64");
   /* A config file that disagrees with the text tensors. */
   const char *d = write_model("ctx_disagrees", 0, "F32", 1, NULL);
-  write_file(d, "open_clip_config.json",
+  tmp_write_file(d, "open_clip_config.json",
              "{\"model_cfg\": {\"embed_dim\": 32, \"vision_cfg\": {\"width\": 64}, \"text_cfg\": "
              "{\"context_length\": 77}}}");
   expect_fail("text_cfg.context_length 77 vs 8", d, CLIP_ERR_BAD_WEIGHTS,
               "says text_cfg.context_length 77, but tensor positional_embedding has shape [8 64]");
   d = write_model("heads_indivisible", 1, "F32", 1, NULL);
-  write_file(d, "config.json", "{\"text_config\": {\"num_attention_heads\": 3}}");
+  tmp_write_file(d, "config.json", "{\"text_config\": {\"num_attention_heads\": 3}}");
   expect_fail("text heads 3 for width 64", d, CLIP_ERR_BAD_WEIGHTS,
               "text width 64 is not divisible by 3 heads");
   d = write_model("layers_disagree", 1, "F32", 1, NULL);
-  write_file(d, "config.json", "{\"text_config\": {\"num_hidden_layers\": 12}}");
+  tmp_write_file(d, "config.json", "{\"text_config\": {\"num_hidden_layers\": 12}}");
   expect_fail("text_config.num_hidden_layers 12 vs 2", d, CLIP_ERR_BAD_WEIGHTS,
               "text_config.num_hidden_layers 12");
 }
@@ -286,14 +270,9 @@ static void test_broken(void) {
 
 static void test_api(void) {
   const char *d = write_model("api", 0, "F32", 1, NULL);
-  clip_engine_params p = clip_engine_default_params();
-  p.weights_path = d;
-  p.backend = CLIP_BACKEND_CPU;
-  p.threads = 1;
-  p.max_batch = 2;
-  clip_engine *e = NULL;
   char err[CLIP_ERR_LEN] = "";
-  clip_status s = clip_engine_create(&p, &e, err, sizeof err);
+  clip_status s;
+  clip_engine *e = cpu_engine(d, 2, &s, err, sizeof err);
   CHECK(s == CLIP_OK, "api: create %d: %s", (int)s, err);
   if (!e) return;
   clip_text_info ti;
@@ -346,6 +325,31 @@ static void test_api(void) {
         "api: NULL / negative arguments");
   CHECK(clip_engine_embed_tokens(e, NULL, 0, NULL) == CLIP_OK, "api: n = 0");
   clip_engine_destroy(e);
+
+  /* The text tower is converted at the first text call, not at create (image-only engines
+     keep no copy), from the file the engine was made from: if that file changed meanwhile,
+     the call fails saying so instead of pairing another file's text tower with this vision
+     tower. */
+  e = cpu_engine(d, 2, &s, err, sizeof err);
+  CHECK(e && !e->w.text_arena && e->w.has_text, "api: text tower converted at create");
+  if (e) {
+    s = clip_engine_embed_tokens(e, tok, 1, out);
+    CHECK(s == CLIP_OK && e->w.text_arena, "api: first text call %d: %s", (int)s,
+          clip_engine_last_error(e));
+    clip_engine_destroy(e);
+  }
+  e = cpu_engine(d, 2, &s, err, sizeof err);
+  char path[800];
+  snprintf(path, sizeof path, "%s/model.safetensors", d);
+  struct timespec times[2] = {{1000000000, 0}, {1000000000, 0}};
+  CHECK(utimensat(AT_FDCWD, path, times, 0) == 0, "api: utimensat");
+  if (e) {
+    s = clip_engine_embed_tokens(e, tok, 1, out);
+    CHECK(s == CLIP_ERR_IO && strstr(clip_engine_last_error(e), "changed") &&
+              strstr(clip_engine_last_error(e), "create the engine again"),
+          "api: a changed file gave %d \"%s\"", (int)s, clip_engine_last_error(e));
+    clip_engine_destroy(e);
+  }
   CHECK(clip_weights_probe_text(d, NULL, err, sizeof err) == CLIP_ERR_INVALID_ARGUMENT &&
             clip_weights_probe_text("", &ti, err, sizeof err) == CLIP_ERR_INVALID_ARGUMENT,
         "api: probe_text arguments");

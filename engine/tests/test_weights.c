@@ -22,29 +22,7 @@
 static char tmp_root[512];
 
 /* A fresh subdirectory of the test's temp dir. */
-static const char *new_dir(const char *name) {
-  static char path[8][700];
-  static int next;
-  char *p = path[next++ % 8];
-  snprintf(p, sizeof path[0], "%s/%s", tmp_root, name);
-  if (mkdir(p, 0755) != 0) {
-    perror(p);
-    abort();
-  }
-  return p;
-}
-
-static void write_text(const char *dir, const char *file, const char *text) {
-  char p[800];
-  snprintf(p, sizeof p, "%s/%s", dir, file);
-  FILE *fp = fopen(p, "wb");
-  if (!fp) {
-    perror(p);
-    abort();
-  }
-  fputs(text, fp);
-  fclose(fp);
-}
+static const char *new_dir(const char *name) { return tmp_subdir(tmp_root, name); }
 
 /* Writes a file: 8-byte length field `header_len`, then `header` (hlen bytes), then
    data_len zero bytes. */
@@ -229,14 +207,21 @@ static void check_model(const char *label, const clip_weights *w, const wf_spec 
   CHECK(w->ln_post_w[0] > 0.5f && w->layer[0].ln1_w[W - 1] > 0.5f, "%s: LayerNorm gains", label);
 }
 
-/* Compares the text tower's canonical arrays and config with the fixture's. */
-static void check_text(const char *label, const clip_weights *w, const wf_text_spec *t,
+/* Compares the text tower's canonical arrays and config with the fixture's: none converted
+   by clip_weights_load, all by clip_weights_load_text. */
+static void check_text(const char *label, clip_weights *w, const wf_text_spec *t,
                        want_cfg want) {
   const clip_text_weights *tw = &w->text;
   const clip_text_config *c = &tw->cfg;
   const size_t W = (size_t)t->width, M = (size_t)t->mlp, E = (size_t)t->embed;
   CHECK(w->has_text, "%s: no text tower loaded (%s)", label, w->text_absent);
   if (!w->has_text) return;
+  CHECK(!w->text_arena && !tw->layer && !tw->token_emb && w->source,
+        "%s: the text tower was converted at load", label);
+  char err[CLIP_ERR_LEN] = "";
+  clip_status s = clip_weights_load_text(w, err, sizeof err);
+  CHECK(s == CLIP_OK && w->text_arena, "%s: load_text %d: %s", label, (int)s, err);
+  if (s != CLIP_OK) return;
   CHECK(c->context_length == t->ctx && c->vocab_size == t->vocab && c->width == t->width &&
             c->layers == t->layers && c->mlp_width == t->mlp && c->embed_dim == t->embed,
         "%s: text config ctx%d V%d W%d L%d M%d E%d", label, c->context_length, c->vocab_size,
@@ -244,10 +229,10 @@ static void check_text(const char *label, const clip_weights *w, const wf_text_s
   CHECK(c->heads == want.heads && c->quick_gelu == want.quick_gelu && c->ln_eps == want.ln_eps,
         "%s: text heads %d quick_gelu %d eps %g, want %d %d %g", label, c->heads, c->quick_gelu,
         c->ln_eps, want.heads, want.quick_gelu, want.ln_eps);
-  const char *lo = (const char *)w->arena, *hi = lo + w->arena_bytes;
+  const char *lo = (const char *)w->text_arena, *hi = lo + w->text_arena_bytes;
   CHECK((const char *)tw->layer >= lo && (const char *)(tw->layer + t->layers) <= hi &&
-            (const char *)(tw->proj + E * W) <= hi && tw->layer == w->layer + w->cfg.layers,
-        "%s: a text pointer lies outside the arena", label);
+            (const char *)tw->token_emb >= lo && (const char *)(tw->proj + E * W) <= hi,
+        "%s: a text pointer lies outside the text arena", label);
   same_tag(tw->token_emb, (size_t)t->vocab * W, WF_TEXT_TOK, 0, "token_emb", label);
   same_tag(tw->pos_emb, (size_t)t->ctx * W, WF_TEXT_POS, 0, "text pos_emb", label);
   same_tag(tw->ln_final_w, W, WF_TEXT_LNF_W, 0, "ln_final_w", label);
@@ -307,7 +292,7 @@ static void test_good_files(void) {
     wf_spec s = wf_tiny_spec(1, "F16");
     const char *d = new_dir("good_hf_f16");
     write_model(path_in(d, "model.safetensors"), &s);
-    write_text(d, "config.json", tiny_hf_clip_config);
+    tmp_write_file(d, "config.json", tiny_hf_clip_config);
     clip_weights w;
     load_ok("hf f16 dir", d, &w);
     if (w.arena) check_model("hf f16 dir", &w, &s, (want_cfg){2, 0, 1e-6f, "hf"});
@@ -322,7 +307,7 @@ static void test_good_files(void) {
     wf_spec s = wf_tiny_spec(0, "BF16");
     const char *d = new_dir("good_open_clip_bf16");
     write_model(path_in(d, "open_clip_model.safetensors"), &s);
-    write_text(d, "open_clip_config.json",
+    tmp_write_file(d, "open_clip_config.json",
                "{\"model_cfg\": {\"embed_dim\": 32, \"quick_gelu\": true, \"vision_cfg\": "
                "{\"image_size\": 32, \"layers\": 2, \"width\": 64, \"patch_size\": 8, "
                "\"head_width\": 32}, \"text_cfg\": {\"width\": 32}},\n"
@@ -340,10 +325,10 @@ static void test_good_files(void) {
     s.layers = 3;
     const char *d = new_dir("good_bare_f16");
     write_model(path_in(d, "tower.safetensors"), &s);
-    write_text(d, "open_clip_config.json",
+    tmp_write_file(d, "open_clip_config.json",
                "{\"model_cfg\": {\"embed_dim\": 32, \"vision_cfg\": {\"image_size\": 32, "
                "\"layers\": 3, \"width\": 64, \"patch_size\": 8, \"mlp_ratio\": 4.0}}}");
-    write_text(d, "notes.txt", "not weights");
+    tmp_write_file(d, "notes.txt", "not weights");
     clip_weights w;
     load_ok("bare f16 dir", d, &w);
     if (w.arena) check_model("bare f16 dir", &w, &s, (want_cfg){1, 0, 1e-5f, "openai"});
@@ -372,7 +357,7 @@ static void test_good_files(void) {
     snprintf(esc->raw_key, sizeof esc->raw_key, "vision_model.post_layernorm\\u002ebias");
     if (wf_write(&f, path_in(d, "model.safetensors")) != 0) abort();
     wf_free(&f);
-    write_text(d, "config.json",
+    tmp_write_file(d, "config.json",
                "{\"model_type\": \"clip_vision_model\", \"hidden_size\": 64, "
                "\"intermediate_size\": 256, \"projection_dim\": 32, \"num_hidden_layers\": 2, "
                "\"num_attention_heads\": 4, \"image_size\": 32, \"patch_size\": 8, "
@@ -623,7 +608,7 @@ static void test_malformed_files(void) {
     char dir[800];
     snprintf(dir, sizeof dir, "%s", pp);
     *strrchr(dir, '/') = 0;
-    write_text(dir, "open_clip_config.json",
+    tmp_write_file(dir, "open_clip_config.json",
                "{\"model_cfg\": {\"embed_dim\": 32, \"vision_cfg\": {\"image_size\": 32, "
                "\"layers\": 2, \"width\": 64, \"patch_size\": 8}}}");
     expect_fail("config vs proj", pp, CLIP_ERR_BAD_WEIGHTS, "says embed_dim 32",
@@ -693,7 +678,7 @@ static void test_malformed_files(void) {
     char dir[800];
     snprintf(dir, sizeof dir, "%s", pp);
     *strrchr(dir, '/') = 0;
-    write_text(dir, configs[i].file, configs[i].text);
+    tmp_write_file(dir, configs[i].file, configs[i].text);
     expect_fail(configs[i].name, dir, configs[i].want, configs[i].sub1, configs[i].sub2);
   }
 }

@@ -101,17 +101,36 @@ TEXT_CONFIGS = {
 # Random weights (OpenAI naming)
 # ---------------------------------------------------------------------------------------
 
+def _randn(g):
+    def randn(*shape, std=1.0, mean=0.0):
+        return (torch.randn(*shape, generator=g, dtype=torch.float32) * std + mean).contiguous()
+    return randn
+
+
+def _random_block(t, p, W, M, randn):
+    """One pre-LN block's parameters under prefix p (both towers' blocks are alike)."""
+    t[p + "ln_1.weight"] = randn(W, std=0.1, mean=1.0)
+    t[p + "ln_1.bias"] = randn(W, std=0.05)
+    t[p + "attn.in_proj_weight"] = randn(3 * W, W, std=1.0 / math.sqrt(W))
+    t[p + "attn.in_proj_bias"] = randn(3 * W, std=0.05)
+    t[p + "attn.out_proj.weight"] = randn(W, W, std=0.5 / math.sqrt(W))
+    t[p + "attn.out_proj.bias"] = randn(W, std=0.05)
+    t[p + "ln_2.weight"] = randn(W, std=0.1, mean=1.0)
+    t[p + "ln_2.bias"] = randn(W, std=0.05)
+    t[p + "mlp.c_fc.weight"] = randn(M, W, std=1.0 / math.sqrt(W))
+    t[p + "mlp.c_fc.bias"] = randn(M, std=0.05)
+    t[p + "mlp.c_proj.weight"] = randn(W, M, std=0.5 / math.sqrt(M))
+    t[p + "mlp.c_proj.bias"] = randn(W, std=0.05)
+
+
 def random_weights(cfg, seed):
     """All parameters random (LayerNorm gains and every bias included), fp32, OpenAI naming.
 
     Scales keep the residual stream O(1..3) through 12 layers and make the attention
     non-uniform: q/k/fc1 weights ~ 1/sqrt(fan_in) on LayerNorm'd inputs give O(1) scores,
     the projections back into the residual stream are halved so it grows slowly."""
-    g = torch.Generator().manual_seed(int(seed))
+    randn = _randn(torch.Generator().manual_seed(int(seed)))
     W, M, P, E, T = cfg.width, cfg.mlp_width, cfg.patch_size, cfg.embed_dim, cfg.tokens
-
-    def randn(*shape, std=1.0, mean=0.0):
-        return (torch.randn(*shape, generator=g, dtype=torch.float32) * std + mean).contiguous()
 
     t = {}
     v = "visual."
@@ -121,19 +140,7 @@ def random_weights(cfg, seed):
     t[v + "ln_pre.weight"] = randn(W, std=0.1, mean=1.0)
     t[v + "ln_pre.bias"] = randn(W, std=0.05)
     for i in range(cfg.layers):
-        p = f"{v}transformer.resblocks.{i}."
-        t[p + "ln_1.weight"] = randn(W, std=0.1, mean=1.0)
-        t[p + "ln_1.bias"] = randn(W, std=0.05)
-        t[p + "attn.in_proj_weight"] = randn(3 * W, W, std=1.0 / math.sqrt(W))
-        t[p + "attn.in_proj_bias"] = randn(3 * W, std=0.05)
-        t[p + "attn.out_proj.weight"] = randn(W, W, std=0.5 / math.sqrt(W))
-        t[p + "attn.out_proj.bias"] = randn(W, std=0.05)
-        t[p + "ln_2.weight"] = randn(W, std=0.1, mean=1.0)
-        t[p + "ln_2.bias"] = randn(W, std=0.05)
-        t[p + "mlp.c_fc.weight"] = randn(M, W, std=1.0 / math.sqrt(W))
-        t[p + "mlp.c_fc.bias"] = randn(M, std=0.05)
-        t[p + "mlp.c_proj.weight"] = randn(W, M, std=0.5 / math.sqrt(M))
-        t[p + "mlp.c_proj.bias"] = randn(W, std=0.05)
+        _random_block(t, f"{v}transformer.resblocks.{i}.", W, M, randn)
     t[v + "ln_post.weight"] = randn(W, std=0.1, mean=1.0)
     t[v + "ln_post.bias"] = randn(W, std=0.05)
     t[v + "proj"] = randn(W, E, std=1.0 / math.sqrt(W))
@@ -144,28 +151,13 @@ def random_text_weights(tcfg, seed):
     """The text tower's parameters, all random, fp32, OpenAI naming (top-level names beside
     visual.*), scaled as random_weights scales the vision blocks. The token embedding's std
     (0.5) makes ids matter against the positions (0.1)."""
-    g = torch.Generator().manual_seed(int(seed) + 7919)
+    randn = _randn(torch.Generator().manual_seed(int(seed) + 7919))
     W, M, E = tcfg.width, tcfg.mlp_width, tcfg.embed_dim
-
-    def randn(*shape, std=1.0, mean=0.0):
-        return (torch.randn(*shape, generator=g, dtype=torch.float32) * std + mean).contiguous()
 
     t = {"token_embedding.weight": randn(tcfg.vocab_size, W, std=0.5),
          "positional_embedding": randn(tcfg.context_length, W, std=0.1)}
     for i in range(tcfg.layers):
-        p = f"transformer.resblocks.{i}."
-        t[p + "ln_1.weight"] = randn(W, std=0.1, mean=1.0)
-        t[p + "ln_1.bias"] = randn(W, std=0.05)
-        t[p + "attn.in_proj_weight"] = randn(3 * W, W, std=1.0 / math.sqrt(W))
-        t[p + "attn.in_proj_bias"] = randn(3 * W, std=0.05)
-        t[p + "attn.out_proj.weight"] = randn(W, W, std=0.5 / math.sqrt(W))
-        t[p + "attn.out_proj.bias"] = randn(W, std=0.05)
-        t[p + "ln_2.weight"] = randn(W, std=0.1, mean=1.0)
-        t[p + "ln_2.bias"] = randn(W, std=0.05)
-        t[p + "mlp.c_fc.weight"] = randn(M, W, std=1.0 / math.sqrt(W))
-        t[p + "mlp.c_fc.bias"] = randn(M, std=0.05)
-        t[p + "mlp.c_proj.weight"] = randn(W, M, std=0.5 / math.sqrt(M))
-        t[p + "mlp.c_proj.bias"] = randn(W, std=0.05)
+        _random_block(t, f"transformer.resblocks.{i}.", W, M, randn)
     t["ln_final.weight"] = randn(W, std=0.1, mean=1.0)
     t["ln_final.bias"] = randn(W, std=0.05)
     t["text_projection"] = randn(W, E, std=1.0 / math.sqrt(W))

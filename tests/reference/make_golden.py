@@ -50,13 +50,28 @@ TEXT_GOLDENS = {
 }
 
 
+def fresh_dir(d):
+    if os.path.isdir(d):
+        shutil.rmtree(d)
+    return d
+
+
+def finish(d, name, meta, expected):
+    """Writes meta.json, prints the golden's size and norms; returns its size in bytes."""
+    meta = dict(meta, made_by="tests/reference/make_golden.py")
+    with open(os.path.join(d, "meta.json"), "w") as f:
+        json.dump(meta, f, indent=2, sort_keys=True)
+    size = sum(os.path.getsize(os.path.join(d, x)) for x in os.listdir(d))
+    print(f"{name}: {size / 1024:.0f} KB, |expected| = "
+          f"{np.linalg.norm(expected, axis=1).round(3).tolist()}")
+    return size
+
+
 def write_text_goldens():
     """A real id 0 sits inside the last sequence of each (the padding id, as a word)."""
     total = 0
     for name, (cfg, tcfg, naming, dtype, seed, lengths) in TEXT_GOLDENS.items():
-        d = os.path.join(OUT_TEXT, name)
-        if os.path.isdir(d):
-            shutil.rmtree(d)
+        d = fresh_dir(os.path.join(OUT_TEXT, name))
         stored = R.write_model(d, cfg, R.random_weights(cfg, seed), naming, dtype, True,
                                text=(tcfg, R.random_text_weights(tcfg, seed)))
         tokens = R.random_tokens(tcfg, lengths, seed + 1000, zero_inside=(len(lengths) - 1,))
@@ -64,14 +79,8 @@ def write_text_goldens():
         np.save(os.path.join(d, "tokens.npy"), tokens.astype(np.int32))
         np.save(os.path.join(d, "expected_text.npy"), expected.astype(np.float32))
         meta = {"config": dataclasses.asdict(cfg), "text_config": dataclasses.asdict(tcfg),
-                "naming": naming, "dtype": dtype, "weight_seed": seed, "lengths": lengths,
-                "made_by": "tests/reference/make_golden.py"}
-        with open(os.path.join(d, "meta.json"), "w") as f:
-            json.dump(meta, f, indent=2, sort_keys=True)
-        size = sum(os.path.getsize(os.path.join(d, x)) for x in os.listdir(d))
-        total += size
-        print(f"{name}: {size / 1024:.0f} KB, |expected| = "
-              f"{np.linalg.norm(expected, axis=1).round(3).tolist()}")
+                "naming": naming, "dtype": dtype, "weight_seed": seed, "lengths": lengths}
+        total += finish(d, name, meta, expected)
     print(f"total {total / 1024:.0f} KB in {OUT_TEXT}")
 
 
@@ -86,23 +95,15 @@ def main():
         return
     total = 0
     for name, (cfg, naming, dtype, config_file, seed, n) in GOLDENS.items():
-        d = os.path.join(OUT, name)
-        if os.path.isdir(d):
-            shutil.rmtree(d)
+        d = fresh_dir(os.path.join(OUT, name))
         stored = R.write_model(d, cfg, R.random_weights(cfg, seed), naming, dtype, config_file)
         pixels = R.random_pixels(cfg, n, seed + 1000)
         expected = R.embed(cfg, stored, pixels, dtype=torch.float64)
         np.save(os.path.join(d, "pixels.npy"), pixels)
         np.save(os.path.join(d, "expected.npy"), expected.astype(np.float32))
         meta = {"config": dataclasses.asdict(cfg), "naming": naming, "dtype": dtype,
-                "config_file": config_file, "weight_seed": seed, "images": n,
-                "made_by": "tests/reference/make_golden.py"}
-        with open(os.path.join(d, "meta.json"), "w") as f:
-            json.dump(meta, f, indent=2, sort_keys=True)
-        size = sum(os.path.getsize(os.path.join(d, x)) for x in os.listdir(d))
-        total += size
-        print(f"{name}: {size / 1024:.0f} KB, |expected| = "
-              f"{np.linalg.norm(expected, axis=1).round(3).tolist()}")
+                "config_file": config_file, "weight_seed": seed, "images": n}
+        total += finish(d, name, meta, expected)
     print(f"total {total / 1024:.0f} KB in {OUT}")
 
 

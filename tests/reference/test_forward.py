@@ -64,7 +64,7 @@ def compare(case, got, ref, rel_bound=REL_MAXABS):
     maxabs = np.abs(got - ref).max(axis=1)
     rel = maxabs / norm
     rows.append((case, len(ref), cos.min(), maxabs.max(), rel.max(), norm.mean()))
-    print(f"{case:44s} n={len(ref)} cos_min={cos.min():.9f} maxabs={maxabs.max():.3e} "
+    print(f"{case:44s} n={len(ref)} cos_min={cos.min():.9f} (1-cos {1 - cos.min():.1e}) maxabs={maxabs.max():.3e} "
           f"maxabs/|ref|={rel.max():.2e} |ref|~{norm.mean():.2f}", flush=True)
     check(bool(np.all(cos >= COS_MIN)), f"{case}: cosine {cos.min():.9f} < {COS_MIN}")
     check(bool(np.all(rel <= rel_bound)), f"{case}: max-abs/|ref| {rel.max():.2e} > {rel_bound}")

@@ -39,46 +39,18 @@ sys.path.insert(0, HERE)
 import clip_ref as R  # noqa: E402
 import clipengine_ctypes as CE  # noqa: E402
 
-ROOT = os.environ.get("CLIP_SOURCE_DIR", os.path.normpath(os.path.join(HERE, "..", "..")))
-COS_MIN = 0.99999
-REL_MAXABS = 2e-6
-THREADS = 2
-
-failures = []
-rows = []
-
-
-def check(cond, what):
-    if not cond:
-        failures.append(what)
-        print("FAIL:", what, flush=True)
+# The checks, bounds and engine options of the vision tower's forward test, shared.
+from test_forward import (COS_MIN, REL_MAXABS, ROOT, THREADS, check, compare, engine,  # noqa: E402
+                          failures, rows)
 
 
 def cos_rel(got, ref):
+    """Per-row cosine and max |got - ref| / |ref|."""
     got = np.asarray(got, np.float64)
     ref = np.asarray(ref, np.float64)
     norm = np.linalg.norm(ref, axis=1)
     cos = (got * ref).sum(1) / (np.linalg.norm(got, axis=1) * norm)
-    rel = np.abs(got - ref).max(axis=1) / norm
-    return cos, rel
-
-
-def compare(case, got, ref):
-    check(got.shape == ref.shape, f"{case}: shape {got.shape} != {ref.shape}")
-    if got.shape != ref.shape:
-        return
-    check(bool(np.all(np.isfinite(got))), f"{case}: non-finite output")
-    cos, rel = cos_rel(got, ref)
-    rows.append((case, len(ref), cos.min(), rel.max()))
-    print(f"{case:52s} n={len(ref)} cos_min={cos.min():.12f} (1-cos {1 - cos.min():.1e}) maxabs/|ref|={rel.max():.2e} "
-          f"|ref|~{np.linalg.norm(ref, axis=1).mean():.2f}", flush=True)
-    check(bool(np.all(cos >= COS_MIN)), f"{case}: cosine {cos.min():.9f} < {COS_MIN}")
-    check(bool(np.all(rel <= REL_MAXABS)), f"{case}: max-abs/|ref| {rel.max():.2e} > {REL_MAXABS}")
-
-
-def engine(path, **kw):
-    kw.setdefault("threads", THREADS)
-    return CE.Engine(path, backend="cpu", **kw)
+    return cos, np.abs(got - ref).max(axis=1) / norm
 
 
 def lengths_for(tcfg):
