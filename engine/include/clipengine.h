@@ -249,13 +249,15 @@ CLIP_API clip_status clip_decode_device_bytes(int max_batch, int64_t *out);
 
    Where this differs from the tokenizers people run (all agree on text that ftfy leaves
    alone apart from NFC and that has no HTML entity, which covers ordinary captions):
-   - OpenAI's SimpleTokenizer with ftfy: ftfy.fix_text also uncurls quotes (U+2018/U+2019
-     -> ', so "don\u2019t" gives 't here too there but not here), replaces Latin ligatures and
-     full-width characters (U+FF01.. -> ASCII, U+3000 -> space), repairs mojibake, removes
-     control and terminal-escape characters, and unescapes HTML entities once more when the
-     text has no '<' (so &amp;amp;amp; differs). None of these are done here.
-   - Hugging Face CLIPTokenizer (slow) with ftfy: no html.unescape at all (only ftfy's);
-     text that is exactly a special token may be split out before the pattern runs.
+   - OpenAI's SimpleTokenizer with ftfy (6.x, whose fix_text ends in NFC; ftfy 5 used NFKC):
+     fix_text also uncurls quotes (U+2018..U+201B -> ', U+201C..U+201F -> "; so "don\u2019t"
+     is don + 't there, don + \u2019 + t here), splits Latin ligatures (U+FB01 -> fi),
+     narrows full-width forms (U+FF01..U+FF5E -> ASCII), repairs mojibake, removes control
+     and terminal-escape characters, and unescapes HTML entities itself when the text has
+     no '<' (a third unescape: &amp;amp;amp; differs). None of these are done here.
+   - Hugging Face CLIPTokenizer (slow) with ftfy: no html.unescape at all (only ftfy's); a
+     special token written in the text is split out before the pattern runs ("!<|endoftext|>"
+     is ! + <|endoftext|> there, the pieces !<| endoftext |> here).
      Without ftfy it uses BasicTokenizer instead: control characters dropped, spaces put
      around CJK ideographs (which changes the BPE of mixed CJK/Latin runs), NFC, lower-case,
      no HTML unescaping. It maps a token missing from vocab.json to <|endoftext|>; here

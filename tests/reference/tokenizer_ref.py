@@ -5,11 +5,12 @@ packaged in Debian 12; see the tokenizer section of engine/include/clipengine.h 
 leaves out and how Hugging Face's tokenizers differ), plus a small seeded vocabulary and the
 test cases libclipengine's tokenizer is compared with, id for id.
 
-  tokenizer_ref.py make-vocab DIR [--seed S] [--merges N] [--shuffle]
+  tokenizer_ref.py make-vocab DIR [--seed S] [--merges N] [--shuffle] [--pad-to T]
       writes DIR/vocab.json and DIR/merges.txt: the 256 byte symbols, their </w> forms,
       up to N merges learnt (most frequent pair first) from a corpus made with seed S, then
       <|startoftext|> and <|endoftext|> with the two highest ids. --shuffle ranks the merges
-      in a seeded random order (SimpleTokenizer's rounds then matter).
+      in a seeded random order (SimpleTokenizer's rounds then matter); --pad-to T adds filler
+      merges of random tokens after the learnt ones up to T tokens (49408: CLIP's size).
   tokenizer_ref.py expect DIR OUT.jsonl [--seed S] [--count N] [--code-points K]
       writes the test cases (the hand-picked ones, N random texts and K texts each made of one
       code point, a seeded sample, -1 for all 1,112,064), one JSON object a line: {"hex": UTF-8 bytes in hex, "ctx": context length, "ids": [...], "n": BPE count,
@@ -194,9 +195,23 @@ def merge_word_once(syms, pair):
     return out
 
 
-def make_vocab(folder, seed, n_merges, shuffle=False):
+def make_vocab(folder, seed, n_merges, shuffle=False, pad_to=0):
     rng = random.Random(seed)
     merges = learn_merges(make_corpus(rng), n_merges)
+    if pad_to:
+        # CLIP's size (49,408 tokens) for timing: filler merges of random existing tokens,
+        # ranked after the learnt ones
+        tokens = list(BYTE_SYM.values()) + [a + b for a, b in merges]
+        known = set(tokens) | {t + "</w>" for t in BYTE_SYM.values()}
+        while 512 + len(merges) + 2 < pad_to:
+            a, b = rng.choice(tokens), rng.choice(tokens)
+            if rng.random() < 0.5:
+                b += "</w>"
+            if a + b not in known:
+                merges.append((a, b))
+                known.add(a + b)
+                if not b.endswith("</w>") and len(a + b) < 8:  # words of CLIP's lengths
+                    tokens.append(a + b)
     if shuffle:
         # ranks out of learning order: a pair that uses a merge's result may outrank that
         # merge, where merging one occurrence at a time and merging by rounds part ways
@@ -379,6 +394,7 @@ def main():
     a.add_argument("--seed", type=int, default=18)
     a.add_argument("--merges", type=int, default=400)
     a.add_argument("--shuffle", action="store_true", help="merges in a seeded random order")
+    a.add_argument("--pad-to", type=int, default=0, help="add filler merges up to this many tokens")
     a = sub.add_parser("expect")
     a.add_argument("dir")
     a.add_argument("out")
@@ -391,7 +407,7 @@ def main():
     a.add_argument("texts", nargs="+")
     args = ap.parse_args()
     if args.cmd == "make-vocab":
-        n = make_vocab(args.dir, args.seed, args.merges, args.shuffle)
+        n = make_vocab(args.dir, args.seed, args.merges, args.shuffle, args.pad_to)
         print(f"{args.dir}: {512 + n + 2} tokens, {n} merges")
     elif args.cmd == "expect":
         n = expect(args.dir, args.out, args.seed, args.count, args.code_points)
