@@ -122,6 +122,9 @@ func (r *run) openEngines() (*engines, error) {
 		if text, err = probeText(wpath, info); err != nil {
 			return nil, err
 		}
+		if r.tokenizerSHA256, err = tokenizerSHA256(wpath); err != nil {
+			return nil, err
+		}
 	}
 	// The weights' identity from their bytes, before the engine maps them (after the header
 	// proved them weights, so a broken file is not read whole first); checked again

@@ -67,7 +67,9 @@ type run struct {
 
 	weightsPath string           // the resolved weights (a file or a folder)
 	weights     weights.Identity // the weights file and its sha256, from its bytes
-	dir         string           // the output folder: Config.OutputDir()
+	// tokenizerSHA256 identifies the tokenizer's files (Config.TextColumn only).
+	tokenizerSHA256 string
+	dir             string // the output folder: Config.OutputDir()
 
 	plan  plan.Plan
 	w     *sink.Writer
@@ -143,6 +145,7 @@ func (r *run) run(ctx context.Context) (Summary, error) {
 		Columns:          cfg.SaveColumns,
 		IgnoreOptOut:     cfg.IgnoreOptOut,
 		TextColumn:       cfg.TextColumn,
+		TokenizerSHA256:  r.tokenizerSHA256,
 	}
 	created := missingDirs(r.dir) // what LockDir and sink.Open create, removed again if the weights prove broken
 	// One process writes a folder at a time: another would delete this one's temporaries and

@@ -4,8 +4,13 @@
 package embed
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
+	"os"
+	"path/filepath"
 
 	"github.com/clipd/clipd/cgo/engine"
 	"github.com/clipd/clipd/internal/pipeline/batch"
@@ -63,6 +68,32 @@ func probeText(wpath string, vision engine.ModelInfo) (engine.TextInfo, error) {
 	}
 	tok.Close()
 	return ti, nil
+}
+
+// tokenizerSHA256 identifies the tokenizer OpenTokenizer(wpath) loads, for the run's
+// identity: the sha256 of its vocab.json, a NUL byte, and its merges.txt (the folder of the
+// weights file, or the weights folder itself).
+func tokenizerSHA256(wpath string) (string, error) {
+	dir := wpath
+	if st, err := os.Stat(wpath); err == nil && !st.IsDir() {
+		dir = filepath.Dir(wpath)
+	}
+	h := sha256.New()
+	for i, name := range []string{"vocab.json", "merges.txt"} {
+		if i > 0 {
+			h.Write([]byte{0})
+		}
+		f, err := os.Open(filepath.Join(dir, name))
+		if err != nil {
+			return "", withKind(ErrBadWeights, fmt.Errorf("--text-column: the tokenizer of weights %s: %v", wpath, err))
+		}
+		_, err = io.Copy(h, f)
+		f.Close()
+		if err != nil {
+			return "", withKind(ErrBadWeights, fmt.Errorf("--text-column: the tokenizer of weights %s: %v", wpath, err))
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // openTexts opens the text side of every engine of es (probed by probeText): one tokenizer

@@ -9,6 +9,8 @@ package main
 import (
 	"archive/tar"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -111,6 +113,7 @@ type textH5 struct {
 	TextDtype  string      `json:"text_dtype"`
 	Dtype      string      `json:"dtype"`
 	TextColumn string      `json:"text_column"`
+	Tokenizer  string      `json:"tokenizer_sha256"`
 	Captions   []string    `json:"caption"`
 	Failed     []string    `json:"failed_urls"`
 }
@@ -124,7 +127,7 @@ t, e = f["text_embeddings"], f["embeddings"]
 assert t.shape == e.shape, (t.shape, e.shape)
 out = {"urls": list(f["urls"].asstr()[:]), "embeddings": e[:].astype("float64").tolist(),
        "text_embeddings": t[:].astype("float64").tolist(), "text_dtype": str(t.dtype), "dtype": str(e.dtype),
-       "text_column": f.attrs["text_column"], "failed_urls": list(f["failed_urls"].asstr()[:]),
+       "text_column": f.attrs["text_column"], "tokenizer_sha256": f.attrs["tokenizer_sha256"], "failed_urls": list(f["failed_urls"].asstr()[:]),
        "caption": list(f["caption"].asstr()[:]) if "caption" in f else None}
 json.dump(out, sys.stdout)
 `
@@ -178,10 +181,14 @@ func TestEmbedTextColumnCSV(t *testing.T) {
 	var b strings.Builder
 	b.WriteString("url,caption,other\n")
 	capOf := map[string]string{}
-	for i, n := range good {
-		u := srv.URL + "/img/" + n
-		capOf[u] = strings.TrimSpace(captions[i]) // CSV fields are read without the spaces around them
-		fmt.Fprintf(&b, "%s,%q,o%d\n", u, captions[i], i)
+	for i := range 3 * len(good) { // three rounds, so that the interruption leaves rows to resume
+		u := fmt.Sprintf("%s/img/%s?round=%d", srv.URL, good[i%len(good)], i/len(good))
+		c := captions[i%len(good)]
+		if i >= len(good) {
+			c += fmt.Sprintf(" (round %d)", i/len(good))
+		}
+		capOf[u] = strings.TrimSpace(c) // CSV fields are read without the spaces around them
+		fmt.Fprintf(&b, "%s,%q,o%d\n", u, c, i)
 		if i == 5 {
 			fmt.Fprintf(&b, "%s,a caption of a missing image,o\n", srv.URL+"/missing")
 		}
@@ -205,7 +212,7 @@ func TestEmbedTextColumnCSV(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(testCtx(t))
 	o.afterBatch = func(rows int64) {
-		if rows >= 6 {
+		if rows >= 4 {
 			cancel()
 		}
 	}
@@ -217,8 +224,12 @@ func TestEmbedTextColumnCSV(t *testing.T) {
 	}
 	final := filepath.Join(out, embed.FinalName)
 	h := readTextH5(t, final)
-	if len(h.URLs) != 15 || len(h.Failed) != 1 || h.TextColumn != "caption" || h.TextDtype != "float32" || h.Dtype != "float32" {
+	if len(h.URLs) != 3*len(good)+1 || len(h.Failed) != 1 || h.TextColumn != "caption" || h.TextDtype != "float32" || h.Dtype != "float32" {
 		t.Fatalf("%d rows, failed %v, text column %q, dtypes %s %s", len(h.URLs), h.Failed, h.TextColumn, h.TextDtype, h.Dtype)
+	}
+	sum := sha256.Sum256(append(append(readFile(t, filepath.Join(model, "vocab.json")), 0), readFile(t, filepath.Join(model, "merges.txt"))...))
+	if h.Tokenizer != hex.EncodeToString(sum[:]) {
+		t.Errorf("tokenizer_sha256 %q, want %x", h.Tokenizer, sum)
 	}
 	var texts []string
 	for i, u := range h.URLs {
@@ -259,7 +270,7 @@ func TestEmbedTextColumnCSV(t *testing.T) {
 	if stats.ResumedRows == 0 || stats.Rows == 0 {
 		t.Errorf("resumed %d rows, embedded %d: the run was not resumed", stats.ResumedRows, stats.Rows)
 	}
-	if s := stats.Text; s == nil || s.Column != "caption" || s.Texts != stats.Rows || s.Truncated > 1 || s.Empty > 2 {
+	if s := stats.Text; s == nil || s.Column != "caption" || s.Texts != stats.Rows || s.Truncated > 3 || s.Empty > 2 { // at most: 3 long captions, 2 empty ones
 		t.Errorf("stats text %+v (rows %d)", stats.Text, stats.Rows)
 	}
 
@@ -272,6 +283,14 @@ func TestEmbedTextColumnCSV(t *testing.T) {
 		}
 		checkOneErrorLine(t, "another text column", code, exitUsage, stderr, "..."+want)
 	}
+	// The same text column with other tokenizer files (one more line in merges.txt, which
+	// tokenizes the same: a file that changed is another tokenizer all the same): refused.
+	merges := filepath.Join(model, "merges.txt")
+	if err := os.WriteFile(merges, append(readFile(t, merges), '\n'), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr := runClipd(args...)
+	checkOneErrorLine(t, "other tokenizer files", code, exitUsage, stderr, "...the tokenizer's vocab.json or merges.txt changed")
 }
 
 // A whole run without interruption counts what it embedded: one text cut, two empty.

@@ -279,6 +279,11 @@ func agree(a, b *input) error {
 			return err
 		}
 	}
+	if a.attrs.TokenizerSHA256 != "" && b.attrs.TokenizerSHA256 != "" {
+		if err := check("tokenizer_sha256", a.attrs.TokenizerSHA256, b.attrs.TokenizerSHA256); err != nil {
+			return err
+		}
+	}
 	if a.attrs.WeightsSHA256 != "" && b.attrs.WeightsSHA256 != "" {
 		return check("weights_sha256", a.attrs.WeightsSHA256, b.attrs.WeightsSHA256)
 	}

@@ -31,7 +31,7 @@ func textEmbOf(in int, l int64) []float32 {
 // input in (line L has URL u<L> and fails when L%5 == 0); Seqs in line order, as a run's.
 func writeTextShard(t *testing.T, dir string, in int, lines []int64, attrs outfile.Attrs) string {
 	t.Helper()
-	attrs.TextColumn = "caption"
+	attrs.TextColumn, attrs.TokenizerSHA256 = "caption", "tok1"
 	var rows []sinktest.Row
 	for seq, l := range lines {
 		r := sinktest.Row{Item: item.Item{Seq: int64(seq), Line: l, URL: fmt.Sprintf("http://h/u%d", l)}, Embedding: embOf(l), TextEmbedding: textEmbOf(in, l)}
@@ -112,10 +112,14 @@ func TestMergeKeepsTextEmbeddings(t *testing.T) {
 	d := filepath.Join(tmp, "title")
 	title.TextColumn = "title"
 	tp := sinktest.WriteRun(t, d, title, false, 2, []sinktest.Row{{Item: item.Item{Line: 1, URL: "http://h/t"}, Embedding: embOf(1), TextEmbedding: textEmbOf(2, 1)}})
+	retok := testAttrs("float32", "0/1")
+	retok.Input, retok.TextColumn, retok.TokenizerSHA256 = "fourth.txt", "caption", "other"
+	rt := sinktest.WriteRun(t, filepath.Join(tmp, "retok"), retok, false, 2, []sinktest.Row{{Item: item.Item{Line: 1, URL: "http://h/r"}, Embedding: embOf(1), TextEmbedding: textEmbOf(3, 1)}})
 	for _, c := range []struct {
 		files []string
 		says  string
 	}{
+		{[]string{a, rt}, `tokenizer_sha256 tok1, ` + rt + ` has other`},
 		{[]string{a, plain}, "text_embeddings true"},
 		{[]string{plain, a}, "text_embeddings false"},
 		{[]string{a, tp}, `text_column "caption", ` + tp + ` has "title"`},

@@ -122,7 +122,7 @@ print("ok")
 func TestTextColumnIsPartOfTheRun(t *testing.T) {
 	dir := t.TempDir()
 	opt := testOptions(dir, 4)
-	opt.Attrs.TextColumn = "caption"
+	opt.Attrs.TextColumn, opt.Attrs.TokenizerSHA256 = "caption", "aaaa"
 	w, err := Open(opt)
 	if err != nil {
 		t.Fatal(err)
@@ -134,12 +134,13 @@ func TestTextColumnIsPartOfTheRun(t *testing.T) {
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
-	for _, c := range []struct{ column, says string }{
-		{"title", "text column caption, now title"},
-		{"", "text column caption, now none"},
+	for _, c := range []struct{ column, tokenizer, says string }{
+		{"title", "aaaa", "text column caption, now title"},
+		{"", "", "text column caption, now none"},
+		{"caption", "bbbb", "the tokenizer's vocab.json or merges.txt changed (sha256 aaaa, now bbbb)"},
 	} {
 		other := opt
-		other.Attrs.TextColumn = c.column
+		other.Attrs.TextColumn, other.Attrs.TokenizerSHA256 = c.column, c.tokenizer
 		if _, err := Open(other); !errors.Is(err, ErrRunMismatch) || !strings.Contains(err.Error(), c.says) {
 			t.Errorf("text column %q: %v, want ErrRunMismatch saying %q", c.column, err, c.says)
 		}
@@ -148,7 +149,7 @@ func TestTextColumnIsPartOfTheRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	other := opt
-	other.Attrs.TextColumn = ""
+	other.Attrs.TextColumn, other.Attrs.TokenizerSHA256 = "", ""
 	if _, err := Open(other); !errors.Is(err, ErrRunMismatch) || !strings.Contains(err.Error(), "text column caption, now none") {
 		t.Errorf("after Finalize, without a text column: %v", err)
 	}
