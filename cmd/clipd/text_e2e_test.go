@@ -380,6 +380,15 @@ func TestEmbedTextColumnTar(t *testing.T) {
 			t.Errorf("row %d (%q): text embedding %v (norm^2 %v), want %v", i, texts[i], h.Text[i][:4], ss, want[i][:4])
 		}
 	}
+
+	// A json field no sample has (a misspelt name cannot be refused at the start): the run
+	// finishes, every text embedding that of "", and says so in a warning.
+	out2 := filepath.Join(t.TempDir(), "OUT")
+	code, stdout, stderr = runClipd("embed", "-i", shard, "-w", model, "-o", out2, "--text-column", "captoin",
+		"--backend", "cpu", "--threads", "1", "--memory", "1GiB", "-q")
+	if code != 0 || !strings.Contains(stderr, `clipd: warning: no row of this run had a text in column "captoin": every text embedding is the embedding of ""; check --text-column`) {
+		t.Errorf("a missing json field: exit %d\n%s%s", code, stdout, stderr)
+	}
 }
 
 // The errors at the start, before anything is fetched or written: weights without a text
