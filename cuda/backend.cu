@@ -215,6 +215,17 @@ static const char *dtype_label(clip_dtype dt) {
   return dt == CLIP_DT_F16 ? "fp16" : dt == CLIP_DT_BF16 ? "bf16" : "fp32";
 }
 
+clip_status clip_cuda_attention_fits(clip_engine *e, const char *tower, int tokens, int hd,
+                                     int smem_optin) {
+  const size_t smem = clip_attention_smem_bytes(tokens, hd);
+  if (smem > (size_t)smem_optin)
+    return clip_set_error(e, CLIP_ERR_UNSUPPORTED,
+                          "cuda: %sattention over %d tokens (head dim %d) needs %zu bytes of "
+                          "shared memory; the device allows %d",
+                          tower, tokens, hd, smem, smem_optin);
+  return CLIP_OK;
+}
+
 /* Checks the model shape against what the kernels support. */
 static clip_status check_config(clip_engine *e, const clip_config *c, int smem_optin) {
   if (c->width <= 0 || c->heads <= 0 || c->width % c->heads != 0)
@@ -226,13 +237,7 @@ static clip_status check_config(clip_engine *e, const clip_config *c, int smem_o
   if (c->grid <= 0 || c->tokens != c->grid * c->grid + 1 || c->grid * c->patch_size > c->image_size)
     return clip_set_error(e, CLIP_ERR_UNSUPPORTED, "cuda: inconsistent grid %d / tokens %d / patch %d / image %d",
                           c->grid, c->tokens, c->patch_size, c->image_size);
-  const size_t smem = clip_attention_smem_bytes(c->tokens, hd);
-  if (smem > (size_t)smem_optin)
-    return clip_set_error(e, CLIP_ERR_UNSUPPORTED,
-                          "cuda: attention over %d tokens (head dim %d) needs %zu bytes of shared "
-                          "memory; the device allows %d",
-                          c->tokens, hd, smem, smem_optin);
-  return CLIP_OK;
+  return clip_cuda_attention_fits(e, "", c->tokens, hd, smem_optin);
 }
 
 static clip_status init_impl(clip_engine *e, cuda_state *st) {

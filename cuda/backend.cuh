@@ -153,6 +153,11 @@ static inline cuda_state *state_of(clip_engine *e) { return (cuda_state *)e->bac
 /* The engine's CUDA state, or NULL when e does not run on the CUDA backend (backend.cu). */
 cuda_state *clip_cuda_engine_state(clip_engine *e);
 
+/* CLIP_ERR_UNSUPPORTED (the message naming tower: "" or "text ") when attention over tokens
+   with head dim hd needs more shared memory than the device's opt-in limit (backend.cu). */
+clip_status clip_cuda_attention_fits(clip_engine *e, const char *tower, int tokens, int hd,
+                                     int smem_optin);
+
 /* The forward's ops for n images on st->input (backend.cu). stage CLIP_STAGE_ALL: the whole
    forward, the only form captured in graphs; stage >= 0 stops early (see
    clip_cuda_debug_forward_stage in clipengine_cuda.h). */

@@ -35,12 +35,8 @@ static clip_status text_init_impl(clip_engine *e, cuda_state *st) {
                           c->width, c->heads);
   int smem_optin = 0;
   CU_TRY(e, cudaDeviceGetAttribute(&smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, st->device));
+  ST_TRY(clip_cuda_attention_fits(e, "text ", c->context_length, hd, smem_optin));
   const size_t smem = clip_attention_smem_bytes(c->context_length, hd);
-  if (smem > (size_t)smem_optin)
-    return clip_set_error(e, CLIP_ERR_UNSUPPORTED,
-                          "cuda: text attention over %d tokens (head dim %d) needs %zu bytes of "
-                          "shared memory; the device allows %d",
-                          c->context_length, hd, smem, smem_optin);
   text_state *ts = (text_state *)calloc(1, sizeof *ts);
   if (!ts) return clip_set_error(e, CLIP_ERR_OUT_OF_MEMORY, "cuda: out of host memory");
   st->text = ts;
@@ -87,24 +83,26 @@ static clip_status text_init(clip_engine *e, cuda_state *st) {
   return s;
 }
 
-/* The forward for n sequences whose ids and end positions are on the device. */
-static clip_status text_forward(clip_engine *e, cuda_state *st, text_state *ts, int n) {
+/* The forward for n sequences whose ids and end positions are on the device, on their first
+   T positions (T > every end position: under the causal mask nothing after an end token
+   reaches it, so short captions cost a fraction of the context). */
+static clip_status text_forward(clip_engine *e, cuda_state *st, text_state *ts, int n, int T) {
   const clip_text_config *c = &e->w.text.cfg;
   const int W = c->width, M = c->mlp_width, E = c->embed_dim, C = c->context_length;
-  const int rows = n * C;
+  const int rows = n * T;
   const clip_dtype dt = st->dt;
   const float eps = c->ln_eps;
   cudaStream_t cs = st->compute;
   clip_gemm_ctx *g = &st->gemm;
 
-  CU_TRY(e, clip_text_embed_launch(ts->ids, ts->tok, ts->pos, ts->x, n, C, W, cs));
+  CU_TRY(e, clip_text_embed_launch(ts->ids, ts->tok, ts->pos, ts->x, n, C, T, W, cs));
   CU_TRY(e, clip_layernorm_launch(ts->x, W, NULL, dt, 0, ts->layer[0].ln1_w, ts->layer[0].ln1_b,
                                   ts->ln, dt, W, rows, W, eps, cs));
   for (int l = 0; l < c->layers; l++) {
     const dev_layer *L = &ts->layer[l];
     /* x = x + attn(ln1(x)) under the causal mask: ts->ln holds ln1(x) here */
     ST_TRY(clip_gemm(e, g, dt, ts->ln, W, L->qkv_w, L->qkv_b, ts->qkv, 3 * W, rows, 3 * W, W, cs));
-    CU_TRY(e, clip_attention_launch(ts->qkv, ts->att, dt, n, C, W, c->heads, 1, cs));
+    CU_TRY(e, clip_attention_launch(ts->qkv, ts->att, dt, n, T, W, c->heads, 1, cs));
     ST_TRY(clip_gemm(e, g, dt, ts->att, W, L->out_w, L->out_b, ts->tmp, W, rows, W, W, cs));
     CU_TRY(e, clip_layernorm_launch(ts->x, W, ts->tmp, dt, W, L->ln2_w, L->ln2_b, ts->ln, dt, W,
                                     rows, W, eps, cs));
@@ -117,7 +115,7 @@ static clip_status text_forward(clip_engine *e, cuda_state *st, text_state *ts, 
                                       ts->layer[l + 1].ln1_b, ts->ln, dt, W, rows, W, eps, cs));
   }
   /* Only the end tokens matter from here: their last residual, ln_final, the projection. */
-  CU_TRY(e, clip_text_gather_launch(ts->x, ts->tmp, dt, ts->eot, ts->sel, n, C, W, cs));
+  CU_TRY(e, clip_text_gather_launch(ts->x, ts->tmp, dt, ts->eot, ts->sel, n, T, W, cs));
   CU_TRY(e, clip_layernorm_launch(ts->sel, W, NULL, dt, 0, ts->lnf_w, ts->lnf_b, ts->sel,
                                   CLIP_DT_F32, W, n, W, eps, cs));
   ST_TRY(clip_gemm(e, g, CLIP_DT_F32, ts->sel, W, ts->proj, NULL, ts->emb, E, n, E, W, cs));
@@ -138,7 +136,9 @@ clip_status clip_cuda_embed_tokens(clip_engine *e, const int32_t *tokens, const 
                             st->compute));
   CU_TRY(e, cudaMemcpyAsync(ts->ids, tokens, (size_t)n * c->context_length * sizeof(int32_t),
                             cudaMemcpyHostToDevice, st->compute));
-  ST_TRY(text_forward(e, st, ts, n));
+  int T = 1;
+  for (int b = 0; b < n; b++) T = eot[b] + 1 > T ? eot[b] + 1 : T;
+  ST_TRY(text_forward(e, st, ts, n, T));
   CU_TRY(e, cudaMemcpyAsync(st->host_out, ts->emb, (size_t)n * E * 4, cudaMemcpyDeviceToHost,
                             st->compute));
   CU_TRY(e, cudaStreamSynchronize(st->compute));

@@ -248,7 +248,9 @@ static clip_status cpu_embed_pixels(clip_engine *e, const float *pixels, int n, 
 
 /* The text tower (clip_engine_embed_tokens; ids and eot checked by the engine): token +
    positional embeddings, the blocks under the causal mask, ln_final on each sequence's end
-   token, the projection (E, W). */
+   token, the projection (E, W). Under the causal mask no position after an end token reaches
+   it, so the blocks run on the first T = (last end token of the batch) + 1 positions only:
+   short captions cost a fraction of the 77-token context. */
 static clip_status cpu_embed_tokens(clip_engine *e, const int32_t *tokens, const int *eot, int n,
                                     float *out) {
   cpu_state *st = (cpu_state *)e->backend_state;
@@ -258,12 +260,16 @@ static clip_status cpu_embed_tokens(clip_engine *e, const int32_t *tokens, const
                           "cpu backend: n=%d is larger than the buffers (%d sequences)", n, st->cap);
   const clip_text_weights *w = &e->w.text;
   const clip_text_config *c = &w->cfg;
-  const int W = c->width, T = c->context_length, rows = n * T, th = e->threads;
+  const int W = c->width, C = c->context_length, th = e->threads;
+  int T = 1;
+  for (int b = 0; b < n; b++) T = eot[b] + 1 > T ? eot[b] + 1 : T;
+  const int rows = n * T;
   float *x = st->x;
   CLIP_OMP(omp parallel for schedule(static) num_threads(th))
   for (int r = 0; r < rows; r++) {
-    const float *tok = w->token_emb + (size_t)tokens[r] * W;
-    const float *pos = w->pos_emb + (size_t)(r % T) * W;
+    const int b = r / T, t = r % T;
+    const float *tok = w->token_emb + (size_t)tokens[(size_t)b * C + t] * W;
+    const float *pos = w->pos_emb + (size_t)t * W;
     float *dst = x + (size_t)r * W;
     for (int i = 0; i < W; i++) dst[i] = tok[i] + pos[i];
   }

@@ -424,6 +424,14 @@ static void check_text(const char *dir, int ctx) {
     s = clip_engine_embed_tokens(e, tok, NSEQ, again);
     CHECK(s == CLIP_OK && memcmp(again, out, sizeof out) == 0, "text %s: a repeated call differs",
           precs[k].name);
+    /* Sequences 1-3 only (lengths 2, 5, ctx/2): the forward runs on ctx/2 positions, where the
+       tensor-core attention takes over in fp16/bf16 (ctx/2 <= 64). */
+    s = clip_engine_embed_tokens(e, tok + ctx, 3, again);
+    compare(again, ref + EMBED, 3, EMBED, &cmin, &amax);
+    printf("  text ctx %d %s, short batch: min cos %.7f, max abs %.2e\n", ctx, precs[k].name, cmin,
+           amax);
+    CHECK(s == CLIP_OK && cmin >= precs[k].min_cos, "text %s short batch: %d, min cos %.7f",
+          precs[k].name, (int)s, cmin);
     /* Ids after a short sequence's end token change nothing (the mask is causal). */
     int32_t padded[NSEQ * TEXT_CTX_QUICK];
     memcpy(padded, tok, sizeof(int32_t) * NSEQ * ctx);

@@ -286,19 +286,27 @@ static void test_api(void) {
   int32_t tok[3 * 8] = {38, 3, 0, 39, 0, 0, 0, 0, /* a real id 0 before the end token */
                         38, 39, 0, 0, 0, 0, 0, 0,
                         38, 1, 2, 3, 4, 5, 6, 39};
-  float out[3 * 32], alone[32], again[32];
+  float out[3 * 32], alone[32];
   s = clip_engine_embed_tokens(e, tok, 2, out);
   CHECK(s == CLIP_OK, "api: embed_tokens %d: %s", (int)s, clip_engine_last_error(e));
   int finite = 1;
   for (int i = 0; i < 64; i++) finite &= isfinite(out[i]) != 0;
   CHECK(finite && out[0] != out[32], "api: outputs not finite or the same for both sequences");
   /* Ids after the end token (padding; another end token too) do not matter: the mask is
-     causal and the state is taken at the first largest id. */
-  int32_t padded[8] = {38, 3, 0, 39, 17, 25, 39, 1};
-  s = clip_engine_embed_tokens(e, tok, 1, alone);
-  CHECK(s == CLIP_OK && clip_engine_embed_tokens(e, padded, 1, again) == CLIP_OK &&
-            memcmp(again, alone, sizeof again) == 0,
+     causal and the state is taken at the first largest id. Beside a full-length sequence the
+     padding positions are computed (a batch runs up to its last end token). */
+  int32_t pair[16], pair_padded[16];
+  const int32_t padded[8] = {38, 3, 0, 39, 17, 25, 39, 1};
+  memcpy(pair, tok, 8 * sizeof(int32_t));
+  memcpy(pair + 8, tok + 16, 8 * sizeof(int32_t));
+  memcpy(pair_padded, padded, 8 * sizeof(int32_t));
+  memcpy(pair_padded + 8, tok + 16, 8 * sizeof(int32_t));
+  float pair_out[64], pair_padded_out[64];
+  s = clip_engine_embed_tokens(e, pair, 2, pair_out);
+  CHECK(s == CLIP_OK && clip_engine_embed_tokens(e, pair_padded, 2, pair_padded_out) == CLIP_OK &&
+            memcmp(pair_out, pair_padded_out, sizeof pair_out) == 0,
         "api: ids after the end token changed the embedding");
+  s = clip_engine_embed_tokens(e, tok, 1, alone);
   double d2 = 0, n2 = 0;
   for (int i = 0; i < 32; i++) {
     d2 += (alone[i] - out[i]) * (double)(alone[i] - out[i]);

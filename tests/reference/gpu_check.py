@@ -452,6 +452,10 @@ def check_text(rep, c):
         with e:
             out = e.embed_tokens(toks)
             out5 = e.embed_tokens(toks[:5])
+            # only short sequences: the forward runs on <= C/2 positions (tensor-core attention
+            # in fp16/bf16 when that is <= 64)
+            short = [i for i, L in enumerate((lengths * (n // len(lengths) + 1))[:n]) if L <= max(5, C // 2)]
+            out_short = e.embed_tokens(toks[short])
             same = np.array_equal(e.embed_tokens(toks), out)
             ms = None
             if prec == "fp16":
@@ -464,10 +468,12 @@ def check_text(rep, c):
                 ms = (time.time() - t0) / iters * 1e3
         cmin, err = cos_err(out, ref)
         cmin5, _ = cos_err(out5, ref[:5])
-        ok = min(cmin, cmin5) >= want and same
+        cmin_s, _ = cos_err(out_short, ref[short])
+        ok = min(cmin, cmin5, cmin_s) >= want and same
         if not ok:
             save_artifact(f"text_{prec}", engine=out, reference=ref, tokens=toks)
-        rep.add(name, f"min cos {cmin:.7f} (n=5: {cmin5:.7f}), max abs {err:.2e}, |ref| max "
+        rep.add(name, f"min cos {cmin:.7f} (n=5: {cmin5:.7f}, {len(short)} short: {cmin_s:.7f}), "
+                f"max abs {err:.2e}, |ref| max "
                 f"{np.abs(ref).max():.2f}, n={n}{'' if same else ', a repeated call differs'}"
                 f"{'' if ok else '; worst ' + worst_images(out, ref)}", "PASS" if ok else "FAIL")
         if ms is not None:

@@ -13,7 +13,8 @@ PyTorch reference (clip_ref.TextRef, openai/CLIP's encode_text in plain torch op
    embed 512; beside a tiny vision tower of the same embed_dim) in OpenAI naming with QuickGELU
    and in Hugging Face naming with exact GELU. Token sequences as clip.tokenize lays them out,
    of varied lengths: the full 77 (end token last), start + end only, a sequence holding id 0
-   as a real token.
+   as a real token; and batches of short sequences only (the engine then runs on the positions
+   up to the batch's last end token).
 3. The committed goldens (testdata/golden_text, make_golden.py): still what clip_ref computes,
    and what the engine computes.
 4. The API around it: text info and probe equal the config, a sequence alone equals it inside
@@ -161,6 +162,8 @@ def test_tiny(tmp):
             check(e.text_info() == info_of(tcfg), f"{label}: text info {e.text_info()}")
             out = e.embed_tokens(toks)
             compare(label, out, ref)
+            # A batch without a full-length sequence runs on fewer positions: still exact.
+            compare(label + " short batch", e.embed_tokens(toks[1:3]), ref[1:3])
             if i == 0:
                 batch_and_threads(d, e, toks, out, label)
                 bad_ids(e, toks, tcfg, label)
@@ -247,6 +250,7 @@ def test_b32(tmp):
         with engine(d, max_batch=len(toks)) as e:
             check(e.text_info() == info_of(tcfg), f"{label}: text info {e.text_info()}")
             compare(label + f" lengths {lengths_for(tcfg)}", e.embed_tokens(toks), ref)
+            compare(label + f" lengths {lengths_for(tcfg)[1:3]}", e.embed_tokens(toks[1:3]), ref[1:3])
         os.remove(os.path.join(d, "model.safetensors"))
 
 
