@@ -10,8 +10,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
+	"github.com/clipd/clipd/internal/cgo/h5"
 	"github.com/clipd/clipd/internal/pipeline/item"
 	"github.com/clipd/clipd/internal/pipeline/outfile"
 	"github.com/clipd/clipd/internal/pipeline/sink/sinktest"
@@ -86,5 +88,51 @@ print("ok")
 	}
 	if _, err := os.Stat(TextEmbPath(out, 0)); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("text_emb_0.npy: %v", err)
+	}
+}
+
+// A file whose text_embeddings do not match its embeddings (fewer rows, another dim) is
+// damaged: export and inspect refuse it, naming the dataset.
+func TestDamagedTextEmbeddings(t *testing.T) {
+	for _, c := range []struct {
+		name       string
+		rows, cols int
+	}{{"fewer rows", 2, testDim}, {"another dim", 3, testDim + 1}} {
+		path := filepath.Join(t.TempDir(), "d.h5")
+		f, err := h5.Create(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ds []*h5.Dataset
+		mk := func(name string, kind h5.Kind, rows, cols int) *h5.Dataset {
+			d, err := f.CreateDataset(name, h5.DatasetOptions{Kind: kind, Rows: int64(rows), Cols: cols, ChunkRows: 4})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ds = append(ds, d)
+			return d
+		}
+		for _, err := range []error{
+			mk("urls", h5.String, 3, 0).WriteStrings(0, []string{"a", "b", "c"}),
+			mk("embeddings", h5.Float32, 3, testDim).WriteFloat32(0, make([]float32, 3*testDim)),
+			mk(outfile.TextEmbeddings, h5.Float32, c.rows, c.cols).WriteFloat32(0, make([]float32, c.rows*c.cols)),
+			f.SetAttr("text_column", "caption"),
+		} {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, d := range ds {
+			d.Close()
+		}
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := NPY(context.Background(), path, Options{Dir: t.TempDir()}); !errors.Is(err, outfile.ErrInput) || !strings.Contains(err.Error(), "text_embeddings is") {
+			t.Errorf("%s: export: %v", c.name, err)
+		}
+		if _, err := outfile.Inspect(context.Background(), path, 5, 4); !errors.Is(err, outfile.ErrInput) || !strings.Contains(err.Error(), "text_embeddings has") {
+			t.Errorf("%s: inspect: %v", c.name, err)
+		}
 	}
 }
