@@ -52,7 +52,7 @@ clipd: lib
 # missing server a failure, not a skip.
 test: deps build tidy-check
 	cd $(BUILD) && ctest --output-on-failure -j 1
-	weed=$$(bash scripts/seaweedfs.sh) && CLIPD_WEED=$$weed CLIPD_REQUIRE_S3=1 $(GO_ENV) go test $(GO_TAGS) ./...
+	weed=$$(bash scripts/seaweedfs.sh) && CLIPD_WEED=$$weed CLIPD_REQUIRE_S3=1 $(GO_ENV) go test $(GO_TAGS) -timeout 40m ./...
 	bash tests/install/check.sh
 	$(MAKE) --no-print-directory test-cluster
 	$(MAKE) --no-print-directory fuzz FUZZTIME=$(TEST_FUZZTIME)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/clipd/clipd/cgo/engine"
+	"github.com/clipd/clipd/internal/objstore"
 	"github.com/clipd/clipd/internal/pipeline/decode"
 	"github.com/clipd/clipd/internal/pipeline/fetch"
 	"github.com/clipd/clipd/internal/pipeline/outfile"
@@ -89,9 +90,11 @@ const (
 // Config is one run. The zero value of a field means its default; Input, Output and (unless
 // the default model is in the cache) Weights are needed.
 type Config struct {
-	// Input is a URL list (text, CSV or TSV, optionally gzipped; a path or an http(s) URL),
-	// "-" for Stdin, "openimages:SPLIT" (train, train-boxable, validation, test, all), or a
-	// folder of images (read recursively, in lexical order).
+	// Input is a URL list (text, CSV or TSV, optionally gzipped; a path, an http(s) URL or an
+	// s3://bucket/key object), "-" for Stdin, "openimages:SPLIT" (train, train-boxable,
+	// validation, test, all), a folder of images (read recursively, in lexical order), or tar
+	// shards (files, or s3:// objects and patterns of them); see source.Open. s3:// inputs and
+	// rows are read with S3's settings.
 	Input string
 	// Stdin is read when Input is "-"; nil means os.Stdin.
 	Stdin io.Reader
@@ -137,7 +140,13 @@ type Config struct {
 	// Output is the output folder: chunk files while running, Images_Embedded.h5 at the end.
 	// With a Shard of n > 1 the run writes to OUTPUT/shard-<i>-of-<n>/ (see OutputDir), so
 	// the tasks of an array job can share one Output; `clipd merge OUTPUT` joins them.
+	// An s3://BUCKET/PREFIX Output is a folder in a bucket with the same names: the run
+	// writes a local staging folder (StagingDir) and copies it to the bucket as it goes
+	// (see s3out.go); a rerun on any machine resumes from what the bucket holds.
 	Output string
+	// Staging is the local folder an s3:// Output's run writes before uploading (its shard
+	// folder inside, for a shard); "" = a folder under CacheDir named after the Output.
+	Staging string
 	// NoResume discards an earlier run's chunks in Output instead of resuming it.
 	NoResume bool
 	// Dtype of the embeddings in the file: "float32" (default) or "float16".
@@ -203,13 +212,32 @@ type Hooks struct {
 	// (whose decoder is the CPU decoders' libjpeg-turbo, Pillow-exact), as DecodeGPU does on
 	// CUDA: the GPU-decode path of the pipeline, testable without a GPU.
 	EngineDecodesOnCPU bool
+	// S3PartSize is the part size of an s3:// output's multipart uploads (0: objstore's),
+	// and BeforeS3Part is called before each part: the test that kills the store in the
+	// middle of an upload makes uploads small-parted and slow with them.
+	S3PartSize   int64
+	BeforeS3Part func(part int32)
+	// S3RetryFor bounds the retries of one transfer to an s3:// output while the store fails
+	// or cannot be reached; 0 = mirror.DefaultRetryFor (5 minutes).
+	S3RetryFor time.Duration
 	// CPUEngines > 1 opens that many CPU engines (Threads threads each) behind the pipeline,
 	// as Devices does with GPUs: the several-engine path, testable without a GPU.
 	CPUEngines int
 }
 
 // OutputDir is the folder the run writes: Output, or Output/shard-00003-of-00016 for a shard.
+// For an s3:// Output it is the folder in the bucket (s3://b/p/shard-00003-of-00016).
 func (c Config) OutputDir() string {
+	if objstore.IsURL(c.Output) {
+		loc, err := c.remoteDir()
+		if err != nil {
+			return c.Output
+		}
+		if loc.Key == "" {
+			return loc.String()
+		}
+		return strings.TrimSuffix(loc.String(), "/")
+	}
 	if c.Shard.Count > 1 {
 		return filepath.Join(c.Output, ShardDirName(c.Shard))
 	}
@@ -225,7 +253,7 @@ func ShardDirName(s Shard) string { return outfile.ShardDirName(s.Index, s.Count
 func resolveInput(spec string) string {
 	lower := strings.ToLower(spec)
 	switch {
-	case spec == "-", strings.HasPrefix(lower, "http://"), strings.HasPrefix(lower, "https://"):
+	case spec == "-", strings.HasPrefix(lower, "http://"), strings.HasPrefix(lower, "https://"), objstore.IsURL(spec):
 		return spec
 	case strings.HasPrefix(lower, "openimages:"):
 		split := strings.TrimSpace(lower[len("openimages:"):])
@@ -278,10 +306,12 @@ func (c Config) check() error {
 	bad := func(format string, args ...any) error { return withKind(ErrConfig, fmt.Errorf(format, args...)) }
 	switch {
 	case c.Input == "":
-		return bad("--input is empty: give a file of URLs, an http(s) URL, a folder, - or openimages:SPLIT")
+		return bad("--input is empty: give a file of URLs, an http(s) or s3:// URL, a folder, - or openimages:SPLIT")
 	case c.Output == "":
 		return bad("--output is empty: give a directory")
-	case namesFile(c.Output):
+	case !objstore.IsURL(c.Output) && c.Staging != "":
+		return bad("--staging applies only to s3:// outputs (the folder a run writes before it uploads); --output %s is a local folder", c.Output)
+	case !objstore.IsURL(c.Output) && namesFile(c.Output):
 		return bad("--output %s names a file, but it is a folder (the embeddings go to FOLDER/%s): give a folder such as %s",
 			c.Output, outfile.FinalName, strings.TrimSuffix(c.Output, filepath.Ext(c.Output)))
 	case c.Limit < 0:
@@ -302,6 +332,11 @@ func (c Config) check() error {
 		return bad("--decode gpu decodes JPEGs at full size, --preprocess fast is a CPU decoder's shortcut: drop one of them")
 	case len(c.Devices) > 0 && c.Device != 0:
 		return bad("--device %d and --devices %s: give one of them", c.Device, FormatDevices(c.Devices))
+	}
+	if objstore.IsURL(c.Output) {
+		if err := c.checkS3Output(); err != nil {
+			return withKind(ErrConfig, err)
+		}
 	}
 	for i, d := range c.Devices {
 		switch {

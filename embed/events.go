@@ -74,8 +74,9 @@ type ReasonCount struct {
 
 // Summary is the run's closing report. Its JSON form is the --json statistics file.
 type Summary struct {
-	Output          string        `json:"output,omitempty"` // the final file; empty when the run did not finish
-	Dir             string        `json:"dir"`              // the output folder (Config.OutputDir)
+	Output          string        `json:"output,omitempty"`  // the final file; empty when the run did not finish
+	Dir             string        `json:"dir"`               // the output folder (Config.OutputDir; s3://... for an s3:// output)
+	Staging         string        `json:"staging,omitempty"` // an s3:// output's local staging folder (Config.StagingDir)
 	Input           string        `json:"input"`
 	Shard           string        `json:"shard"`
 	Completed       bool          `json:"completed"`

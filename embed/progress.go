@@ -88,12 +88,15 @@ func (r *run) total() (int64, bool) {
 func (r *run) summary(final string) Summary {
 	el := time.Since(r.started).Seconds()
 	s := Summary{
-		Output: final, Dir: r.dir, Input: r.cfg.Input, Shard: r.cfg.Shard.String(), Completed: final != "",
+		Output: final, Dir: r.outDir, Input: r.cfg.Input, Shard: r.cfg.Shard.String(), Completed: final != "",
 		Rows: r.count.rows.Load(), Failures: r.count.failures.Load(),
 		FailureReasons: r.count.reasons(), ElapsedSeconds: el,
 	}
 	if r.w != nil {
 		s.ResumedRows, s.ResumedFailures = r.w.Resumed()
+	}
+	if r.s3 != nil {
+		s.Staging = r.dir
 	}
 	g := &s.Stages
 	if r.decode != nil {

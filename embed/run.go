@@ -19,11 +19,13 @@ import (
 
 	"github.com/clipd/clipd/cgo/engine"
 	"github.com/clipd/clipd/internal/echo"
+	"github.com/clipd/clipd/internal/objstore"
 	"github.com/clipd/clipd/internal/pipeline/batch"
 	"github.com/clipd/clipd/internal/pipeline/budget"
 	"github.com/clipd/clipd/internal/pipeline/decode"
 	"github.com/clipd/clipd/internal/pipeline/fetch"
 	"github.com/clipd/clipd/internal/pipeline/item"
+	"github.com/clipd/clipd/internal/pipeline/mirror"
 	"github.com/clipd/clipd/internal/pipeline/outfile"
 	"github.com/clipd/clipd/internal/pipeline/plan"
 	"github.com/clipd/clipd/internal/pipeline/read"
@@ -53,7 +55,12 @@ func Run(ctx context.Context, cfg Config, ev Events) (Summary, error) {
 	if err := cfg.check(); err != nil {
 		return Summary{}, err
 	}
-	r := &run{cfg: cfg, ev: ev, started: time.Now(), dir: cfg.OutputDir()}
+	r := &run{cfg: cfg, ev: ev, started: time.Now(), dir: cfg.OutputDir(), outDir: cfg.OutputDir(), objects: newObjects(cfg.S3)}
+	if objstore.IsURL(cfg.Output) {
+		if r.dir = cfg.StagingDir(); r.dir == "" {
+			return Summary{}, withKind(ErrConfig, fmt.Errorf("--output %s: no staging folder: pass --staging DIR or --cache-dir DIR", cfg.Output))
+		}
+	}
 	r.log = newLogger(ev.Log)
 	return r.run(ctx)
 }
@@ -67,9 +74,11 @@ type run struct {
 
 	weightsPath string           // the resolved weights (a file or a folder)
 	weights     weights.Identity // the weights file and its sha256, from its bytes
+	dir         string           // the folder the sink writes: Config.OutputDir(), or the staging folder of an s3:// output
+	outDir      string           // Config.OutputDir(): dir, or the run's folder in the bucket
+	s3          *s3Output        // an s3:// output's uploads; nil for a local one
 	// tokenizerSHA256 identifies the tokenizer's files (Config.TextColumn only).
 	tokenizerSHA256 string
-	dir             string // the output folder: Config.OutputDir()
 
 	plan  plan.Plan
 	w     *sink.Writer
@@ -77,6 +86,7 @@ type run struct {
 	count counters
 
 	engines *engines
+	objects *objects // the S3 client of s3:// inputs and rows, made on first use
 	fetch   *fetch.Stage
 	read    *read.Stage
 	split   *decode.Split // only when the engine decodes JPEGs
@@ -96,6 +106,14 @@ type run struct {
 
 func (r *run) run(ctx context.Context) (Summary, error) {
 	cfg := r.cfg
+
+	// An s3:// output's bucket first: a typo, a wrong secret or an unreachable store fails
+	// at once (exit 7), before anything is loaded or written.
+	if objstore.IsURL(cfg.Output) {
+		if err := r.openS3(ctx); err != nil {
+			return Summary{}, err
+		}
+	}
 
 	// The model, the plan and the engines, before anything is downloaded or created.
 	es, err := r.openEngines()
@@ -147,6 +165,15 @@ func (r *run) run(ctx context.Context) (Summary, error) {
 		TextColumn:       cfg.TextColumn,
 		TokenizerSHA256:  r.tokenizerSHA256,
 	}
+	var remote mirror.Contents
+	if r.s3 != nil {
+		remote, err = r.s3Finished(ctx, attrs)
+		if errors.Is(err, sink.ErrAlreadyComplete) {
+			return r.alreadyComplete(), nil
+		} else if err != nil {
+			return Summary{}, err
+		}
+	}
 	created := missingDirs(r.dir) // what LockDir and sink.Open create, removed again if the weights prove broken
 	// One process writes a folder at a time: another would delete this one's temporaries and
 	// overwrite its final file. The kernel drops the lock when the process ends, kill -9 too.
@@ -157,19 +184,35 @@ func (r *run) run(ctx context.Context) (Summary, error) {
 		return Summary{}, withKind(ErrOutput, err)
 	}
 	defer lock.Unlock()
-	r.w, err = sink.Open(sink.Options{
+	sinkOpt := sink.Options{
 		Dir:         r.dir,
 		ChunkSize:   r.plan.ChunkSize,
 		Attrs:       attrs,
 		HasImageIDs: r.src.Info().IDColumn != "",
 		NoResume:    cfg.NoResume,
 		Logger:      r.log,
-	})
+	}
+	if r.s3 != nil {
+		if err := r.s3Pull(ctx, remote, attrs, sinkOpt); err != nil {
+			return Summary{}, err
+		}
+		sinkOpt.Committed = r.s3.m.Committed
+	}
+	r.w, err = sink.Open(sinkOpt)
 	switch {
+	case errors.Is(err, sink.ErrAlreadyComplete) && r.s3 != nil:
+		// This run's finished file in the staging folder, not in the bucket (a crash
+		// between the merge and the upload): the upload is what is left.
+		r.log.Info("the staging folder holds this run's finished file: uploading it", "staging", r.dir)
+		if err := r.s3Publish(ctx, filepath.Join(r.dir, FinalName), attrs); err != nil {
+			return Summary{}, err
+		}
+		return r.alreadyComplete(), nil
 	case errors.Is(err, sink.ErrAlreadyComplete):
 		// The same Config after a finished run (or a crash after the merge): nothing to do.
-		return Summary{Output: filepath.Join(r.dir, FinalName), Dir: r.dir, Input: cfg.Input, Shard: cfg.Shard.String(),
-			Completed: true, AlreadyComplete: true, FailureReasons: []ReasonCount{}}, nil
+		return r.alreadyComplete(), nil
+	case errors.Is(err, sink.ErrRunMismatch) && r.s3 != nil:
+		return Summary{}, withKind(ErrConfig, r.inBucket(err))
 	case errors.Is(err, sink.ErrRunMismatch):
 		return Summary{}, withKind(ErrConfig, err)
 	case err != nil:
@@ -180,6 +223,17 @@ func (r *run) run(ctx context.Context) (Summary, error) {
 		rr, rf := r.w.Resumed()
 		r.ev.Started(Started{Backend: es.list[0].BackendName(), Plan: r.plan.String(), ImageSize: info.ImageSize,
 			EmbedDim: info.EmbedDim, ResumedRows: rr, ResumedFailures: rf})
+	}
+
+	if r.s3 != nil {
+		// The state goes up first, then the chunks this folder holds that the bucket lacks;
+		// from here each finished chunk follows in the background.
+		err := r.s3.m.Start(ctx, func(err error) { r.fail(stopRun, r.uploadFailed(err)) })
+		if err != nil {
+			r.w.Close()
+			return Summary{}, withKind(ErrOutput, err)
+		}
+		r.checkStagingSpace(r.src.Info(), info.EmbedDim)
 	}
 
 	stopProgress := r.startProgress()
@@ -200,6 +254,19 @@ func (r *run) run(ctx context.Context) (Summary, error) {
 		}
 	} else {
 		closeErr = r.w.Close()
+	}
+	if r.s3 != nil {
+		// Every chunk written goes up before the run ends, interrupted or not, so that a
+		// rerun elsewhere finds it.
+		upErr := r.s3.m.Wait()
+		if upErr != nil && runErr == nil {
+			runErr = r.uploadFailed(upErr)
+		}
+		if resumed, _ := r.w.Resumed(); errors.Is(runErr, ErrBadWeights) && resumed == 0 {
+			if err := r.s3.m.Forget(context.WithoutCancel(ctx)); err != nil {
+				r.log.Warn("cannot remove this run's chunks from the bucket", "err", err.Error())
+			}
+		}
 	}
 	r.count.writeBusy.Add(int64(time.Since(closeStart)))
 	stopProgress()
@@ -226,6 +293,12 @@ func (r *run) run(ctx context.Context) (Summary, error) {
 	if err != nil {
 		return r.summary(""), withKind(ErrOutput, fmt.Errorf("merging the chunks of %s: %w; the chunks are intact: rerun the same command to finish", r.dir, err))
 	}
+	if r.s3 != nil {
+		if err := r.s3Publish(ctx, final, attrs); err != nil {
+			return r.summary(""), err
+		}
+		final = r.s3.m.FinalLocation().String()
+	}
 	out := r.summary(final)
 	if out.Rows+out.ResumedRows == 0 {
 		return out, withKind(ErrNothingEmbedded, nothingEmbedded(out))
@@ -239,6 +312,20 @@ func (r *run) run(ctx context.Context) (Summary, error) {
 			"no row of this run had a text in column %q: every text embedding is the embedding of \"\"; check --text-column", cfg.TextColumn)
 	}
 	return out, nil
+}
+
+// alreadyComplete is the summary of a run that found its finished file.
+func (r *run) alreadyComplete() Summary {
+	final := filepath.Join(r.dir, FinalName)
+	if r.s3 != nil {
+		final = r.s3.m.FinalLocation().String()
+	}
+	s := Summary{Output: final, Dir: r.outDir, Input: r.cfg.Input, Shard: r.cfg.Shard.String(),
+		Completed: true, AlreadyComplete: true, FailureReasons: []ReasonCount{}}
+	if r.s3 != nil {
+		s.Staging = r.dir
+	}
+	return s
 }
 
 // nothingEmbedded says why a finished run has no embedding.
@@ -286,6 +373,7 @@ func (r *run) openSource(ctx context.Context) (*source.Source, error) {
 		Columns:       r.cfg.SaveColumns,
 		TextColumn:    r.cfg.TextColumn,
 		Budget:        r.bodies,
+		Objects:       r.objects,
 	}
 	if r.cfg.Input == "-" && r.cfg.Stdin != nil {
 		return source.New(ctx, r.cfg.Stdin, "stdin", opt)
@@ -366,7 +454,7 @@ func (r *run) pipeline(ctx context.Context, stop context.CancelFunc, es *engines
 				continue
 			}
 			to := remote
-			if rec.Item.Local() {
+			if rec.Item.Local() || rec.Item.Object() {
 				to = local
 			}
 			select {
@@ -391,7 +479,11 @@ func (r *run) pipeline(ctx context.Context, stop context.CancelFunc, es *engines
 		RobotsTxt:            cfg.RobotsTxt,
 		Budget:               r.bodies,
 	})
-	r.read = read.Start(ctx, local, fails, read.Options{MaxBodyBytes: p.MaxBodyBytes, Budget: r.bodies})
+	r.read = read.Start(ctx, local, fails, read.Options{MaxBodyBytes: p.MaxBodyBytes, Budget: r.bodies,
+		Objects: r.objects, ObjectWorkers: p.Connections, Timeout: cfg.Timeout,
+		Fatal: func(err error) {
+			r.fail(stop, fmt.Errorf("%w; the rows done so far are saved: rerun the same command to resume", err))
+		}})
 	bodies := fanIn(r.fetch.Out(), r.read.Out(), carried)
 
 	decodeOpt := decode.Options{Mode: cfg.Preprocess, MaxPixels: p.MaxPixels, MinSide: info.ImageSize}

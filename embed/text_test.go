@@ -33,8 +33,8 @@ func TestTextColumnParquetTwoEngines(t *testing.T) {
 	model := filepath.Join(t.TempDir(), "model")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if b, err := exec.CommandContext(ctx, "/usr/bin/python3", "../tests/reference/make_text_model.py", "make", model).CombinedOutput(); err != nil {
-		t.Fatalf("make_text_model.py: %v\n%s", err, b)
+	if b, err := exec.CommandContext(ctx, "/usr/bin/python3", "../cmd/clipd/testdata/text_model.py", "make", model).CombinedOutput(); err != nil {
+		t.Fatalf("text_model.py: %v\n%s", err, b)
 	}
 	abs, _ := filepath.Abs(imagesDir)
 	var rows []captionRow
@@ -97,12 +97,16 @@ json.dump({"urls": list(f["urls"].asstr()[:]), "text": f["text_embeddings"][:].a
 		t.Fatal(err)
 	}
 	defer tok.Close()
+	ti, err := e.TextInfo()
+	if err != nil {
+		t.Fatal(err)
+	}
 	for i, u := range got.URLs {
-		ids, _, err := tok.Tokenize(captions[u], 77)
+		ids, _, err := tok.Tokenize(captions[u], ti.ContextLength)
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := make([]float32, 16)
+		want := make([]float32, ti.EmbedDim)
 		if err := e.EmbedTokens(ids, 1, want); err != nil {
 			t.Fatal(err)
 		}

@@ -32,6 +32,7 @@ type embedOptions struct {
 	Weights      string // a path, hub name or URL for weights.Resolve; "" = the default model in the cache
 	CacheDir     string
 	Output       string
+	Staging      string // an s3:// output's local staging folder; "" = one in the cache
 	Limit        int64
 	Shard        embed.Shard
 	ShardFrom    string // where Shard came from, for the log: "--shard", "JOB_COMPLETION_INDEX", ...
@@ -81,6 +82,12 @@ type embedOptions struct {
 	// EngineDecodesOnCPU is the hidden --test-engine-decodes-on-cpu: embed.Hooks'
 	// EngineDecodesOnCPU (the --decode gpu path of the pipeline on a CPU-only machine).
 	EngineDecodesOnCPU bool
+	// S3PartSize, S3PartDelay and S3RetryFor are the hidden --test-s3-part-size,
+	// --test-s3-part-delay and --test-s3-retry-for: small, slow multipart uploads to an
+	// s3:// output (the test that kills the store mid-upload) and a shorter retry window.
+	S3PartSize  int64
+	S3PartDelay time.Duration
+	S3RetryFor  time.Duration
 }
 
 func newEmbedCommand() *cli.Command {
@@ -97,20 +104,26 @@ func newEmbedCommand() *cli.Command {
 			"cleanly (press it twice to stop at once). URLs that fail (404, timeouts, corrupt images, ...)\n" +
 			"are listed with their reason and do not make the run fail, unless nothing at all is embedded\n" +
 			"(exit 6); past --warn-failure-rate a warning names the top reasons.\n\n" +
-			"--input is a list (text, CSV or TSV, optionally gzipped: a path, an http(s) URL of one, or -\n" +
-			"for stdin) of http(s) URLs or local files (paths, file:// URLs); a parquet list;\n" +
+			"--output s3://BUCKET/PREFIX writes the same names to a bucket: the run writes a local staging\n" +
+			"folder (--staging) and uploads each chunk as it is finished, then the final file (visible only\n" +
+			"once complete); a rerun on any machine resumes from what the bucket holds.\n\n" +
+			"--input is a list (text, CSV or TSV, optionally gzipped: a path, an http(s) or s3:// URL of\n" +
+			"one, or - for stdin) of http(s) URLs, s3:// objects or local files (paths, file:// URLs); a\n" +
+			"parquet list (a path or s3://);\n" +
 			"openimages:SPLIT (train, train-boxable, validation, test, all); a folder of image files\n" +
 			"(.jpg .jpeg .png .gif .webp .bmp, recursively) or a quoted pattern of them ('photos/*.jpg');\n" +
 			"or tar shards as img2dataset writes them (00000.tar, 'shards/{00000..00099}.tar', a folder\n" +
-			"of .tar). A local file's row is its absolute path; a tar sample's is its json url.\n" +
+			"of .tar; or s3://b/shards/00000.tar and patterns of such objects). A local file's row is\n" +
+			"its absolute path; a tar sample's is its json url.\n" +
 			"--shard i/n takes a deterministic 1/n of the input; without it, a Kubernetes Indexed Job's\n" +
 			"JOB_COMPLETION_INDEX (with --shard-count or CLIPD_SHARD_COUNT) or a Slurm array's\n" +
 			"SLURM_ARRAY_TASK_ID (of --shard-count, or of SLURM_ARRAY_TASK_COUNT for an array 0..N-1)\n" +
 			"choose the shard.",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "input", Aliases: []string{"i"}, Value: defaultInput, Usage: "URL list (text/CSV/TSV/parquet; a path, an http(s) URL or -), openimages:SPLIT, a folder or pattern of images, or tar shards"},
+			&cli.StringFlag{Name: "input", Aliases: []string{"i"}, Value: defaultInput, Usage: "URL list (text/CSV/TSV/parquet; a path, an http(s) or s3:// URL or -), openimages:SPLIT, a folder or pattern of images, or tar shards (files or s3://)"},
 			&cli.StringFlag{Name: "weights", Aliases: []string{"w"}, Usage: "safetensors file or directory, or a hub name in the cache (default " + weights.DefaultModel + " from the cache; see \"clipd weights fetch\")"},
-			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "OUTPUT", Usage: "output folder: FOLDER/Images_Embedded.h5, or FOLDER/shard-<i>-of-<n>/Images_Embedded.h5 for a shard (join them with clipd merge FOLDER)"},
+			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "OUTPUT", Usage: "output folder: FOLDER/Images_Embedded.h5, or FOLDER/shard-<i>-of-<n>/Images_Embedded.h5 for a shard (join them with clipd merge FOLDER); or an s3://BUCKET/PREFIX with the same names"},
+			&cli.StringFlag{Name: "staging", Usage: "s3:// outputs: the local folder the run writes before it uploads (default: one under the cache dir named after the output)"},
 			&cli.Int64Flag{Name: "limit", Usage: "embed at most this many URLs (of the shard); 0 for all"},
 			&cli.StringFlag{Name: "shard", Usage: "i/n: process only shard i (0-based) of n"},
 			&cli.IntFlag{Name: "shard-count", EnvVars: []string{"CLIPD_SHARD_COUNT"}, Usage: "the number of shards when the index comes from JOB_COMPLETION_INDEX or SLURM_ARRAY_TASK_ID"},
@@ -145,6 +158,9 @@ func newEmbedCommand() *cli.Command {
 			&cli.Float64Flag{Name: "warn-failure-rate", Value: embed.DefaultWarnFailureRate, Usage: "warn, with the top reasons, when more than this share of the URLs fails (0 to never warn)"},
 			&cli.DurationFlag{Name: "test-pause-before-merge", Hidden: true},
 			&cli.BoolFlag{Name: "test-engine-decodes-on-cpu", Hidden: true},
+			&cli.Int64Flag{Name: "test-s3-part-size", Hidden: true},
+			&cli.DurationFlag{Name: "test-s3-part-delay", Hidden: true},
+			&cli.DurationFlag{Name: "test-s3-retry-for", Hidden: true},
 			cacheDirFlag(),
 		},
 		Action: func(cCtx *cli.Context) error {
@@ -170,6 +186,7 @@ func embedOptionsFrom(cCtx *cli.Context, g globals, getenv func(string) string) 
 		Weights:      cCtx.String("weights"),
 		CacheDir:     cCtx.String("cache-dir"),
 		Output:       cCtx.String("output"),
+		Staging:      cCtx.String("staging"),
 		Limit:        cCtx.Int64("limit"),
 		URLColumn:    cCtx.String("url-column"),
 		SaveColumns:  splitList(cCtx.StringSlice("save-columns")),
@@ -225,6 +242,9 @@ func embedOptionsFrom(cCtx *cli.Context, g globals, getenv func(string) string) 
 	}
 	o.PauseBeforeMerge = cCtx.Duration("test-pause-before-merge")
 	o.EngineDecodesOnCPU = cCtx.Bool("test-engine-decodes-on-cpu")
+	o.S3PartSize = cCtx.Int64("test-s3-part-size")
+	o.S3PartDelay = cCtx.Duration("test-s3-part-delay")
+	o.S3RetryFor = cCtx.Duration("test-s3-retry-for")
 	switch r := cCtx.Float64("warn-failure-rate"); {
 	case !(r >= 0 && r <= 1):
 		return o, usageErrorf("--warn-failure-rate %g: want a share from 0 to 1, e.g. 0.5", r)
@@ -345,13 +365,17 @@ func runEmbed(ctx context.Context, o embedOptions) error {
 		Input: o.Input, URLColumn: o.URLColumn, SaveColumns: o.SaveColumns, TextColumn: o.TextColumn, URLKind: o.URLKind, Limit: o.Limit, Shard: o.Shard,
 		Weights: o.Weights, CacheDir: o.CacheDir,
 		Backend: o.Backend, Device: o.Device, Devices: o.Devices, Decode: o.Decode, Threads: o.Threads,
-		Output: o.Output, NoResume: o.NoResume, Dtype: o.Dtype, Normalize: o.Normalize, Preprocess: o.Preprocess,
+		Output: o.Output, Staging: o.Staging, NoResume: o.NoResume, Dtype: o.Dtype, Normalize: o.Normalize, Preprocess: o.Preprocess,
 		Memory: o.Memory, BatchSize: o.BatchSize, ChunkSize: o.ChunkSize, Connections: o.Conns, Decoders: o.Decoders,
 		Timeout: o.Timeout, Retries: o.Retries, WarnFailureRate: o.WarnFailureRate,
 		UserAgent: o.userAgent(), Version: version,
 		HostConnections: o.HostConns, HostRate: o.HostRate, IgnoreOptOut: o.IgnoreOptOut, RobotsTxt: o.RobotsTxt,
 		AllowPrivateNetworks: o.AllowPrivate, S3: o.S3,
-		Hooks: embed.Hooks{AfterBatch: o.afterBatch, EngineDecodesOnCPU: o.EngineDecodesOnCPU},
+		Hooks: embed.Hooks{AfterBatch: o.afterBatch, EngineDecodesOnCPU: o.EngineDecodesOnCPU,
+			S3PartSize: o.S3PartSize, S3RetryFor: o.S3RetryFor},
+	}
+	if d := o.S3PartDelay; d > 0 {
+		cfg.Hooks.BeforeS3Part = func(int32) { time.Sleep(d) }
 	}
 	if o.PauseBeforeMerge > 0 {
 		cfg.Hooks.BeforeFinalize = func() { time.Sleep(o.PauseBeforeMerge) }

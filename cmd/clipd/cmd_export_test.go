@@ -33,7 +33,7 @@ func TestExportCommand(t *testing.T) {
 		{[]string{"export", out, "--format", "csv"}, exitUsage, `--format "csv": want npy`},
 		{[]string{"export", out, "--rows-per-part", "0"}, exitUsage, "--rows-per-part 0: want 1 or more"},
 		{[]string{"export", out, "--dtype", "float64"}, exitUsage, `--dtype "float64": want float16 or float32`},
-		{[]string{"export"}, exitUsage, "takes OUTPUT|FILE.h5, got 0"},
+		{[]string{"export"}, exitUsage, "takes OUTPUT|FILE.h5|s3://BUCKET/KEY, got 0"},
 		{[]string{"export", out, "--frobnicate"}, exitUsage, "flag provided but not defined: -frobnicate"},
 	} {
 		var stdout, stderr bytes.Buffer

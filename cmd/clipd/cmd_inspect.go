@@ -15,32 +15,39 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/clipd/clipd/internal/objstore"
 	"github.com/clipd/clipd/internal/pipeline/outfile"
 )
 
 // inspectOptions are the settings of `clipd inspect`.
 type inspectOptions struct {
-	Path   string
-	Rows   int
-	JSON   bool
-	Stdout io.Writer
+	Path    string
+	Rows    int
+	JSON    bool
+	S3      objstore.Options // for an s3:// Path
+	Staging *staging         // the local copy of an s3:// file; nil: made (and removed) by runInspect
+	Stdout  io.Writer
 }
 
 func newInspectCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "inspect",
 		Usage:     "show what an output HDF5 file holds",
-		ArgsUsage: "FILE.h5|FOLDER",
+		ArgsUsage: "FILE.h5|FOLDER|s3://BUCKET/KEY",
 		Description: "A folder is clipd embed's output folder: its Images_Embedded.h5 is inspected. A folder of a\n" +
 			"sharded run without it (only shard-*-of-*/Images_Embedded.h5) is refused with the shard files\n" +
 			"it holds and the merge that joins them; a folder with chunk files only is an unfinished run.\n" +
 			"The file is checked before it is read and read in a child process, so that a damaged or crafted\n" +
 			"file (even one that crashes libhdf5) is one line.\n" +
+			"s3://BUCKET/KEY.h5 is downloaded (streamed) into a private folder under --staging, inspected and\n" +
+			"removed; s3://BUCKET/PREFIX/ is the prefix's Images_Embedded.h5, as for a folder.\n" +
 			"Exit codes: 3 when the file is missing, damaged or not a clipd output file, or the folder holds\n" +
-			"none; 130 when interrupted (Ctrl-C, SIGTERM).",
+			"none; 5 when the staging folder cannot be written; 7 when object storage refuses or cannot be\n" +
+			"reached (credentials, access, bucket, endpoint); 130 when interrupted (Ctrl-C, SIGTERM).",
 		Flags: []cli.Flag{
 			&cli.IntFlag{Name: "rows", Aliases: []string{"n"}, Value: 5, Usage: "first rows to show"},
 			&cli.BoolFlag{Name: "json", Usage: "print JSON"},
+			&cli.StringFlag{Name: "staging", Usage: stagingUsage},
 		},
 		Action: func(cCtx *cli.Context) error {
 			if err := checkArgs(cCtx, 1, 1); err != nil {
@@ -49,10 +56,19 @@ func newInspectCommand() *cli.Command {
 			if cCtx.Int("rows") < 0 {
 				return usageErrorf("--rows %d: want 0 or more", cCtx.Int("rows"))
 			}
+			var stg *staging
+			if objstore.IsURL(cCtx.Args().First()) {
+				var err error
+				if stg, err = newStaging(cCtx.String("staging"), "inspect"); err != nil {
+					return err
+				}
+				defer stg.close()
+			}
 			if ok, err := contained(cCtx, cCtx.Args().First()+": libhdf5 crashed reading it ({signal}): the file is damaged; clipd cannot read it"); ok {
 				return err
 			}
-			return runInspect(cCtx.Context, inspectOptions{Path: cCtx.Args().First(), Rows: cCtx.Int("rows"), JSON: cCtx.Bool("json"), Stdout: cCtx.App.Writer})
+			return runInspect(cCtx.Context, inspectOptions{Path: cCtx.Args().First(), Rows: cCtx.Int("rows"), JSON: cCtx.Bool("json"),
+				S3: globalsFrom(cCtx).s3.Options(), Staging: stg, Stdout: cCtx.App.Writer})
 		},
 	}
 }
@@ -60,13 +76,35 @@ func newInspectCommand() *cli.Command {
 const inspectHead = 6 // embedding values shown per row
 
 func runInspect(ctx context.Context, opt inspectOptions) error {
-	path, err := inspectTarget(opt.Path)
-	if err != nil {
-		return err
+	var path string
+	var copies localNames
+	if objstore.IsURL(opt.Path) {
+		if opt.Staging == nil {
+			stg, err := newStaging("", "inspect")
+			if err != nil {
+				return err
+			}
+			defer stg.close()
+			opt.Staging = stg
+		}
+		local, remote, err := fetchFinal(ctx, opt.S3, opt.Staging, opt.Path, "inspecting it")
+		if err != nil {
+			return err
+		}
+		path = local
+		copies.add(local, remote)
+	} else {
+		var err error
+		if path, err = inspectTarget(opt.Path); err != nil {
+			return err
+		}
 	}
 	info, err := outfile.Inspect(ctx, path, opt.Rows, inspectHead)
 	if err != nil {
-		return err
+		return copies.rename(err)
+	}
+	if objstore.IsURL(opt.Path) {
+		info.Path = copies.pairs[1]
 	}
 	if opt.JSON {
 		enc := json.NewEncoder(opt.Stdout)

@@ -30,6 +30,8 @@ var commands = []func() *cli.Command{
 	newBenchCommand,
 	newMergeCommand,
 	newInspectCommand,
+	newSearchCommand,
+	newEmbedTextCommand,
 	newExportCommand,
 	newVersionCommand,
 }

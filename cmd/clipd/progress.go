@@ -4,6 +4,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/clipd/clipd/embed"
+	"github.com/clipd/clipd/internal/objstore"
 )
 
 // progressPrinter turns the run's progress events into a redrawn line (terminal) or a log
@@ -103,7 +105,11 @@ func formatReasons(rs []embed.ReasonCount, top int) string {
 // the --json file.
 func report(o embedOptions, s embed.Summary) {
 	if o.JSON && s.Dir != "" {
-		if err := writeStatsJSON(s.Dir, s); err != nil {
+		write := writeStatsJSON
+		if objstore.IsURL(s.Dir) {
+			write = func(dir string, s embed.Summary) error { return putStatsJSON(o.S3, dir, s) }
+		}
+		if err := write(s.Dir, s); err != nil {
 			o.Logger.Warn("cannot write the statistics file", "err", err)
 		}
 	}
@@ -175,7 +181,29 @@ func printSummary(w io.Writer, s embed.Summary) {
 }
 
 // statsFile is where --json writes.
-func statsFile(dir string) string { return filepath.Join(dir, "Images_Embedded.stats.json") }
+func statsFile(dir string) string { return filepath.Join(dir, statsName) }
+
+// statsName is the --json statistics file's name in the output folder.
+const statsName = "Images_Embedded.stats.json"
+
+// putStatsJSON writes the statistics of a run with an s3:// output beside its final object.
+func putStatsJSON(conf embed.S3, dir string, s embed.Summary) error {
+	b, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return err
+	}
+	loc, err := objstore.Parse(dir)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c, err := objstore.New(ctx, conf.Options())
+	if err != nil {
+		return err
+	}
+	return c.PutBytes(ctx, loc.Join(statsName), append(b, '\n'), nil)
+}
 
 func writeStatsJSON(dir string, s embed.Summary) error {
 	b, err := json.MarshalIndent(s, "", "  ")

@@ -1,5 +1,5 @@
-// readme_test.go: the README's exit-code table and its `clipd embed` flags table say what
-// --help says, so neither drifts from the code.
+// readme_test.go: the README's exit-code table and its `clipd embed`, `clipd search` and `clipd
+// embed-text` flags tables say what --help says, so none drifts from the code.
 package main
 
 import (
@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/urfave/cli/v2"
 )
 
 // readmeSection is the text of the README section that starts with heading.
@@ -46,13 +48,28 @@ func TestReadmeExitCodes(t *testing.T) {
 }
 
 func TestReadmeEmbedFlags(t *testing.T) {
+	checkReadmeFlags(t, "### `clipd embed` flags", newEmbedCommand())
+}
+
+func TestReadmeSearchFlags(t *testing.T) {
+	checkReadmeFlags(t, "### `clipd search` flags", newSearchCommand())
+}
+
+func TestReadmeEmbedTextFlags(t *testing.T) {
+	checkReadmeFlags(t, "### `clipd embed-text` flags", newEmbedTextCommand())
+}
+
+// checkReadmeFlags: the flags table of the README section under heading lists exactly the
+// visible flags of cmd.
+func checkReadmeFlags(t *testing.T, heading string, cmd *cli.Command) {
+	t.Helper()
 	row := regexp.MustCompile("(?m)^\\| `--([a-z0-9-]+)`")
 	var readme []string
-	for _, m := range row.FindAllStringSubmatch(readmeSection(t, "### `clipd embed` flags"), -1) {
+	for _, m := range row.FindAllStringSubmatch(readmeSection(t, heading), -1) {
 		readme = append(readme, m[1])
 	}
 	var help []string
-	for _, f := range newEmbedCommand().Flags {
+	for _, f := range cmd.Flags {
 		if h, ok := f.(interface{ IsVisible() bool }); ok && !h.IsVisible() {
 			continue
 		}
@@ -61,6 +78,6 @@ func TestReadmeEmbedFlags(t *testing.T) {
 	slices.Sort(readme)
 	slices.Sort(help)
 	if !slices.Equal(readme, help) {
-		t.Errorf("README's embed flags %v\n--help's %v", readme, help)
+		t.Errorf("README's %s %v\n--help's %v", heading, readme, help)
 	}
 }

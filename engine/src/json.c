@@ -2,6 +2,7 @@
    safetensors header is whatever the file says), so every read is checked against the
    buffer's length and nesting is limited before it can exhaust the stack. */
 #include "json.h"
+#include "utf8.h"
 
 #include <locale.h>
 #include <stdarg.h>
@@ -161,29 +162,6 @@ static size_t utf8_sequence(const unsigned char *s, size_t n) {
   return need;
 }
 
-static size_t put_utf8(char *out, unsigned long cp) {
-  if (cp < 0x80) {
-    out[0] = (char)cp;
-    return 1;
-  }
-  if (cp < 0x800) {
-    out[0] = (char)(0xC0 | (cp >> 6));
-    out[1] = (char)(0x80 | (cp & 0x3F));
-    return 2;
-  }
-  if (cp < 0x10000) {
-    out[0] = (char)(0xE0 | (cp >> 12));
-    out[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-    out[2] = (char)(0x80 | (cp & 0x3F));
-    return 3;
-  }
-  out[0] = (char)(0xF0 | (cp >> 18));
-  out[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-  out[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-  out[3] = (char)(0x80 | (cp & 0x3F));
-  return 4;
-}
-
 /* Parses a string at pos (which holds '"'), decoding escapes into doc memory. */
 static int parse_string(json_parser *p, const char **out, size_t *out_len) {
   size_t start = ++p->pos; /* past the opening quote */
@@ -262,7 +240,7 @@ static int parse_string(json_parser *p, const char **out, size_t *out_len) {
         }
         cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
       }
-      n += put_utf8(dst + n, (unsigned long)cp);
+      n += (size_t)clip_utf8_put((uint32_t)cp, (uint8_t *)dst + n);
       break;
     }
     default:

@@ -307,7 +307,7 @@ static clip_status build(clip_tokenizer *t, const clip_json *vocab, const char *
       if (t->sym_id[t->base[b][e]] < 0) {
         free(tmp);
         uint8_t u[4];
-        int l = clip_tok_utf8(to_cp[b], u);
+        int l = clip_utf8_put(to_cp[b], u);
         clip_format_error(err, err_len, "tokenizer: %s lacks the byte token \"%.*s%s\" (byte 0x%02x); it is not a byte-level BPE vocabulary",
                           vocab_path, l, (const char *)u, e ? EOW : "", b);
         return CLIP_ERR_BAD_WEIGHTS;
@@ -630,7 +630,7 @@ clip_status clip_tokenize(const clip_tokenizer *t, const char *text, size_t len,
       }
     }
     size_t n = 0;
-    for (size_t i = st; i < en; i++) n += (size_t)clip_tok_utf8(clean->v[i], piece + n);
+    for (size_t i = st; i < en; i++) n += (size_t)clip_utf8_put(clean->v[i], piece + n);
     if (n == 15 && !memcmp(piece, SOT, 15)) {
       emit(&e, t->sot);
     } else if (n == 13 && !memcmp(piece, EOT, 13)) {

@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "utf8.h"
+
 /* A growable code point buffer; the first CLIP_TOK_INLINE code points live inside it, so
    a caption needs no allocation. */
 #define CLIP_TOK_INLINE 512
@@ -31,29 +33,5 @@ int clip_tok_clean(const char *text, size_t len, clip_tok_cps *a, clip_tok_cps *
 /* The next piece of the pre-tokenising pattern in s[*pos..n) (findall's order): returns 1 and
    sets [*start, *end), advancing *pos past it, or 0 when no piece is left. */
 int clip_tok_next_piece(const uint32_t *s, size_t n, size_t *pos, size_t *start, size_t *end);
-
-/* UTF-8 encoding of one code point into out[0..4); returns its length. */
-static inline int clip_tok_utf8(uint32_t c, uint8_t *out) {
-  if (c < 0x80) {
-    out[0] = (uint8_t)c;
-    return 1;
-  }
-  if (c < 0x800) {
-    out[0] = (uint8_t)(0xC0 | (c >> 6));
-    out[1] = (uint8_t)(0x80 | (c & 0x3F));
-    return 2;
-  }
-  if (c < 0x10000) {
-    out[0] = (uint8_t)(0xE0 | (c >> 12));
-    out[1] = (uint8_t)(0x80 | ((c >> 6) & 0x3F));
-    out[2] = (uint8_t)(0x80 | (c & 0x3F));
-    return 3;
-  }
-  out[0] = (uint8_t)(0xF0 | (c >> 18));
-  out[1] = (uint8_t)(0x80 | ((c >> 12) & 0x3F));
-  out[2] = (uint8_t)(0x80 | ((c >> 6) & 0x3F));
-  out[3] = (uint8_t)(0x80 | (c & 0x3F));
-  return 4;
-}
 
 #endif

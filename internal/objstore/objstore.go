@@ -97,6 +97,9 @@ type Options struct {
 	// PartSize of multipart uploads; 0 = 16 MiB (bigger for files over 160 GB: S3 allows
 	// 10,000 parts). Uploads up to one part are one PUT.
 	PartSize int64
+	// BeforePart, when set, is called before each part of a multipart upload is sent: tests
+	// slow an upload down with it, to stop the store in its middle.
+	BeforePart func(part int32)
 }
 
 // Client talks to one S3 service. Safe for concurrent use.
@@ -413,6 +416,9 @@ func (c *Client) multipart(ctx context.Context, f *os.File, size, part int64, l 
 	var parts []types.CompletedPart
 	for num, off := int32(1), int64(0); off < size; num, off = num+1, off+part {
 		n := min(part, size-off)
+		if c.opt.BeforePart != nil {
+			c.opt.BeforePart(num)
+		}
 		sum, err := md5Base64(io.NewSectionReader(f, off, n))
 		if err != nil {
 			return abort(err)

@@ -15,6 +15,11 @@ fails an index at once only on exit codes the README calls mistakes; the merge J
 reads; every path is on the one ReadWriteMany claim, mounted in every pod; every pod runs the
 image that deploy/Dockerfile's header builds. The Dockerfile is multi-stage, builds on a CUDA
 devel image with a Go at least go.mod's, runs on the CUDA runtime image of the same version.
+Object storage (deploy/kubernetes/s3/*.yaml): a Secret with the AWS credentials; the Indexed
+embed Job (the same checks as above) writes --output s3://, reads the credentials from that
+Secret (envFrom or secretKeyRef), mounts no claim, and fetches the weights in an init container
+into the --cache-dir it reads; the merge Job runs `clipd merge` on the embed Job's s3:// output
+with the same credentials and a --staging folder on a volume it mounts.
 Slurm (deploy/slurm/*.sbatch): the clipd command lines, and the shard, memory and refusals of
 embed.sbatch run with Slurm's array variables (clipd replaced by echo). For both: every flag passed to clipd
 is one `clipd <command> --help` lists. The README names every recipe file.
@@ -58,6 +63,11 @@ FIELDS = {
                 "tolerations", "volumes"},
     "Container": {"args", "command", "env", "envFrom", "image", "imagePullPolicy", "name", "resources",
                   "securityContext", "volumeMounts", "workingDir"},
+    "Secret": {"apiVersion", "kind", "metadata", "type", "data", "stringData", "immutable"},
+    "EnvFromSource": {"configMapRef", "prefix", "secretRef"},
+    "SecretEnvSource": {"name", "optional"},
+    "SecretKeySelector": {"key", "name", "optional"},
+    "EmptyDirVolumeSource": {"medium", "sizeLimit"},
     "EnvVar": {"name", "value", "valueFrom"},
     "EnvVarSource": {"configMapKeyRef", "fieldRef", "resourceFieldRef", "secretKeyRef"},
     "ObjectFieldSelector": {"apiVersion", "fieldPath"},
@@ -108,6 +118,12 @@ def check_container(c, where):
             keys("EnvVarSource", e["valueFrom"], f"{where}.env[{i}].valueFrom")
             if "fieldRef" in e["valueFrom"]:
                 keys("ObjectFieldSelector", e["valueFrom"]["fieldRef"], f"{where}.env[{i}].valueFrom.fieldRef")
+            if "secretKeyRef" in e["valueFrom"]:
+                keys("SecretKeySelector", e["valueFrom"]["secretKeyRef"], f"{where}.env[{i}].valueFrom.secretKeyRef")
+    for i, e in enumerate(c.get("envFrom", [])):
+        keys("EnvFromSource", e, f"{where}.envFrom[{i}]")
+        if "secretRef" in e:
+            keys("SecretEnvSource", e["secretRef"], f"{where}.envFrom[{i}].secretRef")
     keys("Resources", c.get("resources", {}), f"{where}.resources")
     for i, vm in enumerate(c.get("volumeMounts", [])):
         keys("VolumeMount", vm, f"{where}.volumeMounts[{i}]")
@@ -131,10 +147,14 @@ def check_job(doc, where):
     pod = keys("PodSpec", tmpl.get("spec"), f"{where}.spec.template.spec")
     for i, c in enumerate(pod.get("containers", [])):
         check_container(c, f"{where}.containers[{i}]")
+    for i, c in enumerate(pod.get("initContainers", [])):
+        check_container(c, f"{where}.initContainers[{i}]")
     for i, v in enumerate(pod.get("volumes", [])):
         keys("Volume", v, f"{where}.volumes[{i}]")
         if "persistentVolumeClaim" in v:
             keys("PVCSource", v["persistentVolumeClaim"], f"{where}.volumes[{i}].persistentVolumeClaim")
+        if "emptyDir" in v:
+            keys("EmptyDirVolumeSource", v["emptyDir"] or {}, f"{where}.volumes[{i}].emptyDir")
     if pod.get("restartPolicy") not in ("Never", "OnFailure"):
         problem(f"{where}: a Job's pods need restartPolicy Never or OnFailure")
     return spec, pod
@@ -158,7 +178,8 @@ def help_flags(clipd, command):
         return {}
     flags = {}
     for line in out.stdout.splitlines():
-        m = re.match(r"^\s{2,}(-{1,2}[a-z0-9][a-z0-9-]*(?: value)?(?:, -{1,2}[a-z0-9][a-z0-9-]*(?: value)?)*)\s", line)
+        # A flag that takes a value shows a placeholder: "value", or its usage's `NAME` (DIR).
+        m = re.match(r"^\s{2,}(-{1,2}[a-z0-9][a-z0-9-]*(?: value| [A-Z][A-Z0-9_]*)?(?:, -{1,2}[a-z0-9][a-z0-9-]*(?: value| [A-Z][A-Z0-9_]*)?)*)\s", line)
         if not m:
             continue
         for part in m.group(1).split(", "):
@@ -256,52 +277,7 @@ def main(clipd):
 
     # The embed Job: indexed, one shard per index.
     where, spec, pod, c, mount = jobs["clipd-embed"]
-    if spec.get("completionMode") != "Indexed":
-        problem(f"{where}: completionMode is {spec.get('completionMode')!r}, want Indexed")
-    n = spec.get("completions")
-    if not isinstance(n, int) or n < 1:
-        problem(f"{where}: completions {n!r}: want the number of shards")
-    p = spec.get("parallelism")
-    if not isinstance(p, int) or not 1 <= p <= (n or 1):
-        problem(f"{where}: parallelism {p!r}: want 1..completions")
-    if not isinstance(spec.get("backoffLimitPerIndex"), int):
-        problem(f"{where}: no backoffLimitPerIndex (a shard's retries)")
-    if spec.get("podReplacementPolicy") != "Failed":
-        problem(f"{where}: podReplacementPolicy must be Failed: two pods must not write one shard at once")
-    if pod.get("restartPolicy") != "Never":
-        problem(f"{where}: restartPolicy must be Never (backoffLimitPerIndex, podFailurePolicy)")
-    meanings = exit_code_meanings()
-    for r in (spec.get("podFailurePolicy") or {}).get("rules", []):
-        oc = r.get("onExitCodes")
-        if oc and r.get("action") in ("FailIndex", "FailJob"):
-            if oc.get("containerName") != c.get("name"):
-                problem(f"{where}: podFailurePolicy names container {oc.get('containerName')!r}")
-            for code in oc.get("values", []):
-                if not meanings.get(code, "").startswith("bad "):
-                    problem(f"{where}: podFailurePolicy gives up at once on exit {code} "
-                            f"({meanings.get(code, 'not in the README')!r}), which a retry may fix")
-    if c.get("command", [])[:2] != ["clipd", "embed"]:
-        problem(f"{where}: the command is {c.get('command')}, want clipd embed")
-    args = parse_args(c.get("command", [])[2:] + c.get("args", []), embed_flags, where)
-    env = {e.get("name"): e for e in c.get("env", [])}
-    if "--shard" in args:
-        problem(f"{where}: --shard would override JOB_COMPLETION_INDEX")
-    sc = env.get("CLIPD_SHARD_COUNT", {}).get("value")
-    if "--shard-count" in args:
-        sc = args["--shard-count"]
-    if sc != str(n):
-        problem(f"{where}: the shard count is {sc!r} (CLIPD_SHARD_COUNT or --shard-count), completions {n}")
-    if "JOB_COMPLETION_INDEX" in env:
-        fp = env["JOB_COMPLETION_INDEX"].get("valueFrom", {}).get("fieldRef", {}).get("fieldPath")
-        if fp != "metadata.annotations['batch.kubernetes.io/job-completion-index']":
-            problem(f"{where}: JOB_COMPLETION_INDEX comes from {fp!r}, not the completion-index annotation")
-    gpu = c.get("resources", {}).get("limits", {}).get("nvidia.com/gpu")
-    if not isinstance(gpu, int) or gpu < 1:
-        problem(f"{where}: no nvidia.com/gpu limit")
-    if args.get("--backend") != "cuda":
-        problem(f"{where}: --backend is {args.get('--backend')!r}: with a GPU asked for, want cuda (auto would run on the CPU when the GPU is missing)")
-    if not c.get("resources", {}).get("limits", {}).get("memory"):
-        problem(f"{where}: no memory limit (clipd plans its queues from the pod's cgroup limit)")
+    args = check_indexed_embed(where, spec, pod, c, embed_flags)
     out = args.get("--output")
     for flag in ("--output", "--input", "--cache-dir", "--weights"):
         v = args.get(flag)
@@ -348,9 +324,13 @@ def main(clipd):
 
     check_sbatch_env(os.path.join(ROOT, "deploy", "slurm", "embed.sbatch"))
 
+    # Object storage: the Indexed Job that writes to a bucket, and its merge.
+    s3docs = check_s3_recipe(embed_flags, merge_flags, fetch_flags, images)
+
     # The README names the recipe files.
     readme = open(os.path.join(ROOT, "README.md")).read()
-    for f in sorted(glob.glob(os.path.join(ROOT, "deploy", "*", "*")) + [os.path.join(ROOT, "deploy", "Dockerfile")]):
+    for f in sorted(glob.glob(os.path.join(ROOT, "deploy", "*", "*")) + glob.glob(os.path.join(ROOT, "deploy", "kubernetes", "s3", "*")) +
+                    [os.path.join(ROOT, "deploy", "Dockerfile")]):
         rel = os.path.relpath(f, ROOT)
         if rel.endswith(".dockerignore"):
             continue
@@ -358,8 +338,168 @@ def main(clipd):
             problem(f"README.md does not mention {rel}")
 
     if not problems:
-        print(f"recipes: ok: {len(docs)} Kubernetes objects ({', '.join(sorted(w for w, _ in docs))}), "
+        print(f"recipes: ok: {len(docs) + len(s3docs)} Kubernetes objects ({', '.join(sorted(w for w, _ in docs + s3docs))}), "
               f"the Dockerfile, {slurm} clipd command lines in deploy/slurm; every flag known to clipd")
+
+
+def check_indexed_embed(where, spec, pod, c, embed_flags):
+    """The checks of an Indexed embed Job that do not depend on where it writes; returns its
+    clipd flags."""
+    if spec.get("completionMode") != "Indexed":
+        problem(f"{where}: completionMode is {spec.get('completionMode')!r}, want Indexed")
+    n = spec.get("completions")
+    if not isinstance(n, int) or n < 1:
+        problem(f"{where}: completions {n!r}: want the number of shards")
+    p = spec.get("parallelism")
+    if not isinstance(p, int) or not 1 <= p <= (n or 1):
+        problem(f"{where}: parallelism {p!r}: want 1..completions")
+    if not isinstance(spec.get("backoffLimitPerIndex"), int):
+        problem(f"{where}: no backoffLimitPerIndex (a shard's retries)")
+    if spec.get("podReplacementPolicy") != "Failed":
+        problem(f"{where}: podReplacementPolicy must be Failed: two pods must not write one shard at once")
+    if pod.get("restartPolicy") != "Never":
+        problem(f"{where}: restartPolicy must be Never (backoffLimitPerIndex, podFailurePolicy)")
+    meanings = exit_code_meanings()
+    for r in (spec.get("podFailurePolicy") or {}).get("rules", []):
+        oc = r.get("onExitCodes")
+        if oc and r.get("action") in ("FailIndex", "FailJob"):
+            if oc.get("containerName") != c.get("name"):
+                problem(f"{where}: podFailurePolicy names container {oc.get('containerName')!r}")
+            for code in oc.get("values", []):
+                if not meanings.get(code, "").startswith("bad "):
+                    problem(f"{where}: podFailurePolicy gives up at once on exit {code} "
+                            f"({meanings.get(code, 'not in the README')!r}), which a retry may fix")
+    if c.get("command", [])[:2] != ["clipd", "embed"]:
+        problem(f"{where}: the command is {c.get('command')}, want clipd embed")
+    args = parse_args(c.get("command", [])[2:] + c.get("args", []), embed_flags, where)
+    env = {e.get("name"): e for e in c.get("env", [])}
+    if "--shard" in args:
+        problem(f"{where}: --shard would override JOB_COMPLETION_INDEX")
+    sc = env.get("CLIPD_SHARD_COUNT", {}).get("value")
+    if "--shard-count" in args:
+        sc = args["--shard-count"]
+    if sc != str(n):
+        problem(f"{where}: the shard count is {sc!r} (CLIPD_SHARD_COUNT or --shard-count), completions {n}")
+    if "JOB_COMPLETION_INDEX" in env:
+        fp = env["JOB_COMPLETION_INDEX"].get("valueFrom", {}).get("fieldRef", {}).get("fieldPath")
+        if fp != "metadata.annotations['batch.kubernetes.io/job-completion-index']":
+            problem(f"{where}: JOB_COMPLETION_INDEX comes from {fp!r}, not the completion-index annotation")
+    gpu = c.get("resources", {}).get("limits", {}).get("nvidia.com/gpu")
+    if not isinstance(gpu, int) or gpu < 1:
+        problem(f"{where}: no nvidia.com/gpu limit")
+    if args.get("--backend") != "cuda":
+        problem(f"{where}: --backend is {args.get('--backend')!r}: with a GPU asked for, want cuda (auto would run on the CPU when the GPU is missing)")
+    if not c.get("resources", {}).get("limits", {}).get("memory"):
+        problem(f"{where}: no memory limit (clipd plans its queues from the pod's cgroup limit)")
+    return args
+
+
+def check_s3_recipe(embed_flags, merge_flags, fetch_flags, images):
+    """deploy/kubernetes/s3/: a Secret with the credentials, an Indexed embed Job writing to an
+    s3:// output with them, its merge Job. Returns the objects checked."""
+    kdir = os.path.join(ROOT, "deploy", "kubernetes", "s3")
+    docs = []
+    for path in sorted(glob.glob(os.path.join(kdir, "*.yaml"))):
+        for n, d in enumerate(yaml.safe_load_all(open(path))):
+            if d is not None:
+                docs.append((f"{os.path.relpath(path, ROOT)}#{n}", d))
+    secrets = {}
+    for w, d in docs:
+        if d.get("kind") == "Secret":
+            keys("Secret", d, w)
+            check_meta(d.get("metadata"), w)
+            names = set((d.get("stringData") or {}).keys()) | set((d.get("data") or {}).keys())
+            for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+                if k not in names:
+                    problem(f"{w}: the Secret has no {k}")
+            secrets[(d.get("metadata") or {}).get("name")] = names
+    if len(secrets) != 1:
+        problem(f"deploy/kubernetes/s3: want one Secret with the AWS credentials, found {len(secrets)}")
+    jobs = {}
+    for w, d in docs:
+        if d.get("kind") == "Job":
+            spec, pod = check_job(d, w)
+            jobs[(d.get("metadata") or {}).get("name")] = (w, spec, pod, the_container(pod, w))
+        elif d.get("kind") != "Secret":
+            problem(f"{w}: a {d.get('kind')} in the object-storage recipe (want a Secret and two Jobs)")
+
+    def credentials(c, where):
+        """The container gets both keys from the recipe's Secret."""
+        got = set()
+        for e in c.get("envFrom", []):
+            name = (e.get("secretRef") or {}).get("name")
+            if name in secrets and not e.get("prefix"):
+                got |= secrets[name]
+        for e in c.get("env", []):
+            ref = (e.get("valueFrom") or {}).get("secretKeyRef") or {}
+            if ref.get("name") in secrets and ref.get("key") in secrets[ref.get("name")]:
+                got.add(e.get("name"))
+        for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+            if k not in got:
+                problem(f"{where}: {k} does not come from the Secret {sorted(secrets)} (envFrom secretRef or secretKeyRef)")
+        for e in c.get("env", []):
+            if e.get("name", "").startswith("AWS_") and "value" in e and "SECRET" in e.get("name", ""):
+                problem(f"{where}: {e['name']} is written in the manifest; take it from the Secret")
+
+    def mounts(pod, c):
+        vols = {v.get("name"): v for v in pod.get("volumes", [])}
+        out = {}
+        for vm in c.get("volumeMounts", []):
+            v = vols.get(vm.get("name"))
+            if v is None:
+                problem(f"volumeMount {vm.get('name')!r} has no volume")
+            else:
+                out[vm.get("mountPath")] = vm.get("name")
+                if "persistentVolumeClaim" in v:
+                    problem(f"volume {vm.get('name')!r}: the object-storage recipe needs no shared claim")
+        return out
+
+    def volume_of(path, ms):
+        for m, name in ms.items():
+            if under(path, m):
+                return name
+        return None
+
+    if "clipd-embed-s3" not in jobs or "clipd-merge-s3" not in jobs:
+        problem(f"deploy/kubernetes/s3: want Jobs clipd-embed-s3 and clipd-merge-s3, found {sorted(map(str, jobs))}")
+        return docs
+    where, spec, pod, c = jobs["clipd-embed-s3"]
+    args = check_indexed_embed(where, spec, pod, c, embed_flags)
+    credentials(c, where)
+    out = args.get("--output")
+    if not isinstance(out, str) or not out.startswith("s3://") or len(out) <= len("s3://") or "/" not in out[5:]:
+        problem(f"{where}: --output {out!r}: want s3://BUCKET/PREFIX")
+    inp = args.get("--input")
+    if not isinstance(inp, str) or not re.match(r"^(s3|https?)://", inp):
+        problem(f"{where}: --input {inp!r}: with no shared volume, want an s3:// or http(s):// list")
+    ms = mounts(pod, c)
+    cache = args.get("--cache-dir")
+    if "--weights" not in args:
+        inits = [i for i in pod.get("initContainers", []) if i.get("command", [])[:3] == ["clipd", "weights", "fetch"]]
+        if len(inits) != 1:
+            problem(f"{where}: no init container runs clipd weights fetch (each pod needs the weights)")
+        else:
+            fa = parse_args(inits[0].get("command", [])[3:] + inits[0].get("args", []), fetch_flags, where + " init")
+            if fa.get("--cache-dir") != cache or cache is None:
+                problem(f"{where}: the init container fetches into {fa.get('--cache-dir')}, clipd embed reads {cache}")
+            elif volume_of(cache, mounts(pod, inits[0])) is None or volume_of(cache, mounts(pod, inits[0])) != volume_of(cache, ms):
+                problem(f"{where}: the cache {cache} is not on a volume both the init container and clipd mount")
+    w3, _, pod3, c3 = jobs["clipd-merge-s3"]
+    if c3.get("command", [])[:2] != ["clipd", "merge"]:
+        problem(f"{w3}: the command is {c3.get('command')}, want clipd merge")
+    ma = parse_args(c3.get("command", [])[2:] + c3.get("args", []), merge_flags, w3)
+    if [a.rstrip("/") for a in ma.get("", [])] != [str(out).rstrip("/")] or "--output" in ma:
+        problem(f"{w3}: runs clipd merge {ma}, want `clipd merge {out}` (it writes {out}/Images_Embedded.h5)")
+    credentials(c3, w3)
+    st = ma.get("--staging")
+    if st is None or volume_of(st, mounts(pod3, c3)) is None:
+        problem(f"{w3}: --staging {st!r} is not on a volume the pod mounts (the shards are downloaded there)")
+    if c3.get("resources", {}).get("limits", {}).get("nvidia.com/gpu"):
+        problem(f"{w3}: the merge needs no GPU")
+    imgs = {c.get("image"), c3.get("image")} | {i.get("image") for i in pod.get("initContainers", [])}
+    if imgs != set(images):
+        problem(f"deploy/kubernetes/s3: images {sorted(map(str, imgs))}, the other recipe's {sorted(map(str, images))}")
+    return docs
 
 
 def check_dockerfile(text, cache_dir):

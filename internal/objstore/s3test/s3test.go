@@ -149,13 +149,16 @@ func start(dir string) (*Server, error) {
 // launch starts the process on s's folder and ports and waits until S3 requests succeed.
 func (s *Server) launch() error {
 	p := s.ports
+	// Each bucket is a SeaweedFS collection that takes 7 volumes at its first write: with
+	// -volume.max=50 the 8th bucket of a server could not store anything (HTTP 500). Volumes
+	// are created empty and sparse, so 1000 costs nothing until used.
 	args := []string{"server", "-dir=" + filepath.Join(s.dir, "data"), "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
 		fmt.Sprintf("-master.port=%d", p[0]), fmt.Sprintf("-master.port.grpc=%d", p[1]),
 		fmt.Sprintf("-volume.port=%d", p[2]), fmt.Sprintf("-volume.port.grpc=%d", p[3]),
 		fmt.Sprintf("-filer.port=%d", p[4]), fmt.Sprintf("-filer.port.grpc=%d", p[5]),
 		"-s3", fmt.Sprintf("-s3.port=%d", p[6]), fmt.Sprintf("-s3.port.grpc=%d", p[7]),
 		"-s3.port.iceberg=0", "-s3.port.lance=0", fmt.Sprintf("-metricsPort=%d", p[8]),
-		"-s3.config=" + filepath.Join(s.dir, "s3.json"), "-master.volumeSizeLimitMB=64", "-volume.max=50",
+		"-s3.config=" + filepath.Join(s.dir, "s3.json"), "-master.volumeSizeLimitMB=64", "-volume.max=1000",
 		"-master.telemetry=false", "-filer.localSocket=" + filepath.Join(s.dir, "filer.sock"),
 		"-s3.localSocket=" + filepath.Join(s.dir, "s3.sock")}
 	logf, err := os.OpenFile(filepath.Join(s.dir, "weed.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
@@ -328,4 +331,33 @@ func freePorts(n int) ([]int, error) {
 		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
 	}
 	return ports, nil
+}
+
+// SilentEndpoint is the URL of an endpoint on 127.0.0.1 that accepts connections and never
+// answers (a hung store), closed when the test ends.
+func SilentEndpoint(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var held []net.Conn
+		defer func() {
+			for _, c := range held {
+				c.Close()
+			}
+		}()
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			held = append(held, c)
+		}
+	}()
+	t.Cleanup(func() { l.Close(); <-done })
+	return "http://" + l.Addr().String()
 }

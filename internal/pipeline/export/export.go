@@ -50,11 +50,37 @@ func TextEmbPath(dir string, k int) string {
 	return filepath.Join(dir, TextEmbDir, "text_emb_"+strconv.Itoa(k)+".npy")
 }
 
+// PartIndex is k for a part's file name (img_emb_K.npy in img_emb, metadata_K.parquet in
+// metadata, text_emb_K.npy in text_emb); ok is false for any other name.
+func PartIndex(dir, name string) (k int, ok bool) {
+	re := embPartRe
+	switch dir {
+	case EmbDir:
+	case MetadataDir:
+		re = metadataPartRe
+	case TextEmbDir:
+		re = textEmbPartRe
+	default:
+		return 0, false
+	}
+	m := re.FindStringSubmatch(name)
+	if m == nil {
+		return 0, false
+	}
+	k, err := strconv.Atoi(m[1])
+	return k, err == nil
+}
+
 // Options are the settings of an export.
 type Options struct {
 	Dir         string // the folder that gets img_emb/ and metadata/
 	RowsPerPart int64  // rows of each part (the last has the rest); 0: DefaultRowsPerPart
 	Dtype       string // "float16" or "float32"; "": the file's
+	// Done, when set, is called after part k's files (two, or three with text_emb) are
+	// complete (renamed to their names), in part order, with their paths; an error stops the
+	// export. It may move the
+	// files elsewhere (clipd export uploads them to s3:// and removes them).
+	Done func(k int, files []string) error
 }
 
 // Result says what an export wrote.
@@ -130,6 +156,15 @@ func NPY(ctx context.Context, path string, opt Options) (Result, error) {
 		start := int64(k) * per
 		if err := p.write(ctx, opt.Dir, k, start, min(per, src.rows-start)); err != nil {
 			return Result{}, err
+		}
+		if opt.Done != nil {
+			files := []string{EmbPath(opt.Dir, k), MetadataPath(opt.Dir, k)}
+			if res.Text {
+				files = append(files, TextEmbPath(opt.Dir, k))
+			}
+			if err := opt.Done(k, files); err != nil {
+				return Result{}, err
+			}
 		}
 	}
 	if err := removeStale(filepath.Join(opt.Dir, EmbDir), embPartRe, res.Parts); err != nil {
@@ -345,7 +380,7 @@ func (p *partWriter) write(ctx context.Context, dir string, k int, start, n int6
 				os.Remove(m.path + tmpSuffix)
 			}
 		}()
-		header, err := npyHeader(descr, n, m.ds.Cols())
+		header, err := NPYHeader(descr, n, m.ds.Cols())
 		if err != nil {
 			return outfile.WrapWrite(m.path+tmpSuffix, err)
 		}

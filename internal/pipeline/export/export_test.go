@@ -296,7 +296,7 @@ func TestExportEmptyAndDefaultParts(t *testing.T) {
 
 func TestNPYHeader(t *testing.T) {
 	for _, rows := range []int64{0, 7, 1 << 40} {
-		h, err := npyHeader("<f2", rows, 768)
+		h, err := NPYHeader("<f2", rows, 768)
 		if err != nil {
 			t.Fatal(err)
 		}

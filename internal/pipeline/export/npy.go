@@ -11,10 +11,10 @@ import (
 // npyMagic starts every .npy file; 1, 0 is format version 1.0.
 const npyMagic = "\x93NUMPY\x01\x00"
 
-// npyHeader is the header of a C-order (rows, cols) array of descr ("<f2" or "<f4"): magic,
+// NPYHeader is the header of a C-order (rows, cols) array of descr ("<f2" or "<f4"): magic,
 // version, the header length and the dict, padded with spaces and ended by a newline so that
 // the data starts at a multiple of 64 bytes, as the format asks.
-func npyHeader(descr string, rows int64, cols int) ([]byte, error) {
+func NPYHeader(descr string, rows int64, cols int) ([]byte, error) {
 	dict := fmt.Sprintf("{'descr': '%s', 'fortran_order': False, 'shape': (%d, %d), }", descr, rows, cols)
 	total := len(npyMagic) + 2 + len(dict) + 1
 	total = (total + 63) / 64 * 64

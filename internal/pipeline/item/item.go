@@ -17,7 +17,7 @@ package item
 type Item struct {
 	Seq     int64  // position in the input after --shard/--limit filtering: the stable order key
 	Line    int64  // 1-based line (or record) number in the source, for messages
-	URL     string // http(s) URL to fetch, or the absolute path of a local file
+	URL     string // http(s) URL to fetch, the absolute path of a local file, or an s3://bucket/key object
 	ImageID string // the input's ImageID/id column; empty when there is none
 	MD5     string // expected MD5 of the body, base64 (Open Images OriginalMD5); empty if unknown
 	Size    int64  // expected body size in bytes (Open Images OriginalSize); 0 if unknown
@@ -33,6 +33,12 @@ type Item struct {
 
 // Local reports whether the row names a local file (an absolute path) rather than a URL.
 func (it *Item) Local() bool { return len(it.URL) > 0 && it.URL[0] == '/' }
+
+// Object reports whether the row names an object in a bucket (s3://...), read through the
+// S3 API rather than fetched as a URL.
+func (it *Item) Object() bool {
+	return len(it.URL) > 5 && (it.URL[0] == 's' || it.URL[0] == 'S') && (it.URL[1] == '3') && it.URL[2:5] == "://"
+}
 
 // Failure is an item that did not become an embedding, with the stage and a short reason
 // ("http 404", "timeout", "too large", "bad line: missing column", ...).

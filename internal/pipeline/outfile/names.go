@@ -90,6 +90,9 @@ func ChunkPath(dir string, k int) string {
 	return filepath.Join(dir, chunkPrefix+strconv.Itoa(k)+".h5")
 }
 
+// IsChunkName reports whether name is a chunk file's name (Images_Embedded_<k>.h5).
+func IsChunkName(name string) bool { return chunkRe.MatchString(name) }
+
 // Chunk is a complete chunk file.
 type Chunk struct {
 	K    int

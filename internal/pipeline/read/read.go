@@ -1,6 +1,6 @@
-// read.go: the read stage (see package item for the stage contract): local paths in, their
-// bytes out; a missing, unreadable, empty, oversized or truncated file is a failure of stage
-// "read".
+// read.go: the read stage (see package item for the stage contract): local paths and
+// s3:// objects in, their bytes out; a missing, unreadable, empty, oversized or truncated
+// file or object is a failure of stage "read".
 
 package read
 
@@ -28,6 +28,21 @@ type Options struct {
 	// before it is read (waiting while that does not fit) and gives it back when its body is
 	// released. nil: no bound beyond MaxBodyBytes per file.
 	Budget *budget.Budget
+
+	// Objects reads the s3:// rows (see objects.go); nil: they fail "no S3 client".
+	Objects Objects
+	// ObjectWorkers is how many objects are read at once (their time is the network's, not
+	// the disk's); 0 = 16.
+	ObjectWorkers int
+	// Timeout bounds one object's read, retries and the wait for the budget included;
+	// 0 = 60 s.
+	Timeout time.Duration
+	// Fatal, when set, is told of an object read that every later one would fail the same
+	// way: the store rejects the credentials or cannot be reached (objstore.ErrCredentials,
+	// objstore.ErrUnreachable; the latter also after requests that all went unanswered
+	// within Timeout). The row is left unjudged: the caller is expected to end the run, so
+	// that a rerun once the store is fixed reads it. nil: such rows fail like any other.
+	Fatal func(error)
 }
 
 // Stats are the stage's counters.
@@ -42,6 +57,7 @@ type Stage struct {
 	opt                     Options
 	out                     chan *item.Encoded
 	ok, failed, bytes, busy atomic.Int64
+	unanswered              atomic.Int64 // object requests in a row that timed out without an answer
 }
 
 // Start reads the file of each item of in (Item.URL is its absolute path). Bodies come out
@@ -56,32 +72,53 @@ func Start(ctx context.Context, in <-chan item.Item, fails chan<- item.Failure, 
 	if opt.Output <= 0 {
 		opt.Output = opt.Workers
 	}
+	if opt.ObjectWorkers <= 0 {
+		opt.ObjectWorkers = 16
+	}
+	if opt.Timeout <= 0 {
+		opt.Timeout = 60 * time.Second
+	}
 	s := &Stage{opt: opt, out: make(chan *item.Encoded, opt.Output)}
-	var wg sync.WaitGroup
-	for range opt.Workers {
-		wg.Go(func() {
-			for it := range in {
-				if ctx.Err() != nil {
-					continue // drain: unjudged, left for the next run
-				}
-				t := time.Now()
-				body, held, reason := s.load(ctx, it.URL)
-				s.busy.Add(int64(time.Since(t)))
-				if reason == reasonCanceled {
-					continue // ctx ended while waiting for the budget: unjudged
-				}
-				if reason != "" {
-					s.failed.Add(1)
-					fails <- item.Failure{Item: it, Stage: "read", Reason: reason}
-					continue
-				}
-				s.ok.Add(1)
-				s.bytes.Add(int64(len(body)))
-				s.out <- item.NewEncoded(it, body, func() { s.opt.Budget.Release(held) })
+	// Objects have a pool of their own: a slow store does not hold up the disk. The file
+	// workers pass them on.
+	objects := make(chan item.Item)
+	var wg, fileWorkers sync.WaitGroup
+	work := func(in <-chan item.Item, load func(item.Item) (body []byte, held int64, reason string)) {
+		for it := range in {
+			if ctx.Err() != nil {
+				continue // drain: unjudged, left for the next run
 			}
+			if in != objects && it.Object() {
+				objects <- it
+				continue
+			}
+			t := time.Now()
+			body, held, reason := load(it)
+			s.busy.Add(int64(time.Since(t)))
+			if reason == reasonCanceled {
+				continue // ctx ended while waiting for the budget: unjudged
+			}
+			if reason != "" {
+				s.failed.Add(1)
+				fails <- item.Failure{Item: it, Stage: "read", Reason: reason}
+				continue
+			}
+			s.ok.Add(1)
+			s.bytes.Add(int64(len(body)))
+			s.out <- item.NewEncoded(it, body, func() { s.opt.Budget.Release(held) })
+		}
+	}
+	for range opt.Workers {
+		fileWorkers.Go(func() {
+			work(in, func(it item.Item) ([]byte, int64, string) { return s.load(ctx, it.URL) })
 		})
 	}
-	go func() { wg.Wait(); close(s.out) }()
+	for range opt.ObjectWorkers {
+		wg.Go(func() {
+			work(objects, func(it item.Item) ([]byte, int64, string) { return s.loadObject(ctx, it.URL) })
+		})
+	}
+	go func() { fileWorkers.Wait(); close(objects); wg.Wait(); close(s.out) }()
 	return s
 }
 

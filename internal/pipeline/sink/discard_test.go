@@ -1,11 +1,12 @@
 // discard_test.go: Discard keeps nothing of what the run added (broken weights): a fresh
-// run's chunks, open chunk and state file go; a resumed run keeps the earlier chunks.
+// run's chunks with their checksum files, open chunk and state file go; a resumed run keeps the earlier chunks.
 package sink
 
 import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 func TestDiscard(t *testing.T) {
@@ -15,6 +16,15 @@ func TestDiscard(t *testing.T) {
 		t.Fatal(err)
 	}
 	addAll(t, w, []int64{0, 1, 2, 3, 4, 5}) // one complete chunk, one open
+	// The complete chunk is on disk (with its checksum file) before the discard.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		if _, _, chunks := w.Stats(); chunks == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the first chunk was not written within 10 s")
+		}
+	}
 	if err := w.Discard(); err != nil {
 		t.Fatal(err)
 	}

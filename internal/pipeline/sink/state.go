@@ -34,6 +34,10 @@ type RunKey struct {
 	TokenizerSHA256  string `json:",omitempty"` // the tokenizer's files (with a text column)
 }
 
+// KeyOf is the RunKey that attributes a record (what a finished file's attributes say of
+// the run that made it).
+func KeyOf(a outfile.Attrs) RunKey { return keyOf(a) }
+
 // keyOf is the RunKey that attributes a record.
 func keyOf(a outfile.Attrs) RunKey {
 	shard := a.Shard

@@ -35,6 +35,10 @@ type Options struct {
 	HasImageIDs bool          // write image_ids / failed_image_ids
 	NoResume    bool          // discard the chunks and state of an earlier run in Dir
 	Logger      *slog.Logger
+	// Committed, when set, is called with each chunk file's path once the chunk and its
+	// checksum file are complete on disk (from the writer goroutine: a slow one holds the
+	// writer back). An s3:// output uploads the chunk from there.
+	Committed func(path string)
 }
 
 // Errors Open returns (errors.Is), besides outfile.ErrInput (the chunks or state of an earlier run
@@ -133,10 +137,8 @@ func Open(opt Options) (*Writer, error) {
 		}
 		return nil, finished(opt, old.Key)
 	case haveState:
-		want := state{Format: 1, Key: keyOf(opt.Attrs), EmbedDim: opt.Attrs.EmbedDim, Dtype: kind.String(), HasIDs: opt.HasImageIDs}
-		if !reflect.DeepEqual(old, want) {
-			return nil, fmt.Errorf("%w: %s was written by a run with other settings (%s); use --no-resume to discard it, or another --output",
-				ErrRunMismatch, opt.Dir, diffState(old, want))
+		if err := sameRun(opt, kind, old); err != nil {
+			return nil, err
 		}
 	case len(chunks) > 0:
 		return nil, fmt.Errorf("%w: %s holds chunk files but no %s; use --no-resume to discard them, or another --output",
@@ -176,11 +178,44 @@ func Open(opt Options) (*Writer, error) {
 	return w, nil
 }
 
+// sameRun is nil when the state old is of the run opt describes, else ErrRunMismatch saying
+// what differs.
+func sameRun(opt Options, kind h5.Kind, old state) error {
+	want := state{Format: 1, Key: keyOf(opt.Attrs), EmbedDim: opt.Attrs.EmbedDim, Dtype: kind.String(), HasIDs: opt.HasImageIDs}
+	if !reflect.DeepEqual(old, want) {
+		return fmt.Errorf("%w: %s was written by a run with other settings (%s); use --no-resume to discard it, or another --output",
+			ErrRunMismatch, opt.Dir, diffState(old, want))
+	}
+	return nil
+}
+
+// CheckState is what Open says of Dir's state file (ErrRunMismatch when it is another run's,
+// nil when it is this run's or there is none or it is finalized) without reading or
+// touching anything else: an s3:// output checks the state it downloaded from the bucket
+// before it downloads the chunks.
+func CheckState(opt Options) error {
+	kind, err := opt.Attrs.Kind()
+	if err != nil {
+		return err
+	}
+	old, have, err := readState(filepath.Join(opt.Dir, StateName))
+	if err != nil || !have || old.Finalized || opt.NoResume {
+		return err
+	}
+	return sameRun(opt, kind, old)
+}
+
 // finished is what Open says when Dir holds a finished run with key done: complete when it
 // is this run, else another run that this one must not pass off as its own.
 func finished(opt Options, done RunKey) error {
-	final := filepath.Join(opt.Dir, outfile.FinalName)
-	if d := diffKeys(done, keyOf(opt.Attrs)); d != "" {
+	return Finished(filepath.Join(opt.Dir, outfile.FinalName), done, opt.Attrs)
+}
+
+// Finished is what a run with attrs says of the finished file final, made by the run with key
+// done: ErrAlreadyComplete when it is this run, else ErrRunMismatch saying what differs. An
+// s3:// output asks it of the final object's recorded key.
+func Finished(final string, done RunKey, attrs outfile.Attrs) error {
+	if d := diffKeys(done, keyOf(attrs)); d != "" {
 		return fmt.Errorf("%w: %s was made by another run (%s); use --no-resume to replace it, or another --output",
 			ErrRunMismatch, final, d)
 	}
@@ -511,6 +546,9 @@ func (w *Writer) endChunk(c *chunkWriter) error {
 	}
 	w.chks.Add(1)
 	w.log.Debug("chunk written", "path", c.f.Path(), "rows", c.emb.Written(), "failures", c.fail.Written())
+	if w.opt.Committed != nil {
+		w.opt.Committed(c.f.Path())
+	}
 	return nil
 }
 
@@ -534,8 +572,11 @@ func (w *Writer) Discard() error {
 	}
 	var errs []error
 	for k := w.firstChunk; k < w.nextChunk; k++ {
-		if err := os.Remove(outfile.ChunkPath(w.opt.Dir, k)); err != nil && !errors.Is(err, os.ErrNotExist) {
-			errs = append(errs, outfile.WrapWrite(outfile.ChunkPath(w.opt.Dir, k), err))
+		p := outfile.ChunkPath(w.opt.Dir, k)
+		for _, f := range []string{p, outfile.ChecksumPath(p)} {
+			if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
+				errs = append(errs, outfile.WrapWrite(f, err))
+			}
 		}
 	}
 	if err := os.Remove(filepath.Join(w.opt.Dir, StateName)); err != nil && !errors.Is(err, os.ErrNotExist) {

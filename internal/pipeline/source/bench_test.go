@@ -1,5 +1,5 @@
 // bench_test.go: parsing throughput — rows/s and MB/s for a plain list, Open Images-shaped CSV
-// (plain and gzipped), with and without a shard.
+// (plain and gzipped, from memory and streamed from an S3 bucket), with and without a shard.
 //
 //	go test -run '^$' -bench . -benchtime 5x ./pipeline/source/
 
@@ -11,6 +11,9 @@ import (
 	"context"
 	"io"
 	"testing"
+
+	"github.com/clipd/clipd/internal/objstore"
+	"github.com/clipd/clipd/internal/objstore/s3test"
 )
 
 func benchInput(b *testing.B, rows int, csv bool) []byte {
@@ -65,3 +68,35 @@ func BenchmarkOpenImagesCSVShard(b *testing.B) {
 }
 
 func gzipWriter(w io.Writer) io.WriteCloser { return gzip.NewWriter(w) }
+
+// BenchmarkS3OpenImagesCSVGzip is BenchmarkOpenImagesCSVGzip with the list in a bucket of
+// the test S3 server (SeaweedFS on 127.0.0.1): what streaming it through the S3 API costs.
+func BenchmarkS3OpenImagesCSVGzip(b *testing.B) {
+	srv := s3test.Shared(b)
+	c := srv.Client(b)
+	bucket := srv.Bucket(b)
+	var z bytes.Buffer
+	zw := gzipWriter(&z)
+	zw.Write(benchInput(b, benchRows, true))
+	zw.Close()
+	l := objstore.Location{Bucket: bucket, Key: "l.csv.gz"}
+	if err := c.PutBytes(context.Background(), l, z.Bytes(), nil); err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(z.Len()))
+	b.ResetTimer()
+	for range b.N {
+		s, err := Open(context.Background(), l.String(), Options{Objects: c})
+		if err != nil {
+			b.Fatal(err)
+		}
+		n := 0
+		for range s.Records() {
+			n++
+		}
+		if s.Err() != nil || n != benchRows {
+			b.Fatalf("%d records, err %v", n, s.Err())
+		}
+	}
+	b.ReportMetric(float64(benchRows)*float64(b.N)/b.Elapsed().Seconds(), "rows/s")
+}

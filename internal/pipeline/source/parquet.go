@@ -130,15 +130,28 @@ type parquetRows struct {
 // startParquet reads f's footer and schema (so a file without a URL column is an error from
 // Open), then starts the goroutine that streams its rows.
 func startParquet(ctx context.Context, f *os.File, spec string, opt Options) (*Source, error) {
-	closer := &onceCloser{c: f}
+	fingerprint, size, err := fileFingerprint(spec)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("source: %w", err)
+	}
+	// Rows may name local files, as a local list's rows may (relative to the file's folder).
+	baseDir := ""
+	if abs, err := filepath.Abs(spec); err == nil {
+		baseDir = filepath.Dir(abs)
+	}
+	return startParquetFile(ctx, f, f, spec, fingerprint, size, baseDir, opt)
+}
+
+// startParquetFile is startParquet for the file f of size bytes, closed with c; rows may
+// name local files relative to baseDir ("": rows are URLs only).
+func startParquetFile(ctx context.Context, f *os.File, c io.Closer, spec, fingerprint string, size int64, baseDir string, opt Options) (*Source, error) {
+	closer := &onceCloser{c: c}
 	fail := func(err error) (*Source, error) {
 		closer.Close()
 		return nil, err
 	}
-	fingerprint, size, err := fileFingerprint(spec)
-	if err != nil {
-		return fail(fmt.Errorf("source: %w", err))
-	}
+	var err error
 	counted := &countingReader{}
 	pf, err := openParquetFile(countingReaderAt{f, counted}, size)
 	if err != nil {
@@ -176,11 +189,6 @@ func startParquet(ctx context.Context, f *os.File, spec string, opt Options) (*S
 	maxURL := opt.MaxURLBytes
 	if maxURL == 0 {
 		maxURL = DefaultMaxURLBytes
-	}
-	// Rows may name local files, as a local list's rows may (relative to the file's folder).
-	baseDir := ""
-	if abs, err := filepath.Abs(spec); err == nil {
-		baseDir = filepath.Dir(abs)
 	}
 	r := &parquetRows{file: pf, group: -1, p: &parser{maxURL: maxURL, urlIdx: -1, idIdx: -1, md5Idx: -1, sizeIdx: -1,
 		pathRows: baseDir != "", baseDir: baseDir}}

@@ -19,6 +19,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/clipd/clipd/internal/echo"
+	"github.com/clipd/clipd/internal/objstore"
 	"github.com/clipd/clipd/internal/pipeline/item"
 )
 
@@ -564,12 +565,15 @@ func (p *parser) checkURL(u []byte) string {
 	scheme, rest, ok := bytes.Cut(u, []byte("://"))
 	if !ok || !validScheme(scheme) {
 		if i := bytes.IndexByte(u, ':'); i > 0 && validScheme(u[:i]) {
-			return fmt.Sprintf("unsupported scheme %q (want http or https)", strings.ToLower(string(u[:i])))
+			return fmt.Sprintf("unsupported scheme %q (want http, https or s3)", strings.ToLower(string(u[:i])))
 		}
 		return "not an absolute http(s) URL"
 	}
+	if bytes.EqualFold(scheme, []byte("s3")) {
+		return checkObjectURL(u)
+	}
 	if !bytes.EqualFold(scheme, []byte("http")) && !bytes.EqualFold(scheme, []byte("https")) {
-		return fmt.Sprintf("unsupported scheme %q (want http or https)", strings.ToLower(string(scheme)))
+		return fmt.Sprintf("unsupported scheme %q (want http, https or s3)", strings.ToLower(string(scheme)))
 	}
 	if len(rest) == 0 || rest[0] == '/' || rest[0] == '?' || rest[0] == '#' {
 		return "URL has no host"
@@ -577,6 +581,24 @@ func (p *parser) checkURL(u []byte) string {
 	for _, c := range u {
 		if c <= ' ' || c == 0x7f {
 			return "URL contains a space or a control character"
+		}
+	}
+	return ""
+}
+
+// checkObjectURL returns why an s3:// row cannot name an object, or "". Keys are taken as
+// they are written (as the AWS CLI does): spaces are part of them, control characters are not.
+func checkObjectURL(u []byte) string {
+	l, err := objstore.Parse(string(u))
+	switch {
+	case err != nil:
+		return "bad s3 URL: no bucket"
+	case l.Key == "" || strings.HasSuffix(l.Key, "/"):
+		return "s3 URL names no object (want s3://bucket/key)"
+	}
+	for _, c := range u {
+		if c < ' ' || c == 0x7f {
+			return "URL contains a control character"
 		}
 	}
 	return ""

@@ -52,10 +52,16 @@ func getBody(ctx context.Context, u string, opt Options) (io.ReadCloser, http.He
 		cancel()
 		return nil, nil, 0, fmt.Errorf("source %s: the server answered %s; check the URL", u, resp.Status)
 	}
-	r := &idleBody{body: resp.Body, cancel: cancel, idle: idle, url: u}
+	return newIdleBody(resp.Body, cancel, idle, u), resp.Header, resp.ContentLength, nil
+}
+
+// newIdleBody wraps body, whose request cancel ends, so that a Read waiting idle without a
+// byte cancels it.
+func newIdleBody(body io.ReadCloser, cancel context.CancelFunc, idle time.Duration, url string) *idleBody {
+	r := &idleBody{body: body, cancel: cancel, idle: idle, url: url}
 	r.timer = time.AfterFunc(time.Hour, func() { r.stalled.Store(true); cancel() })
 	r.timer.Stop()
-	return r, resp.Header, resp.ContentLength, nil
+	return r
 }
 
 // idleBody cancels the request when a Read has waited idle without a byte, and says so in its

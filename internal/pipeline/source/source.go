@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/clipd/clipd/internal/objstore"
 	"github.com/clipd/clipd/internal/pipeline/budget"
 	"github.com/clipd/clipd/internal/pipeline/item"
 )
@@ -76,9 +77,12 @@ type Options struct {
 	Progress func(done, total int64)
 
 	MaxURLBytes     int           // longer URLs are failures; 0 = DefaultMaxURLBytes
-	ReadIdleTimeout time.Duration // an http(s) read that waits this long for a byte fails; 0 = DefaultReadIdleTimeout
+	ReadIdleTimeout time.Duration // an http(s) or s3:// read that waits this long for a byte fails; 0 = DefaultReadIdleTimeout
 	HTTPClient      *http.Client  // for http(s) inputs and metadata downloads; nil = one with bounded connect/header timeouts
-	Buffer          int           // capacity of the Records channel; 0 = DefaultBuffer
+	// Objects reads s3:// inputs (an *objstore.Client with the run's credentials); nil: they
+	// are refused.
+	Objects ObjectStore
+	Buffer  int // capacity of the Records channel; 0 = DefaultBuffer
 	// Budget, when set, bounds the bytes of the image members a tar input has read and not
 	// yet handed over: a member takes its size before it is read (waiting while that does
 	// not fit; one larger than the whole budget fails its sample "too large for --memory"),
@@ -157,6 +161,9 @@ type Source struct {
 //     oidv6-train-images-with-labels-with-rotation.csv), train-boxable, validation (or val), test, or
 //     all (image_ids_and_rotation.csv); the metadata CSV is downloaded once into the cache;
 //   - an http:// or https:// URL, streamed;
+//   - an s3://bucket/key object, through Options.Objects (see s3.go): a list streamed, a
+//     parquet list copied to a temporary file first, tar shards as below (a key ending in
+//     .tar, .tar.gz or .tgz, or a pattern of them whose globs are matched against a listing);
 //   - "-" for standard input (a read that blocks is abandoned when ctx ends or on Close;
 //     so is a FIFO's);
 //   - a directory: its image files (ImageExtensions, any case), recursively, in lexical
@@ -193,6 +200,9 @@ type Source struct {
 // images as above; a text list whose first entry is a shard's name (then every entry must be
 // one; relative to the list's folder). One Record per sample, its image in Record.Body.
 func Open(ctx context.Context, spec string, opt Options) (*Source, error) {
+	if objstore.IsURL(spec) {
+		return openS3(ctx, spec, opt)
+	}
 	if s, ok, err := openTar(ctx, spec, opt); ok {
 		return s, err
 	}
@@ -223,7 +233,7 @@ func Open(ctx context.Context, spec string, opt Options) (*Source, error) {
 	case spec == "-":
 		return start(ctx, io.NopCloser(os.Stdin), "stdin", "", opt, rowConfig{totalBytes: -1, stdinPaths: true, stream: true})
 	case strings.Contains(spec, "://"):
-		return nil, fmt.Errorf("source %s: unsupported scheme; give a local path, an http(s) URL, - for stdin, or openimages:<split>", spec)
+		return nil, fmt.Errorf("source %s: unsupported scheme; give a local path, an http(s) or s3:// URL, - for stdin, or openimages:<split>", spec)
 	}
 	if st, err := os.Stat(spec); err == nil && isStream(st) {
 		// A FIFO (or device): read as it comes, like standard input; its content cannot be

@@ -25,6 +25,7 @@ import (
 	"sync"
 
 	"github.com/clipd/clipd/internal/echo"
+	"github.com/clipd/clipd/internal/objstore"
 	"github.com/clipd/clipd/internal/pipeline/budget"
 	"github.com/clipd/clipd/internal/pipeline/item"
 )
@@ -113,8 +114,10 @@ func tarList(list string) ([]string, error) {
 // tarShard is one shard of the input.
 type tarShard struct {
 	path string // as opened
-	name string // in fallback URLs, messages and the fingerprint: the base name, or the path under a folder input
+	name string // in fallback URLs, messages and the fingerprint: the base name, the path under a folder input, or an object's s3:// location
 	size int64
+	// object is the shard's object as listed when the input is in a bucket; nil for a file.
+	object *objstore.Info
 }
 
 // openTar opens spec as tar shards when it names some (the rules are on Open); ok is false
@@ -151,17 +154,8 @@ func openTar(ctx context.Context, spec string, opt Options) (s *Source, ok bool,
 	default:
 		return nil, false, nil // a missing file: Open says so
 	}
-	if err := opt.validate(); err != nil {
+	if err := checkTarOptions(spec, opt); err != nil {
 		return nil, true, err
-	}
-	if opt.OpenImagesURL != "" && opt.OpenImagesURL != OriginalURL {
-		return nil, true, fmt.Errorf("source %s: the Open Images URL kind %q applies only to openimages:<split> inputs", spec, opt.OpenImagesURL)
-	}
-	if opt.Format != FormatAuto {
-		return nil, true, fmt.Errorf("source %s: tar shards have no format to choose; leave the format option empty", spec)
-	}
-	if opt.URLColumn != "" && !strings.EqualFold(opt.URLColumn, "url") {
-		return nil, true, fmt.Errorf("source %s: tar shards take their URLs from each sample's json \"url\"; there is no URL column %q to choose", spec, opt.URLColumn)
 	}
 	shards := make([]tarShard, len(paths))
 	h := sha256.New()
@@ -181,6 +175,23 @@ func openTar(ctx context.Context, spec string, opt Options) (s *Source, ok bool,
 	fingerprint := fmt.Sprintf("shards:%d sha256:%s", len(shards), hex.EncodeToString(h.Sum(nil)))
 	s, err = startTar(ctx, spec, shards, fingerprint, total, opt)
 	return s, true, err
+}
+
+// checkTarOptions refuses the options that have no meaning for tar shards.
+func checkTarOptions(spec string, opt Options) error {
+	if err := opt.validate(); err != nil {
+		return err
+	}
+	if opt.OpenImagesURL != "" && opt.OpenImagesURL != OriginalURL {
+		return fmt.Errorf("source %s: the Open Images URL kind %q applies only to openimages:<split> inputs", spec, opt.OpenImagesURL)
+	}
+	if opt.Format != FormatAuto {
+		return fmt.Errorf("source %s: tar shards have no format to choose; leave the format option empty", spec)
+	}
+	if opt.URLColumn != "" && !strings.EqualFold(opt.URLColumn, "url") {
+		return fmt.Errorf("source %s: tar shards take their URLs from each sample's json \"url\"; there is no URL column %q to choose", spec, opt.URLColumn)
+	}
+	return nil
 }
 
 // tarFolder lists the tar shards under dir, recursively, in lexical order, with their paths
@@ -213,7 +224,7 @@ func tarFolder(dir string) (paths, names []string, err error) {
 
 // startTar starts the goroutine that reads the shards.
 func startTar(ctx context.Context, spec string, shards []tarShard, fingerprint string, total int64, opt Options) (*Source, error) {
-	r := &tarRows{shards: shards, cur: -1, files: &tarFiles{}, counted: &countingReader{}, budget: opt.Budget}
+	r := &tarRows{shards: shards, cur: -1, files: &tarFiles{}, counted: &countingReader{}, budget: opt.Budget, opt: opt}
 	for _, name := range opt.Columns {
 		switch {
 		case strings.EqualFold(name, "caption"):
@@ -247,19 +258,23 @@ func (r *tarRows) close() {}
 // tarFiles holds the shard being read so that Close can close it from another goroutine.
 type tarFiles struct {
 	mu     sync.Mutex
-	f      *os.File
+	f      io.ReadCloser
 	closed bool
 }
 
-func (t *tarFiles) open(p string) (*os.File, error) {
+// open opens the shard with open (a file's or an object's opener).
+func (t *tarFiles) open(open func() (io.ReadCloser, error)) (io.ReadCloser, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.closed {
 		return nil, os.ErrClosed
 	}
-	f, err := os.Open(p)
+	f, err := open()
+	if err != nil {
+		return nil, err
+	}
 	t.f = f
-	return f, err
+	return f, nil
 }
 
 func (t *tarFiles) release() {
@@ -314,6 +329,7 @@ type tarRows struct {
 
 	ctx    context.Context
 	budget *budget.Budget // Options.Budget
+	opt    Options
 }
 
 // next returns the next sample's Record and its shard key (its URL); ok is false after the
@@ -405,7 +421,13 @@ func (r *tarRows) member(hdr *tar.Header) error {
 
 // openShard starts reading the next shard, ungzipping it when it starts with gzip's magic.
 func (r *tarRows) openShard() error {
-	f, err := r.files.open(r.shards[r.cur].path)
+	sh := r.shards[r.cur]
+	f, err := r.files.open(func() (io.ReadCloser, error) {
+		if sh.object != nil {
+			return openShardObject(r.ctx, r.opt, sh.object)
+		}
+		return os.Open(sh.path)
+	})
 	if err != nil {
 		return err
 	}
