@@ -1,6 +1,7 @@
 // text_test.go: `clipd merge`, `clipd inspect` and `clipd export` on outputs with
 // text_embeddings (clipd embed --text-column): merged row for row, listed, exported as
-// text_emb/text_emb_K.npy; an output without them does not merge with one that has them.
+// text_emb/text_emb_K.npy (locally and to s3://); an output without them does not merge with
+// one that has them.
 package main
 
 import (
@@ -8,9 +9,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/clipd/clipd/internal/objstore"
+	"github.com/clipd/clipd/internal/objstore/s3test"
+	"github.com/clipd/clipd/internal/pipeline/export"
 	"github.com/clipd/clipd/internal/pipeline/item"
 	"github.com/clipd/clipd/internal/pipeline/outfile"
 	"github.com/clipd/clipd/internal/pipeline/sink/sinktest"
@@ -88,5 +93,42 @@ print("ok")
 	}
 	if _, err := os.Stat(filepath.Join(tmp, "x.h5")); err == nil {
 		t.Error("a refused merge left its output")
+	}
+}
+
+// An export of a file with text_embeddings to s3:// holds the local export's files, text_emb
+// parts included, byte for byte; a stale text part of an earlier, longer export goes, and an
+// export of a file without text embeddings to the same prefix removes every text part.
+func TestS3ExportTextEmbeddings(t *testing.T) {
+	srv := s3test.Shared(t)
+	srv.SetEnv(t)
+	bucket := srv.Bucket(t)
+	file := writeTextRun(t, filepath.Join(t.TempDir(), "run"), []int64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}, testRunAttrs("in.csv", "0/1"))
+	localExp := filepath.Join(t.TempDir(), "exp")
+	if code, _, stderr := runClipd("export", file, "-o", localExp, "--rows-per-part", "4"); code != exitOK {
+		t.Fatalf("local export: exit %d: %s", code, stderr)
+	}
+	want := filesUnder(t, localExp)
+	if len(want) != 9 { // 3 parts x (img_emb, text_emb, metadata)
+		t.Fatalf("the local export wrote %v", sortedKeys(want))
+	}
+	stale := objstore.Location{Bucket: bucket, Key: "exp/" + export.TextEmbDir + "/text_emb_5.npy"}
+	if err := srv.Client(t).PutBytes(s3Ctx(t), stale, []byte("old"), nil); err != nil {
+		t.Fatal(err)
+	}
+	stg := t.TempDir()
+	code, stdout, stderr := runClipd("export", file, "-o", "s3://"+bucket+"/exp", "--rows-per-part", "4", "--staging", stg)
+	if code != exitOK || !strings.Contains(stdout, "text embeddings in text_emb") {
+		t.Fatalf("export to s3://B/exp: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+	emptyDir(t, stg)
+	sameFiles(t, "export with text to the bucket", objectsUnder(t, srv, bucket, "exp/"), want)
+
+	plain := writeRun(t, filepath.Join(t.TempDir(), "plain"), []int64{1, 2, 3}, testRunAttrs("in.txt", "0/1"), true)
+	if code, _, stderr := runClipd("export", plain, "-o", "s3://"+bucket+"/exp/", "--staging", stg); code != exitOK {
+		t.Fatalf("plain export: exit %d: %s", code, stderr)
+	}
+	if got := sortedKeys(objectsUnder(t, srv, bucket, "exp/")); !slices.Equal(got, []string{"img_emb/img_emb_0.npy", "metadata/metadata_0.parquet"}) {
+		t.Errorf("after an export without text the bucket holds %v", got)
 	}
 }
