@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -25,6 +26,7 @@ import (
 
 	"github.com/clipd/clipd/cgo/engine"
 	"github.com/clipd/clipd/embed"
+	"github.com/clipd/clipd/internal/objstore/s3test"
 	"github.com/clipd/clipd/internal/pipeline/batch"
 )
 
@@ -432,4 +434,53 @@ func embedOptionsFromArgs(t *testing.T, args []string) (embedOptions, error) {
 		return o, err
 	}
 	return o, perr
+}
+
+// --text-column with an s3:// output: the final object holds the local run's rows and text
+// embeddings, and the text column is part of the run the bucket's final object answers for:
+// another one is refused (exit 2) there as locally.
+func TestS3OutputTextColumn(t *testing.T) {
+	model := textColumnModel(t)
+	srv := s3test.Shared(t)
+	srv.SetEnv(t)
+	bucket := srv.Bucket(t)
+	img := newImageServer(t)
+	var b strings.Builder
+	b.WriteString("url,caption,other\n")
+	for i, n := range goodFiles(t)[:9] {
+		fmt.Fprintf(&b, "%s/img/%s,caption %d of a cat,a dog %d\n", img.URL, n, i, i)
+	}
+	csv := filepath.Join(t.TempDir(), "list.csv")
+	os.WriteFile(csv, []byte(b.String()), 0o644)
+	flags := func(out string, extra ...string) []string {
+		return append([]string{"-q", "embed", "-i", csv, "-o", out, "-w", model, "--backend", "cpu", "--threads", "1",
+			"--batch-size", "4", "--chunk-size", "5", "--memory", "1GiB", "--retries", "0", "--allow-private-networks"}, extra...)
+	}
+	local := t.TempDir()
+	if code, _, se := clipdRun(t, flags(local, "--text-column", "caption")...); code != 0 {
+		t.Fatalf("local run: exit %d: %s", code, se)
+	}
+	out := "s3://" + bucket + "/runs/text"
+	if code, _, se := clipdRun(t, flags(out, "--text-column", "caption", "--staging", t.TempDir())...); code != 0 {
+		t.Fatalf("s3 run: exit %d: %s", code, se)
+	}
+	want := readTextH5(t, embedFinal(local))
+	got := readTextH5(t, s3Download(t, srv.Client(t), bucket, "runs/text/"+embed.FinalName))
+	if !slices.Equal(got.URLs, want.URLs) || len(got.Text) != 9 || got.TextColumn != "caption" || got.Tokenizer != want.Tokenizer {
+		t.Fatalf("s3 output: urls %v (want %v), %d text rows, column %q", got.URLs, want.URLs, len(got.Text), got.TextColumn)
+	}
+	for i := range want.Text {
+		w := make([]float32, len(want.Text[i]))
+		for j, x := range want.Text[i] {
+			w[j] = float32(x)
+		}
+		if !close64(got.Text[i], w, 1e-5) {
+			t.Errorf("row %d: text embedding %v, want %v", i, got.Text[i][:4], w[:4])
+		}
+	}
+	code, _, se := clipdRun(t, flags(out, "--text-column", "other", "--staging", t.TempDir())...)
+	if code != exitUsage {
+		t.Errorf("another text column on the s3 output: exit %d, want %d", code, exitUsage)
+	}
+	oneLine(t, "another text column on the s3 output", se, "text column caption, now other")
 }
