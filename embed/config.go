@@ -106,6 +106,13 @@ type Config struct {
 	// SaveColumns are input columns stored with each row, one string dataset each (named in
 	// lower case): CSV/TSV/parquet columns by header name, a tar shard's "caption" and "key".
 	SaveColumns []string
+	// TextColumn, when set, also embeds each row's text with the model's text tower into
+	// text_embeddings (row i: the embedding of row i's text, the embeddings' dtype, normalized
+	// with Normalize): a CSV/TSV/parquet column by header name; for tar shards "caption" (the
+	// json's caption, else the .txt member) or another field of the sample's .json. A row
+	// without a text gets the embedding of "" (as clip-retrieval's --enable_text does for an
+	// empty caption). It needs weights with a text tower and vocab.json + merges.txt beside them.
+	TextColumn string
 	// Limit stops after this many rows of the shard; 0 = all.
 	Limit int64
 	// Shard is the part of the input this run embeds.
@@ -346,6 +353,9 @@ func (c Config) check() error {
 		case slices.ContainsFunc(c.SaveColumns[:i], func(o string) bool { return outfile.SavedName(o) == outfile.SavedName(col) }):
 			return bad("--save-columns: %s is named twice", col)
 		}
+	}
+	if c.TextColumn != strings.TrimSpace(c.TextColumn) || strings.ContainsAny(c.TextColumn, ",\n") {
+		return bad("--text-column %q: give one column name, without spaces around it", c.TextColumn)
 	}
 	if err := c.Shard.Validate(); err != nil {
 		return bad("--shard: %v", err)

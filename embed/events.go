@@ -92,6 +92,7 @@ type Summary struct {
 	MBPerSecond     float64       `json:"mb_per_s"`
 	Stages          StageSummary  `json:"stages"`
 	Warning         string        `json:"warning,omitempty"` // e.g. more than Config.WarnFailureRate of the rows failed
+	Text            *TextSummary  `json:"text,omitempty"`    // the texts embedded (Config.TextColumn); nil without
 	Plan            string        `json:"plan,omitempty"`    // the memory plan the run used
 }
 
@@ -154,6 +155,16 @@ type StageSummary struct {
 	WriteBusy        float64       `json:"write_busy_s"`
 	Merge            float64       `json:"merge_s"`
 	DecodedPeakBytes int64         `json:"decoded_peak_bytes"`
+}
+
+// TextSummary counts this run's text embeddings (Config.TextColumn). Their time is inside
+// StageSummary.EngineBusy (Busy is its part).
+type TextSummary struct {
+	Column    string  `json:"column"`
+	Texts     int64   `json:"texts"`     // embedded by this run (one per row)
+	Truncated int64   `json:"truncated"` // longer than the model's context: cut to it (the end token kept)
+	Empty     int64   `json:"empty"`     // the row had no text (empty or missing): the embedding of ""
+	Busy      float64 `json:"busy_s"`    // tokenizing and the text tower's calls
 }
 
 // EngineShare is one engine's part of the run.

@@ -23,10 +23,17 @@ type engines struct {
 	decodes bool  // JPEGs go to the engines' encoded call
 	backend engine.Backend
 	info    engine.ModelInfo
+	// texts are the engines' text towers (Config.TextColumn), one per engine, in list's
+	// order; nil when no text is embedded.
+	texts []batch.TextEmbedder
+	close []func() // closes what texts hold (tokenizers)
 }
 
 // Close closes every engine.
 func (es *engines) Close() {
+	for _, c := range es.close {
+		c()
+	}
 	for _, e := range es.list {
 		e.Close()
 	}
@@ -110,6 +117,15 @@ func (r *run) openEngines() (*engines, error) {
 	if err != nil {
 		return nil, fmt.Errorf("weights %s: %w", wpath, err)
 	}
+	var text engine.TextInfo
+	if cfg.TextColumn != "" {
+		if text, err = probeText(wpath, info); err != nil {
+			return nil, err
+		}
+		if r.tokenizerSHA256, err = tokenizerSHA256(wpath); err != nil {
+			return nil, err
+		}
+	}
 	// The weights' identity from their bytes, before the engine maps them (after the header
 	// proved them weights, so a broken file is not read whole first); checked again
 	// after, so that the weights used are the weights hashed.
@@ -129,7 +145,7 @@ func (r *run) openEngines() (*engines, error) {
 		MemoryBudget:      cfg.Memory,
 		EmbedDim:          info.EmbedDim,
 		ImageSize:         info.ImageSize,
-		WeightsParams:     info.Params(),
+		WeightsParams:     info.Params() + textParams(text), // the text tower's share only when it runs
 		Backend:           backend.String(),
 		DeviceMemory:      deviceMemory,
 		BatchSize:         cfg.BatchSize,
@@ -171,6 +187,12 @@ func (r *run) openEngines() (*engines, error) {
 				es.Close()
 				return nil, err
 			}
+		}
+	}
+	if cfg.TextColumn != "" {
+		if err := es.openTexts(wpath, text); err != nil {
+			es.Close()
+			return nil, err
 		}
 	}
 	es.info = es.list[0].Info()

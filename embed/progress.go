@@ -137,6 +137,10 @@ func (r *run) summary(final string) Summary {
 	g.Connections = r.plan.Connections
 	s.Plan = r.plan.String()
 	g.DecodeWorkers = r.plan.DecodeWorkers
+	if r.batch != nil && r.cfg.TextColumn != "" {
+		bs := r.batch.Stats()
+		s.Text = &TextSummary{Column: r.cfg.TextColumn, Texts: bs.Texts, Truncated: bs.TextTruncated, Empty: bs.TextEmpty, Busy: bs.TextBusy.Seconds()}
+	}
 	if r.batch != nil {
 		bs := r.batch.Stats()
 		g.EngineBusy = bs.Busy.Seconds()

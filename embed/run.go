@@ -77,6 +77,8 @@ type run struct {
 	dir         string           // the folder the sink writes: Config.OutputDir(), or the staging folder of an s3:// output
 	outDir      string           // Config.OutputDir(): dir, or the run's folder in the bucket
 	s3          *s3Output        // an s3:// output's uploads; nil for a local one
+	// tokenizerSHA256 identifies the tokenizer's files (Config.TextColumn only).
+	tokenizerSHA256 string
 
 	plan  plan.Plan
 	w     *sink.Writer
@@ -160,6 +162,8 @@ func (r *run) run(ctx context.Context) (Summary, error) {
 		URLKind:          string(cfg.URLKind),
 		Columns:          cfg.SaveColumns,
 		IgnoreOptOut:     cfg.IgnoreOptOut,
+		TextColumn:       cfg.TextColumn,
+		TokenizerSHA256:  r.tokenizerSHA256,
 	}
 	var remote mirror.Contents
 	if r.s3 != nil {
@@ -302,6 +306,11 @@ func (r *run) run(ctx context.Context) (Summary, error) {
 	if rate := out.FailureRate(); cfg.WarnFailureRate > 0 && rate > cfg.WarnFailureRate {
 		out.Warning = fmt.Sprintf("%.0f%% of the rows failed (%s); see failed_reasons in %s", 100*rate, topReasons(out.FailureReasons, 3), final)
 	}
+	if t := out.Text; t != nil && t.Texts > 0 && t.Empty == t.Texts {
+		// A misspelt json field of tar shards cannot be refused at the start: say it here.
+		out.Warning = strings.TrimPrefix(out.Warning+"; ", "; ") + fmt.Sprintf(
+			"no row of this run had a text in column %q: every text embedding is the embedding of \"\"; check --text-column", cfg.TextColumn)
+	}
 	return out, nil
 }
 
@@ -362,6 +371,7 @@ func (r *run) openSource(ctx context.Context) (*source.Source, error) {
 		OpenImagesURL: r.cfg.URLKind,
 		CacheDir:      r.cfg.CacheDir,
 		Columns:       r.cfg.SaveColumns,
+		TextColumn:    r.cfg.TextColumn,
 		Budget:        r.bodies,
 		Objects:       r.objects,
 	}
@@ -495,7 +505,7 @@ func (r *run) pipeline(ctx context.Context, stop context.CancelFunc, es *engines
 	}
 	first, others := es.embedders()
 	r.batch = batch.Start(ctx, first, toBatch, batch.Options{BatchSize: p.BatchSize, Normalize: cfg.Normalize, Released: r.budget.Release,
-		Others: others, Fails: fails, Fallback: decodeOpt})
+		Others: others, Fails: fails, Fallback: decodeOpt, Texts: es.texts})
 	r.stagesUp.Store(true)
 
 	// Engine -> rows -> sink, here. An image whose embedding is not finite fails alone; but
@@ -539,7 +549,7 @@ func (r *run) pipeline(ctx context.Context, stop context.CancelFunc, es *engines
 				nonFinite(it)
 				continue
 			}
-			if err := w.Add(sink.Row{Item: it, Embedding: emb}); err != nil {
+			if err := w.Add(sink.Row{Item: it, Embedding: emb, TextEmbedding: b.TextRow(i)}); err != nil {
 				r.fail(stop, withKind(ErrOutput, err))
 				break
 			}

@@ -38,6 +38,7 @@ type embedOptions struct {
 	ShardFrom    string // where Shard came from, for the log: "--shard", "JOB_COMPLETION_INDEX", ...
 	URLColumn    string
 	SaveColumns  []string
+	TextColumn   string        // --text-column: embed each row's text too (text_embeddings)
 	URLKind      embed.URLKind // "" = the source's default
 	Backend      engine.Backend
 	Device       int
@@ -96,8 +97,9 @@ func newEmbedCommand() *cli.Command {
 		Description: "Fetches every URL of --input, decodes it, embeds it with the model of --weights and writes\n" +
 			"OUTPUT/Images_Embedded_<k>.h5 chunk files as it goes; at the end of the input the chunks are\n" +
 			"merged into OUTPUT/Images_Embedded.h5 (urls, embeddings, image_ids, failed_urls,\n" +
-			"failed_reasons). Rerunning the same command after an interruption or a crash resumes it:\n" +
-			"no URL is embedded twice and none is lost; another command (another input or input content,\n" +
+			"failed_reasons; text_embeddings with --text-column). Rerunning the same command after an\n" +
+			"interruption or a crash resumes it: no URL is embedded twice and none is lost; another\n" +
+			"command (another input or input content,\n" +
 			"--limit, --shard, --dtype, ...) on the same --output is refused (exit 2). Ctrl-C stops\n" +
 			"cleanly (press it twice to stop at once). URLs that fail (404, timeouts, corrupt images, ...)\n" +
 			"are listed with their reason and do not make the run fail, unless nothing at all is embedded\n" +
@@ -143,6 +145,7 @@ func newEmbedCommand() *cli.Command {
 			&cli.StringFlag{Name: "memory", Usage: "memory budget, e.g. 8GiB or 50% of available (default: a safe share of available memory)"},
 			&cli.StringFlag{Name: "url-column", Usage: "CSV/TSV: the column holding the URLs (default url, OriginalURL or Thumbnail300KURL)"},
 			&cli.StringSliceFlag{Name: "save-columns", Usage: "input columns to store with each row, e.g. caption,key (CSV/TSV/parquet header names; tar shards: caption, key)"},
+			&cli.StringFlag{Name: "text-column", Usage: "also embed each row's text with the model's text tower into text_embeddings: a CSV/TSV/parquet column, or for tar shards caption (json, else .txt) or a json field; a row without one gets the embedding of \"\""},
 			&cli.StringFlag{Name: "url-kind", Usage: "openimages inputs: original, thumbnail or mirror (the CVDF S3 mirror)"},
 			&cli.IntFlag{Name: "host-connections", Usage: "most connections to one host (default: 16)"},
 			&cli.Float64Flag{Name: "host-rate", Usage: "most requests per second to one host (0: no cap)"},
@@ -187,6 +190,7 @@ func embedOptionsFrom(cCtx *cli.Context, g globals, getenv func(string) string) 
 		Limit:        cCtx.Int64("limit"),
 		URLColumn:    cCtx.String("url-column"),
 		SaveColumns:  splitList(cCtx.StringSlice("save-columns")),
+		TextColumn:   cCtx.String("text-column"),
 		URLKind:      embed.URLKind(cCtx.String("url-kind")),
 		Device:       cCtx.Int("device"),
 		Threads:      cCtx.Int("threads"),
@@ -358,7 +362,7 @@ func runEmbed(ctx context.Context, o embedOptions) error {
 		o.Logger.Info("shard", "shard", o.Shard.String(), "from", o.ShardFrom)
 	}
 	cfg := embed.Config{
-		Input: o.Input, URLColumn: o.URLColumn, SaveColumns: o.SaveColumns, URLKind: o.URLKind, Limit: o.Limit, Shard: o.Shard,
+		Input: o.Input, URLColumn: o.URLColumn, SaveColumns: o.SaveColumns, TextColumn: o.TextColumn, URLKind: o.URLKind, Limit: o.Limit, Shard: o.Shard,
 		Weights: o.Weights, CacheDir: o.CacheDir,
 		Backend: o.Backend, Device: o.Device, Devices: o.Devices, Decode: o.Decode, Threads: o.Threads,
 		Output: o.Output, Staging: o.Staging, NoResume: o.NoResume, Dtype: o.Dtype, Normalize: o.Normalize, Preprocess: o.Preprocess,

@@ -40,6 +40,8 @@ func newExportCommand() *cli.Command {
 			"  DIR/img_emb/img_emb_K.npy          embeddings, rows x embed_dim, in the file's row order\n" +
 			"  DIR/metadata/metadata_K.parquet    the same rows: url, image_id (when the file has ids),\n" +
 			"                                     caption and the other saved columns, width, height\n" +
+			"  DIR/text_emb/text_emb_K.npy        when the file has text_embeddings (clipd embed\n" +
+			"                                     --text-column): the rows' text embeddings, same order\n" +
 			"for K = 0, 1, ..., each part --rows-per-part rows (the last the rest). DIR is --output, or\n" +
 			"export/ beside the file (OUTPUT/export for a folder; X_export for another file X.h5).\n" +
 			"The file is read in blocks: memory does not grow with its size. Each part is written to\n" +
@@ -106,6 +108,9 @@ func printExported(opt exportOptions, res export.Result) {
 	if !opt.Quiet && opt.Stdout != nil {
 		fmt.Fprintf(opt.Stdout, "%s: %d rows x %d %s in %d %s (%s, %s: %s)\n", opt.Output, res.Rows, res.Dim, res.Dtype,
 			res.Parts, countNoun(res.Parts, "part", "parts"), export.EmbDir, export.MetadataDir, strings.Join(res.Columns, ", "))
+		if res.Text {
+			fmt.Fprintf(opt.Stdout, "%s: text embeddings in %s\n", opt.Output, export.TextEmbDir)
+		}
 	}
 }
 
@@ -180,15 +185,20 @@ func runExportS3(ctx context.Context, opt exportOptions) error {
 	if err != nil {
 		return copies.rename(err)
 	}
-	// A rerun replaces an earlier export: its parts beyond the last go, as locally.
-	for _, sub := range []string{export.EmbDir, export.MetadataDir} {
+	// A rerun replaces an earlier export: its parts beyond the last go, as locally (all its
+	// text parts when this file has no text embeddings).
+	for _, sub := range []string{export.EmbDir, export.MetadataDir, export.TextEmbDir} {
+		parts := res.Parts
+		if sub == export.TextEmbDir && !res.Text {
+			parts = 0
+		}
 		objs, err := c.List(ctx, outLoc.Join(sub+"/"))
 		if err != nil {
 			return s3Error(err)
 		}
 		for _, o := range objs {
 			rel := strings.TrimPrefix(o.Key, outLoc.Join(sub+"/").Key)
-			if k, ok := export.PartIndex(sub, rel); ok && k >= res.Parts {
+			if k, ok := export.PartIndex(sub, rel); ok && k >= parts {
 				if err := c.Delete(ctx, o.Location); err != nil {
 					return s3Error(err)
 				}

@@ -115,6 +115,9 @@ func runInspect(ctx context.Context, opt inspectOptions) error {
 	fmt.Fprintf(w, "%s\n", info.Path)
 	fmt.Fprintf(w, "  rows        %d\n  embed dim   %d\n  dtype       %s\n  failures    %d\n", info.Rows, info.Dim, info.Dtype, info.Failures)
 	fmt.Fprintf(w, "  datasets    %s\n", strings.Join(info.Datasets, ", "))
+	if info.TextColumn != "" {
+		fmt.Fprintf(w, "  text        text_embeddings of column %q (row i: the embedding of row i's text)\n", info.TextColumn)
+	}
 	names := make([]string, 0, len(info.Attrs))
 	for k := range info.Attrs {
 		names = append(names, k)
@@ -148,6 +151,9 @@ func runInspect(ctx context.Context, opt inspectOptions) error {
 				id = "  " + r.ImageID
 			}
 			fmt.Fprintf(w, "  %d  %s%s  [%s ...]\n", i, r.URL, id, strings.Join(vals, " "))
+			if len(r.TextEmbedding) > 0 {
+				fmt.Fprintf(w, "     text  [%s ...]\n", formatHead(r.TextEmbedding))
+			}
 		}
 	}
 	return nil
@@ -205,4 +211,13 @@ func countNoun(n int, one, many string) string {
 		return one
 	}
 	return many
+}
+
+// formatHead is the first values of an embedding as inspect shows them.
+func formatHead(v []float32) string {
+	s := make([]string, len(v))
+	for i, x := range v {
+		s[i] = fmt.Sprintf("%.4g", x)
+	}
+	return strings.Join(s, " ")
 }

@@ -134,6 +134,9 @@ func printSummary(w io.Writer, s embed.Summary) {
 	if len(s.FailureReasons) > 0 {
 		fmt.Fprintf(w, "  failures: %s\n", formatReasons(s.FailureReasons, 12))
 	}
+	if t := s.Text; t != nil {
+		fmt.Fprintf(w, "  texts (%s): %d embedded, %d cut to the model's context, %d empty or missing (embedded as \"\")\n", t.Column, t.Texts, t.Truncated, t.Empty)
+	}
 	fmt.Fprintf(w, "  %.1f images/s, %.2f MB/s (%.1f MB in %s)\n", s.ImagesPerSecond, s.MBPerSecond, s.MBytes, time.Duration(s.ElapsedSeconds*float64(time.Second)).Round(time.Millisecond))
 	g := s.Stages
 	el := max(s.ElapsedSeconds, 1e-9)

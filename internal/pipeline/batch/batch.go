@@ -36,6 +36,15 @@ type EncodedEmbedder interface {
 	EmbedEncoded(data [][]byte, out []float32, failed []error) error
 }
 
+// TextEmbedder embeds texts on an engine (CLIP's text tower): EmbedTexts writes
+// len(texts)*EmbedDim floats into out, row i the embedding of texts[i], not normalized (as
+// model.encode_text), in one engine call, and says how many texts were longer than the
+// model's context and cut to it (CLIP keeps the end token). The embed package's
+// implementation tokenizes and calls the engine; tests use fakes.
+type TextEmbedder interface {
+	EmbedTexts(texts []string, out []float32) (truncated int, err error)
+}
+
 // Input is one decoded image, or one JPEG left for the engine to decode (Encoded set, Image
 // nil), and the item it came from (the decode stage's output). The stage owns Image and
 // Encoded from the moment they are sent and releases them after the engine call (or when
@@ -43,18 +52,21 @@ type EncodedEmbedder interface {
 type Input = decode.Output
 
 // Batch is the outcome of one engine call: Items[i]'s embedding is
-// Embeddings[i*Dim:(i+1)*Dim]. Err is the engine's error; the items then have no embedding.
+// Embeddings[i*Dim:(i+1)*Dim], and with Options.Texts the embedding of Items[i].Text is
+// TextEmbeddings[i*Dim:(i+1)*Dim] (nil without). Err is the engine's error; the items then have no embedding.
 // Images the engine could not decode are not in Items: they went to Options.Fails.
 // NonFinite[i] is set when item i's embedding holds a NaN or an Inf (the weights overflowed
 // for that image): it has no usable embedding and fails alone, with ReasonNonFinite; nil
 // when every embedding is finite.
 type Batch struct {
-	Items      []item.Item
-	Embeddings []float32
-	Dim        int
-	Err        error
-	NonFinite  []bool
-	Engine     int // which engine ran it: 0 the first, i Options.Others[i-1]
+	Items          []item.Item
+	Embeddings     []float32
+	TextEmbeddings []float32
+	Dim            int
+	Err            error
+	// NonFinite[i]: item i's embedding, or its text's, holds a NaN or an Inf.
+	NonFinite []bool
+	Engine    int // which engine ran it: 0 the first, i Options.Others[i-1]
 }
 
 // ReasonNonFinite is the failure reason of an image whose embedding is not finite.
@@ -79,6 +91,15 @@ func (b *Batch) Row(i int) (item.Item, []float32) {
 	return b.Items[i], b.Embeddings[i*b.Dim : (i+1)*b.Dim]
 }
 
+// TextRow is the embedding of item i's text (a sub-slice of TextEmbeddings); nil in a batch
+// without texts.
+func (b *Batch) TextRow(i int) []float32 {
+	if b.TextEmbeddings == nil {
+		return nil
+	}
+	return b.TextEmbeddings[i*b.Dim : (i+1)*b.Dim]
+}
+
 // Options tune the stage.
 type Options struct {
 	BatchSize int  // most images per engine call; default 32
@@ -94,6 +115,10 @@ type Options struct {
 	// Fails receives the JPEGs the engine could not decode and the CPU decoder could not
 	// either (stage "decode", the CPU decoder's reason); needed when inputs carry Encoded.
 	Fails chan<- item.Failure
+	// Texts, when set, embeds each batch's texts (Item.Text) too: Texts[0] on the first
+	// engine, Texts[i] on Others[i-1] (one per engine, run by that engine's goroutine right
+	// after its images, so an engine serves one call at a time), normalized with Normalize.
+	Texts []TextEmbedder
 	// Fallback are the options of the CPU decoder that retries a JPEG the engine failed: it
 	// either decodes it (the image is then embedded from its pixels, as a CPU-decoded run
 	// would) or gives the reason a CPU-decoded run records.
@@ -122,6 +147,12 @@ type Stats struct {
 	Bytes        int64         // encoded bytes handed to the engine
 
 	PerEngine []EngineStats // one per engine, the first one first
+
+	// The texts embedded (Options.Texts): their time is inside Busy.
+	Texts         int64         // texts embedded
+	TextTruncated int64         // of them, longer than the context and cut to it
+	TextEmpty     int64         // of them, empty (the row had no text: the embedding of "")
+	TextBusy      time.Duration // time inside the text calls (tokenizing included), part of Busy
 }
 
 // EngineStats are one engine's share of the work.
@@ -138,6 +169,7 @@ type Stage struct {
 
 	batches, images, dropped, busyNS, waiting, maxBatch, nonFinite atomic.Int64
 	encoded, encodedNS, fallbacks, fallbackNS, bytes               atomic.Int64
+	texts, textTruncated, textEmpty, textNS                        atomic.Int64
 	per                                                            []engineCounters
 }
 
@@ -158,6 +190,9 @@ func Start(ctx context.Context, e Embedder, in <-chan Input, opt Options) *Stage
 		opt.Output = 2
 	}
 	engines := append([]Embedder{e}, opt.Others...)
+	if opt.Texts != nil && len(opt.Texts) != len(engines) {
+		panic(fmt.Sprintf("batch: %d text embedders for %d engines", len(opt.Texts), len(engines)))
+	}
 	s := &Stage{engines: engines, opt: opt, out: make(chan Batch, opt.Output), per: make([]engineCounters, len(engines))}
 	ready := make(chan []Input) // collector -> engine goroutines: the next batch
 	go s.collect(ctx, in, ready)
@@ -180,6 +215,8 @@ func (s *Stage) Stats() Stats {
 		Encoded: s.encoded.Load(), EncodedBusy: time.Duration(s.encodedNS.Load()),
 		Fallbacks: s.fallbacks.Load(), FallbackBusy: time.Duration(s.fallbackNS.Load()), Bytes: s.bytes.Load(),
 		NonFinite: s.nonFinite.Load(),
+		Texts:     s.texts.Load(), TextTruncated: s.textTruncated.Load(), TextEmpty: s.textEmpty.Load(),
+		TextBusy: time.Duration(s.textNS.Load()),
 	}
 	for i := range s.per {
 		c := &s.per[i]
@@ -267,6 +304,9 @@ func (s *Stage) embedLoop(ctx context.Context, k int, ready <-chan []Input) {
 		}
 		start := time.Now()
 		b := s.embed(eng, dim, xs, &fallback)
+		if b.Err == nil && s.opt.Texts != nil {
+			s.embedTexts(s.opt.Texts[k], &b)
+		}
 		busy := time.Since(start)
 		b.Engine = k
 		for _, x := range xs {
@@ -287,8 +327,8 @@ func (s *Stage) embedLoop(ctx context.Context, k int, ready <-chan []Input) {
 			s.images.Add(int64(len(b.Items)))
 			c.images.Add(int64(len(b.Items)))
 			for i := range b.Items {
-				row := b.Embeddings[i*dim : (i+1)*dim]
-				if !AllFinite(row) {
+				row, text := b.Embeddings[i*dim:(i+1)*dim], b.TextRow(i)
+				if !AllFinite(row) || !AllFinite(text) {
 					if b.NonFinite == nil {
 						b.NonFinite = make([]bool, len(b.Items))
 					}
@@ -296,6 +336,7 @@ func (s *Stage) embedLoop(ctx context.Context, k int, ready <-chan []Input) {
 					s.nonFinite.Add(1)
 				} else if s.opt.Normalize {
 					Normalize(row)
+					Normalize(text)
 				}
 			}
 		}
@@ -369,6 +410,33 @@ func (s *Stage) embed(eng Embedder, dim int, xs []Input, fallback **decode.Decod
 	}
 	b.Embeddings = b.Embeddings[:len(b.Items)*dim]
 	return b
+}
+
+// embedTexts embeds the texts of b's items (those with an image embedding) in one call of
+// the engine's text embedder; its error is the batch's, as an image call's is.
+func (s *Stage) embedTexts(te TextEmbedder, b *Batch) {
+	b.TextEmbeddings = make([]float32, len(b.Items)*b.Dim)
+	if len(b.Items) == 0 {
+		return
+	}
+	texts := make([]string, len(b.Items))
+	empty := 0
+	for i, it := range b.Items {
+		texts[i] = it.Text
+		if it.Text == "" {
+			empty++
+		}
+	}
+	t := time.Now()
+	truncated, err := te.EmbedTexts(texts, b.TextEmbeddings)
+	s.textNS.Add(int64(time.Since(t)))
+	if err != nil {
+		b.Err, b.TextEmbeddings = fmt.Errorf("text tower: %w", err), nil
+		return
+	}
+	s.texts.Add(int64(len(texts)))
+	s.textTruncated.Add(int64(truncated))
+	s.textEmpty.Add(int64(empty))
 }
 
 // retry decodes a JPEG the engine failed with the CPU decoder: decoded, it is embedded from

@@ -27,11 +27,13 @@ const DefaultRowsPerPart = 1_000_000
 const (
 	EmbDir      = "img_emb"
 	MetadataDir = "metadata"
+	TextEmbDir  = "text_emb" // the text embeddings (clip-retrieval's --enable_text)
 )
 
 var (
 	embPartRe      = regexp.MustCompile(`^img_emb_([0-9]+)\.npy$`)
 	metadataPartRe = regexp.MustCompile(`^metadata_([0-9]+)\.parquet$`)
+	textEmbPartRe  = regexp.MustCompile(`^text_emb_([0-9]+)\.npy$`)
 )
 
 // EmbPath and MetadataPath are part k's files under dir.
@@ -43,14 +45,21 @@ func MetadataPath(dir string, k int) string {
 	return filepath.Join(dir, MetadataDir, "metadata_"+strconv.Itoa(k)+".parquet")
 }
 
+// TextEmbPath is part k's text embeddings under dir (files with text_embeddings).
+func TextEmbPath(dir string, k int) string {
+	return filepath.Join(dir, TextEmbDir, "text_emb_"+strconv.Itoa(k)+".npy")
+}
+
 // PartIndex is k for a part's file name (img_emb_K.npy in img_emb, metadata_K.parquet in
-// metadata); ok is false for any other name.
+// metadata, text_emb_K.npy in text_emb); ok is false for any other name.
 func PartIndex(dir, name string) (k int, ok bool) {
 	re := embPartRe
 	switch dir {
 	case EmbDir:
 	case MetadataDir:
 		re = metadataPartRe
+	case TextEmbDir:
+		re = textEmbPartRe
 	default:
 		return 0, false
 	}
@@ -67,8 +76,9 @@ type Options struct {
 	Dir         string // the folder that gets img_emb/ and metadata/
 	RowsPerPart int64  // rows of each part (the last has the rest); 0: DefaultRowsPerPart
 	Dtype       string // "float16" or "float32"; "": the file's
-	// Done, when set, is called after part k's two files are complete (renamed to their
-	// names), in part order, with their paths; an error stops the export. It may move the
+	// Done, when set, is called after part k's files (two, or three with text_emb) are
+	// complete (renamed to their names), in part order, with their paths; an error stops the
+	// export. It may move the
 	// files elsewhere (clipd export uploads them to s3:// and removes them).
 	Done func(k int, files []string) error
 }
@@ -80,6 +90,7 @@ type Result struct {
 	Dtype   string
 	Parts   int
 	Columns []string // the metadata columns, in the parquet files' order
+	Text    bool     // text_emb/ was written: the file has text_embeddings
 }
 
 // rowGroupRows caps the rows a parquet writer holds in memory before writing a row group.
@@ -91,7 +102,8 @@ const tmpSuffix = ".tmp"
 // NPY exports the embedded rows of the clipd output file path into opt.Dir: part k holds rows
 // [k*RowsPerPart, (k+1)*RowsPerPart) as img_emb/img_emb_k.npy (N x D, row order) and
 // metadata/metadata_k.parquet (url, image_id, the carried columns, width, height; same
-// order). Each file is written beside its final name and renamed when complete; parts of an
+// order), and, when the file has text_embeddings, text_emb/text_emb_k.npy (N x D, the text
+// embedding of each row, same order), as clip-retrieval's inference writes them. Each file is written beside its final name and renamed when complete; parts of an
 // earlier export beyond the last are removed, so a rerun replaces an export. Errors are
 // outfile.ErrInput (the file) or outfile.ErrOutput (the folder), or ctx's.
 func NPY(ctx context.Context, path string, opt Options) (Result, error) {
@@ -106,7 +118,7 @@ func NPY(ctx context.Context, path string, opt Options) (Result, error) {
 	}
 	defer src.close()
 
-	res := Result{Rows: src.rows, Dim: src.emb.Cols(), Dtype: src.emb.Kind().String()}
+	res := Result{Rows: src.rows, Dim: src.emb.Cols(), Dtype: src.emb.Kind().String(), Text: src.text != nil}
 	outKind := src.emb.Kind()
 	switch opt.Dtype {
 	case "":
@@ -130,7 +142,11 @@ func NPY(ctx context.Context, path string, opt Options) (Result, error) {
 	}
 	res.Parts = int(max(1, (src.rows+per-1)/per)) // an empty file still gets part 0, of 0 rows
 
-	for _, d := range []string{EmbDir, MetadataDir} {
+	dirs := []string{EmbDir, MetadataDir}
+	if res.Text {
+		dirs = append(dirs, TextEmbDir)
+	}
+	for _, d := range dirs {
 		if err := os.MkdirAll(filepath.Join(opt.Dir, d), 0o755); err != nil {
 			return Result{}, outfile.WrapWrite(filepath.Join(opt.Dir, d), err)
 		}
@@ -142,7 +158,11 @@ func NPY(ctx context.Context, path string, opt Options) (Result, error) {
 			return Result{}, err
 		}
 		if opt.Done != nil {
-			if err := opt.Done(k, []string{EmbPath(opt.Dir, k), MetadataPath(opt.Dir, k)}); err != nil {
+			files := []string{EmbPath(opt.Dir, k), MetadataPath(opt.Dir, k)}
+			if res.Text {
+				files = append(files, TextEmbPath(opt.Dir, k))
+			}
+			if err := opt.Done(k, files); err != nil {
 				return Result{}, err
 			}
 		}
@@ -153,7 +173,17 @@ func NPY(ctx context.Context, path string, opt Options) (Result, error) {
 	if err := removeStale(filepath.Join(opt.Dir, MetadataDir), metadataPartRe, res.Parts); err != nil {
 		return Result{}, err
 	}
-	for _, d := range []string{EmbDir, MetadataDir} {
+	// Text parts of an earlier export go too when this file has none: they are other rows'.
+	textParts := 0
+	if res.Text {
+		textParts = res.Parts
+	}
+	if _, err := os.Stat(filepath.Join(opt.Dir, TextEmbDir)); err == nil {
+		if err := removeStale(filepath.Join(opt.Dir, TextEmbDir), textEmbPartRe, textParts); err != nil {
+			return Result{}, err
+		}
+	}
+	for _, d := range dirs {
 		if err := outfile.SyncDir(filepath.Join(opt.Dir, d)); err != nil {
 			return Result{}, err
 		}
@@ -172,11 +202,13 @@ type source struct {
 	path string
 	rows int64
 	emb  *h5.Dataset
+	text *h5.Dataset  // text_embeddings; nil when the file has none
 	cols []metaColumn // url first
 }
 
 func (s *source) close() {
 	s.emb.Close()
+	s.text.Close()
 	for _, c := range s.cols {
 		c.ds.Close()
 	}
@@ -197,6 +229,15 @@ func openSource(f *h5.File) (*source, error) {
 		return nil, outfile.InputErrorf("%s: embeddings is not a matrix of float32 or float16: not a clipd output file", path)
 	}
 	s.emb, s.rows = emb, emb.Rows()
+	if s.text, err = openDataset(f, outfile.TextEmbeddings, false); err != nil {
+		s.close()
+		return nil, err
+	}
+	if t := s.text; t != nil && (t.Kind() != emb.Kind() || t.Cols() != emb.Cols() || t.Rows() != s.rows) {
+		s.close()
+		return nil, outfile.InputErrorf("%s: %s is %d x %d %s, embeddings %d x %d %s: the file is damaged", path, outfile.TextEmbeddings,
+			t.Rows(), t.Cols(), t.Kind(), s.rows, emb.Cols(), emb.Kind())
+	}
 
 	type want struct {
 		dataset, column string
@@ -309,19 +350,45 @@ func newPartWriter(src *source, outKind h5.Kind) *partWriter {
 	return p
 }
 
-// write writes part k, rows [start, start+n), to its two files.
+// npyPart is one .npy file of a part being written: a matrix dataset's rows.
+type npyPart struct {
+	ds   *h5.Dataset
+	path string // its final name; written as path+tmpSuffix
+	f    *os.File
+	buf  *bufio.Writer
+}
+
+// write writes part k, rows [start, start+n), to its files: the embeddings, the text
+// embeddings when the file has them, and the metadata.
 func (p *partWriter) write(ctx context.Context, dir string, k int, start, n int64) (err error) {
-	embPath, metaPath := EmbPath(dir, k), MetadataPath(dir, k)
-	emb, err := createTmp(embPath)
-	if err != nil {
-		return err
+	npys := []*npyPart{{ds: p.src.emb, path: EmbPath(dir, k)}}
+	if p.src.text != nil {
+		npys = append(npys, &npyPart{ds: p.src.text, path: TextEmbPath(dir, k)})
 	}
-	defer func() {
-		if err != nil {
-			emb.Close()
-			os.Remove(embPath + tmpSuffix)
+	metaPath := MetadataPath(dir, k)
+	descr := "<f4"
+	if p.outKind == h5.Float16 {
+		descr = "<f2"
+	}
+	for _, m := range npys {
+		if m.f, err = createTmp(m.path); err != nil {
+			return err
 		}
-	}()
+		defer func() {
+			if err != nil {
+				m.f.Close()
+				os.Remove(m.path + tmpSuffix)
+			}
+		}()
+		header, err := NPYHeader(descr, n, m.ds.Cols())
+		if err != nil {
+			return outfile.WrapWrite(m.path+tmpSuffix, err)
+		}
+		m.buf = bufio.NewWriterSize(m.f, 1<<20)
+		if _, err := m.buf.Write(header); err != nil {
+			return outfile.WrapWrite(m.path+tmpSuffix, err)
+		}
+	}
 	meta, err := createTmp(metaPath)
 	if err != nil {
 		return err
@@ -332,57 +399,50 @@ func (p *partWriter) write(ctx context.Context, dir string, k int, start, n int6
 			os.Remove(metaPath + tmpSuffix)
 		}
 	}()
-
-	descr := "<f4"
-	if p.outKind == h5.Float16 {
-		descr = "<f2"
-	}
-	header, err := NPYHeader(descr, n, p.src.emb.Cols())
-	if err != nil {
-		return outfile.WrapWrite(embPath+tmpSuffix, err)
-	}
-	embBuf := bufio.NewWriterSize(emb, 1<<20)
-	if _, err := embBuf.Write(header); err != nil {
-		return outfile.WrapWrite(embPath+tmpSuffix, err)
-	}
 	pw := parquet.NewWriter(meta, p.schema, parquet.Compression(&parquet.Snappy), parquet.MaxRowsPerRowGroup(rowGroupRows))
 
 	for done := int64(0); done < n; {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		m := int(min(n-done, outfile.ReadRows))
-		vals, err := p.readEmbeddings(start+done, m)
+		rows := int(min(n-done, outfile.ReadRows))
+		for _, m := range npys {
+			vals, err := p.readMatrix(m.ds, start+done, rows)
+			if err != nil {
+				return err
+			}
+			if _, err := m.buf.Write(vals); err != nil {
+				return outfile.WrapWrite(m.path+tmpSuffix, err)
+			}
+		}
+		meta, err := p.readMetadata(start+done, rows)
 		if err != nil {
 			return err
 		}
-		if _, err := embBuf.Write(vals); err != nil {
-			return outfile.WrapWrite(embPath+tmpSuffix, err)
-		}
-		rows, err := p.readMetadata(start+done, m)
-		if err != nil {
-			return err
-		}
-		if _, err := pw.WriteRows(rows); err != nil {
+		if _, err := pw.WriteRows(meta); err != nil {
 			return outfile.WrapWrite(metaPath+tmpSuffix, err)
 		}
-		done += int64(m)
+		done += int64(rows)
 	}
-	if err := embBuf.Flush(); err != nil {
-		return outfile.WrapWrite(embPath+tmpSuffix, err)
+	for _, m := range npys {
+		if err := m.buf.Flush(); err != nil {
+			return outfile.WrapWrite(m.path+tmpSuffix, err)
+		}
 	}
 	if err := pw.Close(); err != nil {
 		return outfile.WrapWrite(metaPath+tmpSuffix, err)
 	}
-	if err := finish(emb, embPath); err != nil {
-		return err
+	for _, m := range npys {
+		if err := finish(m.f, m.path); err != nil {
+			return err
+		}
 	}
 	return finish(meta, metaPath)
 }
 
-// readEmbeddings reads rows [start, start+n) of the embeddings as little-endian outKind values.
-func (p *partWriter) readEmbeddings(start int64, n int) ([]byte, error) {
-	e := p.src.emb
+// readMatrix reads rows [start, start+n) of a matrix dataset of the file (the embeddings or
+// the text embeddings) as little-endian outKind values.
+func (p *partWriter) readMatrix(e *h5.Dataset, start int64, n int) ([]byte, error) {
 	size := n * e.Cols() * e.Kind().Size()
 	if cap(p.raw) < size {
 		p.raw = make([]byte, size)

@@ -26,6 +26,9 @@ type Item struct {
 	// Columns are the values of the input columns the run carries to the output
 	// (source.Options.Columns), by the name asked for; nil when none are asked for.
 	Columns map[string]string
+	// Text is the row's text to embed beside its image (source.Options.TextColumn): a
+	// caption; "" when none is asked for, or the row has none.
+	Text string
 }
 
 // Local reports whether the row names a local file (an absolute path) rather than a URL.

@@ -62,6 +62,7 @@ type input struct {
 	dim    int
 	hasIDs bool
 	lines  bool
+	text   bool                 // has text_embeddings
 	parts  []outfile.InputEntry // its inputs: one from its Attrs, or its inputs datasets
 	remap  []int64              // its input index -> the output's
 }
@@ -154,11 +155,12 @@ func Files(ctx context.Context, inputs []string, out string, opt Options) (Stats
 	embedded := newURLSet(seed)
 	kind, dim := ins[0].kind, ins[0].dim
 	saved := attrs.Columns // every input's saved columns; rows of a file without one get ""
-	outE, err := f.CreateTable(outfile.WithRowInfo(withIndex(outfile.EmbeddedTable(hasIDs, false, kind, dim)), saved), 0, 1024, outfile.FinalCache)
+	text := ins[0].text    // all or none of the inputs have text embeddings (agree)
+	outE, err := f.CreateTable(outfile.WithRowInfo(withIndex(outfile.WithText(outfile.EmbeddedTable(hasIDs, false, kind, dim), text)), saved), 0, 1024, outfile.FinalCache)
 	if err != nil {
 		return fail(err)
 	}
-	readE := outfile.WithRowInfo(outfile.WithInputIndex(outfile.EmbeddedTable(true, false, kind, dim)), saved)
+	readE := outfile.WithRowInfo(outfile.WithInputIndex(outfile.WithText(outfile.EmbeddedTable(true, false, kind, dim), text)), saved)
 	st.Rows, st.DuplicateRows, err = mergeTable(ctx, ins, segs, readE, outE, indexed, embedded, nil, nil, f.Tmp())
 	if err != nil {
 		return fail(err)
@@ -240,6 +242,9 @@ func openInput(p string) (*input, error) {
 		in.lines, err = f.Has("lines")
 	}
 	if err == nil {
+		in.text, err = f.Has(outfile.TextEmbeddings)
+	}
+	if err == nil {
 		in.parts, err = outfile.ReadInputs(f)
 	}
 	if err != nil {
@@ -267,8 +272,15 @@ func agree(a, b *input) error {
 		check("dtype", a.kind.String(), b.kind.String()),
 		check("embed_dim", a.dim, b.dim),
 		check("normalized", a.attrs.Normalized, b.attrs.Normalized),
+		check("text_embeddings", a.text, b.text),
+		check("text_column", quoted(a.attrs.TextColumn), quoted(b.attrs.TextColumn)),
 	} {
 		if err != nil {
+			return err
+		}
+	}
+	if a.attrs.TokenizerSHA256 != "" && b.attrs.TokenizerSHA256 != "" {
+		if err := check("tokenizer_sha256", a.attrs.TokenizerSHA256, b.attrs.TokenizerSHA256); err != nil {
 			return err
 		}
 	}

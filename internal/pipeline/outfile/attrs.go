@@ -25,6 +25,12 @@ type Attrs struct {
 	URLKind          string   // openimages inputs: original, thumbnail or mirror
 	Columns          []string // input columns saved with each row (datasets named by SavedName)
 	IgnoreOptOut     bool     // images whose server opted out (X-Robots-Tag noai, ...) were fetched anyway
+	// TextColumn is the input column whose text each row's text_embeddings holds the
+	// embedding of; "" when the file has no text embeddings.
+	TextColumn string
+	// TokenizerSHA256 identifies the tokenizer the texts were tokenized with: the sha256 of
+	// its vocab.json and merges.txt (TokenizerHash); "" without text embeddings.
+	TokenizerSHA256 string
 }
 
 // Kind is the element kind of the embeddings Dtype names ("" is float32).
@@ -61,7 +67,13 @@ func writeAttrs(f *h5.File, a Attrs) error {
 			return err
 		}
 	}
-	return nil
+	if a.TextColumn == "" { // files without text embeddings keep the attributes they always had
+		return nil
+	}
+	if err := f.SetAttr("text_column", a.TextColumn); err != nil {
+		return err
+	}
+	return f.SetAttr("tokenizer_sha256", a.TokenizerSHA256)
 }
 
 // ReadAttrs reads the attributes clipd writes; missing ones stay zero. Errors are ErrInput.
@@ -92,6 +104,10 @@ func ReadAttrs(f *h5.File) (Attrs, error) {
 			a.Shard = s
 		case "url_kind":
 			a.URLKind = s
+		case "text_column":
+			a.TextColumn = s
+		case "tokenizer_sha256":
+			a.TokenizerSHA256 = s
 		case "saved_columns":
 			if s != "" {
 				a.Columns = strings.Split(s, ",")

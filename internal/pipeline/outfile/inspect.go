@@ -22,7 +22,8 @@ type Info struct {
 	FailuresByReason []ReasonCount  `json:"failures_by_reason"`
 	Attrs            map[string]any `json:"attributes"`
 	Datasets         []string       `json:"datasets"`
-	Inputs           []InputEntry   `json:"inputs,omitempty"` // merged files of several inputs
+	TextColumn       string         `json:"text_column,omitempty"` // the input column text_embeddings embeds; "" when the file has none
+	Inputs           []InputEntry   `json:"inputs,omitempty"`      // merged files of several inputs
 	First            []InfoRow      `json:"first_rows"`
 }
 
@@ -37,6 +38,8 @@ type InfoRow struct {
 	URL       string    `json:"url"`
 	ImageID   string    `json:"image_id,omitempty"`
 	Embedding []float32 `json:"embedding_head"`
+	// TextEmbedding is the first values of the row's text embedding (files with text_embeddings).
+	TextEmbedding []float32 `json:"text_embedding_head,omitempty"`
 }
 
 // Inspect reads path's summary and its first n rows (headValues values of each), checking
@@ -58,7 +61,7 @@ func Inspect(ctx context.Context, path string, n, headValues int) (*Info, error)
 	for _, a := range attrs {
 		info.Attrs[a.Name] = a.Value
 	}
-	names := []string{"urls", "embeddings", "image_ids", "lines", "seqs", "widths", "heights", "failed_urls", "failed_reasons", "failed_stages", "failed_image_ids", "failed_lines", "failed_seqs",
+	names := []string{"urls", "embeddings", TextEmbeddings, "image_ids", "lines", "seqs", "widths", "heights", "failed_urls", "failed_reasons", "failed_stages", "failed_image_ids", "failed_lines", "failed_seqs",
 		"input_index", "failed_input_index", "inputs", "inputs_fingerprint", "inputs_shards", "inputs_limit", "inputs_url_kind"}
 	if saved, ok := info.Attrs["saved_columns"].(string); ok && saved != "" {
 		for _, c := range strings.Split(saved, ",") {
@@ -86,8 +89,16 @@ func Inspect(ctx context.Context, path string, n, headValues int) (*Info, error)
 	if info.Dim == 0 || (kind != h5.Float32 && kind != h5.Float16) {
 		return nil, InputErrorf("%s: embeddings is a %d-dimensional %s dataset, want rows x dim floats: not a clipd output file", path, 1+min(info.Dim, 1), kind)
 	}
-	// The embedded table: urls, image ids and embeddings must have the same rows.
-	tf, rows, err := OpenTable(f, EmbeddedTable(true, false, kind, info.Dim), 0)
+	hasText, err := f.Has(TextEmbeddings)
+	if err != nil {
+		return nil, WrapRead(path, err)
+	}
+	if hasText {
+		info.TextColumn, _ = info.Attrs["text_column"].(string)
+	}
+	// The embedded table: urls, image ids, embeddings and text embeddings must have the same
+	// rows (and the text embeddings the embeddings' kind and dim).
+	tf, rows, err := OpenTable(f, WithText(EmbeddedTable(true, false, kind, info.Dim), hasText), 0)
 	if err != nil {
 		return nil, err
 	}
@@ -106,6 +117,9 @@ func Inspect(ctx context.Context, path string, n, headValues int) (*Info, error)
 			r := InfoRow{URL: b.Strs[ColURLs][i], Embedding: headFloats(vals, kind, i, info.Dim, min(headValues, info.Dim))}
 			if ids := b.Strs[ColIDs]; i < len(ids) {
 				r.ImageID = ids[i]
+			}
+			if hasText {
+				r.TextEmbedding = headFloats(b.Raw[ColText], kind, i, info.Dim, min(headValues, info.Dim))
 			}
 			info.First = append(info.First, r)
 		}

@@ -30,9 +30,10 @@ const (
 	ColStages = 5 // failed_stages
 	ColInput  = 6 // input_index / failed_input_index: merged files of several inputs only (WithInputIndex)
 	// The embedded table's per-row image information (WithRowInfo):
-	ColWidths  = 7 // widths: the images' width as encoded (0 in files from before it was kept)
-	ColHeights = 8 // heights
-	ColSaved   = 9 // the input columns saved on request (Attrs.Columns), one dataset each, from here on
+	ColWidths  = 7  // widths: the images' width as encoded (0 in files from before it was kept)
+	ColHeights = 8  // heights
+	ColText    = 9  // text_embeddings: the embeddings of the rows' texts (WithText; Attrs.TextColumn)
+	ColSaved   = 10 // the input columns saved on request (Attrs.Columns), one dataset each, from here on
 )
 
 // stringDeflate is the deflate level of string datasets.
@@ -81,10 +82,33 @@ func WithRowInfo(t Table, saved []string) Table {
 	for len(cols) < ColWidths {
 		cols = append(cols, Column{Kind: h5.String})
 	}
-	cols = append(cols[:ColWidths], Column{"widths", h5.Int64, 0}, Column{"heights", h5.Int64, 0})
+	text := Column{Kind: h5.String} // absent unless WithText names it
+	if len(cols) > ColText {
+		text = cols[ColText]
+	}
+	cols = append(cols[:ColWidths], Column{"widths", h5.Int64, 0}, Column{"heights", h5.Int64, 0}, text)
 	for _, name := range saved {
 		cols = append(cols, Column{SavedName(name), h5.String, 0})
 	}
+	return Table{cols}
+}
+
+// TextEmbeddings is the dataset of the rows' text embeddings.
+const TextEmbeddings = "text_embeddings"
+
+// WithText is the embedded table t with its text_embeddings column (on: N x the embeddings'
+// dim, of their kind, row i the embedding of row i's text) or without it (off); t is
+// returned as it is when off. Before or after WithRowInfo.
+func WithText(t Table, on bool) Table {
+	if !on {
+		return t
+	}
+	cols := append([]Column(nil), t.Cols...)
+	for len(cols) <= ColText {
+		cols = append(cols, Column{Kind: h5.String})
+	}
+	v := t.Cols[ColValues]
+	cols[ColText] = Column{TextEmbeddings, v.Kind, v.Cols}
 	return Table{cols}
 }
 
@@ -103,7 +127,7 @@ func SavedName(name string) string {
 // ReservedName reports whether a saved column's dataset would clash with one of clipd's own.
 func ReservedName(name string) bool {
 	switch SavedName(name) {
-	case "urls", "image_ids", "lines", "seqs", "embeddings", "widths", "heights", "input_index",
+	case "urls", "image_ids", "lines", "seqs", "embeddings", TextEmbeddings, "widths", "heights", "input_index",
 		"inputs", "inputs_fingerprint", "inputs_shards", "inputs_limit", "inputs_url_kind":
 		return true
 	}

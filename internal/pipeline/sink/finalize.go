@@ -48,7 +48,6 @@ func Finalize(dir string, attrs outfile.Attrs) (string, error) {
 	if haveState {
 		hasIDs = st.HasIDs
 	}
-	dim := attrs.EmbedDim
 
 	// Pass 1: which Seqs are there.
 	var ok, failed bitset
@@ -58,7 +57,7 @@ func Finalize(dir string, attrs outfile.Attrs) (string, error) {
 			return "", outfile.WrapRead(c.Path, err)
 		}
 		for _, fail := range []bool{false, true} {
-			t := outfile.WithRowInfo(outfile.EmbeddedTable(hasIDs, true, kind, dim), attrs.Columns)
+			t := embeddedTable(attrs, hasIDs, true, kind)
 			if fail {
 				t = outfile.FailedTable(hasIDs, true)
 			}
@@ -93,7 +92,7 @@ func Finalize(dir string, attrs outfile.Attrs) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	outE, err := f.CreateTable(outfile.WithRowInfo(outfile.EmbeddedTable(hasIDs, false, kind, dim), attrs.Columns), nRows, int(max(nRows, 1)), outfile.FinalCache)
+	outE, err := f.CreateTable(embeddedTable(attrs, hasIDs, false, kind), nRows, int(max(nRows, 1)), outfile.FinalCache)
 	if err != nil {
 		f.Abort()
 		return "", err
@@ -110,7 +109,7 @@ func Finalize(dir string, attrs outfile.Attrs) (string, error) {
 			f.Abort()
 			return "", outfile.WrapRead(c.Path, err)
 		}
-		err = placeRows(in, outfile.WithRowInfo(outfile.EmbeddedTable(hasIDs, true, kind, dim), attrs.Columns), outE, &ok, &writtenE)
+		err = placeRows(in, embeddedTable(attrs, hasIDs, true, kind), outE, &ok, &writtenE)
 		if err == nil {
 			err = placeRows(in, outfile.FailedTable(hasIDs, true), outF, &failed, &writtenF)
 		}

@@ -30,6 +30,8 @@ type RunKey struct {
 	Normalized       bool
 	Columns          string // the saved input columns, comma-separated
 	IgnoreOptOut     bool   `json:",omitempty"`
+	TextColumn       string `json:",omitempty"` // the input column whose text is embedded too; "" for none
+	TokenizerSHA256  string `json:",omitempty"` // the tokenizer's files (with a text column)
 }
 
 // KeyOf is the RunKey that attributes a record (what a finished file's attributes say of
@@ -47,7 +49,8 @@ func keyOf(a outfile.Attrs) RunKey {
 	}
 	return RunKey{Input: a.Input, InputFingerprint: a.InputFingerprint, Shard: shard, Limit: a.Limit, URLKind: a.URLKind,
 		WeightsSHA256: a.WeightsSHA256, Preprocess: a.Preprocess, Dtype: a.Dtype, Normalized: a.Normalized,
-		Columns: strings.Join(a.Columns, ","), IgnoreOptOut: a.IgnoreOptOut}
+		Columns: strings.Join(a.Columns, ","), IgnoreOptOut: a.IgnoreOptOut, TextColumn: a.TextColumn,
+		TokenizerSHA256: a.TokenizerSHA256}
 }
 
 // diffKeys says how key b differs from a, the earlier run's ("" when they are the same).
@@ -64,9 +67,16 @@ func diffKeys(a, b RunKey) string {
 			d = append(d, fmt.Sprintf("the input's content changed (%s, now %s)", orNone(x.(string)), orNone(y.(string))))
 			continue
 		}
+		if name == "TokenizerSHA256" {
+			d = append(d, fmt.Sprintf("the tokenizer's vocab.json or merges.txt changed (sha256 %s, now %s)", orNone(x.(string)), orNone(y.(string))))
+			continue
+		}
 		if name == "WeightsSHA256" {
 			d = append(d, fmt.Sprintf("the weights changed (sha256 %s, now %s)", orNone(x.(string)), orNone(y.(string))))
 			continue
+		}
+		if name == "TextColumn" {
+			name = "text column"
 		}
 		d = append(d, fmt.Sprintf("%s %v, now %v", strings.ToLower(name), orNone(fmt.Sprint(x)), orNone(fmt.Sprint(y))))
 	}

@@ -19,10 +19,12 @@ import (
 	"github.com/clipd/clipd/internal/pipeline/outfile"
 )
 
-// Row is one embedded item; Add copies Embedding (EmbedDim values).
+// Row is one embedded item; Add copies Embedding (EmbedDim values) and, in a run with a text
+// column (Attrs.TextColumn), TextEmbedding (EmbedDim values: the embedding of Item.Text).
 type Row struct {
-	Item      item.Item
-	Embedding []float32
+	Item          item.Item
+	Embedding     []float32
+	TextEmbedding []float32
 }
 
 // Options configure a Writer.
@@ -357,7 +359,13 @@ func (w *Writer) Add(r Row) error {
 	if len(r.Embedding) != w.opt.Attrs.EmbedDim {
 		return fmt.Errorf("sink: embedding of %d values, want %d", len(r.Embedding), w.opt.Attrs.EmbedDim)
 	}
+	if text := w.opt.Attrs.TextColumn != ""; text && len(r.TextEmbedding) != w.opt.Attrs.EmbedDim || !text && r.TextEmbedding != nil {
+		return fmt.Errorf("sink: text embedding of %d values in a run with text column %q, want %d", len(r.TextEmbedding), w.opt.Attrs.TextColumn, w.opt.Attrs.EmbedDim)
+	}
 	r.Embedding = append([]float32(nil), r.Embedding...)
+	if r.TextEmbedding != nil {
+		r.TextEmbedding = append([]float32(nil), r.TextEmbedding...)
+	}
 	return w.send(msg{row: r})
 }
 
@@ -453,7 +461,7 @@ func (w *Writer) startChunk() (*chunkWriter, error) {
 		return nil, err
 	}
 	c.f = f
-	et := outfile.WithRowInfo(outfile.EmbeddedTable(w.opt.HasImageIDs, true, w.kind, w.opt.Attrs.EmbedDim), w.opt.Attrs.Columns)
+	et := embeddedTable(w.opt.Attrs, w.opt.HasImageIDs, true, w.kind)
 	ft := outfile.FailedTable(w.opt.HasImageIDs, true)
 	c.saved = w.opt.Attrs.Columns
 	if c.emb, err = f.CreateTable(et, 0, w.opt.ChunkSize, writerCache); err == nil {
@@ -475,10 +483,20 @@ func (c *chunkWriter) addRow(r Row) {
 	b.Raw[outfile.ColValues] = appendEmbedding(b.Raw[outfile.ColValues], r.Embedding, c.emb.Table().Cols[outfile.ColValues].Kind)
 	b.Ints[outfile.ColWidths] = append(b.Ints[outfile.ColWidths], int64(r.Item.Width))
 	b.Ints[outfile.ColHeights] = append(b.Ints[outfile.ColHeights], int64(r.Item.Height))
+	if r.TextEmbedding != nil {
+		b.Raw[outfile.ColText] = appendEmbedding(b.Raw[outfile.ColText], r.TextEmbedding, c.emb.Table().Cols[outfile.ColText].Kind)
+	}
 	for i, name := range c.saved {
 		b.Strs[outfile.ColSaved+i] = append(b.Strs[outfile.ColSaved+i], r.Item.Columns[name])
 	}
 	b.N++
+}
+
+// embeddedTable is the embedded table of a run's chunk files (seqs) or final file: its row
+// information, saved columns and, with a text column, its text embeddings.
+func embeddedTable(a outfile.Attrs, ids, seqs bool, kind h5.Kind) outfile.Table {
+	t := outfile.WithText(outfile.EmbeddedTable(ids, seqs, kind, a.EmbedDim), a.TextColumn != "")
+	return outfile.WithRowInfo(t, a.Columns)
 }
 
 func appendEmbedding(dst []byte, v []float32, kind h5.Kind) []byte {

@@ -119,6 +119,7 @@ type parquetRows struct {
 	url, id, md5, size      *parquetColumn
 	carried                 []*parquetColumn // one per Options.Columns entry, in order
 	carriedNames            []string         // the names asked for, the keys of Item.Columns
+	text                    *parquetColumn   // Options.TextColumn's column; nil when none is asked for
 	read                    []*parquetColumn // every column to read, each once
 	group                   int              // the row group being read; -1 before the first
 	left                    int64            // rows left in it
@@ -226,6 +227,14 @@ func startParquetFile(ctx context.Context, f *os.File, c io.Closer, spec, finger
 		}
 		r.carried, r.carriedNames = append(r.carried, c), append(r.carriedNames, name)
 	}
+	if opt.TextColumn != "" {
+		if r.text, err = column(opt.TextColumn); err == nil && r.text == nil {
+			err = fmt.Errorf("no text column %q; the columns are %s", opt.TextColumn, listColumns(cols))
+		}
+		if err != nil {
+			return fail(fmt.Errorf("source %s: %w", spec, err))
+		}
+	}
 	for _, c := range byIndex {
 		r.read = append(r.read, c)
 	}
@@ -331,6 +340,9 @@ func (r *parquetRows) next() (rec Record, key string, ok bool, err error) {
 		for i, c := range r.carried {
 			rec.Item.Columns[r.carriedNames[i]] = parquetString(c.cur)
 		}
+	}
+	if rec.Failure == nil && r.text != nil {
+		rec.Item.Text = parquetString(r.text.cur)
 	}
 	return rec, key, true, nil
 }

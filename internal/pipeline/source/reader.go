@@ -68,6 +68,7 @@ type parser struct {
 	baseDir                        string // what relative paths are relative to
 	colNames                       []string
 	colIdx                         []int
+	textIdx                        int // Options.TextColumn's column; -1 when none is asked for
 	maxURL                         int
 	pending                        []byte
 }
@@ -123,6 +124,7 @@ func start(ctx context.Context, rc io.ReadCloser, spec, name string, opt Options
 		pathRows:     cfg.baseDir != "" || cfg.stdinPaths,
 		baseDir:      cfg.baseDir,
 		colNames:     opt.Columns,
+		textIdx:      -1,
 	}
 	p.sp.sep, p.sp.quotes = ',', true
 	if format == FormatTSV {
@@ -131,6 +133,9 @@ func start(ctx context.Context, rc io.ReadCloser, spec, name string, opt Options
 	if format == FormatText && len(opt.Columns) > 0 {
 		return fail(fmt.Errorf("source %s: a plain list has no columns to save (%s); give a CSV, TSV or parquet list, or tar shards", spec, strings.Join(opt.Columns, ", ")))
 	}
+	if format == FormatText && opt.TextColumn != "" {
+		return fail(fmt.Errorf("source %s: a plain list or a folder of images has no text column %q; give a CSV, TSV or parquet list with captions, or tar shards", spec, opt.TextColumn))
+	}
 	info := Info{Spec: spec, Format: format, Gzip: gz, Cached: cfg.cached,
 		Fingerprint: cfg.fingerprint, TotalBytes: cfg.totalBytes, TotalRows: cfg.totalRows}
 	if format != FormatText {
@@ -138,7 +143,7 @@ func start(ctx context.Context, rc io.ReadCloser, spec, name string, opt Options
 		if cfg.urlColumn != "" {
 			column = cfg.urlColumn
 		}
-		if err := p.readHeader(column, &info); err != nil {
+		if err := p.readHeader(column, opt.TextColumn, &info); err != nil {
 			return fail(fmt.Errorf("source %s: %w", spec, err))
 		}
 	}
@@ -205,7 +210,7 @@ func detectFormat(first, name string) Format {
 }
 
 // readHeader reads the header row and finds the columns; column, when set, names the URL column.
-func (p *parser) readHeader(column string, info *Info) error {
+func (p *parser) readHeader(column, textColumn string, info *Info) error {
 	var l line
 	for {
 		var err error
@@ -228,6 +233,9 @@ func (p *parser) readHeader(column string, info *Info) error {
 		p.urlIdx, p.sizeIdx, p.md5Idx, p.urlColumn = 0, 1, 2, "URL"
 		if column != "" && !strings.EqualFold(column, "URL") {
 			return fmt.Errorf("line %d: a %s list has no column %q", l.no, tsvHTTPData, column)
+		}
+		if textColumn != "" {
+			return fmt.Errorf("line %d: a %s list has no text column %q", l.no, tsvHTTPData, textColumn)
 		}
 		if p.mirrorPrefix != "" {
 			return fmt.Errorf("line %d: a %s list has no ImageID column for mirror URLs", l.no, tsvHTTPData)
@@ -268,6 +276,11 @@ func (p *parser) readHeader(column string, info *Info) error {
 			return fmt.Errorf("line %d: no column %q to save in the header; the columns are %s", l.no, name, listColumns(cols))
 		}
 		p.colIdx = append(p.colIdx, i)
+	}
+	if textColumn != "" {
+		if p.textIdx = find(textColumn); p.textIdx < 0 {
+			return fmt.Errorf("line %d: no text column %q in the header; the columns are %s", l.no, textColumn, listColumns(cols))
+		}
 	}
 	if p.idIdx = find(idColumnNames...); p.idIdx >= 0 {
 		info.IDColumn = cols[p.idIdx]
@@ -487,6 +500,9 @@ func (p *parser) row(l line) (Record, string, error) {
 		for i, idx := range p.colIdx {
 			r.Item.Columns[p.colNames[i]] = strings.ToValidUTF8(string(field(idx)), "\uFFFD")
 		}
+	}
+	if r.Failure == nil && p.textIdx >= 0 {
+		r.Item.Text = strings.ToValidUTF8(string(field(p.textIdx)), "\uFFFD")
 	}
 	return r, k, nil
 }

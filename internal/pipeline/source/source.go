@@ -63,6 +63,11 @@ type Options struct {
 	// Columns are the input columns to carry to the output with each row (Item.Columns), by
 	// name: CSV/TSV/parquet header names (case-insensitive), a tar shard's "caption" and "key".
 	Columns []string
+	// TextColumn names the column whose value becomes each row's Item.Text (a caption to
+	// embed): a CSV/TSV/parquet header name (case-insensitive; a header without it is an
+	// error from Open); for tar shards "caption" (the json's caption, else the .txt member)
+	// or any other field of the sample's .json. A row without a value gets "".
+	TextColumn string
 
 	OpenImagesURL     URLKind // which URL openimages: rows yield; "" = OriginalURL
 	OpenImagesBaseURL string  // where the metadata CSVs live; "" = $CLIPD_OPENIMAGES_BASE_URL or DefaultOpenImagesBaseURL

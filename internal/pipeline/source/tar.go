@@ -235,6 +235,7 @@ func startTar(ctx context.Context, spec string, shards []tarShard, fingerprint s
 			return nil, fmt.Errorf("source %s: tar shards have no column %q to save; their columns are %s", spec, name, strings.Join(tarColumns, " and "))
 		}
 	}
+	r.textCol = opt.TextColumn
 	info := Info{Spec: spec, Format: FormatTar, Columns: tarColumns, URLColumn: "url", Fingerprint: fingerprint, TotalBytes: total}
 	buffer := opt.Buffer
 	if buffer == 0 {
@@ -322,6 +323,7 @@ type tarRows struct {
 	queue   []keyedRecord
 
 	captionCol, keyCol []string // the names asked for in Options.Columns
+	textCol            string   // Options.TextColumn: "caption", or a field of the json
 
 	pending *tar.Header // a member of a new key, read once the finished sample is sent
 
@@ -571,7 +573,24 @@ func (r *tarRows) flush() {
 			it.Columns[n] = strings.ToValidUTF8(s.key, "\uFFFD")
 		}
 	}
+	if r.textCol != "" {
+		it.Text = sampleText(r.textCol, meta, s)
+	}
 	r.queue = append(r.queue, keyedRecord{Record{Item: it, Body: s.image, held: s.held, budget: r.budget}, u})
+}
+
+// sampleText is a sample's text of column name: for "caption" (any case) its json's caption,
+// else its .txt member (as --save-columns caption reads it); for another name that field of
+// its json (a string as it is, another value as written); "" when the sample has none.
+func sampleText(name string, meta sampleJSON, s *tarSample) string {
+	if strings.EqualFold(name, "caption") {
+		if meta.hasCaption {
+			return meta.caption
+		}
+		return strings.ToValidUTF8(string(bytes.TrimRight(s.txt, "\r\n")), "\uFFFD")
+	}
+	v, _ := jsonField(s.json, name)
+	return v
 }
 
 // sampleJSON is what a sample's json contributes.
@@ -591,21 +610,35 @@ func parseSampleJSON(b []byte) sampleJSON {
 	if json.Unmarshal(b, &fields) != nil {
 		return out
 	}
-	text := func(name string) (string, bool) {
-		raw, ok := fields[name]
-		if !ok || string(raw) == "null" {
-			return "", false
-		}
-		var s string
-		if json.Unmarshal(raw, &s) != nil {
-			s = string(raw) // a number or the like, as written
-		}
-		return strings.ToValidUTF8(s, "\uFFFD"), true
-	}
+	text := func(name string) (string, bool) { return fieldText(fields, name) }
 	out.url, _ = text("url")
 	out.url = printable(out.url)
 	out.caption, out.hasCaption = text("caption")
 	out.errorMessage, _ = text("error_message")
 	out.errorMessage = printable(out.errorMessage)
 	return out
+}
+
+// fieldText is field name of a parsed json object as text: a string as it is, another value
+// as written; ok is false when the field is absent or null.
+func fieldText(fields map[string]json.RawMessage, name string) (string, bool) {
+	raw, ok := fields[name]
+	if !ok || string(raw) == "null" {
+		return "", false
+	}
+	var s string
+	if json.Unmarshal(raw, &s) != nil {
+		s = string(raw) // a number or the like, as written
+	}
+	return strings.ToValidUTF8(s, "\uFFFD"), true
+}
+
+// jsonField is field name of the json object b as fieldText gives it; "" and false when b is
+// no object or lacks the field.
+func jsonField(b []byte, name string) (string, bool) {
+	var fields map[string]json.RawMessage
+	if len(b) == 0 || json.Unmarshal(b, &fields) != nil {
+		return "", false
+	}
+	return fieldText(fields, name)
 }

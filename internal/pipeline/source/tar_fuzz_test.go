@@ -66,7 +66,7 @@ func FuzzTarShard(f *testing.F) {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*fuzzTimeout)
 		defer cancel()
-		s, err := Open(ctx, path, Options{Columns: []string{"caption", "key"}, Buffer: 4})
+		s, err := Open(ctx, path, Options{Columns: []string{"caption", "key"}, TextColumn: "title", Buffer: 4})
 		if err != nil {
 			t.Fatalf("Open: %v", err) // a broken shard is a failure Record, never an error
 		}

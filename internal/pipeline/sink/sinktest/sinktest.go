@@ -10,12 +10,13 @@ import (
 	"github.com/clipd/clipd/internal/pipeline/sink"
 )
 
-// Row is one input row of a test run: an embedding, or, when Fail is not "", a failure of
-// stage "fetch" with that reason.
+// Row is one input row of a test run: an embedding (and, when attrs has a TextColumn, its
+// text embedding), or, when Fail is not "", a failure of stage "fetch" with that reason.
 type Row struct {
-	Item      item.Item
-	Embedding []float32
-	Fail      string
+	Item          item.Item
+	Embedding     []float32
+	TextEmbedding []float32
+	Fail          string
 }
 
 // WriteRun writes dir/Images_Embedded.h5 from rows, in chunk files of chunk rows then
@@ -30,7 +31,7 @@ func WriteRun(t testing.TB, dir string, attrs outfile.Attrs, ids bool, chunk int
 		if r.Fail != "" {
 			err = w.AddFailure(item.Failure{Item: r.Item, Stage: "fetch", Reason: r.Fail})
 		} else {
-			err = w.Add(sink.Row{Item: r.Item, Embedding: r.Embedding})
+			err = w.Add(sink.Row{Item: r.Item, Embedding: r.Embedding, TextEmbedding: r.TextEmbedding})
 		}
 		if err != nil {
 			t.Fatal(err)
